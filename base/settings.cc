@@ -1,0 +1,271 @@
+// The settings table and a parser that never allocates.
+#include "base/settings.h"
+
+#include <string.h>
+
+#include "base/log.h"
+
+namespace memward::base {
+namespace {
+
+constexpr int64_t kKiB = 1024;
+constexpr int64_t kMiB = 1024 * kKiB;
+constexpr int64_t kGiB = 1024 * kMiB;
+constexpr int64_t kHourMs = 3600 * 1000;
+
+}  // namespace
+
+// Defaults follow the measurements written next to each use in alloc/.
+const SettingSpec kSettingSpecs[kNumSettings] = {
+    {SettingId::kStrict, "strict", SettingKind::kBool, 0, 0, 1, false,
+     "Make an unknown key or invalid value in MEMWARD_CONF fatal instead of a warning."},
+    {SettingId::kNarenas, "narenas", SettingKind::kCount, 0, 0, 1024, false,
+     "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
+     "(4 per CPU)."},
+    {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
+     "How long freed pages stay dirty before they are purged back to the kernel."},
+    {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
+     "How long lazily purged (MADV_FREE) pages stay before a forced purge."},
+    {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0,
+     64 * kGiB,
+     false,
+     "Allocations at least this large go to jemalloc's dedicated huge arena, which "
+     "purges at once; 0 turns that arena off."},
+    {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
+     "Let jemalloc run its background purging threads (started after start-up)."},
+    {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
+     "Print jemalloc's statistics to stderr when the process exits."},
+};
+
+Settings::Settings() {
+  for (const SettingSpec& spec : kSettingSpecs) Set(spec.id, spec.default_value);
+}
+
+const SettingSpec* FindSetting(const char* name, size_t length) {
+  for (const SettingSpec& spec : kSettingSpecs) {
+    if (strlen(spec.name) == length && memcmp(spec.name, name, length) == 0) return &spec;
+  }
+  return nullptr;
+}
+
+namespace {
+
+bool EqualsIgnoringCase(const char* text, size_t length, const char* word) {
+  if (strlen(word) != length) return false;
+  for (size_t i = 0; i < length; i++) {
+    char c = text[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != word[i]) return false;
+  }
+  return true;
+}
+
+bool ParseBool(const char* value, size_t length, int64_t* out) {
+  static const char* const kTrue[] = {"true", "1", "yes", "on"};
+  static const char* const kFalse[] = {"false", "0", "no", "off"};
+  for (const char* word : kTrue) {
+    if (EqualsIgnoringCase(value, length, word)) {
+      *out = 1;
+      return true;
+    }
+  }
+  for (const char* word : kFalse) {
+    if (EqualsIgnoringCase(value, length, word)) {
+      *out = 0;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Reads the leading decimal digits of `value`. Returns the number of digits
+// read (0 if there are none or the number overflows).
+size_t ParseDigits(const char* value, size_t length, int64_t* out) {
+  int64_t number = 0;
+  size_t i = 0;
+  for (; i < length && value[i] >= '0' && value[i] <= '9'; i++) {
+    int digit = value[i] - '0';
+    if (number > (INT64_MAX - digit) / 10) return 0;
+    number = number * 10 + digit;
+  }
+  *out = number;
+  return i;
+}
+
+// Returns the multiplier for a unit suffix, or 0 if the suffix is not one.
+int64_t UnitMultiplier(SettingKind kind, const char* suffix, size_t length) {
+  if (kind == SettingKind::kSize) {
+    if (length == 0 || EqualsIgnoringCase(suffix, length, "b")) return 1;
+    if (EqualsIgnoringCase(suffix, length, "k") || EqualsIgnoringCase(suffix, length, "kib")) {
+      return kKiB;
+    }
+    if (EqualsIgnoringCase(suffix, length, "m") || EqualsIgnoringCase(suffix, length, "mib")) {
+      return kMiB;
+    }
+    if (EqualsIgnoringCase(suffix, length, "g") || EqualsIgnoringCase(suffix, length, "gib")) {
+      return kGiB;
+    }
+    return 0;
+  }
+  if (kind == SettingKind::kTime) {
+    if (EqualsIgnoringCase(suffix, length, "ms")) return 1;
+    if (EqualsIgnoringCase(suffix, length, "s")) return 1000;
+    // A bare 0 needs no unit.
+    return 0;
+  }
+  return length == 0 ? 1 : 0;
+}
+
+}  // namespace
+
+bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length,
+                       int64_t* out, SettingError* error) {
+  if (length == 0) {
+    *error = SettingError::kMissingValue;
+    return false;
+  }
+  *error = SettingError::kInvalidValue;
+  if (spec.kind == SettingKind::kBool) return ParseBool(value, length, out);
+  if (spec.allows_never && EqualsIgnoringCase(value, length, "never")) {
+    *out = -1;
+    return true;
+  }
+
+  int64_t number = 0;
+  size_t digits = ParseDigits(value, length, &number);
+  if (digits == 0) return false;
+  int64_t multiplier = UnitMultiplier(spec.kind, value + digits, length - digits);
+  if (multiplier == 0 && spec.kind == SettingKind::kTime && number == 0 && digits == length) {
+    multiplier = 1;
+  }
+  if (multiplier == 0) return false;
+  if (number > INT64_MAX / multiplier) {
+    *error = SettingError::kOutOfRange;
+    return false;
+  }
+  number *= multiplier;
+  if (number < spec.min_value || number > spec.max_value) {
+    *error = SettingError::kOutOfRange;
+    return false;
+  }
+  *out = number;
+  return true;
+}
+
+size_t FormatSettingValue(const SettingSpec& spec, int64_t value, char* buffer,
+                          size_t capacity) {
+  switch (spec.kind) {
+    case SettingKind::kBool:
+      return Format(buffer, capacity, "%s", value != 0 ? "true" : "false");
+    case SettingKind::kCount:
+      return Format(buffer, capacity, "%lld", static_cast<long long>(value));
+    case SettingKind::kSize:
+      if (value != 0 && value % kGiB == 0) {
+        return Format(buffer, capacity, "%lldg", static_cast<long long>(value / kGiB));
+      }
+      if (value != 0 && value % kMiB == 0) {
+        return Format(buffer, capacity, "%lldm", static_cast<long long>(value / kMiB));
+      }
+      if (value != 0 && value % kKiB == 0) {
+        return Format(buffer, capacity, "%lldk", static_cast<long long>(value / kKiB));
+      }
+      return Format(buffer, capacity, "%lld", static_cast<long long>(value));
+    case SettingKind::kTime:
+      if (value < 0) return Format(buffer, capacity, "never");
+      if (value != 0 && value % 1000 == 0) {
+        return Format(buffer, capacity, "%llds", static_cast<long long>(value / 1000));
+      }
+      return Format(buffer, capacity, "%lldms", static_cast<long long>(value));
+  }
+  return Format(buffer, capacity, "?");
+}
+
+const char* DescribeSettingKind(const SettingSpec& spec) {
+  switch (spec.kind) {
+    case SettingKind::kBool: return "true or false";
+    case SettingKind::kCount: return "a whole number";
+    case SettingKind::kSize: return "a size in bytes with an optional k, m or g suffix";
+    case SettingKind::kTime:
+      return spec.allows_never ? "a time with ms or s, or never" : "a time with ms or s";
+  }
+  return "?";
+}
+
+size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t capacity) {
+  const int key_length = static_cast<int>(problem.key_length);
+  if (problem.spec == nullptr) {
+    size_t length = Format(buffer, capacity, "MEMWARD_CONF: unknown setting \"");
+    for (int i = 0; i < key_length && length + 1 < capacity; i++) buffer[length++] = problem.key[i];
+    length += Format(buffer + length, capacity - length, "\" is ignored; known settings:");
+    for (const SettingSpec& spec : kSettingSpecs) {
+      length += Format(buffer + length, capacity - length, " %s", spec.name);
+    }
+    return length;
+  }
+  const SettingSpec& spec = *problem.spec;
+  char value[64];
+  size_t value_length = problem.value_length < sizeof(value) - 1 ? problem.value_length
+                                                                 : sizeof(value) - 1;
+  memcpy(value, problem.value, value_length);
+  value[value_length] = '\0';
+  char low[32], high[32], fallback[32];
+  FormatSettingValue(spec, spec.min_value, low, sizeof(low));
+  FormatSettingValue(spec, spec.max_value, high, sizeof(high));
+  FormatSettingValue(spec, spec.default_value, fallback, sizeof(fallback));
+  const char* reason = problem.error == SettingError::kMissingValue ? "missing value"
+                       : problem.error == SettingError::kOutOfRange ? "value out of range"
+                                                                      : "invalid value";
+  if (spec.kind == SettingKind::kBool) {
+    return Format(buffer, capacity, "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping %s",
+                  reason, value, spec.name, DescribeSettingKind(spec), fallback);
+  }
+  return Format(buffer, capacity,
+                "MEMWARD_CONF: %s \"%s\" for %s (expected %s, from %s to %s); keeping %s",
+                reason, value, spec.name, DescribeSettingKind(spec), low, high, fallback);
+}
+
+namespace {
+
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Narrows [begin, end) to drop surrounding white space.
+void Trim(const char*& begin, const char*& end) {
+  while (begin < end && IsSpace(*begin)) begin++;
+  while (end > begin && IsSpace(end[-1])) end--;
+}
+
+}  // namespace
+
+int ParseSettings(const char* text, Settings* settings, SettingProblemHandler handler,
+                  void* context) {
+  int problems = 0;
+  const char* cursor = text;
+  while (cursor != nullptr && *cursor != '\0') {
+    const char* pair_end = strchr(cursor, ',');
+    if (pair_end == nullptr) pair_end = cursor + strlen(cursor);
+    const char* equals = static_cast<const char*>(memchr(cursor, '=', pair_end - cursor));
+    const char* key = cursor;
+    const char* key_end = equals != nullptr ? equals : pair_end;
+    const char* value = equals != nullptr ? equals + 1 : pair_end;
+    const char* value_end = pair_end;
+    Trim(key, key_end);
+    Trim(value, value_end);
+    cursor = *pair_end == ',' ? pair_end + 1 : pair_end;
+    if (key == key_end && value == value_end) continue;  // An empty pair, as in "a=1,,b=2".
+
+    SettingProblem problem{SettingError::kUnknownKey, key, static_cast<size_t>(key_end - key),
+                           value, static_cast<size_t>(value_end - value), nullptr};
+    problem.spec = FindSetting(key, problem.key_length);
+    int64_t parsed = 0;
+    if (problem.spec != nullptr &&
+        ParseSettingValue(*problem.spec, value, problem.value_length, &parsed, &problem.error)) {
+      settings->Set(problem.spec->id, parsed);
+      continue;
+    }
+    problems++;
+    if (handler != nullptr) handler(problem, context);
+  }
+  return problems;
+}
+
+}  // namespace memward::base

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that memward builds, tests and benchmarks
+# against. Run as root (or through sudo); safe to run again.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config binutils
+  # engine and libraries
+  libjemalloc-dev libjemalloc2 libunwind-dev libabsl-dev zlib1g-dev
+  libboost1.81-dev libseccomp-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # peers measured in the benchmarks
+  libgoogle-perftools-dev libmimalloc-dev
+  # real programs run under LD_PRELOAD in the integration tests
+  nginx-light redis-server redis-tools wrk python3 coreutils time procps curl
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  exec sudo "$0" "$@"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The Debian packages enable and start system services; the tests start their
+# own instances on loopback ports, so the system ones are stopped if running.
+for service in nginx redis-server; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done
