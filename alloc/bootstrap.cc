@@ -1,0 +1,134 @@
+// Start-up from MEMWARD_CONF and the jemalloc options derived from it.
+#include "alloc/bootstrap.h"
+
+#include <string.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "alloc/engine.h"
+#include "alloc/thread_state.h"
+#include "base/log.h"
+
+extern char** environ;
+
+namespace memward::alloc {
+
+thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+enum BootstrapState : int { kNotStarted, kRunning, kDone };
+
+// g_state moves kNotStarted -> kRunning -> kDone once. Everything below is
+// written only by the thread that moved it to kRunning, and read only after
+// an acquire load that saw kDone.
+std::atomic<int> g_state{kNotStarted};
+base::Settings g_settings;
+char g_engine_options[256];
+size_t g_page_size = 4096;
+
+constexpr char kConfVariable[] = "MEMWARD_CONF=";
+
+// Returns MEMWARD_CONF's value, or nullptr. Set-uid and set-gid programs
+// (AT_SECURE) ignore the environment, as the dynamic loader does.
+const char* ReadConfText() {
+  if (getauxval(AT_SECURE) != 0) return nullptr;
+  if (environ == nullptr) return nullptr;
+  const size_t prefix_length = sizeof(kConfVariable) - 1;
+  for (char** entry = environ; *entry != nullptr; entry++) {
+    if (strncmp(*entry, kConfVariable, prefix_length) == 0) return *entry + prefix_length;
+  }
+  return nullptr;
+}
+
+void ReportProblem(const base::SettingProblem& problem, void* context) {
+  char message[base::kMaxLogMessage];
+  base::FormatSettingProblem(problem, message, sizeof(message));
+  base::Log("%s", message);
+}
+
+// Builds the jemalloc option string. Background threads are never requested
+// here: jemalloc would start them inside the first malloc, and a thread must
+// not start before the program does (StartDeferredFeatures turns them on).
+void BuildEngineOptions(const base::Settings& settings) {
+  using base::SettingId;
+  size_t length = 0;
+  char* out = g_engine_options;
+  const size_t capacity = sizeof(g_engine_options);
+  if (settings.Get(SettingId::kNarenas) > 0) {
+    length += base::Format(out + length, capacity - length, "narenas:%lld,",
+                           static_cast<long long>(settings.Get(SettingId::kNarenas)));
+  }
+  // jemalloc 5.3 sends requests above oversize_threshold (8 MiB by default) to
+  // a dedicated arena whose decay is 0, so a loop of 5-25 MiB blocks is purged
+  // and faulted in again on every iteration (about 6x glibc's time measured on
+  // a 2-vCPU machine). memward's default of 0 turns that arena off.
+  length += base::Format(out + length, capacity - length,
+                         "dirty_decay_ms:%lld,muzzy_decay_ms:%lld,oversize_threshold:%lld",
+                         static_cast<long long>(settings.Get(SettingId::kDirtyDecay)),
+                         static_cast<long long>(settings.Get(SettingId::kMuzzyDecay)),
+                         static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
+  if (settings.GetBool(SettingId::kStatsAtExit)) {
+    base::Format(out + length, capacity - length, ",stats_print:true");
+  }
+}
+
+void RunBootstrap() {
+  long page_size = sysconf(_SC_PAGESIZE);
+  if (page_size > 0) g_page_size = static_cast<size_t>(page_size);
+
+  int problems = base::ParseSettings(ReadConfText(), &g_settings, ReportProblem, nullptr);
+  if (problems > 0 && g_settings.GetBool(base::SettingId::kStrict)) {
+    base::Fatal("MEMWARD_CONF has %d invalid setting%s and strict=true; stopping", problems,
+                problems == 1 ? "" : "s");
+  }
+  BuildEngineOptions(g_settings);
+  mwje_malloc_conf = g_engine_options;
+}
+
+}  // namespace
+
+void Bootstrap() {
+  if (__builtin_expect(g_state.load(std::memory_order_acquire) == kDone, 1)) return;
+  int expected = kNotStarted;
+  if (g_state.compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) {
+    RunBootstrap();
+    g_state.store(kDone, std::memory_order_release);
+    return;
+  }
+  // Another thread is running it; it neither allocates nor blocks, so this
+  // wait is short and cannot be on this thread.
+  while (g_state.load(std::memory_order_acquire) != kDone) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+}
+
+const base::Settings& CurrentSettings() {
+  Bootstrap();
+  return g_settings;
+}
+
+const char* EngineOptions() {
+  Bootstrap();
+  return g_engine_options;
+}
+
+size_t PageSize() {
+  Bootstrap();
+  return g_page_size;
+}
+
+void StartDeferredFeatures() {
+  Bootstrap();
+  if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
+  bool enable = true;
+  if (mwje_mallctl("background_thread", nullptr, nullptr, &enable, sizeof(enable)) != 0) {
+    base::Log("background_thread=true: jemalloc could not start its background threads");
+  }
+}
+
+}  // namespace memward::alloc

@@ -1,0 +1,38 @@
+// One-time start-up of memward: settings from MEMWARD_CONF and the options
+// handed to the embedded jemalloc before it initialises.
+//
+// Bootstrap runs inside the first malloc, possibly before any constructor and
+// before libc has finished its own start-up, so it takes no lock, never
+// allocates and never calls getenv or dlsym: it reads `environ` directly and
+// writes problems to stderr with write(2). Concurrent callers wait for the one
+// that runs it; nothing it calls can re-enter malloc, so that wait cannot be
+// on the waiting thread itself.
+#ifndef MEMWARD_ALLOC_BOOTSTRAP_H_
+#define MEMWARD_ALLOC_BOOTSTRAP_H_
+
+#include <stddef.h>
+
+#include "base/settings.h"
+
+namespace memward::alloc {
+
+// Runs the bootstrap if no thread has; returns once it is complete.
+void Bootstrap();
+
+// The settings in force. Valid after Bootstrap; never changes afterwards
+// except through run-time setters that document their own rules.
+const base::Settings& CurrentSettings();
+
+// Starts what must not start inside malloc (jemalloc's background threads when
+// enabled). Called from the libraries' constructors.
+void StartDeferredFeatures();
+
+// The option string handed to jemalloc, for diagnostics and tests.
+const char* EngineOptions();
+
+// The system page size, read once at bootstrap.
+size_t PageSize();
+
+}  // namespace memward::alloc
+
+#endif  // MEMWARD_ALLOC_BOOTSTRAP_H_

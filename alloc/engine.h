@@ -1,0 +1,62 @@
+// The embedded jemalloc: the engine's public functions under their renamed
+// mwje_* symbols, and the mallocx flag encodings of jemalloc 5.3.
+//
+// Why embedded: Debian's libjemalloc_pic.a is linked into memward with its
+// public names renamed (alloc/jemalloc_symbols.txt), so memward exports malloc
+// and jemalloc's own API itself while calling the engine directly. The
+// alternative, linking libjemalloc.so.2 and finding its functions with dlsym,
+// would need dlsym (which allocates) during the first malloc and an indirect
+// call on every allocation. A host that links libjemalloc.so.2 itself (Debian's
+// redis-server) still has one heap: memward is earlier in the symbol search
+// order, so the host's calls to mallocx or mallctl reach memward, and the
+// host's copy of jemalloc is mapped but never asked for memory.
+//
+// Only this header names mwje_* functions; the rest of memward goes through
+// alloc/allocator.h.
+#ifndef MEMWARD_ALLOC_ENGINE_H_
+#define MEMWARD_ALLOC_ENGINE_H_
+
+#include <stddef.h>
+
+extern "C" {
+void* mwje_malloc(size_t size);
+void* mwje_calloc(size_t count, size_t size);
+int mwje_posix_memalign(void** result, size_t alignment, size_t size);
+void* mwje_aligned_alloc(size_t alignment, size_t size);
+void* mwje_realloc(void* pointer, size_t size);
+void mwje_free(void* pointer);
+void* mwje_mallocx(size_t size, int flags);
+void* mwje_rallocx(void* pointer, size_t size, int flags);
+size_t mwje_xallocx(void* pointer, size_t size, size_t extra, int flags);
+size_t mwje_sallocx(const void* pointer, int flags);
+void mwje_dallocx(void* pointer, int flags);
+void mwje_sdallocx(void* pointer, size_t size, int flags);
+size_t mwje_nallocx(size_t size, int flags);
+int mwje_mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
+                 size_t new_length);
+int mwje_mallctlnametomib(const char* name, size_t* mib, size_t* mib_length);
+int mwje_mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
+                      size_t* old_length, void* new_value, size_t new_length);
+void mwje_malloc_stats_print(void (*write)(void*, const char*), void* context,
+                             const char* options);
+size_t mwje_malloc_usable_size(const void* pointer);
+
+// jemalloc reads this once, when it initialises itself; bootstrap sets it first.
+extern const char* mwje_malloc_conf;
+}
+
+namespace memward::alloc {
+
+// mallocx flags, with the encodings of jemalloc 5.3's jemalloc.h.
+inline constexpr int MallocxLgAlign(unsigned lg_alignment) { return static_cast<int>(lg_alignment); }
+inline int MallocxAlign(size_t alignment) { return static_cast<int>(__builtin_ctzl(alignment)); }
+inline constexpr int kMallocxZero = 0x40;
+inline constexpr int MallocxTcache(unsigned tcache) { return static_cast<int>((tcache + 2) << 8); }
+inline constexpr int kMallocxTcacheNone = (-1 + 2) << 8;
+inline constexpr int MallocxArena(unsigned arena) { return static_cast<int>((arena + 1) << 20); }
+// The arena index that mallctl names take to mean every arena.
+inline constexpr unsigned kAllArenas = 4096;
+
+}  // namespace memward::alloc
+
+#endif  // MEMWARD_ALLOC_ENGINE_H_

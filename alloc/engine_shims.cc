@@ -1,0 +1,52 @@
+// Replacements for the few libc calls that the embedded jemalloc makes through
+// renamed symbols (alloc/jemalloc_symbols.txt).
+//
+// - dlsym: jemalloc 5.3 looks up pthread_create with dlsym(RTLD_NEXT) while it
+//   initialises, inside the first malloc. dlsym can allocate, so memward hands
+//   it libc's pthread_create directly.
+// - mmap, munmap, madvise, mprotect: a failed call sets errno, and jemalloc can
+//   make these calls inside free (purging on decay) or in an allocation that
+//   then succeeds. free must never change errno, and a successful malloc should
+//   not either, so these wrappers restore it. jemalloc reads no errno from them
+//   except for its own messages, and reports failures through return values.
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+extern "C" {
+
+void* mwje_dlsym(void* handle, const char* symbol) {
+  if (strcmp(symbol, "pthread_create") == 0) return reinterpret_cast<void*>(&pthread_create);
+  return nullptr;
+}
+
+void* mwje_mmap(void* address, size_t length, int protection, int flags, int fd, off_t offset) {
+  int saved_errno = errno;
+  void* result = mmap(address, length, protection, flags, fd, offset);
+  errno = saved_errno;
+  return result;
+}
+
+int mwje_munmap(void* address, size_t length) {
+  int saved_errno = errno;
+  int result = munmap(address, length);
+  errno = saved_errno;
+  return result;
+}
+
+int mwje_madvise(void* address, size_t length, int advice) {
+  int saved_errno = errno;
+  int result = madvise(address, length, advice);
+  errno = saved_errno;
+  return result;
+}
+
+int mwje_mprotect(void* address, size_t length, int protection) {
+  int saved_errno = errno;
+  int result = mprotect(address, length, protection);
+  errno = saved_errno;
+  return result;
+}
+
+}  // extern "C"

@@ -1,0 +1,61 @@
+// Purging and statistics through the engine's mallctl interface.
+#include "alloc/purge.h"
+
+#include <stdint.h>
+
+#include "alloc/bootstrap.h"
+#include "alloc/engine.h"
+#include "base/log.h"
+
+namespace memward::alloc {
+namespace {
+
+void RefreshEpoch() {
+  uint64_t epoch = 1;
+  size_t length = sizeof(epoch);
+  mwje_mallctl("epoch", &epoch, &length, &epoch, length);
+}
+
+size_t ReadSize(const char* name) {
+  size_t value = 0;
+  size_t length = sizeof(value);
+  if (mwje_mallctl(name, &value, &length, nullptr, 0) != 0) return 0;
+  return value;
+}
+
+// Bytes in unused dirty and muzzy pages over all arenas, as of the last epoch.
+size_t ReadUnusedPageBytes() {
+  char name[96];
+  base::Format(name, sizeof(name), "stats.arenas.%u.pdirty", kAllArenas);
+  size_t pages = ReadSize(name);
+  base::Format(name, sizeof(name), "stats.arenas.%u.pmuzzy", kAllArenas);
+  pages += ReadSize(name);
+  return pages * PageSize();
+}
+
+}  // namespace
+
+HeapStatistics ReadHeapStatistics() {
+  RefreshEpoch();
+  HeapStatistics stats;
+  stats.allocated = ReadSize("stats.allocated");
+  stats.active = ReadSize("stats.active");
+  stats.resident = ReadSize("stats.resident");
+  stats.mapped = ReadSize("stats.mapped");
+  stats.retained = ReadSize("stats.retained");
+  stats.metadata = ReadSize("stats.metadata");
+  stats.dirty = ReadUnusedPageBytes();
+  return stats;
+}
+
+size_t PurgeUnusedPages() {
+  mwje_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+  RefreshEpoch();
+  size_t unused = ReadUnusedPageBytes();
+  char name[64];
+  base::Format(name, sizeof(name), "arena.%u.purge", kAllArenas);
+  mwje_mallctl(name, nullptr, nullptr, nullptr, 0);
+  return unused;
+}
+
+}  // namespace memward::alloc

@@ -1,0 +1,31 @@
+// Purge and statistics controls over the embedded jemalloc, for malloc_trim,
+// mallinfo and (later) the pressure ladder.
+#ifndef MEMWARD_ALLOC_PURGE_H_
+#define MEMWARD_ALLOC_PURGE_H_
+
+#include <stddef.h>
+
+namespace memward::alloc {
+
+// A consistent snapshot of jemalloc's global statistics, in bytes.
+struct HeapStatistics {
+  size_t allocated = 0;  // live bytes handed to the program (usable sizes)
+  size_t active = 0;     // bytes in active pages
+  size_t resident = 0;   // bytes in physically resident pages, metadata included
+  size_t mapped = 0;     // bytes in active extents mapped by the allocator
+  size_t retained = 0;   // virtual memory kept for reuse, not backed
+  size_t metadata = 0;   // the allocator's own bookkeeping
+  size_t dirty = 0;      // unused pages not yet returned to the kernel
+};
+
+// Refreshes jemalloc's statistics (mallctl "epoch", about 9 us per arena) and
+// returns them.
+HeapStatistics ReadHeapStatistics();
+
+// Flushes the calling thread's cache, then purges every arena's dirty and
+// muzzy pages. Returns the number of bytes in pages that were purged.
+size_t PurgeUnusedPages();
+
+}  // namespace memward::alloc
+
+#endif  // MEMWARD_ALLOC_PURGE_H_
