@@ -51,7 +51,10 @@ MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
 // with errno set to ENOMEM and `pointer` untouched.
 MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
   EnterAllocation();
-  return mwje_realloc(pointer, size);
+  void* result = mwje_realloc(pointer, size);
+  // jemalloc 5.3 leaves errno alone when the size is beyond its largest class.
+  if (MEMWARD_UNLIKELY(result == nullptr)) errno = ENOMEM;
+  return result;
 }
 
 MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) { mwje_free(pointer); }

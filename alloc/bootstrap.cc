@@ -24,10 +24,10 @@ enum BootstrapState : int { kNotStarted, kRunning, kDone };
 // g_state moves kNotStarted -> kRunning -> kDone once. Everything below is
 // written only by the thread that moved it to kRunning, and read only after
 // an acquire load that saw kDone.
-std::atomic<int> g_state{kNotStarted};
-base::Settings g_settings;
-char g_engine_options[256];
-size_t g_page_size = 4096;
+constinit std::atomic<int> g_state{kNotStarted};
+constinit base::Settings g_settings;
+constinit char g_engine_options[256] = {};
+constinit size_t g_page_size = 4096;
 
 constexpr char kConfVariable[] = "MEMWARD_CONF=";
 

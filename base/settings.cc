@@ -6,41 +6,6 @@
 #include "base/log.h"
 
 namespace memward::base {
-namespace {
-
-constexpr int64_t kKiB = 1024;
-constexpr int64_t kMiB = 1024 * kKiB;
-constexpr int64_t kGiB = 1024 * kMiB;
-constexpr int64_t kHourMs = 3600 * 1000;
-
-}  // namespace
-
-// Defaults follow the measurements written next to each use in alloc/.
-const SettingSpec kSettingSpecs[kNumSettings] = {
-    {SettingId::kStrict, "strict", SettingKind::kBool, 0, 0, 1, false,
-     "Make an unknown key or invalid value in MEMWARD_CONF fatal instead of a warning."},
-    {SettingId::kNarenas, "narenas", SettingKind::kCount, 0, 0, 1024, false,
-     "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
-     "(4 per CPU)."},
-    {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
-     "How long freed pages stay dirty before they are purged back to the kernel."},
-    {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
-     "How long lazily purged (MADV_FREE) pages stay before a forced purge."},
-    {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0,
-     64 * kGiB,
-     false,
-     "Allocations at least this large go to jemalloc's dedicated huge arena, which "
-     "purges at once; 0 turns that arena off."},
-    {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
-     "Let jemalloc run its background purging threads (started after start-up)."},
-    {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
-     "Print jemalloc's statistics to stderr when the process exits."},
-};
-
-Settings::Settings() {
-  for (const SettingSpec& spec : kSettingSpecs) Set(spec.id, spec.default_value);
-}
-
 const SettingSpec* FindSetting(const char* name, size_t length) {
   for (const SettingSpec& spec : kSettingSpecs) {
     if (strlen(spec.name) == length && memcmp(spec.name, name, length) == 0) return &spec;

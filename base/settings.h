@@ -44,18 +44,47 @@ struct SettingSpec {
   const char* help;
 };
 
-extern const SettingSpec kSettingSpecs[kNumSettings];
+inline constexpr int64_t kKiB = 1024;
+inline constexpr int64_t kMiB = 1024 * kKiB;
+inline constexpr int64_t kGiB = 1024 * kMiB;
+inline constexpr int64_t kHourMs = 3600 * 1000;
+
+// The settings table. The reasons for the defaults are written where alloc/
+// uses them.
+inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
+    {SettingId::kStrict, "strict", SettingKind::kBool, 0, 0, 1, false,
+     "Make an unknown key or invalid value in MEMWARD_CONF fatal instead of a warning."},
+    {SettingId::kNarenas, "narenas", SettingKind::kCount, 0, 0, 1024, false,
+     "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
+     "(4 per CPU)."},
+    {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
+     "How long freed pages stay dirty before they are purged back to the kernel."},
+    {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
+     "How long lazily purged (MADV_FREE) pages stay before a forced purge."},
+    {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,
+     false,
+     "Allocations at least this large go to jemalloc's dedicated huge arena, which "
+     "purges at once; 0 turns that arena off."},
+    {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
+     "Let jemalloc run its background purging threads (started after start-up)."},
+    {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
+     "Print jemalloc's statistics to stderr when the process exits."},
+};
 
 // Returns the row for `name` (of length `length`), or nullptr.
 const SettingSpec* FindSetting(const char* name, size_t length);
 
-// The values of every setting, initialised to the defaults.
+// The values of every setting, initialised to the defaults. The constructor
+// is constexpr so that a global Settings is initialised before any code runs:
+// malloc can be called before the constructors of memward's own library.
 class Settings {
  public:
-  Settings();
+  constexpr Settings() : values_{} {
+    for (const SettingSpec& spec : kSettingSpecs) Set(spec.id, spec.default_value);
+  }
   int64_t Get(SettingId id) const { return values_[static_cast<int>(id)]; }
   bool GetBool(SettingId id) const { return Get(id) != 0; }
-  void Set(SettingId id, int64_t value) { values_[static_cast<int>(id)] = value; }
+  constexpr void Set(SettingId id, int64_t value) { values_[static_cast<int>(id)] = value; }
 
  private:
   int64_t values_[kNumSettings];

@@ -1,0 +1,137 @@
+// The settings table and the MEMWARD_CONF parser.
+#include "base/settings.h"
+
+#include <string.h>
+
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "gtest/gtest.h"
+
+namespace memward::base {
+namespace {
+
+std::vector<std::string> ParseAndCollect(const char* text, Settings* settings) {
+  std::vector<std::string> messages;
+  ParseSettings(
+      text, settings,
+      [](const SettingProblem& problem, void* context) {
+        char message[kMaxLogMessage];
+        FormatSettingProblem(problem, message, sizeof(message));
+        static_cast<std::vector<std::string>*>(context)->push_back(message);
+      },
+      &messages);
+  return messages;
+}
+
+TEST(Settings, DefaultsComeFromTable) {
+  Settings settings;
+  for (const SettingSpec& spec : kSettingSpecs) {
+    EXPECT_EQ(settings.Get(spec.id), spec.default_value) << spec.name;
+    EXPECT_GE(spec.default_value, spec.min_value) << spec.name;
+    EXPECT_LE(spec.default_value, spec.max_value) << spec.name;
+    EXPECT_EQ(&kSettingSpecs[static_cast<int>(spec.id)], &spec) << spec.name;
+  }
+}
+
+TEST(Settings, ParsesEveryKind) {
+  Settings settings;
+  EXPECT_TRUE(ParseAndCollect(" narenas = 8 ,dirty_decay=5s,muzzy_decay=250ms,"
+                              "oversize_threshold=64m,background_thread=yes,strict=false",
+                              &settings)
+                  .empty());
+  EXPECT_EQ(settings.Get(SettingId::kNarenas), 8);
+  EXPECT_EQ(settings.Get(SettingId::kDirtyDecay), 5000);
+  EXPECT_EQ(settings.Get(SettingId::kMuzzyDecay), 250);
+  EXPECT_EQ(settings.Get(SettingId::kOversizeThreshold), 64 << 20);
+  EXPECT_TRUE(settings.GetBool(SettingId::kBackgroundThread));
+  EXPECT_FALSE(settings.GetBool(SettingId::kStrict));
+}
+
+TEST(Settings, AcceptsNeverAndBareZero) {
+  Settings settings;
+  EXPECT_TRUE(ParseAndCollect("dirty_decay=never,muzzy_decay=0", &settings).empty());
+  EXPECT_EQ(settings.Get(SettingId::kDirtyDecay), -1);
+  EXPECT_EQ(settings.Get(SettingId::kMuzzyDecay), 0);
+}
+
+TEST(Settings, SizeSuffixes) {
+  const SettingSpec& spec = kSettingSpecs[static_cast<int>(SettingId::kOversizeThreshold)];
+  struct Case {
+    const char* text;
+    int64_t bytes;
+  } cases[] = {{"4096", 4096}, {"4k", 4096}, {"4K", 4096}, {"4kib", 4096},
+               {"3m", 3 << 20}, {"2g", int64_t{2} << 30}, {"10b", 10}};
+  for (const Case& c : cases) {
+    int64_t value = 0;
+    SettingError error;
+    EXPECT_TRUE(ParseSettingValue(spec, c.text, strlen(c.text), &value, &error)) << c.text;
+    EXPECT_EQ(value, c.bytes) << c.text;
+  }
+}
+
+TEST(Settings, BadValuesKeepDefault) {
+  Settings settings;
+  auto messages = ParseAndCollect("dirty_decay=abc,narenas=99999,muzzy_decay=5,strict=", &settings);
+  ASSERT_EQ(messages.size(), 4u);
+  EXPECT_EQ(settings.Get(SettingId::kDirtyDecay), 10000);
+  EXPECT_EQ(settings.Get(SettingId::kNarenas), 0);
+  EXPECT_EQ(settings.Get(SettingId::kMuzzyDecay), 0);
+  EXPECT_NE(messages[0].find("invalid value \"abc\" for dirty_decay"), std::string::npos)
+      << messages[0];
+  EXPECT_NE(messages[0].find("a time with ms or s"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("keeping 10s"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[1].find("value out of range \"99999\" for narenas"), std::string::npos)
+      << messages[1];
+  EXPECT_NE(messages[2].find("for muzzy_decay"), std::string::npos) << messages[2];
+  EXPECT_NE(messages[3].find("missing value"), std::string::npos) << messages[3];
+}
+
+TEST(Settings, UnknownKeyListsKnownOnes) {
+  Settings settings;
+  auto messages = ParseAndCollect("no_such_key=1,,", &settings);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("unknown setting \"no_such_key\""), std::string::npos);
+  EXPECT_NE(messages[0].find("dirty_decay"), std::string::npos);
+}
+
+TEST(Settings, OverflowIsOutOfRange) {
+  Settings settings;
+  auto messages = ParseAndCollect("oversize_threshold=99999999999999999999,"
+                                  "dirty_decay=9223372036854775807s",
+                                  &settings);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(settings.Get(SettingId::kOversizeThreshold), 0);
+}
+
+TEST(Settings, FormatsValuesInAcceptedForm) {
+  char buffer[32];
+  const SettingSpec& decay = kSettingSpecs[static_cast<int>(SettingId::kDirtyDecay)];
+  FormatSettingValue(decay, 1500, buffer, sizeof(buffer));
+  EXPECT_STREQ(buffer, "1500ms");
+  FormatSettingValue(decay, -1, buffer, sizeof(buffer));
+  EXPECT_STREQ(buffer, "never");
+  const SettingSpec& size = kSettingSpecs[static_cast<int>(SettingId::kOversizeThreshold)];
+  FormatSettingValue(size, 8 << 20, buffer, sizeof(buffer));
+  EXPECT_STREQ(buffer, "8m");
+}
+
+TEST(Format, Conversions) {
+  char buffer[128];
+  Format(buffer, sizeof(buffer), "%s|%d|%u|%ld|%llu|%zu|%x|%c|%%|%p", "text", -42, 42u, -7L,
+         18446744073709551615ULL, size_t{5}, 255u, 'z', reinterpret_cast<void*>(0x10));
+  EXPECT_STREQ(buffer, "text|-42|42|-7|18446744073709551615|5|ff|z|%|0x10");
+  Format(buffer, sizeof(buffer), "%lld", static_cast<long long>(INT64_MIN));
+  EXPECT_STREQ(buffer, "-9223372036854775808");
+}
+
+TEST(Format, TruncatesToCapacity) {
+  char buffer[8];
+  size_t length = Format(buffer, sizeof(buffer), "%s", "a long message");
+  EXPECT_EQ(length, 7u);
+  EXPECT_STREQ(buffer, "a long ");
+}
+
+}  // namespace
+}  // namespace memward::base
