@@ -157,9 +157,10 @@ class Report:
     def add(self, *lines):
         self.lines.extend(lines)
 
-    def table(self, header, rows):
-        self.add("| " + " | ".join(header) + " |",
-                 "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(header))) + " |")
+    def table(self, header, rows, numeric=True):
+        """Add a Markdown table; with `numeric`, all but the first column align right."""
+        alignment = ["---"] + [("---:" if numeric else "---")] * (len(header) - 1)
+        self.add("| " + " | ".join(header) + " |", "| " + " | ".join(alignment) + " |")
         for row in rows:
             self.add("| " + " | ".join(row) + " |")
         self.add("")
@@ -245,8 +246,10 @@ class Report:
         if not workloads:
             return
         self.add("## Workloads", "",
-                 "Wall time of the whole process and its peak RSS (ru_maxrss), medians over the "
-                 "repetitions. \"Spread\" is (max − min) / median of the times. \"Peer median\" is "
+                 "Wall time of the whole process, its CPU time (user + system, all threads) and "
+                 "its peak RSS (ru_maxrss), medians over the repetitions. \"Spread\" is "
+                 "(max − min) / median of the wall times; CPU time is less disturbed by other "
+                 "programs on the machine than wall time. \"Peer median\" is "
                  "the median of glibc, jemalloc, tcmalloc and mimalloc; with four values, the "
                  "mean of the middle two. The target for memward on each workload: at most "
                  f"{WORKLOAD_MAX_TIME_RATIO:.2f}× the peer median time and no more than the peer "
@@ -272,6 +275,7 @@ class Report:
                 summary[allocator] = {
                     "time": _median(times),
                     "spread": (max(times) - min(times)) / _median(times) if _median(times) else 0,
+                    "cpu": _median([run["cpu_seconds"] for run in good]),
                     "rss": _median([run["maxrss_kib"] for run in good]) / 1024,
                     "runs": len(good),
                     "total": len(runs),
@@ -281,11 +285,11 @@ class Report:
         peer_rss = _median([summary[p]["rss"] for p in PEERS if p in summary])
         jemalloc = summary.get("jemalloc", {})
         header = ["allocator", "time (s)", "spread", "× jemalloc", "× peer median",
-                  "peak RSS (MiB)", "× jemalloc", "× peer median"]
+                  "CPU time (s)", "peak RSS (MiB)", "× jemalloc", "× peer median"]
         rows = []
         for allocator in self.names:
             if allocator not in summary:
-                rows.append([allocator, "failed"] + ["—"] * 6)
+                rows.append([allocator, "failed"] + ["—"] * 7)
                 continue
             entry = summary[allocator]
             time_text = f"{entry['time']:.3f}"
@@ -297,11 +301,12 @@ class Report:
                 f"{entry['spread'] * 100:.0f} %",
                 _format_ratio(_ratio(entry["time"], jemalloc.get("time"))),
                 _format_ratio(_ratio(entry["time"], peer_time)),
+                f"{entry['cpu']:.3f}",
                 f"{entry['rss']:.1f}",
                 _format_ratio(_ratio(entry["rss"], jemalloc.get("rss"))),
                 _format_ratio(_ratio(entry["rss"], peer_rss)),
             ])
-        rows.append(["peer median", f"{peer_time:.3f}" if peer_time else "—", "", "", "",
+        rows.append(["peer median", f"{peer_time:.3f}" if peer_time else "—", "", "", "", "",
                      f"{peer_rss:.1f}" if peer_rss else "—", "", ""])
         self.table(header, rows)
 
@@ -407,7 +412,7 @@ class Report:
         if self.targets:
             self.table(["target", "measured", "result"],
                        [[target, measured, _verdict(passed)]
-                        for target, measured, passed in self.targets])
+                        for target, measured, passed in self.targets], numeric=False)
         else:
             self.add("No memward results, so no target was checked.", "")
 

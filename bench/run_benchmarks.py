@@ -82,6 +82,7 @@ class RunResult:
     """One measured run of one program under one allocator."""
 
     wall_seconds: float
+    cpu_seconds: float  # user + system, of the program and the threads it ran
     maxrss_kib: int
     exit_status: int
     term_signal: int
@@ -136,10 +137,11 @@ class Runner:
 
             fields = _parse_fields(report_path.read_text()) if report_path.exists() else {}
             if not fields:
-                return RunResult(0.0, 0, process.returncode or 1, 0, stdout,
+                return RunResult(0.0, 0.0, 0, process.returncode or 1, 0, stdout,
                                  stderr + "\nrun_measured wrote no report")
             result = RunResult(
                 wall_seconds=float(fields["wall_seconds"]),
+                cpu_seconds=float(fields["user_seconds"]) + float(fields["system_seconds"]),
                 maxrss_kib=int(fields["maxrss_kib"]),
                 exit_status=int(fields["exit_status"]),
                 term_signal=int(fields["term_signal"]),
@@ -332,7 +334,8 @@ def run_all(arguments, allocators, runner):
             workload_arguments = quick_arguments if arguments.quick else report_arguments
             for allocator in order:
                 result = runner.run(allocator, [binary] + workload_arguments)
-                entry = {"wall_seconds": result.wall_seconds, "maxrss_kib": result.maxrss_kib}
+                entry = {"wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
+                         "maxrss_kib": result.maxrss_kib}
                 if result.failed:
                     entry["failure"] = result.failure_summary()
                     print(f"  {workload} under {allocator.name} failed: {entry['failure']}",
