@@ -1,76 +1,103 @@
 // The allocation paths every exported entry point goes through.
 //
-// The fast path is one TLS load and one branch in front of the engine's own
-// fast path: a thread whose ThreadState asks for nothing calls jemalloc
-// directly. Everything else (a thread's first call, which runs the bootstrap)
-// leaves through one unlikely branch into a non-inlined slow path.
+// Allocation: the fast path is one TLS load and one branch in front of the
+// engine's own fast path. A thread outside any scope calls jemalloc directly;
+// a thread's first call (which runs the bootstrap) and every call inside a
+// tenant or request scope leave through one unlikely branch into
+// alloc/routing.h.
 //
-// Errors follow C and POSIX: the callers in malloc_api.cc, glibc_api.cc and
-// new_delete.cc map a null result to errno or an exception.
+// Free: two loads (the owner map's base and the chunk's entry) tell whether a
+// memward arena owns the pointer; untagged memory goes straight to jemalloc.
+//
+// Errors follow C and POSIX: a null result has errno set to ENOMEM unless the
+// comment of the function says otherwise.
 #ifndef MEMWARD_ALLOC_ALLOCATOR_H_
 #define MEMWARD_ALLOC_ALLOCATOR_H_
 
 #include <errno.h>
 #include <stddef.h>
 
+#include "accounting/owner_map.h"
 #include "alloc/engine.h"
 #include "alloc/macros.h"
+#include "alloc/routing.h"
 #include "alloc/thread_state.h"
 
 namespace memward::alloc {
 
-// Prepares the calling thread (bootstrap on its first call) and clears its
-// slow-path flag.
+// Runs the bootstrap on the thread's first call and leaves the slow-path flag
+// set only while the thread is in a scope.
 MEMWARD_NOINLINE void PrepareThread();
 
+MEMWARD_ALWAYS_INLINE bool TakesSlowPath() { return t_thread_state.slow_path != 0; }
+
+// For entry points that do not allocate but need the bootstrap (mallctl).
 MEMWARD_ALWAYS_INLINE void EnterAllocation() {
-  if (MEMWARD_UNLIKELY(t_thread_state.slow_path != 0)) PrepareThread();
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) PrepareThread();
 }
 
-// Returns memory for `size` bytes, or nullptr with errno set to ENOMEM.
 MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
-  EnterAllocation();
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlow(size, 0, false);
   return mwje_malloc(size);
 }
 
-// Returns zeroed memory for count * size bytes, or nullptr with errno set to
-// ENOMEM (also when the product overflows).
+// Zeroed memory for count * size bytes; an overflowing product gives ENOMEM.
 MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
-  EnterAllocation();
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) {
+    size_t total = 0;
+    if (__builtin_mul_overflow(count, size, &total)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    return AllocateSlow(total, 0, true);
+  }
   return mwje_calloc(count, size);
 }
 
-// Returns memory aligned to `alignment` (a power of two), or nullptr without
-// touching errno. A size of 0 is served as 1 byte: mallocx does not take 0.
+// Memory aligned to `alignment` (a power of two). Returns nullptr without
+// touching errno outside a scope, as mallocx does; callers set it.
 MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
-  EnterAllocation();
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlow(size, alignment, false);
   return mwje_mallocx(size == 0 ? 1 : size, MallocxAlign(alignment));
 }
 
-// Resizes `pointer` (not null) to `size` bytes (not 0), or returns nullptr
-// with errno set to ENOMEM and `pointer` untouched.
+// Resizes `pointer` (not null) to `size` bytes (not 0). On failure returns
+// nullptr with errno set to ENOMEM and leaves `pointer` untouched.
 MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
-  EnterAllocation();
+  uint16_t slot = accounting::OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(TakesSlowPath() || slot != 0)) return ReallocateSlow(pointer, size, slot);
   void* result = mwje_realloc(pointer, size);
   // jemalloc 5.3 leaves errno alone when the size is beyond its largest class.
   if (MEMWARD_UNLIKELY(result == nullptr)) errno = ENOMEM;
   return result;
 }
 
-MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) { mwje_free(pointer); }
+// Frees `pointer` (not null).
+MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) {
+  uint16_t slot = accounting::OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
+  mwje_free(pointer);
+}
 
 // Frees `pointer` (not null) whose requested size was `size`; the size picks
 // the size class without a lookup, so it must be the one allocated.
 MEMWARD_ALWAYS_INLINE void DeallocateSized(void* pointer, size_t size) {
+  uint16_t slot = accounting::OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
   mwje_sdallocx(pointer, size, 0);
 }
 
 MEMWARD_ALWAYS_INLINE void DeallocateSizedAligned(void* pointer, size_t size, size_t alignment) {
+  uint16_t slot = accounting::OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
   mwje_sdallocx(pointer, size, MallocxAlign(alignment));
 }
 
 MEMWARD_ALWAYS_INLINE size_t UsableSize(const void* pointer) {
-  return pointer == nullptr ? 0 : mwje_malloc_usable_size(pointer);
+  if (pointer == nullptr) return 0;
+  uint16_t slot = accounting::OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return UsableSizeOwned(pointer, slot);
+  return mwje_malloc_usable_size(pointer);
 }
 
 // Returns whether `alignment` is a power of two, which jemalloc requires.

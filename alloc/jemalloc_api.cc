@@ -3,39 +3,79 @@
 // from memward's heap instead of starting a second one.
 //
 // These follow jemalloc 5.3's documented contracts, including their undefined
-// cases (mallocx with size 0); allocating calls pass the same thread entry as
-// malloc, so bootstrap and routing apply to them too.
+// cases (mallocx with size 0). Inside a tenant or request scope, and for
+// pointers that a memward arena owns, they take memward's routed paths: a
+// caller's explicit arena or thread-cache flags are then not used, because
+// they would mix tenants' memory (xallocx then reports that it could not
+// resize in place, which its contract allows).
 #include <stddef.h>
+#include <string.h>
 
+#include "accounting/owner_map.h"
 #include "alloc/allocator.h"
 #include "alloc/macros.h"
 
 using namespace memward::alloc;
+using memward::accounting::OwnerSlotOf;
+
+namespace {
+
+constexpr int kLgAlignmentMask = 0x3f;
+constexpr int kArenaMask = ~((1 << 20) - 1);
+
+size_t AlignmentOfFlags(int flags) {
+  int lg_alignment = flags & kLgAlignmentMask;
+  return lg_alignment == 0 ? 0 : size_t{1} << lg_alignment;
+}
+
+bool NamesArena(int flags) { return (flags & kArenaMask) != 0; }
+
+}  // namespace
 
 extern "C" {
 
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
-  EnterAllocation();
+  if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
+    return AllocateSlow(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
+  }
   return mwje_mallocx(size, flags);
 }
 
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
-  EnterAllocation();
-  return mwje_rallocx(pointer, size, flags);
+  uint16_t slot = OwnerSlotOf(pointer);
+  if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) return mwje_rallocx(pointer, size, flags);
+  if (AlignmentOfFlags(flags) == 0 && (flags & kMallocxZero) == 0) {
+    return ReallocateSlow(pointer, size, slot);
+  }
+  size_t old_size = UsableSize(pointer);
+  void* result = AllocateSlow(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
+  if (result == nullptr) return nullptr;
+  memcpy(result, pointer, old_size < size ? old_size : size);
+  Deallocate(pointer);
+  return result;
 }
 
 MEMWARD_EXPORT size_t xallocx(void* pointer, size_t size, size_t extra, int flags) {
-  EnterAllocation();
+  uint16_t slot = OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return UsableSizeOwned(pointer, slot);
   return mwje_xallocx(pointer, size, extra, flags);
 }
 
 MEMWARD_EXPORT size_t sallocx(const void* pointer, int flags) {
+  uint16_t slot = OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return UsableSizeOwned(pointer, slot);
   return mwje_sallocx(pointer, flags);
 }
 
-MEMWARD_EXPORT void dallocx(void* pointer, int flags) { mwje_dallocx(pointer, flags); }
+MEMWARD_EXPORT void dallocx(void* pointer, int flags) {
+  uint16_t slot = OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
+  mwje_dallocx(pointer, flags);
+}
 
 MEMWARD_EXPORT void sdallocx(void* pointer, size_t size, int flags) {
+  uint16_t slot = OwnerSlotOf(pointer);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
   mwje_sdallocx(pointer, size, flags);
 }
 

@@ -140,7 +140,12 @@ namespace memward::alloc {
 
 void PrepareThread() {
   Bootstrap();
-  t_thread_state.slow_path = 0;
+  t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
 }
 
 }  // namespace memward::alloc
+
+// This library's own malloc under a hidden name, so the C API can tell
+// whether the process's malloc is memward's (accounting/c_api.cc).
+extern "C" __attribute__((visibility("hidden"))) void* memward_own_malloc(size_t size)
+    __attribute__((alias("malloc")));

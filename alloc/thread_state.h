@@ -1,20 +1,42 @@
 // memward's per-thread state: one small initial-exec TLS block.
 //
-// It must stay small (a few words): a library loaded after start-up is served
+// It stays small (under 100 bytes): a library loaded after start-up is served
 // from glibc's static TLS surplus, and the embedded jemalloc already takes
-// about 2.6 KiB of it. Anything larger is allocated per thread on first use.
+// about 2.6 KiB of it. The per-thread table of explicit thread caches is
+// larger and lives in a ThreadBlock allocated on the thread's first scope.
 #ifndef MEMWARD_ALLOC_THREAD_STATE_H_
 #define MEMWARD_ALLOC_THREAD_STATE_H_
 
 #include <stdint.h>
 
+#include "accounting/tenant.h"
+
 namespace memward::alloc {
 
+struct ThreadBlock;
+
 struct ThreadState {
-  // Non-zero sends this thread's allocations to the slow path. It starts at 1
-  // (the TLS image holds it), so each thread's first allocation passes through
-  // Bootstrap; the slow path clears it when nothing else needs it.
+  // Non-zero sends this thread's allocations to the slow path: it starts at 1
+  // (the TLS image holds it), so each thread's first allocation runs the
+  // bootstrap, and it stays 1 while the thread is inside a tenant scope.
   uint32_t slow_path = 1;
+
+  // The current scope: its tenant, the arena slot that serves it (0 for the
+  // automatic arenas) and, for a request arena, the request's generation.
+  accounting::TenantId tenant = 0;
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+  // mallocx flags for the scope's arena and this thread's cache for it.
+  int arena_flags = 0;
+
+  // Unpublished counts for the scope's tenant (and request), published past
+  // kBatchBytes or kBatchOperations, and whenever the scope changes.
+  accounting::TenantDelta batch;
+
+  ThreadBlock* block = nullptr;
+  // Set while memward itself allocates for this thread, so that those
+  // allocations are not routed or counted as the scope's.
+  bool in_memward = false;
 };
 
 extern thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));

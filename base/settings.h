@@ -26,6 +26,8 @@ enum class SettingId : int {
   kOversizeThreshold,
   kBackgroundThread,
   kStatsAtExit,
+  kDedicatedArenas,
+  kRequestArenas,
   kNumSettings,
 };
 
@@ -69,6 +71,12 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Let jemalloc run its background purging threads (started after start-up)."},
     {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
      "Print jemalloc's statistics to stderr when the process exits."},
+    {SettingId::kDedicatedArenas, "dedicated_arenas", SettingKind::kCount, 16, 0, 512, false,
+     "Most tenants that get an arena of their own (each costs about 120 KiB resident); "
+     "the rest share one arena."},
+    {SettingId::kRequestArenas, "request_arenas", SettingKind::kCount, 64, 0, 1024, false,
+     "Most arenas in the request pool, so the most requests open at once with "
+     "their own arena; later requests are counted in their tenant's arena."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

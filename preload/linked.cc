@@ -1,14 +1,14 @@
 // libmemward.so: the library that programs link against to use memward's API.
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
-#include "memward/memward.h"
+#include "preload/fork_handlers.h"
 
-extern "C" MEMWARD_EXPORT const char* memward_version(void) { return MEMWARD_VERSION_STRING; }
 extern "C" MEMWARD_EXPORT const char* memward_library_kind(void) { return "linked"; }
 
 namespace {
 
 __attribute__((constructor)) void StartLinkedLibrary() {
+  memward::preload::InstallForkHandlers();
   memward::alloc::StartDeferredFeatures();
 }
 

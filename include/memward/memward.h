@@ -1,20 +1,189 @@
-/* memward's C API.
+/* memward's C API: tenants, scopes, requests, budgets and statistics.
  *
- * A stable C ABI (C types only, every name prefixed memward_) for programs
- * that link libmemward.so or that find these functions with dlsym in a
- * process running under libmemward_preload.so. */
+ * A stable C ABI (C types only, every name prefixed memward_). Every function
+ * returns a memward_status (0 on success); memward_strerror describes it.
+ *
+ * The functions are declared weak, and each call goes through a macro of the
+ * same name that checks the function is present: a program built with this
+ * header but run without memward (not linked, not preloaded) still starts,
+ * and each call returns MEMWARD_ERROR_NOT_LOADED (memward_version returns
+ * NULL) instead of crashing. With memward linked or preloaded, the calls go
+ * to it. Taking a function's address bypasses the check.
+ * When memward is loaded but another allocator serves malloc (a library that
+ * preloads before it), the calls return MEMWARD_ERROR_NOT_ALLOCATOR.
+ *
+ * Thread safety: every function may be called from any thread. Scopes are per
+ * thread: a scope entered on a thread must be exited on that thread, in
+ * reverse order of entry. */
 #ifndef MEMWARD_MEMWARD_H_
 #define MEMWARD_MEMWARD_H_
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* Returns memward's version, for example "0.1.0". */
-const char* memward_version(void);
+#if defined(MEMWARD_BUILDING_LIBRARY)
+#define MEMWARD_API __attribute__((visibility("default")))
+#else
+#define MEMWARD_API __attribute__((weak))
+#endif
 
-/* Returns "linked" in libmemward.so and "preload" in libmemward_preload.so. */
-const char* memward_library_kind(void);
+typedef enum memward_status {
+  MEMWARD_OK = 0,
+  MEMWARD_ERROR_NOT_LOADED = 1,    /* memward is not in this process */
+  MEMWARD_ERROR_NOT_ALLOCATOR = 2, /* memward is loaded but another allocator serves malloc */
+  MEMWARD_ERROR_INVALID = 3,       /* an argument is invalid (null, too long, out of range) */
+  MEMWARD_ERROR_NOT_FOUND = 4,     /* no tenant by that name or id */
+  MEMWARD_ERROR_EXISTS = 5,        /* a tenant by that name exists already */
+  MEMWARD_ERROR_FULL = 6,          /* the tenant table or an arena pool is full */
+  MEMWARD_ERROR_STALE = 7,         /* the request or scope handle is no longer valid */
+  MEMWARD_ERROR_ARENA = 8          /* jemalloc could not create an arena */
+} memward_status;
+
+/* Tenant id 0 is the process (untagged memory) and 1 is memward itself. */
+typedef uint32_t memward_tenant_id;
+#define MEMWARD_PROCESS_TENANT 0u
+#define MEMWARD_MAX_TENANT_NAME 63
+
+typedef struct memward_tenant_options {
+  uint64_t soft_limit;    /* bytes; 0 for none. Admission answers "shed" above it. */
+  uint64_t hard_limit;    /* bytes; 0 for none. Admission answers "reject" above it. */
+  int enforce_hard_limit; /* non-zero: allocations past the hard limit fail with ENOMEM */
+  int dedicated_arena;    /* non-zero: ask for an arena of the tenant's own */
+} memward_tenant_options;
+
+/* The saved state of a thread, returned by scope entry and passed back to
+ * exit. Treat as opaque. */
+typedef struct memward_scope {
+  uint32_t tenant;
+  uint32_t slot;
+  uint32_t generation;
+  int32_t flags;
+} memward_scope;
+
+/* An open request: where its memory comes from and the scope to restore when
+ * it ends. Treat as opaque. */
+typedef struct memward_request {
+  memward_tenant_id tenant;
+  uint32_t slot;       /* the request arena, 0 when the pool was exhausted */
+  uint32_t generation; /* detects a handle used after its request ended */
+  memward_scope saved;
+} memward_request;
+
+typedef struct memward_request_summary {
+  uint64_t peak_bytes;      /* most live bytes at once during the request */
+  uint64_t allocated_bytes; /* bytes allocated in the request (usable sizes) */
+  uint64_t escaped_bytes;   /* bytes still live when it ended: caches or leaks */
+  uint64_t allocations;
+  uint64_t frees;
+  int had_arena;            /* 0: the pool was exhausted and the request was
+                               counted in its tenant's arena only, so escaped
+                               bytes are not known */
+} memward_request_summary;
+
+typedef enum memward_admission {
+  MEMWARD_ADMIT = 0,
+  MEMWARD_SHED = 1,
+  MEMWARD_REJECT = 2
+} memward_admission;
+
+typedef enum memward_admission_reason {
+  MEMWARD_REASON_NONE = 0,
+  MEMWARD_REASON_SOFT_LIMIT = 1,
+  MEMWARD_REASON_HARD_LIMIT = 2
+} memward_admission_reason;
+
+typedef struct memward_tenant_stats {
+  memward_tenant_id id;
+  char name[MEMWARD_MAX_TENANT_NAME + 1];
+  int64_t live_bytes;
+  int64_t peak_bytes;
+  uint64_t allocated_bytes;
+  uint64_t freed_bytes;
+  uint64_t allocations;
+  uint64_t frees;
+  uint64_t soft_limit;
+  uint64_t hard_limit;
+  int enforce_hard_limit;
+  int dedicated_arena;
+  uint64_t admitted;
+  uint64_t shed;
+  uint64_t rejected;
+  uint64_t refused_allocations; /* allocations that failed on the hard limit */
+} memward_tenant_stats;
+
+MEMWARD_API const char* memward_version(void);
+MEMWARD_API const char* memward_library_kind(void);
+MEMWARD_API const char* memward_strerror(int status);
+
+MEMWARD_API void memward_tenant_options_init(memward_tenant_options* options);
+MEMWARD_API int memward_tenant_register(const char* name, const memward_tenant_options* options,
+                                        memward_tenant_id* id);
+MEMWARD_API int memward_tenant_find(const char* name, memward_tenant_id* id);
+MEMWARD_API int memward_tenant_set_limits(memward_tenant_id id, uint64_t soft_limit,
+                                          uint64_t hard_limit, int enforce_hard_limit);
+
+MEMWARD_API int memward_scope_enter(memward_tenant_id id, memward_scope* saved);
+MEMWARD_API int memward_scope_exit(const memward_scope* saved);
+
+MEMWARD_API int memward_request_begin(memward_tenant_id id, memward_request* request);
+/* Makes an open request current on the calling thread (for requests that
+ * move between threads); exit with memward_scope_exit. */
+MEMWARD_API int memward_request_enter(const memward_request* request, memward_scope* saved);
+MEMWARD_API int memward_request_end(memward_request* request, memward_request_summary* summary);
+
+MEMWARD_API int memward_admit(memward_tenant_id id, uint64_t expected_bytes,
+                              memward_admission* answer, memward_admission_reason* reason);
+
+MEMWARD_API int memward_tenant_stats_get(memward_tenant_id id, memward_tenant_stats* stats);
+/* Writes up to `capacity` tenants (the process and memward first) and sets
+ * *count to the number of tenants. */
+MEMWARD_API int memward_tenant_stats_list(memward_tenant_stats* stats, size_t capacity,
+                                          size_t* count);
+/* Publishes the calling thread's unpublished counts and returns its cached
+ * memory to the arenas. */
+MEMWARD_API int memward_thread_flush(void);
+
+#if !defined(MEMWARD_BUILDING_LIBRARY)
+#define MEMWARD_CHECKED_CALL_(function, fallback, ...) \
+  ((function) ? (function)(__VA_ARGS__) : (fallback))
+#define memward_version() MEMWARD_CHECKED_CALL_(memward_version, (const char*)0)
+#define memward_library_kind() MEMWARD_CHECKED_CALL_(memward_library_kind, "none")
+#define memward_strerror(...) \
+  MEMWARD_CHECKED_CALL_(memward_strerror, "memward is not loaded in this process", __VA_ARGS__)
+#define memward_tenant_options_init(options) \
+  ((memward_tenant_options_init) ? (memward_tenant_options_init)(options) \
+                                 : (void)((options)->soft_limit = 0, (options)->hard_limit = 0, \
+                                          (options)->enforce_hard_limit = 0,                 \
+                                          (options)->dedicated_arena = 0))
+#define memward_tenant_register(...) \
+  MEMWARD_CHECKED_CALL_(memward_tenant_register, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_tenant_find(...) \
+  MEMWARD_CHECKED_CALL_(memward_tenant_find, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_tenant_set_limits(...) \
+  MEMWARD_CHECKED_CALL_(memward_tenant_set_limits, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_scope_enter(...) \
+  MEMWARD_CHECKED_CALL_(memward_scope_enter, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_scope_exit(...) \
+  MEMWARD_CHECKED_CALL_(memward_scope_exit, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_request_begin(...) \
+  MEMWARD_CHECKED_CALL_(memward_request_begin, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_request_enter(...) \
+  MEMWARD_CHECKED_CALL_(memward_request_enter, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_request_end(...) \
+  MEMWARD_CHECKED_CALL_(memward_request_end, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_admit(...) \
+  MEMWARD_CHECKED_CALL_(memward_admit, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_tenant_stats_get(...) \
+  MEMWARD_CHECKED_CALL_(memward_tenant_stats_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_tenant_stats_list(...) \
+  MEMWARD_CHECKED_CALL_(memward_tenant_stats_list, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_thread_flush() \
+  MEMWARD_CHECKED_CALL_(memward_thread_flush, MEMWARD_ERROR_NOT_LOADED)
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,52 @@
+// The address-to-owner map: which memward-created arena owns an address.
+//
+// memward's extent hooks (alloc/extent_hooks.cc) give each arena it creates
+// whole 2 MiB chunks, aligned to 2 MiB, and record the arena's slot for every
+// chunk here. A free then finds the owner with two loads: the map's base
+// pointer and the chunk's entry. Entry 0 means "not a memward arena" (the
+// automatic arenas of untagged memory). Chunks are never handed back to the
+// kernel while their arena lives (jemalloc 5.3 retains address space), and
+// memward never destroys an arena, so an entry never changes once written.
+//
+// The map is one flat array of uint16_t entries over the 47-bit user address
+// space: 2^26 entries, 128 MiB of address space reserved with MAP_NORESERVE on
+// the first tenant's set-up, of which only the pages for chunks in use are
+// touched (one 4 KiB page of map covers 4 GiB of heap).
+#ifndef MEMWARD_ACCOUNTING_OWNER_MAP_H_
+#define MEMWARD_ACCOUNTING_OWNER_MAP_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+namespace memward::accounting {
+
+inline constexpr unsigned kLgChunkSize = 21;
+inline constexpr size_t kChunkSize = size_t{1} << kLgChunkSize;
+inline constexpr unsigned kLgAddressSpace = 47;
+inline constexpr size_t kOwnerMapEntries = size_t{1} << (kLgAddressSpace - kLgChunkSize);
+
+extern std::atomic<uint16_t*> g_owner_map;
+
+// Returns the arena slot that owns `pointer`, or 0. Addresses above the
+// 47-bit user space (possible only with 5-level paging and an explicit mmap
+// hint) wrap around and are not supported.
+inline uint16_t OwnerSlotOf(const void* pointer) {
+  uint16_t* map = g_owner_map.load(std::memory_order_relaxed);
+  if (map == nullptr) return 0;
+  uintptr_t chunk = (reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & (kOwnerMapEntries - 1);
+  return map[chunk];
+}
+
+// Reserves the map. Returns false if the kernel refuses the reservation.
+// Called outside malloc, before the first memward arena is created.
+bool EnsureOwnerMap();
+
+// Records `slot` as the owner of every chunk in [address, address + size);
+// both are multiples of kChunkSize.
+void RecordChunks(const void* address, size_t size, uint16_t slot);
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_OWNER_MAP_H_

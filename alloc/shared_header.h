@@ -1,0 +1,69 @@
+// The owner header of allocations in the shared arena.
+//
+// Tenants without an arena of their own share one, so the arena cannot name
+// the owner of an object there: each such allocation carries a 16-byte header
+// right before the pointer the program gets. The header's check word ties it
+// to its address, so a stray write or a foreign pointer is reported as
+// corruption instead of crediting the wrong tenant. The charged size is the
+// usable size of the whole block, header included, so memward's totals still
+// equal jemalloc's allocated bytes.
+#ifndef MEMWARD_ALLOC_SHARED_HEADER_H_
+#define MEMWARD_ALLOC_SHARED_HEADER_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "accounting/tenant.h"
+#include "base/log.h"
+
+namespace memward::alloc {
+
+inline constexpr uint32_t kSharedHeaderMagic = 0x4d574831;  // "MWH1"
+inline constexpr size_t kSharedHeaderSize = 16;
+
+struct SharedHeader {
+  uint32_t magic;
+  uint32_t tenant;
+  uint32_t offset;  // from the start of the block to the program's pointer
+  uint32_t check;
+};
+static_assert(sizeof(SharedHeader) == kSharedHeaderSize);
+
+inline uint32_t SharedHeaderCheck(const void* pointer, uint32_t tenant, uint32_t offset) {
+  uint64_t address = reinterpret_cast<uintptr_t>(pointer);
+  return static_cast<uint32_t>(address >> 4) ^ static_cast<uint32_t>(address >> 36) ^
+         (tenant * 0x9e3779b1u) ^ offset ^ kSharedHeaderMagic;
+}
+
+// Returns the offset of the program's pointer inside a block aligned to
+// `alignment` (0 for malloc's natural alignment).
+inline size_t SharedHeaderOffset(size_t alignment) {
+  return alignment > kSharedHeaderSize ? alignment : kSharedHeaderSize;
+}
+
+// Writes the header for `pointer` (the program's pointer).
+inline void WriteSharedHeader(void* pointer, accounting::TenantId tenant, size_t offset) {
+  auto* header = reinterpret_cast<SharedHeader*>(static_cast<char*>(pointer) - kSharedHeaderSize);
+  header->magic = kSharedHeaderMagic;
+  header->tenant = tenant;
+  header->offset = static_cast<uint32_t>(offset);
+  header->check = SharedHeaderCheck(pointer, tenant, header->offset);
+}
+
+// Returns the validated header of `pointer`, or reports the corruption.
+inline const SharedHeader& ReadSharedHeader(const void* pointer) {
+  auto* header =
+      reinterpret_cast<const SharedHeader*>(static_cast<const char*>(pointer) - kSharedHeaderSize);
+  if (header->magic != kSharedHeaderMagic || header->tenant >= accounting::kMaxTenants ||
+      header->check != SharedHeaderCheck(pointer, header->tenant, header->offset)) {
+    base::Fatal("corrupt owner header before %p in the shared arena (magic 0x%x, tenant %u, "
+                "offset %u): a write before the start of the block, or a pointer that memward "
+                "did not return",
+                pointer, header->magic, header->tenant, header->offset);
+  }
+  return *header;
+}
+
+}  // namespace memward::alloc
+
+#endif  // MEMWARD_ALLOC_SHARED_HEADER_H_
