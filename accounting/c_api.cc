@@ -52,11 +52,11 @@ bool IsUserTenant(memward_tenant_id id) {
 }
 
 memward_scope ToScope(const alloc::SavedScope& saved) {
-  return memward_scope{saved.tenant, saved.slot, saved.generation, saved.arena_flags};
+  return memward_scope{saved.tenant, saved.slot, saved.generation, 0};
 }
 
 alloc::SavedScope FromScope(const memward_scope& scope) {
-  return alloc::SavedScope{scope.tenant, scope.slot, scope.generation, scope.flags};
+  return alloc::SavedScope{scope.tenant, scope.slot, scope.generation};
 }
 
 // Returns the live bytes of untagged memory: what jemalloc's automatic arenas

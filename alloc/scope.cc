@@ -11,11 +11,14 @@
 namespace memward::alloc {
 namespace {
 
+// Makes `scope` current. The arena flags are looked up again rather than
+// saved, because the thread's cache for a slot may have been evicted (and its
+// jemalloc id reused) while an inner scope ran.
 void Apply(ThreadState& state, const SavedScope& scope) {
   state.tenant = scope.tenant;
   state.slot = scope.slot;
   state.generation = scope.generation;
-  state.arena_flags = scope.arena_flags;
+  state.arena_flags = scope.slot == 0 ? 0 : ArenaFlagsForSlot(scope.slot);
   state.slow_path = scope.slot != 0 ? 1 : 0;
 }
 
@@ -23,7 +26,7 @@ void Apply(ThreadState& state, const SavedScope& scope) {
 
 SavedScope CurrentScope() {
   const ThreadState& state = t_thread_state;
-  return SavedScope{state.tenant, state.slot, state.generation, state.arena_flags};
+  return SavedScope{state.tenant, state.slot, state.generation};
 }
 
 SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot, uint32_t generation) {
@@ -31,8 +34,7 @@ SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot, uint32_t gener
   ThreadState& state = t_thread_state;
   SavedScope saved = CurrentScope();
   PublishThreadBatch(state);
-  SavedScope next{tenant, slot, generation, slot == 0 ? 0 : ArenaFlagsForSlot(slot)};
-  Apply(state, next);
+  Apply(state, SavedScope{tenant, slot, generation});
   return saved;
 }
 

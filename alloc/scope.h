@@ -14,7 +14,6 @@ struct SavedScope {
   accounting::TenantId tenant = 0;
   uint32_t slot = 0;
   uint32_t generation = 0;
-  int arena_flags = 0;
 };
 
 // Makes (`tenant`, `slot`, `generation`) current on the calling thread after

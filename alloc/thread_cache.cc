@@ -40,14 +40,33 @@ void UnlinkLocked(ThreadBlock* block) {
   if (g_thread_list == block) g_thread_list = block->next;
 }
 
+void DestroyCache(ThreadBlock* block, uint32_t slot) {
+  uint16_t entry = block->cache_by_slot[slot];
+  block->cache_by_slot[slot] = 0;
+  if (entry == 0 || entry == kNoCache) return;
+  unsigned cache = entry - 1u;
+  mwje_mallctl("tcache.destroy", nullptr, nullptr, &cache, sizeof(cache));
+  g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+}
+
 void DestroyCaches(ThreadBlock* block) {
-  for (uint32_t slot = 0; slot < kMaxArenaSlots; slot++) {
-    uint16_t entry = block->cache_by_slot[slot];
-    if (entry == 0 || entry == kNoCache) continue;
-    unsigned cache = entry - 1u;
-    mwje_mallctl("tcache.destroy", nullptr, nullptr, &cache, sizeof(cache));
-    g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+  for (uint32_t i = 0; i < block->cache_count; i++) DestroyCache(block, block->cached_slots[i]);
+  block->cache_count = 0;
+}
+
+// Makes room for one more cache on this thread, destroying the oldest.
+void EvictIfFull(ThreadBlock* block) {
+  if (block->cache_count < kMaxCachesPerThread) return;
+  DestroyCache(block, block->cached_slots[block->oldest]);
+}
+
+void Remember(ThreadBlock* block, uint32_t slot) {
+  if (block->cache_count < kMaxCachesPerThread) {
+    block->cached_slots[block->cache_count++] = static_cast<uint16_t>(slot);
+    return;
   }
+  block->cached_slots[block->oldest] = static_cast<uint16_t>(slot);
+  block->oldest = (block->oldest + 1) % kMaxCachesPerThread;
 }
 
 void ReleaseBlock(ThreadBlock* block) {
@@ -93,6 +112,7 @@ ThreadBlock* BlockOfThisThread() {
 uint16_t CacheEntryForSlot(ThreadBlock* block, uint32_t slot) {
   uint16_t entry = block->cache_by_slot[slot];
   if (entry != 0) return entry;
+  EvictIfFull(block);
   entry = kNoCache;
   if (g_explicit_caches.fetch_add(1, std::memory_order_relaxed) < kMaxExplicitCaches) {
     unsigned cache = 0;
@@ -106,6 +126,7 @@ uint16_t CacheEntryForSlot(ThreadBlock* block, uint32_t slot) {
     g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
   }
   block->cache_by_slot[slot] = entry;
+  if (entry != kNoCache) Remember(block, slot);
   return entry;
 }
 
@@ -138,7 +159,7 @@ void FlushCacheForSlot(uint32_t slot) {
 void FlushOwnExplicitCaches() {
   ThreadBlock* block = t_thread_state.block;
   if (block == nullptr) return;
-  for (uint32_t slot = 0; slot < kMaxArenaSlots; slot++) FlushCacheForSlot(slot);
+  for (uint32_t i = 0; i < block->cache_count; i++) FlushCacheForSlot(block->cached_slots[i]);
 }
 
 void LockThreadListForFork() { pthread_mutex_lock(&g_thread_list_lock); }

@@ -8,7 +8,7 @@
 // MALLOCX_TCACHE_NONE). jemalloc allows 4,094 explicit caches in all; memward
 // uses at most kMaxExplicitCaches and falls back to MALLOCX_TCACHE_NONE,
 // which costs 35-200 ns per malloc/free pair (measured on a 2-vCPU machine),
-// for pairs beyond that.
+// for pairs beyond that. A thread keeps at most kMaxCachesPerThread caches.
 //
 // A thread's caches are destroyed and its batch published when it exits
 // (pthread key destructor) and, in a forked child, for every thread that did
@@ -22,13 +22,22 @@
 
 namespace memward::alloc {
 
-inline constexpr uint32_t kMaxExplicitCaches = 3072;
+inline constexpr uint32_t kMaxExplicitCaches = 1024;
+// Each explicit cache holds about 30 KiB of jemalloc metadata, so a thread
+// keeps caches for at most this many arenas and destroys (flushing it) the
+// oldest one to make room.
+inline constexpr uint32_t kMaxCachesPerThread = 8;
 
 struct ThreadBlock {
   // tcache index + 1 for each arena slot, 0 for none yet, UINT16_MAX when the
   // pool of explicit caches was spent. Written only by the owning thread; read
   // by a forked child's clean-up after the owner is gone.
   uint16_t cache_by_slot[kMaxArenaSlots];
+  // The slots that have a cache, in order of creation; `oldest` is the next
+  // to evict once all kMaxCachesPerThread are in use.
+  uint16_t cached_slots[kMaxCachesPerThread];
+  uint32_t cache_count;
+  uint32_t oldest;
   // Guarded by the thread list lock.
   ThreadBlock* next;
   ThreadBlock* previous;

@@ -61,7 +61,7 @@ typedef struct memward_scope {
   uint32_t tenant;
   uint32_t slot;
   uint32_t generation;
-  int32_t flags;
+  uint32_t reserved;
 } memward_scope;
 
 /* An open request: where its memory comes from and the scope to restore when

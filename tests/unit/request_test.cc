@@ -1,0 +1,217 @@
+// Requests: per-request arenas, summaries, escapes, draining and fork.
+#include <malloc.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memward/memward.h"
+#include "memward/memward.hpp"
+#include "tests/unit/tenant_test_util.h"
+
+namespace memward::testing {
+namespace {
+
+void* volatile g_sink;
+
+void* Allocate(size_t size) {
+  void* pointer = malloc(size);
+  g_sink = pointer;
+  return pointer;
+}
+
+unsigned ArenaOf(void* pointer) {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  mallctl("arenas.lookup", &arena, &length, &pointer, sizeof(pointer));
+  return arena;
+}
+
+TEST(Request, EscapedBytesAreTheCachedObject) {
+  memward_tenant_id id = Register(UniqueName("escape"));
+  std::vector<void*> scratch;
+  scratch.reserve(500);  // The vector's own buffer must not be charged to the request.
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  ASSERT_NE(request.slot, 0u);
+  for (int i = 0; i < 500; i++) scratch.push_back(Allocate(64 + i));
+  void* cached = Allocate(3000);
+  for (void* block : scratch) free(block);
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  EXPECT_EQ(summary.had_arena, 1);
+  EXPECT_EQ(summary.escaped_bytes, malloc_usable_size(cached));
+  EXPECT_EQ(summary.allocations, 501u);
+  EXPECT_EQ(summary.frees, 500u);
+  EXPECT_GE(summary.peak_bytes, summary.escaped_bytes);
+  EXPECT_GE(summary.allocated_bytes, summary.peak_bytes);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(id).live_bytes, static_cast<int64_t>(malloc_usable_size(cached)));
+  free(cached);  // Owned by the tenant after the request ended.
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+TEST(Request, EmptyArenaPagesGoBack) {
+  memward_tenant_id id = Register(UniqueName("purge"));
+  std::vector<void*> blocks;
+  blocks.reserve(4001);
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  for (int i = 0; i < 4000; i++) blocks.push_back(Allocate(1000));
+  blocks.push_back(Allocate(4 << 20));
+  memset(blocks.back(), 1, 4 << 20);
+  unsigned arena = ArenaOf(blocks.front());
+  for (void* block : blocks) free(block);
+  memward_thread_flush();
+  RefreshStats();
+  std::string prefix = "stats.arenas." + std::to_string(arena);
+  size_t dirty_before = ReadSize(prefix + ".pdirty");
+  EXPECT_GT(dirty_before, 100u) << "the request should have left dirty pages";
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  EXPECT_EQ(summary.escaped_bytes, 0u);
+  RefreshStats();
+  EXPECT_EQ(ReadSize(prefix + ".pdirty"), 0u);
+  EXPECT_EQ(ReadSize(prefix + ".pactive"), 0u);
+}
+
+TEST(Request, StaleHandleIsRejected) {
+  memward_tenant_id id = Register(UniqueName("stale"));
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  memward_request copy = request;
+  ASSERT_EQ(memward_request_end(&request, nullptr), MEMWARD_OK);
+  EXPECT_EQ(memward_request_end(&copy, nullptr), MEMWARD_ERROR_STALE);
+  memward_scope saved;
+  EXPECT_EQ(memward_request_enter(&copy, &saved), MEMWARD_ERROR_STALE);
+}
+
+TEST(Request, EnterFromAnotherThread) {
+  memward_tenant_id id = Register(UniqueName("async"));
+  memward_request request;
+  std::atomic<bool> begun{false};
+  void* from_worker = nullptr;
+  int enter_status = -1;
+  // The thread starts before the request, so its own start-up is not charged.
+  std::thread worker([&] {
+    while (!begun.load()) std::this_thread::yield();
+    memward_scope saved;
+    enter_status = memward_request_enter(&request, &saved);
+    from_worker = Allocate(5000);
+    memward_scope_exit(&saved);
+  });
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  void* first = Allocate(100);
+  begun = true;
+  worker.join();
+  EXPECT_EQ(enter_status, MEMWARD_OK);
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  EXPECT_EQ(summary.allocations, 2u);
+  EXPECT_EQ(summary.escaped_bytes, malloc_usable_size(first) + malloc_usable_size(from_worker));
+  free(first);
+  free(from_worker);
+}
+
+// Arenas with escapes drain instead of returning to the pool; the pool is
+// bounded by request_arenas, and drained arenas are reused.
+TEST(Request, PoolIsBoundedAndRecycles) {
+  memward_tenant_id id = Register(UniqueName("pool"));
+  unsigned arenas_before = ReadUnsigned("arenas.narenas");
+  std::vector<void*> escaped;
+  escaped.reserve(100);
+  int without_arena = 0;
+  for (int i = 0; i < 100; i++) {
+    memward_request request;
+    ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+    escaped.push_back(Allocate(200));
+    memward_request_summary summary;
+    memward_request_end(&request, &summary);
+    if (!summary.had_arena) without_arena++;
+  }
+  unsigned arenas_after = ReadUnsigned("arenas.narenas");
+  EXPECT_LE(arenas_after - arenas_before, 64u);
+  EXPECT_GT(without_arena, 0);
+  for (void* block : escaped) free(block);
+  for (int i = 0; i < 100; i++) {
+    memward_request request;
+    ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+    EXPECT_NE(request.slot, 0u) << "request " << i << " found no recycled arena";
+    free(Allocate(100));
+    memward_request_end(&request, nullptr);
+  }
+  EXPECT_EQ(ReadUnsigned("arenas.narenas"), arenas_after);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+TEST(Request, CppScopeEndsRequest) {
+  auto tenant = Tenant::Register(UniqueName("raii"));
+  ASSERT_TRUE(tenant.has_value());
+  void* kept = nullptr;
+  RequestSummary summary;
+  {
+    RequestScope request(*tenant);
+    ASSERT_TRUE(request.status().ok());
+    kept = Allocate(777);
+    summary = request.End();
+  }
+  EXPECT_EQ(summary.escaped_bytes, malloc_usable_size(kept));
+  free(kept);
+}
+
+// Fork while tenants and requests are open, with other threads allocating in
+// scopes: the child finishes the request, allocates, and exits cleanly.
+TEST(Request, ForkWithOpenRequests) {
+  memward_tenant_id id = Register(UniqueName("fork"), true);
+  memward_tenant_id busy = Register(UniqueName("fork-busy"));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; t++) {
+    workers.emplace_back([&] {
+      while (!stop.load()) {
+        memward_request request;
+        memward_request_begin(busy, &request);
+        void* blocks[50];
+        for (int i = 0; i < 50; i++) blocks[i] = Allocate(32 + i * 40);
+        for (void* block : blocks) free(block);
+        memward_request_end(&request, nullptr);
+      }
+    });
+  }
+  for (int round = 0; round < 30; round++) {
+    memward_request request;
+    ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+    void* block = Allocate(1000);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      void* more = Allocate(2000);
+      memward_request_summary summary;
+      int status = memward_request_end(&request, &summary);
+      bool ok = status == MEMWARD_OK && summary.escaped_bytes == malloc_usable_size(block) +
+                                                                  malloc_usable_size(more);
+      memward_request child_request;
+      ok = ok && memward_request_begin(busy, &child_request) == MEMWARD_OK;
+      free(Allocate(100));
+      memward_request_end(&child_request, nullptr);
+      free(block);
+      free(more);
+      _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    free(block);
+    memward_request_end(&request, nullptr);
+  }
+  stop = true;
+  for (std::thread& worker : workers) worker.join();
+}
+
+}  // namespace
+}  // namespace memward::testing

@@ -1,0 +1,310 @@
+// Tenants, scopes, ownership and budgets through the C and C++ APIs.
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memward/memward.h"
+#include "memward/memward.hpp"
+#include "tests/unit/tenant_test_util.h"
+
+namespace memward::testing {
+namespace {
+
+void* volatile g_sink;
+
+// Allocates without letting the compiler pair and remove malloc and free.
+void* Allocate(size_t size) {
+  void* pointer = malloc(size);
+  g_sink = pointer;
+  return pointer;
+}
+
+TEST(Tenant, RegisterAndFind) {
+  std::string name = UniqueName("register");
+  memward_tenant_id id = Register(name);
+  ASSERT_GE(id, 2u);
+  memward_tenant_id found = 0;
+  EXPECT_EQ(memward_tenant_find(name.c_str(), &found), MEMWARD_OK);
+  EXPECT_EQ(found, id);
+  memward_tenant_id again = 0;
+  EXPECT_EQ(memward_tenant_register(name.c_str(), nullptr, &again), MEMWARD_ERROR_EXISTS);
+  EXPECT_EQ(again, id);
+  EXPECT_EQ(memward_tenant_find("no-such-tenant", &found), MEMWARD_ERROR_NOT_FOUND);
+}
+
+TEST(Tenant, RejectsInvalidNames) {
+  memward_tenant_id id = 0;
+  EXPECT_EQ(memward_tenant_register("", nullptr, &id), MEMWARD_ERROR_INVALID);
+  EXPECT_EQ(memward_tenant_register(nullptr, nullptr, &id), MEMWARD_ERROR_INVALID);
+  std::string long_name(MEMWARD_MAX_TENANT_NAME + 1, 'x');
+  EXPECT_EQ(memward_tenant_register(long_name.c_str(), nullptr, &id), MEMWARD_ERROR_INVALID);
+  EXPECT_STREQ(memward_strerror(MEMWARD_ERROR_INVALID), "invalid argument");
+}
+
+TEST(Tenant, ScopeChargesTenant) {
+  memward_tenant_id id = Register(UniqueName("charge"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  void* block = Allocate(1000);
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.live_bytes, static_cast<int64_t>(malloc_usable_size(block)));
+  EXPECT_EQ(stats.allocations, 1u);
+  EXPECT_TRUE(stats.dedicated_arena);
+  free(block);
+  stats = Stats(id);
+  EXPECT_EQ(stats.live_bytes, 0);
+  EXPECT_EQ(stats.frees, 1u);
+}
+
+TEST(Tenant, NestedScopesRestore) {
+  memward_tenant_id outer = Register(UniqueName("outer"));
+  memward_tenant_id inner = Register(UniqueName("inner"), true);
+  memward_scope outer_saved, inner_saved;
+  ASSERT_EQ(memward_scope_enter(outer, &outer_saved), MEMWARD_OK);
+  void* first = Allocate(64);
+  ASSERT_EQ(memward_scope_enter(inner, &inner_saved), MEMWARD_OK);
+  void* second = Allocate(128);
+  memward_scope_exit(&inner_saved);
+  void* third = Allocate(256);
+  memward_scope_exit(&outer_saved);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(outer).allocations, 2u);
+  EXPECT_EQ(Stats(inner).allocations, 1u);
+  EXPECT_EQ(Stats(outer).live_bytes,
+            static_cast<int64_t>(malloc_usable_size(first) + malloc_usable_size(third) + 32));
+  free(first);
+  free(second);
+  free(third);
+  EXPECT_EQ(Stats(outer).live_bytes, 0);
+  EXPECT_EQ(Stats(inner).live_bytes, 0);
+}
+
+// A tenant without a dedicated arena pays for its 16-byte owner header, so its
+// charge is the usable size of the whole block.
+TEST(Tenant, SharedArenaHeaderIsCharged) {
+  memward_tenant_id id = Register(UniqueName("shared"));
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  void* block = Allocate(100);
+  void* aligned = aligned_alloc(4096, 100);
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+  EXPECT_GE(malloc_usable_size(block), 100u);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(aligned) % 4096, 0u);
+  EXPECT_GE(malloc_usable_size(aligned), 100u);
+  EXPECT_EQ(Stats(id).live_bytes,
+            static_cast<int64_t>(malloc_usable_size(block) + 16 + malloc_usable_size(aligned) + 4096));
+  free(block);
+  free(aligned);
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+TEST(Tenant, CrossThreadFreeCreditsOwner) {
+  for (bool dedicated : {true, false}) {
+    memward_tenant_id owner = Register(UniqueName("cross-thread"), dedicated);
+    memward_tenant_id other = Register(UniqueName("bystander"), dedicated);
+    std::vector<void*> blocks;
+    blocks.reserve(1001);  // The vector's own buffer must not be charged to the scope.
+    memward_scope saved;
+    memward_scope_enter(owner, &saved);
+    for (size_t i = 0; i < 1000; i++) blocks.push_back(Allocate(16 + i * 7));
+    blocks.push_back(Allocate(3 << 20));
+    memward_scope_exit(&saved);
+    memward_thread_flush();
+    int64_t live = Stats(owner).live_bytes;
+    EXPECT_GT(live, 3 << 20);
+    std::thread worker([&] {
+      memward_scope worker_saved;
+      memward_scope_enter(other, &worker_saved);  // Frees in another tenant's scope.
+      for (void* block : blocks) free(block);
+      memward_scope_exit(&worker_saved);
+    });
+    worker.join();
+    EXPECT_EQ(Stats(owner).live_bytes, 0) << "dedicated " << dedicated;
+    EXPECT_EQ(Stats(owner).frees, 1001u);
+    EXPECT_EQ(Stats(other).live_bytes, 0);
+    EXPECT_EQ(Stats(other).frees, 0u);
+  }
+}
+
+TEST(Tenant, ReallocAcrossTenantsMovesCharge) {
+  memward_tenant_id first = Register(UniqueName("realloc-a"), true);
+  memward_tenant_id second = Register(UniqueName("realloc-b"));
+  memward_scope saved;
+  memward_scope_enter(first, &saved);
+  char* block = static_cast<char*>(Allocate(100));
+  strcpy(block, "payload");
+  memward_scope_exit(&saved);
+  memward_scope_enter(second, &saved);
+  block = static_cast<char*>(realloc(block, 5000));
+  memward_scope_exit(&saved);
+  ASSERT_NE(block, nullptr);
+  EXPECT_STREQ(block, "payload");
+  memward_thread_flush();
+  EXPECT_EQ(Stats(first).live_bytes, 0);
+  EXPECT_EQ(Stats(second).live_bytes, static_cast<int64_t>(malloc_usable_size(block) + 16));
+  block = static_cast<char*>(realloc(block, 50));  // Untagged now.
+  EXPECT_STREQ(block, "payload");
+  EXPECT_EQ(Stats(second).live_bytes, 0);
+  free(block);
+}
+
+TEST(Tenant, ReallocInScopeResizes) {
+  memward_tenant_id id = Register(UniqueName("resize"), true);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  char* block = static_cast<char*>(Allocate(10));
+  strcpy(block, "abc");
+  for (size_t size : {100, 10000, 1 << 20, 40}) {
+    block = static_cast<char*>(realloc(block, size));
+    ASSERT_NE(block, nullptr);
+    EXPECT_STREQ(block, "abc");
+  }
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(id).live_bytes, static_cast<int64_t>(malloc_usable_size(block)));
+  free(block);
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+TEST(Budget, HardLimitRefusesAllocation) {
+  memward_tenant_id id = Register(UniqueName("hard"), true, 0, 1 << 20, true);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  void* within = Allocate(512 << 10);
+  ASSERT_NE(within, nullptr);
+  errno = 0;
+  void* beyond = Allocate(768 << 10);
+  int saved_errno = errno;
+  memward_scope_exit(&saved);
+  EXPECT_EQ(beyond, nullptr);
+  EXPECT_EQ(saved_errno, ENOMEM);
+  memward_thread_flush();
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.refused_allocations, 1u);
+  EXPECT_EQ(stats.allocations, 1u);
+  EXPECT_EQ(stats.live_bytes, static_cast<int64_t>(malloc_usable_size(within)));
+  free(within);
+}
+
+TEST(Budget, HardLimitThrowsBadAlloc) {
+  auto tenant = Tenant::Register(UniqueName("hard-new"), {.hard_limit = 1 << 20,
+                                                          .enforce_hard_limit = true});
+  ASSERT_TRUE(tenant.has_value());
+  bool threw = false;
+  void* nothrow_result = &threw;
+  {
+    TenantScope scope(*tenant);
+    ASSERT_TRUE(scope.status().ok());
+    try {
+      g_sink = ::operator new[](2 << 20);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    nothrow_result = ::operator new(2 << 20, std::nothrow);
+  }
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(nothrow_result, nullptr);
+  FlushThread();
+  EXPECT_EQ(tenant->Stats()->refused_allocations, 2u);
+  EXPECT_EQ(tenant->Stats()->live_bytes, 0);
+}
+
+TEST(Budget, UnenforcedHardLimitOnlyAffectsAdmission) {
+  memward_tenant_id id = Register(UniqueName("soft-only"), true, 0, 1 << 20, false);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  void* beyond = Allocate(2 << 20);
+  memward_scope_exit(&saved);
+  EXPECT_NE(beyond, nullptr);
+  memward_thread_flush();
+  memward_admission answer;
+  memward_admission_reason reason;
+  ASSERT_EQ(memward_admit(id, 1, &answer, &reason), MEMWARD_OK);
+  EXPECT_EQ(answer, MEMWARD_REJECT);
+  EXPECT_EQ(reason, MEMWARD_REASON_HARD_LIMIT);
+  free(beyond);
+}
+
+TEST(Budget, AdmissionFollowsLimits) {
+  auto tenant = Tenant::Register(UniqueName("admission"), {.soft_limit = 1000, .hard_limit = 2000});
+  ASSERT_TRUE(tenant.has_value());
+  EXPECT_EQ(tenant->Admit(500).answer, Admission::kAdmit);
+  AdmissionResult shed = tenant->Admit(1500);
+  EXPECT_EQ(shed.answer, Admission::kShed);
+  EXPECT_EQ(shed.reason, AdmissionReason::kSoftLimit);
+  AdmissionResult reject = tenant->Admit(2500);
+  EXPECT_EQ(reject.answer, Admission::kReject);
+  EXPECT_EQ(reject.reason, AdmissionReason::kHardLimit);
+  ASSERT_TRUE(tenant->SetLimits(10000, 20000, false).ok());
+  EXPECT_EQ(tenant->Admit(2500).answer, Admission::kAdmit);
+  ASSERT_TRUE(tenant->SetLimits(0, 0, false).ok());
+  EXPECT_EQ(tenant->Admit(1ull << 40).answer, Admission::kAdmit);
+  memward_tenant_stats stats = *tenant->Stats();
+  EXPECT_EQ(stats.admitted, 3u);
+  EXPECT_EQ(stats.shed, 1u);
+  EXPECT_EQ(stats.rejected, 1u);
+}
+
+TEST(Budget, AdmissionCountsLiveBytes) {
+  memward_tenant_id id = Register(UniqueName("admission-live"), true, 1 << 20, 4 << 20);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  void* block = Allocate(3 << 20);
+  memward_admission answer;
+  memward_admission_reason reason;
+  memward_admit(id, 512 << 10, &answer, &reason);  // Sees the unpublished batch.
+  memward_scope_exit(&saved);
+  EXPECT_EQ(answer, MEMWARD_SHED);
+  free(block);
+  memward_admit(id, 512 << 10, &answer, &reason);
+  EXPECT_EQ(answer, MEMWARD_ADMIT);
+}
+
+// The published live bytes of a tenant lag the truth by at most one batch per
+// thread: kBatchBytes (1 MiB) plus the allocation that crossed it.
+TEST(Counting, PublishedLagIsBounded) {
+  memward_tenant_id id = Register(UniqueName("lag"), true);
+  std::vector<void*> blocks;
+  blocks.reserve(20000);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  int64_t truth = 0;
+  for (int i = 0; i < 20000; i++) {
+    void* block = Allocate(100 + (i % 50) * 16);
+    truth += static_cast<int64_t>(malloc_usable_size(block));
+    blocks.push_back(block);
+    int64_t published = Stats(id).live_bytes;
+    ASSERT_LE(published, truth);
+    ASSERT_LE(truth - published, (1 << 20) + 1024) << "after " << i << " allocations";
+  }
+  memward_scope_exit(&saved);
+  EXPECT_EQ(Stats(id).live_bytes, truth);  // Exiting the scope publishes.
+  for (void* block : blocks) free(block);
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+TEST(Api, CallsOutsideMemwardAreSafe) {
+  EXPECT_STREQ(memward_library_kind(), "linked");
+  EXPECT_EQ(memward_scope_exit(nullptr), MEMWARD_ERROR_INVALID);
+  memward_scope saved;
+  EXPECT_EQ(memward_scope_enter(3999, &saved), MEMWARD_ERROR_NOT_FOUND);
+  memward_tenant_stats stats;
+  EXPECT_EQ(memward_tenant_stats_get(3999, &stats), MEMWARD_ERROR_NOT_FOUND);
+  EXPECT_EQ(memward_tenant_stats_get(0, &stats), MEMWARD_OK);
+  EXPECT_STREQ(stats.name, "process");
+  EXPECT_GT(stats.live_bytes, 0);
+}
+
+}  // namespace
+}  // namespace memward::testing
