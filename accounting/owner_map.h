@@ -27,16 +27,24 @@ inline constexpr size_t kChunkSize = size_t{1} << kLgChunkSize;
 inline constexpr unsigned kLgAddressSpace = 47;
 inline constexpr size_t kOwnerMapEntries = size_t{1} << (kLgAddressSpace - kLgChunkSize);
 
-extern std::atomic<uint16_t*> g_owner_map;
+// Until the map is reserved, its mask is 0 and its entries point to a single
+// zero entry, so the lookup needs no null check. The reservation
+// stores the map before the mask (release), and the lookup loads the mask
+// first (acquire), so a new mask never indexes the single entry.
+struct OwnerMap {
+  std::atomic<uintptr_t> mask;
+  std::atomic<uint16_t*> entries;
+};
+// Hidden, so the free path reads it with one RIP-relative load per field.
+extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 
-// Returns the arena slot that owns `pointer`, or 0. Addresses above the
-// 47-bit user space (possible only with 5-level paging and an explicit mmap
-// hint) wrap around and are not supported.
+// Returns the arena slot that owns `pointer`, or 0 (also for nullptr).
+// Addresses above the 47-bit user space (possible only with 5-level paging
+// and an explicit mmap hint) wrap around and are not supported.
 inline uint16_t OwnerSlotOf(const void* pointer) {
-  uint16_t* map = g_owner_map.load(std::memory_order_relaxed);
-  if (map == nullptr) return 0;
-  uintptr_t chunk = (reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & (kOwnerMapEntries - 1);
-  return map[chunk];
+  uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
+  uint16_t* entries = g_owner_map.entries.load(std::memory_order_relaxed);
+  return entries[(reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & mask];
 }
 
 // Reserves the map. Returns false if the kernel refuses the reservation.

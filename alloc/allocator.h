@@ -72,7 +72,7 @@ MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
   return result;
 }
 
-// Frees `pointer` (not null).
+// Frees `pointer`; NULL is ignored.
 MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) {
   uint16_t slot = accounting::OwnerSlotOf(pointer);
   if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);

@@ -15,7 +15,7 @@ extern char** environ;
 
 namespace memward::alloc {
 
-thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
+constinit thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
 
 namespace {
 

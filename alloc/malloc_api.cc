@@ -46,9 +46,9 @@ extern "C" {
 
 MEMWARD_EXPORT void* malloc(size_t size) { return Allocate(size); }
 
-MEMWARD_EXPORT void free(void* pointer) {
-  if (MEMWARD_LIKELY(pointer != nullptr)) Deallocate(pointer);
-}
+// free(NULL) needs no test of its own: the owner map has no owner for the
+// first chunk, and jemalloc's free ignores NULL.
+MEMWARD_EXPORT void free(void* pointer) { Deallocate(pointer); }
 
 MEMWARD_EXPORT void* calloc(size_t count, size_t size) { return AllocateZeroed(count, size); }
 

@@ -39,7 +39,9 @@ struct ThreadState {
   bool in_memward = false;
 };
 
-extern thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
+// constinit: the TLS image holds the initial value, so no per-access
+// initialisation check is compiled into the fast path.
+extern constinit thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
 
 }  // namespace memward::alloc
 
