@@ -2,10 +2,11 @@
 #include "accounting/tenant.h"
 
 namespace memward::accounting {
-namespace {
 
 // Zero-initialised storage: untouched entries cost no resident memory.
 constinit Tenant g_tenants[kMaxTenants];
+
+namespace {
 
 void RaisePeak(std::atomic<int64_t>& peak, int64_t value) {
   int64_t current = peak.load(std::memory_order_relaxed);
@@ -16,15 +17,12 @@ void RaisePeak(std::atomic<int64_t>& peak, int64_t value) {
 
 }  // namespace
 
-Tenant& TenantAt(TenantId id) { return g_tenants[id]; }
-
 void PublishDelta(TenantCounters& counters, const TenantDelta& delta) {
-  int64_t live = counters.live_bytes.fetch_add(delta.LiveBytes(), std::memory_order_relaxed) +
-                 delta.LiveBytes();
+  int64_t before = counters.live_bytes.fetch_add(delta.live, std::memory_order_relaxed);
   if (delta.allocated_bytes != 0) {
     counters.allocated_bytes.fetch_add(static_cast<uint64_t>(delta.allocated_bytes),
                                        std::memory_order_relaxed);
-    RaisePeak(counters.peak_bytes, live);
+    RaisePeak(counters.peak_bytes, before + delta.peak_live);
   }
   if (delta.freed_bytes != 0) {
     counters.freed_bytes.fetch_add(static_cast<uint64_t>(delta.freed_bytes),

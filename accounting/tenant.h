@@ -51,14 +51,31 @@ struct alignas(64) TenantCounters {
 };
 
 // A net change to one tenant's counters, as batched by a thread.
+// `live` is allocated_bytes - freed_bytes, kept so the hot path need not
+// subtract; `peak_live` is the highest `live` reached during the batch, so the
+// published peak is exact when one thread drives the counters.
 struct TenantDelta {
   int64_t allocated_bytes = 0;
   int64_t freed_bytes = 0;
+  int64_t live = 0;
+  int64_t peak_live = 0;
   int32_t allocations = 0;
   int32_t frees = 0;
 
   bool Empty() const { return allocations == 0 && frees == 0; }
-  int64_t LiveBytes() const { return allocated_bytes - freed_bytes; }
+  int64_t LiveBytes() const { return live; }
+
+  void AddAllocation(int64_t bytes) {
+    allocated_bytes += bytes;
+    allocations++;
+    live += bytes;
+    if (live > peak_live) peak_live = live;
+  }
+  void AddFree(int64_t bytes) {
+    freed_bytes += bytes;
+    frees++;
+    live -= bytes;
+  }
 };
 
 struct Tenant {
@@ -79,8 +96,10 @@ struct Tenant {
   TenantCounters counters;
 };
 
+extern Tenant g_tenants[kMaxTenants] __attribute__((visibility("hidden")));
+
 // Returns the table entry for `id` (< kMaxTenants).
-Tenant& TenantAt(TenantId id);
+inline Tenant& TenantAt(TenantId id) { return g_tenants[id]; }
 
 // Adds a thread's batch to shared counters (a tenant's or a request's) and
 // raises their peak.

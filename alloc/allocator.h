@@ -37,7 +37,7 @@ MEMWARD_ALWAYS_INLINE void EnterAllocation() {
 }
 
 MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
-  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlow(size, 0, false);
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlowMalloc(size);
   return mwje_malloc(size);
 }
 
@@ -83,7 +83,7 @@ MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) {
 // the size class without a lookup, so it must be the one allocated.
 MEMWARD_ALWAYS_INLINE void DeallocateSized(void* pointer, size_t size) {
   uint16_t slot = accounting::OwnerSlotOf(pointer);
-  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
+  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwnedSized(pointer, slot, size);
   mwje_sdallocx(pointer, size, 0);
 }
 

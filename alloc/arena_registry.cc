@@ -10,6 +10,9 @@
 #include "base/log.h"
 
 namespace memward::alloc {
+
+constinit ArenaSlot g_slots[kMaxArenaSlots];
+
 namespace {
 
 using accounting::TenantId;
@@ -18,7 +21,6 @@ using accounting::TenantId;
 // changes from kIdle and kDraining. Lock order: see arena_registry.h.
 constinit pthread_mutex_t g_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 
-constinit ArenaSlot g_slots[kMaxArenaSlots];
 // Slots are handed out in order; guarded by g_arena_lock.
 constinit uint32_t g_slot_count = 1;
 constinit uint32_t g_memward_slot = 0;
@@ -102,8 +104,6 @@ uint32_t FindIdleRequestSlot() {
 }
 
 }  // namespace
-
-ArenaSlot& SlotAt(uint32_t slot) { return g_slots[slot]; }
 
 uint32_t MemwardArenaSlot() {
   ArenaLock lock;

@@ -50,8 +50,10 @@ struct ArenaSlot {
   accounting::TenantCounters request;
 };
 
+extern ArenaSlot g_slots[kMaxArenaSlots] __attribute__((visibility("hidden")));
+
 // Returns slot `slot` (< kMaxArenaSlots).
-ArenaSlot& SlotAt(uint32_t slot);
+inline ArenaSlot& SlotAt(uint32_t slot) { return g_slots[slot]; }
 
 // The slot of memward's own arena, creating it on first use; 0 if jemalloc
 // refused to create an arena. Called outside malloc.

@@ -75,7 +75,10 @@ MEMWARD_EXPORT void dallocx(void* pointer, int flags) {
 
 MEMWARD_EXPORT void sdallocx(void* pointer, size_t size, int flags) {
   uint16_t slot = OwnerSlotOf(pointer);
-  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
+  if (MEMWARD_UNLIKELY(slot != 0)) {
+    return AlignmentOfFlags(flags) == 0 ? FreeOwnedSized(pointer, slot, size)
+                                        : FreeOwned(pointer, slot);
+  }
   mwje_sdallocx(pointer, size, flags);
 }
 

@@ -50,29 +50,16 @@ void* Refuse(accounting::Tenant& tenant) {
   return nullptr;
 }
 
-void MaybePublish(ThreadState& state) {
-  const TenantDelta& batch = state.batch;
-  if (batch.allocated_bytes + batch.freed_bytes >= accounting::kBatchBytes ||
-      batch.allocations + batch.frees >= accounting::kBatchOperations) {
-    PublishThreadBatch(state);
-  }
+constexpr int64_t kOperationWeight = accounting::kBatchBytes / accounting::kBatchOperations;
+
+MEMWARD_ALWAYS_INLINE void SpendCountdown(ThreadState& state, size_t charge) {
+  state.publish_countdown -= static_cast<int64_t>(charge) + kOperationWeight;
+  if (MEMWARD_UNLIKELY(state.publish_countdown <= 0)) PublishThreadBatch(state);
 }
 
-// Raises the open request's peak from this thread's view of its live bytes:
-// exact when one thread serves the request, within the batch bound otherwise.
-void TrackRequestPeak(ThreadState& state) {
-  accounting::TenantCounters& request = SlotAt(state.slot).request;
-  int64_t live = request.live_bytes.load(std::memory_order_relaxed) + state.batch.LiveBytes();
-  if (live > request.peak_bytes.load(std::memory_order_relaxed)) {
-    request.peak_bytes.store(live, std::memory_order_relaxed);
-  }
-}
-
-void CountAllocation(ThreadState& state, size_t charge) {
-  state.batch.allocated_bytes += static_cast<int64_t>(charge);
-  state.batch.allocations++;
-  if (IsRequestSlot(state.slot)) TrackRequestPeak(state);
-  MaybePublish(state);
+MEMWARD_ALWAYS_INLINE void CountAllocation(ThreadState& state, size_t charge) {
+  state.batch.AddAllocation(static_cast<int64_t>(charge));
+  SpendCountdown(state, charge);
 }
 
 // Allocates from the shared arena with an owner header in front.
@@ -84,8 +71,9 @@ void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zer
     errno = ENOMEM;
     return nullptr;
   }
-  size_t block_alignment = alignment > kSharedHeaderSize ? alignment : kSharedHeaderSize;
-  int align_flags = MallocxAlign(block_alignment);
+  // Blocks of 32 bytes and more are 16-byte aligned already; asking jemalloc
+  // for that alignment would send large blocks around its thread cache.
+  int align_flags = alignment > kSharedHeaderSize ? MallocxAlign(alignment) : 0;
   size_t charge = SizeClassOf(total, align_flags);
   if (charge == 0) {
     errno = ENOMEM;
@@ -105,9 +93,39 @@ void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zer
   return pointer;
 }
 
-void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zero) {
+// The cached path: a small request with malloc's natural alignment, served
+// from the thread's SlotCache. Returns nullptr with errno set on failure.
+MEMWARD_ALWAYS_INLINE void* AllocateCached(ThreadState& state, size_t request, bool shared) {
+  uint32_t size_class = g_size_classes.index_by_step[(request + 7) >> 3];
+  size_t charge = g_size_classes.size_of[size_class];
   accounting::Tenant& tenant = accounting::TenantAt(state.tenant);
-  if (SlotAt(state.slot).kind == ArenaKind::kShared) {
+  if (accounting::WouldPassHardLimit(tenant, state.batch.LiveBytes(), charge)) {
+    return Refuse(tenant);
+  }
+  CacheBin& bin = state.cache->bins[size_class];
+  void* block = MEMWARD_LIKELY(bin.count != 0) ? bin.objects[--bin.count]
+                                               : RefillAndTake(state.cache, size_class);
+  if (MEMWARD_UNLIKELY(block == nullptr)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* pointer = block;
+  if (shared) {
+    pointer = static_cast<char*>(block) + kSharedHeaderSize;
+    WriteSharedHeader(pointer, state.tenant, kSharedHeaderSize);
+  }
+  CountAllocation(state, charge);
+  return pointer;
+}
+
+void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zero) {
+  const bool shared = state.shared_scope;
+  if (MEMWARD_LIKELY(alignment == 0 && !zero && state.cache != nullptr)) {
+    size_t request = shared ? size + kSharedHeaderSize : size;
+    if (request <= kCachedMaxSize && request >= size) return AllocateCached(state, request, shared);
+  }
+  accounting::Tenant& tenant = accounting::TenantAt(state.tenant);
+  if (shared) {
     return AllocateShared(state, size, alignment, zero, tenant);
   }
   int align_flags = AlignmentFlags(alignment);
@@ -142,18 +160,33 @@ void* AllocateUnrouted(size_t size, size_t alignment, bool zero) {
 // Credits a free of `charge` bytes owned by `owner` in `slot`: into the
 // thread's batch when it is the thread's own scope, else straight to the
 // shared counters.
-void CreditFree(ThreadState& state, TenantId owner, uint32_t slot, size_t charge) {
-  if (owner == state.tenant && slot == state.slot) {
-    state.batch.freed_bytes += static_cast<int64_t>(charge);
-    state.batch.frees++;
-    MaybePublish(state);
+MEMWARD_ALWAYS_INLINE void CreditFree(ThreadState& state, TenantId owner, uint32_t slot,
+                                      size_t charge) {
+  if (MEMWARD_LIKELY(owner == state.tenant && slot == state.slot)) {
+    state.batch.AddFree(static_cast<int64_t>(charge));
+    SpendCountdown(state, charge);
     return;
   }
   TenantDelta delta;
-  delta.freed_bytes = static_cast<int64_t>(charge);
-  delta.frees = 1;
+  delta.AddFree(static_cast<int64_t>(charge));
   accounting::PublishDelta(accounting::TenantAt(owner).counters, delta);
   if (IsRequestSlot(slot)) accounting::PublishDelta(SlotAt(slot).request, delta);
+}
+
+// Frees a block owned by another slot than the thread's scope, or one that
+// the thread's SlotCache does not take (large or over-aligned).
+MEMWARD_NOINLINE void FreeOwnedUncached(void* pointer, uint16_t slot) {
+  ArenaSlot& arena = SlotAt(slot);
+  void* block = pointer;
+  TenantId owner = arena.tenant.load(std::memory_order_relaxed);
+  if (arena.kind == ArenaKind::kShared) {
+    const SharedHeader& header = ReadSharedHeader(pointer);
+    owner = header.tenant;
+    block = static_cast<char*>(pointer) - header.offset;
+  }
+  size_t charge = mwje_sallocx(block, 0);
+  mwje_dallocx(block, FreeFlagsForSlot(slot));
+  CreditFree(t_thread_state, owner, slot, charge);
 }
 
 // Resizes a block of the scope's own arena in place where jemalloc can,
@@ -175,8 +208,7 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
     errno = ENOMEM;
     return nullptr;
   }
-  state.batch.freed_bytes += static_cast<int64_t>(old_charge);
-  state.batch.frees++;
+  state.batch.AddFree(static_cast<int64_t>(old_charge));
   CountAllocation(state, new_charge);
   return result;
 }
@@ -184,10 +216,43 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
 }  // namespace
 
 void PublishThreadBatch(ThreadState& state) {
+  state.publish_countdown = accounting::kBatchBytes;
   if (state.batch.Empty()) return;
   accounting::PublishDelta(accounting::TenantAt(state.tenant).counters, state.batch);
-  if (IsRequestSlot(state.slot)) accounting::PublishDelta(SlotAt(state.slot).request, state.batch);
+  if (state.request_scope) accounting::PublishDelta(SlotAt(state.slot).request, state.batch);
   state.batch = TenantDelta{};
+}
+
+// Publishes the batch that `pointer`'s allocation filled, as a tail call.
+MEMWARD_NOINLINE void* PublishAndReturn(void* pointer) {
+  PublishThreadBatch(t_thread_state);
+  return pointer;
+}
+
+// Every call this path makes is a tail call, so the compiler saves no
+// registers: a bin pop, the owner header for shared arenas, and the batch.
+void* AllocateSlowMalloc(size_t size) {
+  ThreadState& state = t_thread_state;
+  SlotCache* cache = state.cache;
+  const size_t header = state.shared_scope ? kSharedHeaderSize : 0;
+  if (MEMWARD_UNLIKELY(cache == nullptr || size > kCachedMaxSize - header)) {
+    return AllocateSlow(size, 0, false);
+  }
+  if (MEMWARD_UNLIKELY(
+          accounting::TenantAt(state.tenant).enforce_hard_limit.load(std::memory_order_relaxed))) {
+    return AllocateSlow(size, 0, false);
+  }
+  const size_t request = size + header;
+  const uint32_t size_class = g_size_classes.index_by_step[(request + 7) >> 3];
+  CacheBin& bin = cache->bins[size_class];
+  if (MEMWARD_UNLIKELY(bin.count == 0)) return AllocateSlow(size, 0, false);
+  char* pointer = static_cast<char*>(bin.objects[--bin.count]) + header;
+  if (header != 0) WriteSharedHeader(pointer, state.tenant, kSharedHeaderSize);
+  const size_t charge = g_size_classes.size_of[size_class];
+  state.batch.AddAllocation(static_cast<int64_t>(charge));
+  state.publish_countdown -= static_cast<int64_t>(charge) + kOperationWeight;
+  if (MEMWARD_UNLIKELY(state.publish_countdown <= 0)) return PublishAndReturn(pointer);
+  return pointer;
 }
 
 void* AllocateSlow(size_t size, size_t alignment, bool zero) {
@@ -199,18 +264,60 @@ void* AllocateSlow(size_t size, size_t alignment, bool zero) {
   return AllocateRouted(state, size, alignment, zero);
 }
 
+// Puts `block` of class `size_class` into the scope's cache and credits the
+// free.
+MEMWARD_ALWAYS_INLINE void CacheFreedBlock(ThreadState& state, void* block, uint32_t size_class,
+                                           TenantId owner, uint16_t slot) {
+  CacheBin& bin = state.cache->bins[size_class];
+  if (MEMWARD_LIKELY(bin.count < kBinCapacity)) {
+    bin.objects[bin.count++] = block;
+  } else {
+    SpillAndPut(state.cache, size_class, block);
+  }
+  CreditFree(state, owner, slot, g_size_classes.size_of[size_class]);
+}
+
+void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) {
+  ThreadState& state = t_thread_state;
+  const size_t header = state.shared_scope ? kSharedHeaderSize : 0;
+  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr ||
+                       size > kCachedMaxSize - header)) {
+    return FreeOwned(pointer, slot);
+  }
+  TenantId owner = state.tenant;
+  if (header != 0) {
+    const SharedHeader& shared = ReadSharedHeader(pointer);
+    if (shared.offset != kSharedHeaderSize) return FreeOwnedUncached(pointer, slot);
+    owner = shared.tenant;
+  }
+  uint32_t size_class = g_size_classes.index_by_step[(size + header + 7) >> 3];
+  CacheFreedBlock(state, static_cast<char*>(pointer) - header, size_class, owner, slot);
+}
+
+// The common case is a free in the scope that allocated the block: the owner
+// is the scope's tenant (or the shared header's), and the block goes to the
+// thread's SlotCache.
 void FreeOwned(void* pointer, uint16_t slot) {
-  ArenaSlot& arena = SlotAt(slot);
+  ThreadState& state = t_thread_state;
+  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr)) {
+    return FreeOwnedUncached(pointer, slot);
+  }
   void* block = pointer;
-  TenantId owner = arena.tenant.load(std::memory_order_relaxed);
-  if (arena.kind == ArenaKind::kShared) {
+  TenantId owner = state.tenant;
+  if (state.shared_scope) {
     const SharedHeader& header = ReadSharedHeader(pointer);
+    if (header.offset != kSharedHeaderSize) return FreeOwnedUncached(pointer, slot);
     owner = header.tenant;
-    block = static_cast<char*>(pointer) - header.offset;
+    block = static_cast<char*>(pointer) - kSharedHeaderSize;
   }
   size_t charge = mwje_sallocx(block, 0);
-  mwje_dallocx(block, FreeFlagsForSlot(slot));
-  CreditFree(t_thread_state, owner, slot, charge);
+  if (MEMWARD_UNLIKELY(charge > kCachedMaxSize)) {
+    mwje_dallocx(block, state.arena_flags);
+    CreditFree(state, owner, slot, charge);
+    return;
+  }
+  // `charge` is a size class, so its step indexes its own class.
+  CacheFreedBlock(state, block, g_size_classes.index_by_step[charge >> 3], owner, slot);
 }
 
 size_t UsableSizeOwned(const void* pointer, uint16_t slot) {
@@ -250,16 +357,14 @@ void* AllocateMemwardBlock(size_t size) {
   void* block = mwje_mallocx(size, SlotAt(slot).arena_flag | kMallocxTcacheNone);
   if (block == nullptr) return nullptr;
   TenantDelta delta;
-  delta.allocated_bytes = static_cast<int64_t>(mwje_sallocx(block, 0));
-  delta.allocations = 1;
+  delta.AddAllocation(static_cast<int64_t>(mwje_sallocx(block, 0)));
   accounting::PublishDelta(accounting::TenantAt(accounting::kMemwardTenant).counters, delta);
   return block;
 }
 
 void FreeMemwardBlock(void* block, size_t size) {
   TenantDelta delta;
-  delta.freed_bytes = static_cast<int64_t>(mwje_sallocx(block, 0));
-  delta.frees = 1;
+  delta.AddFree(static_cast<int64_t>(mwje_sallocx(block, 0)));
   mwje_dallocx(block, kMallocxTcacheNone);
   accounting::PublishDelta(accounting::TenantAt(accounting::kMemwardTenant).counters, delta);
 }

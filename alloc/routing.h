@@ -21,8 +21,17 @@ namespace memward::alloc {
 // including a refusal by an enforced hard limit.
 MEMWARD_NOINLINE void* AllocateSlow(size_t size, size_t alignment, bool zero);
 
+// AllocateSlow for malloc: serves a small request from the thread's SlotCache
+// without saving registers, and passes everything else to AllocateSlow.
+MEMWARD_NOINLINE void* AllocateSlowMalloc(size_t size);
+
 // Frees `pointer`, which the arena in `slot` owns, crediting its owner.
 MEMWARD_NOINLINE void FreeOwned(void* pointer, uint16_t slot);
+
+// FreeOwned for a caller that passes the requested size (sized delete,
+// free_sized, sdallocx): the size class comes from a table instead of
+// jemalloc's lookup.
+MEMWARD_NOINLINE void FreeOwnedSized(void* pointer, uint16_t slot, size_t size);
 
 // Resizes `pointer` (not null) to `size` (not 0) when the thread is in a
 // scope or the pointer belongs to a memward arena (`slot`, or 0).

@@ -2,6 +2,7 @@
 #include "alloc/scope.h"
 
 #include "alloc/allocator.h"
+#include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/routing.h"
@@ -18,7 +19,14 @@ void Apply(ThreadState& state, const SavedScope& scope) {
   state.tenant = scope.tenant;
   state.slot = scope.slot;
   state.generation = scope.generation;
-  state.arena_flags = scope.slot == 0 ? 0 : ArenaFlagsForSlot(scope.slot);
+  state.cache = scope.slot == 0 ? nullptr : CacheForSlot(scope.slot);
+  if (state.cache != nullptr) {
+    state.arena_flags = state.cache->arena_flags;
+  } else {
+    state.arena_flags = scope.slot == 0 ? 0 : SlotAt(scope.slot).arena_flag | kMallocxTcacheNone;
+  }
+  state.shared_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kShared;
+  state.request_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kRequest;
   state.slow_path = scope.slot != 0 ? 1 : 0;
 }
 
@@ -47,7 +55,7 @@ void ExitScope(const SavedScope& saved) {
 void FlushThread() {
   Bootstrap();
   PublishThreadBatch(t_thread_state);
-  FlushOwnExplicitCaches();
+  FlushOwnCaches();
   mwje_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
 }
 

@@ -1,4 +1,4 @@
-// Per-thread explicit caches, the list of thread blocks, and their clean-up.
+// Per-thread slot caches, the list of thread blocks, and their clean-up.
 #include "alloc/thread_cache.h"
 
 #include <pthread.h>
@@ -13,9 +13,25 @@
 #include "base/log.h"
 
 namespace memward::alloc {
-namespace {
 
-constexpr uint16_t kNoCache = UINT16_MAX;
+constinit SizeClasses g_size_classes = {};
+
+// A thread's caches, allocated on its first scope from memward's own arena.
+struct ThreadBlock {
+  // Index + 1 into `caches` for each arena slot, 0 for none. Written only by
+  // the owning thread; read by a forked child's clean-up after it is gone.
+  uint8_t cache_by_slot[kMaxArenaSlots];
+  SlotCache caches[kMaxCachesPerThread];
+  uint32_t oldest;  // the cache to evict next once all are in use
+  // Guarded by the thread list lock.
+  ThreadBlock* next;
+  ThreadBlock* previous;
+  // The owner's TLS state, so a forked child can publish the batch of a
+  // thread that did not survive the fork.
+  ThreadState* owner_state;
+};
+
+namespace {
 
 // Guards the list of thread blocks. Lock order: after g_arena_lock.
 constinit pthread_mutex_t g_thread_list_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -23,6 +39,22 @@ constinit ThreadBlock* g_thread_list = nullptr;
 constinit std::atomic<uint32_t> g_explicit_caches{0};
 constinit pthread_key_t g_exit_key = 0;
 constinit pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
+constinit pthread_once_t g_size_classes_once = PTHREAD_ONCE_INIT;
+
+void FillSizeClasses() {
+  uint32_t classes = 0;
+  size_t previous = 0;
+  for (size_t step = 0; step <= kCachedMaxSize / 8; step++) {
+    size_t size = mwje_nallocx(step == 0 ? 1 : step * 8, 0);
+    if (size != previous) {
+      if (classes == kMaxCachedClasses) base::Fatal("more than %u size classes up to %zu bytes",
+                                                    kMaxCachedClasses, kCachedMaxSize);
+      g_size_classes.size_of[classes++] = static_cast<uint32_t>(size);
+      previous = size;
+    }
+    g_size_classes.index_by_step[step] = static_cast<uint8_t>(classes - 1);
+  }
+}
 
 void Link(ThreadBlock* block) {
   pthread_mutex_lock(&g_thread_list_lock);
@@ -40,37 +72,38 @@ void UnlinkLocked(ThreadBlock* block) {
   if (g_thread_list == block) g_thread_list = block->next;
 }
 
-void DestroyCache(ThreadBlock* block, uint32_t slot) {
-  uint16_t entry = block->cache_by_slot[slot];
-  block->cache_by_slot[slot] = 0;
-  if (entry == 0 || entry == kNoCache) return;
-  unsigned cache = entry - 1u;
-  mwje_mallctl("tcache.destroy", nullptr, nullptr, &cache, sizeof(cache));
-  g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+int TcacheFlag(uint16_t tcache) {
+  return tcache == 0 ? kMallocxTcacheNone : MallocxTcache(tcache - 1u);
 }
 
-void DestroyCaches(ThreadBlock* block) {
-  for (uint32_t i = 0; i < block->cache_count; i++) DestroyCache(block, block->cached_slots[i]);
-  block->cache_count = 0;
-}
-
-// Makes room for one more cache on this thread, destroying the oldest.
-void EvictIfFull(ThreadBlock* block) {
-  if (block->cache_count < kMaxCachesPerThread) return;
-  DestroyCache(block, block->cached_slots[block->oldest]);
-}
-
-void Remember(ThreadBlock* block, uint32_t slot) {
-  if (block->cache_count < kMaxCachesPerThread) {
-    block->cached_slots[block->cache_count++] = static_cast<uint16_t>(slot);
-    return;
+// Returns every binned object to jemalloc, then jemalloc's explicit cache to
+// the arena.
+void EmptyCache(SlotCache* cache) {
+  for (CacheBin& bin : cache->bins) {
+    for (uint32_t i = 0; i < bin.count; i++) mwje_dallocx(bin.objects[i], cache->arena_flags);
+    bin.count = 0;
   }
-  block->cached_slots[block->oldest] = static_cast<uint16_t>(slot);
-  block->oldest = (block->oldest + 1) % kMaxCachesPerThread;
+  if (cache->tcache != 0) {
+    unsigned index = cache->tcache - 1u;
+    mwje_mallctl("tcache.flush", nullptr, nullptr, &index, sizeof(index));
+  }
+}
+
+void DestroyCache(ThreadBlock* block, SlotCache* cache) {
+  if (cache->slot == 0) return;
+  EmptyCache(cache);
+  if (cache->tcache != 0) {
+    unsigned index = cache->tcache - 1u;
+    mwje_mallctl("tcache.destroy", nullptr, nullptr, &index, sizeof(index));
+    g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+  }
+  block->cache_by_slot[cache->slot] = 0;
+  cache->slot = 0;
+  cache->tcache = 0;
 }
 
 void ReleaseBlock(ThreadBlock* block) {
-  DestroyCaches(block);
+  for (SlotCache& cache : block->caches) DestroyCache(block, &cache);
   FreeMemwardBlock(block, sizeof(ThreadBlock));
 }
 
@@ -84,18 +117,20 @@ void OnThreadExit(void* value) {
   UnlinkLocked(block);
   pthread_mutex_unlock(&g_thread_list_lock);
   state.block = nullptr;
+  state.cache = nullptr;
   ReleaseBlock(block);
 }
 
 void CreateExitKey() {
   if (pthread_key_create(&g_exit_key, OnThreadExit) != 0) {
-    base::Log("pthread_key_create failed: thread caches of exiting threads are not returned");
+    base::Log("pthread_key_create failed: caches of exiting threads are not returned");
   }
 }
 
 ThreadBlock* BlockOfThisThread() {
   ThreadState& state = t_thread_state;
   if (state.block != nullptr) return state.block;
+  pthread_once(&g_size_classes_once, FillSizeClasses);
   auto* block = static_cast<ThreadBlock*>(AllocateMemwardBlock(sizeof(ThreadBlock)));
   if (block == nullptr) return nullptr;
   memset(block, 0, sizeof(ThreadBlock));
@@ -107,59 +142,87 @@ ThreadBlock* BlockOfThisThread() {
   return block;
 }
 
-// Returns the calling thread's cache index + 1 for `slot`, creating it, or
-// kNoCache when the pool of explicit caches is spent.
-uint16_t CacheEntryForSlot(ThreadBlock* block, uint32_t slot) {
-  uint16_t entry = block->cache_by_slot[slot];
-  if (entry != 0) return entry;
-  EvictIfFull(block);
-  entry = kNoCache;
-  if (g_explicit_caches.fetch_add(1, std::memory_order_relaxed) < kMaxExplicitCaches) {
-    unsigned cache = 0;
-    size_t length = sizeof(cache);
-    if (mwje_mallctl("tcache.create", &cache, &length, nullptr, 0) == 0 && cache < kNoCache - 1) {
-      entry = static_cast<uint16_t>(cache + 1);
-    } else {
-      g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
-    }
-  } else {
+// Returns jemalloc's explicit cache index + 1, or 0 when the pool is spent.
+uint16_t CreateExplicitCache() {
+  if (g_explicit_caches.fetch_add(1, std::memory_order_relaxed) >= kMaxExplicitCaches) {
     g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+    return 0;
   }
-  block->cache_by_slot[slot] = entry;
-  if (entry != kNoCache) Remember(block, slot);
-  return entry;
+  unsigned index = 0;
+  size_t length = sizeof(index);
+  if (mwje_mallctl("tcache.create", &index, &length, nullptr, 0) != 0 || index >= UINT16_MAX - 1) {
+    g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
+    return 0;
+  }
+  return static_cast<uint16_t>(index + 1);
 }
 
-int CacheFlag(uint16_t entry) {
-  return entry == 0 || entry == kNoCache ? kMallocxTcacheNone : MallocxTcache(entry - 1u);
+// Returns a free cache of `block`, evicting the oldest when all are in use.
+SlotCache* TakeFreeCache(ThreadBlock* block) {
+  for (SlotCache& cache : block->caches) {
+    if (cache.slot == 0) return &cache;
+  }
+  SlotCache* oldest = &block->caches[block->oldest];
+  block->oldest = (block->oldest + 1) % kMaxCachesPerThread;
+  if (t_thread_state.cache == oldest) t_thread_state.cache = nullptr;
+  DestroyCache(block, oldest);
+  return oldest;
 }
 
 }  // namespace
 
-int ArenaFlagsForSlot(uint32_t slot) {
+SlotCache* CacheForSlot(uint32_t slot) {
   ThreadBlock* block = BlockOfThisThread();
-  uint16_t entry = block == nullptr ? kNoCache : CacheEntryForSlot(block, slot);
-  return SlotAt(slot).arena_flag | CacheFlag(entry);
+  if (block == nullptr) return nullptr;
+  uint8_t entry = block->cache_by_slot[slot];
+  if (entry != 0) return &block->caches[entry - 1];
+  SlotCache* cache = TakeFreeCache(block);
+  cache->slot = slot;
+  cache->tcache = CreateExplicitCache();
+  cache->arena_flags = SlotAt(slot).arena_flag | TcacheFlag(cache->tcache);
+  block->cache_by_slot[slot] = static_cast<uint8_t>(cache - block->caches + 1);
+  return cache;
 }
 
 int FreeFlagsForSlot(uint32_t slot) {
   ThreadBlock* block = t_thread_state.block;
-  return CacheFlag(block == nullptr ? 0 : block->cache_by_slot[slot]);
+  if (block == nullptr || block->cache_by_slot[slot] == 0) return kMallocxTcacheNone;
+  return TcacheFlag(block->caches[block->cache_by_slot[slot] - 1].tcache);
+}
+
+void* RefillAndTake(SlotCache* cache, uint32_t size_class) {
+  const size_t size = g_size_classes.size_of[size_class];
+  CacheBin& bin = cache->bins[size_class];
+  for (uint32_t i = 1; i < kRefillCount && bin.count < kBinCapacity; i++) {
+    void* block = mwje_mallocx(size, cache->arena_flags);
+    if (block == nullptr) break;
+    bin.objects[bin.count++] = block;
+  }
+  return mwje_mallocx(size, cache->arena_flags);
+}
+
+void SpillAndPut(SlotCache* cache, uint32_t size_class, void* block) {
+  CacheBin& bin = cache->bins[size_class];
+  // The oldest half (at the bottom of the stack) goes back to jemalloc.
+  const uint32_t spill = kBinCapacity / 2;
+  for (uint32_t i = 0; i < spill; i++) mwje_dallocx(bin.objects[i], cache->arena_flags);
+  memmove(bin.objects, bin.objects + spill, (bin.count - spill) * sizeof(void*));
+  bin.count -= spill;
+  bin.objects[bin.count++] = block;
 }
 
 void FlushCacheForSlot(uint32_t slot) {
   ThreadBlock* block = t_thread_state.block;
-  if (block == nullptr) return;
-  uint16_t entry = block->cache_by_slot[slot];
-  if (entry == 0 || entry == kNoCache) return;
-  unsigned cache = entry - 1u;
-  mwje_mallctl("tcache.flush", nullptr, nullptr, &cache, sizeof(cache));
+  if (block == nullptr || block->cache_by_slot[slot] == 0) return;
+  EmptyCache(&block->caches[block->cache_by_slot[slot] - 1]);
 }
 
-void FlushOwnExplicitCaches() {
+void FlushOwnCaches() {
   ThreadBlock* block = t_thread_state.block;
   if (block == nullptr) return;
-  for (uint32_t i = 0; i < block->cache_count; i++) FlushCacheForSlot(block->cached_slots[i]);
+  for (SlotCache& cache : block->caches) {
+    if (cache.slot != 0) EmptyCache(&cache);
+  }
 }
 
 void LockThreadListForFork() { pthread_mutex_lock(&g_thread_list_lock); }

@@ -14,6 +14,7 @@
 namespace memward::alloc {
 
 struct ThreadBlock;
+struct SlotCache;
 
 struct ThreadState {
   // Non-zero sends this thread's allocations to the slow path: it starts at 1
@@ -26,17 +27,23 @@ struct ThreadState {
   accounting::TenantId tenant = 0;
   uint32_t slot = 0;
   uint32_t generation = 0;
-  // mallocx flags for the scope's arena and this thread's cache for it.
+  // mallocx flags for the scope's arena and this thread's cache for it, and
+  // the thread's SlotCache for the slot (nullptr outside scopes).
   int arena_flags = 0;
+  SlotCache* cache = nullptr;
 
-  // Unpublished counts for the scope's tenant (and request), published past
-  // kBatchBytes or kBatchOperations, and whenever the scope changes.
+  // What the scope's slot is, cached at scope entry for the routed paths.
+  bool shared_scope = false;
+  bool request_scope = false;
+
+  // Unpublished counts for the scope's tenant (and request), published when
+  // `publish_countdown` runs out and whenever the scope changes. Each
+  // operation takes its bytes plus kBatchBytes / kBatchOperations from the
+  // countdown, so a batch never exceeds kBatchBytes or kBatchOperations.
   accounting::TenantDelta batch;
+  int64_t publish_countdown = accounting::kBatchBytes;
 
   ThreadBlock* block = nullptr;
-  // Set while memward itself allocates for this thread, so that those
-  // allocations are not routed or counted as the scope's.
-  bool in_memward = false;
 };
 
 // constinit: the TLS image holds the initial value, so no per-access
