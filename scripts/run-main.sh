@@ -229,7 +229,7 @@ for _ in 1 2 3; do
   fi
   echo "port $gateway_port or $model_port was taken before nginx bound it; trying new ports"
 done
-((started)) || die "nginx could not bind free ports in 3 attempts; see $stderr_file"
+((started)) || die "nginx failed to bind free ports in 3 attempts; see $stderr_file"
 echo "nginx $("$nginx_binary" -v 2>&1 | sed 's|.*/||'), master pid $nginx_pid," \
   "gateway http://127.0.0.1:$gateway_port/, model server on port $model_port"
 echo "LD_PRELOAD=$preload"
@@ -411,11 +411,11 @@ echo "$logged requests logged: wrk's $requests, the first request, and those in 
 
 section "Resident memory of the nginx processes (VmRSS every second during the load)"
 python3 "$job_files/report.py" rss "$samples_file" ||
-  check 0 "report.py could not summarise $samples_file"
+  check 0 "report.py failed to summarize $samples_file"
 
 section "Allocator statistics at exit (MEMWARD_CONF=stats_at_exit=true)"
 python3 "$job_files/report.py" allocator-stats "$stderr_file" "$samples_file" ||
-  check 0 "report.py could not summarise the statistics in $stderr_file"
+  check 0 "report.py failed to summarize the statistics in $stderr_file"
 stats_dumps=$(grep -c "^___ Begin jemalloc statistics ___$" "$stderr_file" || true)
 stats_totals=$(grep -c "^Allocated: " "$stderr_file" || true)
 process_count=${#memward_mapped[@]}

@@ -28,7 +28,8 @@ end
 local function read_plan(path)
   local file, err = io.open(path, "r")
   if not file then
-    error("cannot open replay plan REPLAY_PLAN_FILE=" .. tostring(path) .. ": " .. tostring(err))
+    error("failed to open the replay plan REPLAY_PLAN_FILE=" .. tostring(path) .. ": " ..
+          tostring(err) .. "; make_site.py --plan writes it")
   end
   for line in file:lines() do
     local request_path, context, generated = line:match("^(%S+) (%d+) (%d+)$")
@@ -77,7 +78,7 @@ function done(summary, latency, requests)
   if not path then return end
   local file, err = io.open(path, "w")
   if not file then
-    io.stderr:write("cannot write REPLAY_SUMMARY_FILE=" .. path .. ": " .. tostring(err) .. "\n")
+    io.stderr:write("failed to write REPLAY_SUMMARY_FILE=" .. path .. ": " .. tostring(err) .. "\n")
     return
   end
   local errors = summary.errors
