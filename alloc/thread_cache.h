@@ -11,7 +11,8 @@
 //    of jemalloc's general mallocx/sallocx/dallocx path (about 490
 //    instructions per 64-byte pair without it, measured with callgrind);
 //  - an explicit jemalloc thread cache, used for the batches and for sizes
-//    above kCachedMaxSize. jemalloc allows 4,094 explicit caches in all;
+//    above kCachedMaxSize (not for request arenas, which are emptied at each
+//    request end). jemalloc allows 4,094 explicit caches in all;
 //    memward uses at most kMaxExplicitCaches and falls back to
 //    MALLOCX_TCACHE_NONE (35-200 ns per pair on a 2-vCPU machine) beyond.
 //
@@ -21,8 +22,9 @@
 //
 // A thread keeps caches for at most kMaxCachesPerThread slots and empties and
 // destroys the oldest to make room. A thread's caches are emptied and its
-// batch published when it exits (pthread key destructor) and, in a forked
-// child, for every thread that did not survive the fork.
+// batch published when it exits (pthread key destructor). In a forked child
+// the batches of the threads that did not survive are published and their
+// caches are left allocated (see ResetThreadListInChild).
 #ifndef MEMWARD_ALLOC_THREAD_CACHE_H_
 #define MEMWARD_ALLOC_THREAD_CACHE_H_
 

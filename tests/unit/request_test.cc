@@ -1,5 +1,6 @@
 // Requests: per-request arenas, summaries, escapes, draining and fork.
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -201,11 +202,13 @@ TEST(Request, ForkWithOpenRequests) {
       memward_request_end(&child_request, nullptr);
       free(block);
       free(more);
+      if (!ok) fprintf(stderr, "child: status %d escaped %llu expected %zu\n", status, (unsigned long long)summary.escaped_bytes, malloc_usable_size(block) + malloc_usable_size(more));
       _exit(ok ? 0 : 1);
     }
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "round " << round;
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "round " << round << ", wait status " << status;
     free(block);
     memward_request_end(&request, nullptr);
   }
