@@ -118,6 +118,9 @@ void OnThreadExit(void* value) {
   pthread_mutex_unlock(&g_thread_list_lock);
   state.block = nullptr;
   state.cache = nullptr;
+  // Later destructors of the thread may still allocate in its scope: they
+  // must not name an explicit cache that ReleaseBlock destroys.
+  if (state.slot != 0) state.arena_flags = SlotAt(state.slot).arena_flag | kMallocxTcacheNone;
   ReleaseBlock(block);
 }
 

@@ -1,5 +1,6 @@
 // Tenants, scopes, ownership and budgets through the C and C++ APIs.
 #include <errno.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,49 @@ TEST(Counting, PublishedLagIsBounded) {
   memward_scope_exit(&saved);
   EXPECT_EQ(Stats(id).live_bytes, truth);  // Exiting the scope publishes.
   for (void* block : blocks) free(block);
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+// A thread may exit inside a scope, and its thread_local destructors may
+// still allocate after memward has returned the thread's caches.
+struct AllocatesOnExit {
+  void* kept = nullptr;
+  ~AllocatesOnExit() {
+    void* block = malloc(300);
+    free(block);
+    free(kept);
+  }
+};
+
+void AllocateInKeyDestructor(void* value) {
+  void* block = malloc(200);
+  free(block);
+  free(value);
+}
+
+TEST(Tenant, ThreadExitsInsideScope) {
+  memward_tenant_id id = Register(UniqueName("exit-in-scope"), true);
+  // memward's own key exists after the first scope; this one is created
+  // later, so its destructor runs after memward has returned the caches.
+  memward_scope warm_up;
+  memward_scope_enter(id, &warm_up);
+  memward_scope_exit(&warm_up);
+  pthread_key_t late_key;
+  ASSERT_EQ(pthread_key_create(&late_key, AllocateInKeyDestructor), 0);
+  void* escaped = nullptr;
+  std::thread worker([&] {
+    static thread_local AllocatesOnExit on_exit;
+    pthread_setspecific(late_key, malloc(1));
+    memward_scope saved;
+    memward_scope_enter(id, &saved);
+    on_exit.kept = Allocate(500);
+    escaped = Allocate(700);
+    // No scope exit: the thread ends inside the scope.
+  });
+  worker.join();
+  pthread_key_delete(late_key);
+  EXPECT_EQ(Stats(id).live_bytes, static_cast<int64_t>(malloc_usable_size(escaped)));
+  free(escaped);
   EXPECT_EQ(Stats(id).live_bytes, 0);
 }
 
