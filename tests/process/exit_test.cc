@@ -1,0 +1,42 @@
+// Process exit while the allocator is in use: exit() called from one thread
+// while others allocate, and main returning with live blocks. exit() runs
+// atexit handlers and static destructors, memward's included, while the
+// other threads keep calling malloc and free; a destructor that tears down
+// allocator state they still use crashes them. Each case runs in a fresh
+// process (process_helper) and repeats, because the race it looks for does
+// not show on every run.
+#include <string>
+
+#include "process_test_support.h"
+
+namespace memward_test {
+namespace {
+
+constexpr int kRuns = 20;
+
+class ExitTest : public ProcessTest {
+ protected:
+  // Runs the helper in `mode` kRuns times; each run must exit with 0.
+  static void ExpectCleanExits(const std::string& mode) {
+    for (int run = 0; run < kRuns; ++run) {
+      const HelperRun result = RunHelper({mode});
+      ASSERT_TRUE(result.outcome.ExitedWithZero())
+          << "process_helper " << mode << " (run " << run << ") " << result.outcome.Describe()
+          << "; its stderr:\n"
+          << result.standard_error;
+    }
+  }
+};
+
+TEST_F(ExitTest, ExitFromWorkerWhileOthersAllocate) { ExpectCleanExits("exit-from-worker"); }
+
+TEST_F(ExitTest, ExitFromMainWhileThreadsAllocate) { ExpectCleanExits("exit-from-main"); }
+
+TEST_F(ExitTest, ReturnFromMainWithLiveMemory) { ExpectCleanExits("return-with-live-memory"); }
+
+TEST_F(ExitTest, ReturnFromMainWhileThreadsAllocate) {
+  ExpectCleanExits("return-with-running-threads");
+}
+
+}  // namespace
+}  // namespace memward_test

@@ -1,0 +1,211 @@
+// A program the process tests start in a new process, to end it in ways a
+// test binary cannot end itself. Usage: process_helper MODE, where MODE is
+//   check                       check that memward is the allocator, allocate
+//                               from several threads, return 0
+//   exit-from-worker            one of several allocating threads calls exit(0)
+//                               while the others keep allocating
+//   exit-from-main              the main thread calls exit(0) while allocating
+//                               threads run
+//   return-with-live-memory     main returns 0 with live blocks in locals,
+//                               globals, thread_local objects and static
+//                               objects whose destructors allocate and free
+//   return-with-running-threads main returns 0 while detached threads allocate
+// Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
+// allocator, 4 when a check failed; a crash shows as a signal.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int kBadArgument = 2;
+constexpr int kNotOnMemward = 3;
+constexpr int kCheckFailed = 4;
+
+bool MemwardIsAllocator() {
+  if (dlsym(RTLD_DEFAULT, "memward_version") == nullptr) {
+    fprintf(stderr, "process_helper: memward_version is not defined, memward is not loaded\n");
+    return false;
+  }
+  Dl_info info{};
+  void* volatile malloc_address = reinterpret_cast<void*>(&malloc);
+  if (dladdr(malloc_address, &info) == 0 || info.dli_fname == nullptr ||
+      strstr(info.dli_fname, "libmemward") == nullptr) {
+    fprintf(stderr, "process_helper: malloc resolves to '%s', not to libmemward\n",
+            info.dli_fname != nullptr ? info.dli_fname : "");
+    return false;
+  }
+  return true;
+}
+
+// Allocates and frees blocks of mixed sizes (up to 1 MiB) until `stop` is
+// set or `rounds` rounds are done, keeping up to 16 live. Returns false
+// when a block comes back with other contents than were written.
+bool Churn(unsigned seed, const std::atomic<bool>* stop, long rounds) {
+  void* live[16] = {};
+  size_t sizes[16] = {};
+  unsigned state = seed * 2654435761u + 1;
+  bool intact = true;
+  for (long round = 0; rounds < 0 || round < rounds; ++round) {
+    if (stop != nullptr && stop->load(std::memory_order_relaxed)) break;
+    state = state * 1103515245u + 12345u;
+    const unsigned slot = (state >> 8) % 16;
+    if (live[slot] != nullptr) {
+      const auto* bytes = static_cast<const unsigned char*>(live[slot]);
+      if (bytes[0] != static_cast<unsigned char>(slot) ||
+          bytes[sizes[slot] - 1] != static_cast<unsigned char>(slot)) {
+        intact = false;
+      }
+      free(live[slot]);
+    }
+    sizes[slot] = (state >> 4) % 100 == 0 ? 1024 * 1024 : 1 + (state >> 12) % 4096;
+    live[slot] = malloc(sizes[slot]);
+    if (live[slot] == nullptr) return false;
+    memset(live[slot], static_cast<int>(slot), sizes[slot]);
+  }
+  for (void* block : live) free(block);
+  return intact;
+}
+
+int Check() {
+  std::atomic<bool> intact{true};
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < 4; ++i) {
+    threads.emplace_back([&intact, i] {
+      if (!Churn(i, nullptr, 2000)) intact.store(false);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return intact.load() ? 0 : kCheckFailed;
+}
+
+// Threads that allocate until the process ends, each holding a few live
+// blocks at every moment.
+void StartAllocatingThreads(int count, std::atomic<int>* started) {
+  for (int i = 0; i < count; ++i) {
+    std::thread([i, started] {
+      started->fetch_add(1);
+      Churn(static_cast<unsigned>(i), nullptr, -1);
+    }).detach();
+  }
+}
+
+void WaitUntilStarted(const std::atomic<int>& started, int count) {
+  while (started.load() < count) std::this_thread::yield();
+  // Give the threads time to be inside malloc and free, holding blocks and
+  // filled thread caches.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+int ExitFromWorker() {
+  std::atomic<int> started{0};
+  StartAllocatingThreads(7, &started);
+  std::thread exiting([&started] {
+    WaitUntilStarted(started, 7);
+    std::vector<std::unique_ptr<std::string>> held;
+    for (int i = 0; i < 1000; ++i) held.push_back(std::make_unique<std::string>(200, 'w'));
+    exit(0);
+  });
+  exiting.join();  // never returns: exit() ends the process first
+  return kCheckFailed;
+}
+
+int ExitFromMain() {
+  std::atomic<int> started{0};
+  StartAllocatingThreads(8, &started);
+  WaitUntilStarted(started, 8);
+  exit(0);
+}
+
+// Objects whose destructors run during exit, after main returns: they free
+// blocks allocated during the run and allocate and free new ones.
+struct ExitTimeUser {
+  std::vector<std::string> strings;
+  std::map<int, std::vector<char>> buffers;
+
+  ~ExitTimeUser() {
+    std::string joined;
+    for (const std::string& text : strings) joined += text;
+    auto* block = static_cast<char*>(malloc(64 * 1024));
+    if (block != nullptr) memset(block, 1, 64 * 1024);
+    free(block);
+  }
+};
+
+ExitTimeUser global_user;
+std::unique_ptr<std::vector<std::unique_ptr<int[]>>> global_arrays;
+thread_local std::vector<std::string> main_thread_strings;
+
+void AllocateAtExit() {
+  std::vector<std::string> strings(100, std::string(300, 'e'));
+  void* block = malloc(2 * 1024 * 1024);
+  free(block);
+}
+
+int ReturnWithLiveMemory() {
+  atexit(AllocateAtExit);
+  for (int i = 0; i < 1000; ++i) {
+    global_user.strings.push_back(std::string(100 + i % 300, 's'));
+    global_user.buffers[i] = std::vector<char>(static_cast<size_t>(i) * 16);
+    main_thread_strings.push_back(std::string(64 + i % 100, 't'));
+  }
+  global_arrays = std::make_unique<std::vector<std::unique_ptr<int[]>>>();
+  for (int i = 0; i < 100; ++i) global_arrays->push_back(std::make_unique<int[]>(1000));
+
+  // Never freed: a leak at exit must not make the exit fail.
+  for (int i = 0; i < 100; ++i) {
+    void* leaked = malloc(static_cast<size_t>(i) * 100 + 1);
+    if (leaked != nullptr) memset(leaked, 0, 1);
+  }
+  void* large_leak = malloc(16 * 1024 * 1024);
+  if (large_leak != nullptr) memset(large_leak, 0, 4096);
+
+  // Blocks freed by threads that have already ended.
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([i] {
+      thread_local std::vector<std::string> worker_strings(50, std::string(500, 'x'));
+      Churn(static_cast<unsigned>(i), nullptr, 5000);
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return 0;
+}
+
+int ReturnWithRunningThreads() {
+  std::atomic<int> started{0};
+  StartAllocatingThreads(8, &started);
+  WaitUntilStarted(started, 8);
+  for (int i = 0; i < 100; ++i) global_user.strings.push_back(std::string(1000, 'r'));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: process_helper MODE (see the comment at the top of the source)\n");
+    return kBadArgument;
+  }
+  if (!MemwardIsAllocator()) return kNotOnMemward;
+
+  const std::string mode = argv[1];
+  if (mode == "check") return Check();
+  if (mode == "exit-from-worker") return ExitFromWorker();
+  if (mode == "exit-from-main") return ExitFromMain();
+  if (mode == "return-with-live-memory") return ReturnWithLiveMemory();
+  if (mode == "return-with-running-threads") return ReturnWithRunningThreads();
+  fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
+  return kBadArgument;
+}

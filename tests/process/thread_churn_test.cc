@@ -1,0 +1,299 @@
+// Many short-lived threads must not grow the heap. Each thread that
+// allocates gets per-thread allocator state (jemalloc's thread cache and
+// tsd, memward's thread block and accounting batch); when the thread exits,
+// that state and every object cached in it must go back to the arenas.
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process_test_support.h"
+
+namespace memward_test {
+namespace {
+
+constexpr size_t kMiB = 1024 * 1024;
+
+// Bounds on heap growth across a churn, measured after the main thread's
+// cache is flushed and every arena purged, so that neither cached objects
+// nor dirty pages count.
+//
+// allocated: every block a churn allocates is freed before it ends, so the
+// expected growth is zero. 1 MiB is 100 bytes for each of 10,000 threads:
+// smaller than any per-thread structure (jemalloc's tcache alone is several
+// KiB), so a leak of per-thread state on every thread exit crosses it,
+// while one-off allocations made once per process (a lazily started
+// memward thread, glibc's cached thread stacks reusing their TLS blocks)
+// stay well below it.
+constexpr size_t kAllocatedGrowthBound = 1 * kMiB;
+// resident: allocator metadata grows a little as new address ranges are
+// used (radix tree leaves, extent structures) and is never returned.
+// Arenas are created during the warm-up churn, which runs the same batch
+// size, so they are in the baseline. 4 MiB is under 420 bytes a thread.
+constexpr size_t kResidentGrowthBound = 4 * kMiB;
+
+// Sizes each churn thread allocates: several small size classes served from
+// the thread cache (jemalloc 5.3 caches sizes up to 32 KiB by default), and
+// one just above the cached range.
+constexpr size_t kChurnSizes[] = {8, 48, 160, 640, 3000, 14000, 30000, 40000};
+// Large sizes each churn thread allocates once. Only their first and last
+// bytes are written: touching every page would make the kernel's page
+// faults, not the allocator, the cost of the test.
+constexpr size_t kLargeChurnSizes[] = {300000, 2 * kMiB};
+
+// Allocates a few objects of every churn size and a few C++ objects,
+// checks and frees them.
+bool AllocateAndFreeFewObjects(uint64_t seed) {
+  bool intact = true;
+  for (int round = 0; round < 3; ++round) {
+    void* blocks[std::size(kChurnSizes)] = {};
+    for (size_t i = 0; i < std::size(kChurnSizes); ++i) {
+      blocks[i] = malloc(kChurnSizes[i]);
+      if (blocks[i] == nullptr) return false;
+      FillPattern(blocks[i], kChurnSizes[i], seed + i);
+    }
+    // Free in an order other than allocation order.
+    for (size_t i = std::size(kChurnSizes); i-- > 0;) {
+      if (!CheckPattern(blocks[i], kChurnSizes[i], seed + i)) intact = false;
+      free(blocks[i]);
+    }
+  }
+  for (size_t size : kLargeChurnSizes) {
+    auto* block = static_cast<unsigned char*>(malloc(size));
+    if (block == nullptr) return false;
+    block[0] = 1;
+    block[size - 1] = 2;
+    if (block[0] != 1 || block[size - 1] != 2) intact = false;
+    free(block);
+  }
+  auto strings = std::make_unique<std::vector<std::string>>();
+  for (int i = 0; i < 20; ++i) strings->push_back(std::string(static_cast<size_t>(40 + i * 10), 'c'));
+  return intact && strings->size() == 20;
+}
+
+// Runs `thread_count` threads, `batch_size` at a time, each calling `body`
+// with its index. Returns the number of bodies that returned false.
+template <typename Body>
+int RunThreadsInBatches(int thread_count, int batch_size, Body body) {
+  std::atomic<int> failures{0};
+  for (int first = 0; first < thread_count; first += batch_size) {
+    std::vector<std::thread> batch;
+    for (int index = first; index < first + batch_size && index < thread_count; ++index) {
+      batch.emplace_back([&failures, &body, index] {
+        if (!body(index)) failures.fetch_add(1);
+      });
+    }
+    for (std::thread& thread : batch) thread.join();
+  }
+  return failures.load();
+}
+
+constexpr int kThreadCount = 10000;
+constexpr int kBatchSize = 50;
+
+void ExpectNoGrowth(const HeapStats& before, const HeapStats& after) {
+  const auto growth = [](size_t from, size_t to) {
+    return to > from ? to - from : size_t{0};
+  };
+
+  EXPECT_LT(growth(before.allocated, after.allocated), kAllocatedGrowthBound)
+      << "stats.allocated grew across the churn\n before: " << FormatHeapStats(before)
+      << "\n after:  " << FormatHeapStats(after);
+  EXPECT_LT(growth(before.resident, after.resident), kResidentGrowthBound)
+      << "stats.resident grew across the churn\n before: " << FormatHeapStats(before)
+      << "\n after:  " << FormatHeapStats(after);
+}
+
+// Returns the number of threads of this process, from /proc/self/task.
+size_t CountThreads() {
+  size_t count = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    ++count;
+  }
+  return count;
+}
+
+// Returns the names of this process's threads, from /proc/self/task/*/comm.
+std::string ListThreadNames() {
+  std::string names;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names += entry.path().filename().string() + ":" + name + " ";
+  }
+  return names;
+}
+
+class ThreadChurnTest : public ProcessTest {};
+
+TEST_F(ThreadChurnTest, ShortLivedThreadsLeaveNoGrowth) {
+  // The warm-up creates the arenas and metadata a batch of this size needs.
+  ASSERT_EQ(RunThreadsInBatches(2 * kBatchSize, kBatchSize, AllocateAndFreeFewObjects), 0);
+  const HeapStats before = SettleAndReadHeapStats();
+
+  const int failures = RunThreadsInBatches(kThreadCount, kBatchSize, [](int index) {
+    return AllocateAndFreeFewObjects(static_cast<uint64_t>(index));
+  });
+  EXPECT_EQ(failures, 0) << "threads whose blocks failed the pattern check";
+
+  const HeapStats after = SettleAndReadHeapStats();
+  ExpectNoGrowth(before, after);
+}
+
+// Blocks handed from the main thread to a worker that frees them and exits:
+// the freed blocks sit in the worker's thread cache, though their memory
+// belongs to the main thread's arena, until the exit flushes them back.
+TEST_F(ThreadChurnTest, ExitingThreadsReturnForeignCachedBlocks) {
+  constexpr int kThreads = 2000;
+  constexpr int kBlocksPerThread = 40;
+  const auto hand_over_and_exit = [](int thread_count) {
+    int failures = 0;
+    for (int first = 0; first < thread_count; first += kBatchSize) {
+      std::vector<std::vector<void*>> handed(kBatchSize);
+      for (auto& blocks : handed) {
+        for (int i = 0; i < kBlocksPerThread; ++i) {
+          const size_t size = kChurnSizes[static_cast<size_t>(i) % 7];  // sizes the thread cache keeps
+          void* block = malloc(size);
+          if (block == nullptr) return -1;
+          FillPattern(block, size, static_cast<uint64_t>(i));
+          blocks.push_back(block);
+        }
+      }
+      std::atomic<int> damaged{0};
+      std::vector<std::thread> batch;
+      for (auto& blocks : handed) {
+        batch.emplace_back([&blocks, &damaged] {
+          for (size_t i = 0; i < blocks.size(); ++i) {
+            if (!CheckPattern(blocks[i], kChurnSizes[i % 7], i)) damaged.fetch_add(1);
+            free(blocks[i]);
+          }
+          // Reuse some of the cached foreign blocks before exiting, so the
+          // thread exits with a cache that holds both kinds.
+          void* reused[8];
+          for (void*& block : reused) block = malloc(48);
+          for (void* block : reused) free(block);
+        });
+      }
+      for (std::thread& thread : batch) thread.join();
+      failures += damaged.load();
+    }
+    return failures;
+  };
+
+  ASSERT_EQ(hand_over_and_exit(2 * kBatchSize), 0);
+  const HeapStats before = SettleAndReadHeapStats();
+  EXPECT_EQ(hand_over_and_exit(kThreads), 0) << "handed-over blocks failed the pattern check";
+  const HeapStats after = SettleAndReadHeapStats();
+  ExpectNoGrowth(before, after);
+}
+
+// The reverse: workers allocate blocks, hand them to the main thread and
+// exit; the main thread frees them after the allocating thread is gone.
+TEST_F(ThreadChurnTest, BlocksOutliveAllocatingThread) {
+  constexpr int kThreads = 2000;
+  constexpr int kBlocksPerThread = 40;
+
+  const auto allocate_then_exit = [](int thread_count) {
+    int failures = 0;
+    for (int first = 0; first < thread_count; first += kBatchSize) {
+      std::vector<std::vector<void*>> received(kBatchSize);
+      std::vector<std::thread> batch;
+      for (auto& blocks : received) {
+        batch.emplace_back([&blocks] {
+          for (int i = 0; i < kBlocksPerThread; ++i) {
+            const size_t size = kChurnSizes[static_cast<size_t>(i) % std::size(kChurnSizes)];
+            void* block = malloc(size);
+            if (block != nullptr) FillPattern(block, size, static_cast<uint64_t>(i));
+            blocks.push_back(block);
+          }
+        });
+      }
+      for (std::thread& thread : batch) thread.join();
+      for (auto& blocks : received) {
+        for (size_t i = 0; i < blocks.size(); ++i) {
+          const size_t size = kChurnSizes[i % std::size(kChurnSizes)];
+          if (blocks[i] == nullptr || !CheckPattern(blocks[i], size, i)) ++failures;
+          free(blocks[i]);
+        }
+      }
+    }
+    return failures;
+  };
+
+  ASSERT_EQ(allocate_then_exit(2 * kBatchSize), 0);
+  const HeapStats before = SettleAndReadHeapStats();
+  EXPECT_EQ(allocate_then_exit(kThreads), 0) << "blocks failed the pattern check or were null";
+  const HeapStats after = SettleAndReadHeapStats();
+  ExpectNoGrowth(before, after);
+}
+
+// Threads that exit holding cached blocks without ever freeing a block
+// themselves while other threads allocate: a detached pthread ends with its
+// cache full of its own freed blocks, and the exit runs concurrently with
+// allocation in other threads.
+TEST_F(ThreadChurnTest, DetachedThreadsExitDuringAllocation) {
+  constexpr int kThreads = 2000;
+  ASSERT_EQ(RunThreadsInBatches(2 * kBatchSize, kBatchSize, AllocateAndFreeFewObjects), 0);
+  const HeapStats before = SettleAndReadHeapStats();
+  const size_t threads_at_start = CountThreads();
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> allocators;
+  for (int i = 0; i < 2; ++i) {
+    allocators.emplace_back([&stop, i] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        AllocateAndFreeFewObjects(static_cast<uint64_t>(i));
+      }
+    });
+  }
+
+  std::atomic<int> finished{0};
+  std::atomic<int> damaged{0};
+  for (int i = 0; i < kThreads; ++i) {
+    pthread_t thread;
+    auto* arguments = new std::pair<std::atomic<int>*, std::atomic<int>*>(&finished, &damaged);
+    const int error = pthread_create(
+        &thread, nullptr,
+        [](void* raw) -> void* {
+          std::unique_ptr<std::pair<std::atomic<int>*, std::atomic<int>*>> counters(
+              static_cast<std::pair<std::atomic<int>*, std::atomic<int>*>*>(raw));
+          if (!AllocateAndFreeFewObjects(7)) counters->second->fetch_add(1);
+          counters->first->fetch_add(1);
+          return nullptr;
+        },
+        arguments);
+    ASSERT_EQ(error, 0) << "pthread_create failed: " << strerror(error);
+    pthread_detach(thread);
+    // Keep at most a batch running, so this does not exhaust thread limits.
+    while (i + 1 - finished.load() > kBatchSize) std::this_thread::yield();
+  }
+  while (finished.load() < kThreads) std::this_thread::yield();
+  stop.store(true);
+  for (std::thread& thread : allocators) thread.join();
+  EXPECT_EQ(damaged.load(), 0);
+
+  // A detached thread still runs its exit (and frees its cache) after its
+  // body returned, so wait until the kernel no longer lists it.
+  const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (CountThreads() > threads_at_start && std::chrono::steady_clock::now() < give_up_at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_LE(CountThreads(), threads_at_start)
+      << "threads still running 20 s after every detached thread finished its body: "
+      << ListThreadNames();
+  const HeapStats after = SettleAndReadHeapStats();
+  ExpectNoGrowth(before, after);
+}
+
+}  // namespace
+}  // namespace memward_test
