@@ -91,7 +91,7 @@ def describe_machine(build_dir: Path, repo_root: Path):
     build = {}
     if cache.exists():
         for line in cache.read_text().splitlines():
-            for key in ["CMAKE_BUILD_TYPE", "CMAKE_CXX_COMPILER"]:
+            for key in ["CMAKE_BUILD_TYPE", "CMAKE_CXX_COMPILER", "CMAKE_HOME_DIRECTORY"]:
                 if line.startswith(key + ":"):
                     build[key] = line.split("=", 1)[1]
     compiler = build.get("CMAKE_CXX_COMPILER")
@@ -99,9 +99,12 @@ def describe_machine(build_dir: Path, repo_root: Path):
         build["compiler_version"] = _command_output([compiler, "--version"]).splitlines()[0:1]
     machine["build"] = build
 
-    commit = _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root)
+    # The commit of the sources the measured build was configured from, which
+    # may be another checkout than the one this script runs from.
+    source_dir = Path(build.get("CMAKE_HOME_DIRECTORY", repo_root))
+    commit = _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=source_dir)
     dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"],
-                            cwd=repo_root)
+                            cwd=source_dir)
     machine["commit"] = (commit + (" with uncommitted changes" if dirty else "")) or "unknown"
     machine["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return machine
@@ -180,10 +183,12 @@ class Report:
             return
 
         self.add("## Micro benchmarks", "",
-                 "Nanoseconds per allocation and its free (the median over the repetitions), "
-                 "and in brackets the ratio to jemalloc. With two threads both run the same "
-                 "loop and the time is the wall time divided by the items of both threads, "
-                 "the cost per item at full load. "
+                 "CPU nanoseconds per item, one item being an allocation and its free (the "
+                 "median over the repetitions), and in brackets the ratio to jemalloc. The time "
+                 "is the threads' CPU time, not wall time, so that time a thread spends "
+                 "preempted by other programs on the machine does not count; contention that "
+                 "spins still does, a thread that sleeps on a lock does not. With two threads "
+                 "both run the same loop and their CPU time is summed. "
                  f"The fast-path target, memward at most {FAST_PATH_MAX_RATIO:.2f}× jemalloc, "
                  f"applies to sizes up to {_format_size(FAST_PATH_MAX_SIZE)}, jemalloc 5.3's "
                  "default thread-cache limit (opt.tcache_max); larger sizes take the arena path "
@@ -200,7 +205,7 @@ class Report:
                                                              if k[0] in family_order else 99, k[1])):
             title = MICRO_TITLES.get(family, family)
             thread_text = "1 thread" if threads == 1 else f"{threads} threads"
-            self.add(f"### {title}, {thread_text}", "", f"`{family}`, ns per item:", "")
+            self.add(f"### {title}, {thread_text}", "", f"`{family}`, CPU ns per item:", "")
             header = ["size"] + self.names
             if self.has_memward:
                 header.append(f"memward ≤ {FAST_PATH_MAX_RATIO:.2f}× jemalloc")
@@ -283,6 +288,7 @@ class Report:
 
         peer_time = _median([summary[p]["time"] for p in PEERS if p in summary])
         peer_rss = _median([summary[p]["rss"] for p in PEERS if p in summary])
+        peer_cpu = _median([summary[p]["cpu"] for p in PEERS if p in summary])
         jemalloc = summary.get("jemalloc", {})
         header = ["allocator", "time (s)", "spread", "× jemalloc", "× peer median",
                   "CPU time (s)", "peak RSS (MiB)", "× jemalloc", "× peer median"]
@@ -306,7 +312,8 @@ class Report:
                 _format_ratio(_ratio(entry["rss"], jemalloc.get("rss"))),
                 _format_ratio(_ratio(entry["rss"], peer_rss)),
             ])
-        rows.append(["peer median", f"{peer_time:.3f}" if peer_time else "—", "", "", "", "",
+        rows.append(["peer median", f"{peer_time:.3f}" if peer_time else "—", "", "", "",
+                     f"{peer_cpu:.3f}" if peer_cpu else "—",
                      f"{peer_rss:.1f}" if peer_rss else "—", "", ""])
         self.table(header, rows)
 
@@ -324,11 +331,13 @@ class Report:
             self.targets.append((f"{workload}: memward completes", "every run failed", False))
             return
         time_ratio = _ratio(memward["time"], peer_time)
+        cpu_ratio = _ratio(memward["cpu"], peer_cpu)
         rss_ratio = _ratio(memward["rss"], peer_rss)
         if time_ratio is not None:
             self.targets.append((
                 f"{workload}: time ≤ {WORKLOAD_MAX_TIME_RATIO:.2f}× peer median",
-                f"{time_ratio:.2f}× ({memward['time']:.3f} s vs {peer_time:.3f} s)",
+                f"{time_ratio:.2f}× ({memward['time']:.3f} s vs {peer_time:.3f} s); "
+                f"CPU time {_format_ratio(cpu_ratio)}",
                 time_ratio <= WORKLOAD_MAX_TIME_RATIO))
         if rss_ratio is not None:
             self.targets.append((
@@ -390,8 +399,14 @@ class Report:
 
         settings = self.settings
         machine = self.machine
-        mode = ("quick mode (--quick): fewer repetitions, shorter micro benchmarks and smaller "
-                "workloads than the full run" if settings["quick"] else "full run")
+        if settings.get("smoke"):
+            mode = ("smoke test (--smoke): small presets and a single repetition, to check the "
+                    "runner; these numbers say nothing about the allocators")
+        elif settings["quick"]:
+            mode = ("quick mode (--quick): fewer repetitions, shorter micro benchmarks and "
+                    "smaller workloads than the full run")
+        else:
+            mode = "full run"
         self.add("# Benchmarks", "",
                  "Generated by `bench/run_benchmarks.py`; rerun it rather than editing this "
                  "page. Every number below was measured in the one run described here.", "",

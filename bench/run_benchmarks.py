@@ -54,8 +54,9 @@ WORKLOADS = {
 }
 
 # How long the RSS probe waits before reading its RSS, so that a background
-# thread an allocator starts lazily is counted.
+# thread an allocator starts lazily is counted (--smoke: 10 ms).
 PROBE_WAIT_MS = 200
+SMOKE_PROBE_WAIT_MS = 10
 
 # A run that takes longer than this is killed and reported as failed.
 RUN_TIMEOUT_SECONDS = 300
@@ -188,6 +189,8 @@ def parse_arguments():
                     "tcmalloc, mimalloc and memward, and write docs/benchmarks.md.")
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build",
                         help="CMake build directory with bin/ and lib/ (default: build)")
+    parser.add_argument("--bin-dir", type=Path,
+                        help="directory with the bench programs (default: BUILD_DIR/bin)")
     parser.add_argument("--memward", type=Path,
                         help="libmemward_preload.so to measure "
                              "(default: BUILD_DIR/lib/libmemward_preload.so)")
@@ -197,11 +200,14 @@ def parse_arguments():
                         help="measure the four peers only, for when memward is not built")
     parser.add_argument("--quick", action="store_true",
                         help="3 repetitions, shorter micro benchmarks and smaller workloads")
+    parser.add_argument("--smoke", action="store_true",
+                        help="check that the runner works: one repetition, small presets, two "
+                             "micro benchmarks; the numbers mean nothing")
     parser.add_argument("--repetitions", type=int,
                         help="runs of each program per allocator (default: 5, --quick: 3)")
     parser.add_argument("--micro-min-time", type=float,
                         help="seconds Google Benchmark spends on each micro benchmark "
-                             "(default: 0.1, --quick: 0.02)")
+                             "(default: 0.05, --quick: 0.02)")
     parser.add_argument("--micro-filter", default=None,
                         help="regular expression passed to --benchmark_filter")
     parser.add_argument("--skip-micro", action="store_true", help="do not run the micro benchmarks")
@@ -215,10 +221,16 @@ def parse_arguments():
     parser.add_argument("--verbose", action="store_true", help="print each command as it starts")
     arguments = parser.parse_args()
 
+    if arguments.smoke:
+        arguments.quick = True
+        arguments.repetitions = arguments.repetitions or 1
+        arguments.micro_min_time = arguments.micro_min_time or 0.01
+        arguments.micro_filter = arguments.micro_filter or "BM_MallocFreePair/(16|65536)/.*threads:1"
+    arguments.probe_wait_ms = SMOKE_PROBE_WAIT_MS if arguments.smoke else PROBE_WAIT_MS
     if arguments.repetitions is None:
         arguments.repetitions = 3 if arguments.quick else 5
     if arguments.micro_min_time is None:
-        arguments.micro_min_time = 0.02 if arguments.quick else 0.1
+        arguments.micro_min_time = 0.02 if arguments.quick else 0.05
     if arguments.repetitions < 1:
         parser.error(f"--repetitions must be at least 1, got {arguments.repetitions}")
     if arguments.micro_min_time <= 0:
@@ -232,6 +244,8 @@ def parse_arguments():
             parser.error(f"unknown workload(s) {', '.join(unknown)}; "
                          f"expected some of {', '.join(WORKLOADS)}")
     arguments.build_dir = arguments.build_dir.resolve()
+    if arguments.bin_dir is None:
+        arguments.bin_dir = arguments.build_dir / "bin"
     if arguments.memward is None:
         arguments.memward = arguments.build_dir / "lib" / "libmemward_preload.so"
     return arguments
@@ -260,8 +274,25 @@ def require_binary(path):
     return path
 
 
+def workload_arguments(arguments, workload):
+    """Return the command-line arguments of one workload for this run's mode."""
+    if arguments.smoke:
+        return ["--preset=small"]
+    report_arguments, quick_arguments = WORKLOADS[workload]
+    return quick_arguments if arguments.quick else report_arguments
+
+
+TIME_UNIT_NANOSECONDS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
 def micro_nanoseconds(json_text, allocator):
-    """Return {benchmark name: ns per item} from Google Benchmark's JSON output."""
+    """Return {benchmark name: CPU ns per item} from Google Benchmark's JSON output.
+
+    cpu_time is the threads' CPU time summed, per iteration, so time a thread
+    spent preempted by other programs does not count. An iteration of the batch
+    benchmarks makes 100 items; items_per_second times the wall time of an
+    iteration gives that count for every benchmark.
+    """
     document = json.loads(json_text)
     if allocator.name == "memward" and "memward_version" not in document.get("context", {}):
         raise ValueError("memward_version is missing from the benchmark context: "
@@ -271,14 +302,17 @@ def micro_nanoseconds(json_text, allocator):
         if entry.get("run_type", "iteration") != "iteration" or entry.get("error_occurred"):
             continue
         rate = entry.get("items_per_second")
-        if rate:
-            values[entry["name"]] = 1e9 / rate
+        unit = TIME_UNIT_NANOSECONDS.get(entry.get("time_unit"))
+        if not rate or unit is None:
+            continue
+        items_per_iteration = rate * entry["real_time"] * unit * 1e-9
+        values[entry["name"]] = entry["cpu_time"] * unit / items_per_iteration
     return values
 
 
 def run_all(arguments, allocators, runner):
     """Run everything; return a nested dict of raw per-repetition results."""
-    bin_dir = arguments.build_dir / "bin"
+    bin_dir = arguments.bin_dir
     micro_binary = None if arguments.skip_micro else require_binary(bin_dir / "malloc_micro")
     probe = require_binary(bin_dir / "rss_probe")
     workload_binaries = {name: require_binary(bin_dir / f"workload_{name}")
@@ -303,7 +337,7 @@ def run_all(arguments, allocators, runner):
               f"{', '.join(a.name for a in order)}", file=sys.stderr)
 
         for allocator in order:
-            result = runner.run(allocator, [probe, PROBE_WAIT_MS])
+            result = runner.run(allocator, [probe, arguments.probe_wait_ms])
             if result.failed:
                 print(f"  rss_probe under {allocator.name} failed: {result.failure_summary()}",
                       file=sys.stderr)
@@ -330,10 +364,8 @@ def run_all(arguments, allocators, runner):
                     results["micro"][allocator.name].setdefault(name, []).append(nanoseconds)
 
         for workload, binary in workload_binaries.items():
-            report_arguments, quick_arguments = WORKLOADS[workload]
-            workload_arguments = quick_arguments if arguments.quick else report_arguments
             for allocator in order:
-                result = runner.run(allocator, [binary] + workload_arguments)
+                result = runner.run(allocator, [binary] + workload_arguments(arguments, workload))
                 entry = {"wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
                          "maxrss_kib": result.maxrss_kib}
                 if result.failed:
@@ -354,7 +386,7 @@ def run_all(arguments, allocators, runner):
 def main():
     arguments = parse_arguments()
     allocators = build_allocators(arguments)
-    launcher = require_binary(arguments.build_dir / "bin" / "run_measured")
+    launcher = require_binary(arguments.bin_dir / "run_measured")
     runner = Runner(launcher, arguments.verbose)
 
     machine = benchmark_report.describe_machine(arguments.build_dir, REPO_ROOT)
@@ -369,12 +401,12 @@ def main():
     settings = {
         "command": command,
         "quick": arguments.quick,
+        "smoke": arguments.smoke,
         "repetitions": arguments.repetitions,
         "micro_min_time": arguments.micro_min_time,
         "memward_conf": arguments.memward_conf,
-        "workload_arguments": {w: (WORKLOADS[w][1] if arguments.quick else WORKLOADS[w][0])
-                               for w in arguments.workloads},
-        "probe_wait_ms": PROBE_WAIT_MS,
+        "workload_arguments": {w: workload_arguments(arguments, w) for w in arguments.workloads},
+        "probe_wait_ms": arguments.probe_wait_ms,
     }
     text = benchmark_report.render(settings, machine, allocators, results)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
