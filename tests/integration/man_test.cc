@@ -31,8 +31,8 @@ void write_man_config(const TempDir& dir) {
 ProcessOptions man_options(const TempDir& dir, const std::string& section,
                            const std::string& page) {
   ProcessOptions options;
-  // -d prints man's debugging output, which names each seccomp filter it
-  // loads, on stderr; the page still goes to stdout.
+  // -d prints man's debugging output on stderr, including a line for each
+  // seccomp filter it loads. The page still goes to stdout.
   options.argv = {kMan, "-d", "-C", (dir / "man_db.conf").string(), section, page};
   options.env = {{"MANPAGER", "cat"}, {"PAGER", "cat"}, {"MANWIDTH", "100"},
                  {"LC_ALL", "C.UTF-8"}};

@@ -33,7 +33,8 @@ constexpr int kWorkerCount = 2;
 struct ServedFile {
   std::string name;
   std::string content;
-  // Requested with Accept-Encoding: gzip too; nginx compresses text/plain.
+  // Whether the test also requests the file with Accept-Encoding: gzip,
+  // which nginx applies to text/plain.
   bool compressible;
 };
 
@@ -75,8 +76,8 @@ std::vector<ServedFile> make_served_files() {
   };
 }
 
-// The "user" directive only matters when the master runs as root; then the
-// workers keep the test's identity so they can read the private temp dir.
+// The "user" directive matters only when the master runs as root. It keeps
+// the workers in the test's identity, so they can read the private temp dir.
 std::string user_directive() {
   if (geteuid() != 0) return "";
   passwd* user = getpwuid(geteuid());
@@ -119,7 +120,7 @@ std::string nginx_config(const TempDir& dir, std::uint16_t port) {
   return config.str();
 }
 
-// Requests go round the files; every other round asks for gzip.
+// Requests go round the files, and every other round requests gzip.
 std::string wrk_script(const std::vector<ServedFile>& files) {
   std::string script = "local paths = {";
   for (const auto& file : files) script += "\"/" + file.name + "\", ";
@@ -251,7 +252,8 @@ TEST(Nginx, ServesFilesUnderLoad) {
   EXPECT_EQ(summary.non_success_line, "") << wrk.stdout_text;
   EXPECT_EQ(summary.socket_errors_line, "") << wrk.stdout_text;
 
-  // Every file, three times, byte for byte; text files also through gzip.
+  // Every file, three times, byte for byte, and the text files through gzip
+  // too.
   for (int round = 0; round < 3; ++round) {
     for (const auto& file : files) {
       SCOPED_TRACE("GET /" + file.name + " round " + std::to_string(round));
@@ -277,17 +279,19 @@ TEST(Nginx, ServesFilesUnderLoad) {
         << preload_library_name() << " is not mapped into worker " << worker << " after the load";
   }
 
-  // SIGQUIT: graceful shutdown, the master exits 0 after its workers.
+  // SIGQUIT starts a graceful shutdown: the master exits 0 after its workers.
   nginx.send_signal(SIGQUIT);
   std::optional<int> status = nginx.wait_for_exit(seconds(20));
   ASSERT_TRUE(status.has_value()) << "nginx did not exit within 20 s of SIGQUIT\n" << explain();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << explain();
+  EXPECT_EQ(describe_wait_status(*status), "exited with code 0") << explain();
 
   const std::string error_log = read_text_file(error_log_path);
   EXPECT_EQ(error_log_failures(error_log), std::vector<std::string>{})
       << "--- error.log ---\n" << tail_of(error_log, 6000);
   EXPECT_NE(error_log.find("exiting"), std::string::npos)
       << "the error log does not show the graceful exit\n" << tail_of(error_log, 6000);
+  // nginx points its stderr at the error log once the configuration is read.
+  EXPECT_EQ(memward_messages(nginx.stderr_text() + error_log), std::vector<std::string>{});
 
   const std::vector<int> statuses = access_log_statuses(read_text_file(dir / "access.log"));
   EXPECT_GE(static_cast<long>(statuses.size()), summary.requests);

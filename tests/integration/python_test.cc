@@ -261,7 +261,7 @@ struct PythonRun {
 
 PythonRun run_python(const TempDir& dir, bool preload, const std::string& python_malloc) {
   ProcessOptions options;
-  // -s: no user site directory; -B: no .pyc files.
+  // -s leaves out the user site directory, and -B writes no .pyc files.
   options.argv = {kPython,
                   "-s",
                   "-B",
@@ -300,8 +300,8 @@ void make_certificate(const TempDir& dir) {
   ASSERT_TRUE(result.exited_with(0)) << result.description;
 }
 
-// "pymalloc" is CPython's default small-object allocator on top of malloc;
-// "malloc" sends every Python object allocation to malloc.
+// "pymalloc" is CPython's default small-object allocator on top of malloc,
+// and "malloc" sends every Python object allocation to malloc.
 class PythonWorkload : public testing::TestWithParam<std::string> {};
 
 TEST_P(PythonWorkload, MatchesControlRun) {
@@ -326,6 +326,7 @@ TEST_P(PythonWorkload, MatchesControlRun) {
         << name << " resolves into " << provider[0] << ", not into the preloaded library";
   }
   EXPECT_EQ(run.fields["checksum"], control.fields["checksum"]) << run.result.description;
+  EXPECT_EQ(memward_messages(run.result.stderr_text), std::vector<std::string>{});
 }
 
 INSTANTIATE_TEST_SUITE_P(Allocators, PythonWorkload, testing::Values("pymalloc", "malloc"),

@@ -42,8 +42,8 @@ std::string redis_config(const TempDir& dir, std::uint16_t port) {
          << "pidfile " << (dir / "redis.pid").string() << "\n"
          // DEBUG POPULATE fills the heap by a known amount.
          << "enable-debug-command local\n"
-         // The default; it makes redis enable jemalloc's background thread
-         // through mallctl("background_thread").
+         // This is the default, and it makes redis enable jemalloc's
+         // background thread through mallctl("background_thread").
          << "jemalloc-bg-thread yes\n";
   return config.str();
 }
@@ -85,7 +85,7 @@ long long field_value(const std::map<std::string, std::string>& fields, const st
 
 // Redis refreshes its allocator_* fields from mallctl in its periodic cron
 // (10 times a second by default), so a change shows up in INFO a little
-// after it happens. Polls until `condition` holds; returns the last fields.
+// after it happens. Polls until `condition` holds and returns the last fields.
 template <typename Condition>
 std::map<std::string, std::string> wait_for_info(const RedisClient& client, Condition condition,
                                                  milliseconds timeout) {
@@ -262,8 +262,8 @@ TEST(Redis, BenchmarkAndStatsShareOneHeap) {
   ASSERT_TRUE(doctor.exited_with(0)) << doctor.description;
   EXPECT_FALSE(doctor.stdout_text.empty());
 
-  // FLUSHALL frees the data at once (lazyfree-lazy-user-flush is off by
-  // default); MEMORY PURGE asks jemalloc to return the free pages.
+  // FLUSHALL frees the data at once, because lazyfree-lazy-user-flush is off
+  // by default. MEMORY PURGE makes jemalloc return the free pages.
   RunResult flush = client.run({"FLUSHALL"});
   ASSERT_EQ(flush.stdout_text, "OK\n") << flush.description;
   RunResult purge = client.run({"MEMORY", "PURGE"});
@@ -280,12 +280,12 @@ TEST(Redis, BenchmarkAndStatsShareOneHeap) {
                                 << "populated: " << describe_fields(populated)
                                 << "\npurged:    " << describe_fields(purged);
 
-  // SHUTDOWN NOSAVE closes the connection, so redis-cli's own status is
-  // not checked; the server's is.
+  // SHUTDOWN NOSAVE closes the connection, so only the server's exit status
+  // is checked, not redis-cli's.
   client.run({"SHUTDOWN", "NOSAVE"});
   std::optional<int> status = redis.wait_for_exit(seconds(15));
   ASSERT_TRUE(status.has_value()) << "redis-server did not exit after SHUTDOWN\n" << explain();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << explain();
+  EXPECT_EQ(describe_wait_status(*status), "exited with code 0") << explain();
 
   const std::string log = read_text_file(log_path);
   EXPECT_NE(log.find("ready to exit, bye bye"), std::string::npos) << explain();

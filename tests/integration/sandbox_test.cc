@@ -1,7 +1,7 @@
 // A program that sandboxes itself with seccomp before it allocates must keep
-// working with memward preloaded: after start-up, the allocator may only
-// use memory system calls (mmap, munmap, madvise, ...) and futexes, never
-// open a file, create a socket or start a thread from malloc.
+// working with memward preloaded. After start-up the allocator may use only
+// the calls in the filter's allowlist (memory mapping, futexes, clocks and
+// signals), so it must not open a file, create a socket or start a thread.
 #include <seccomp.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -26,8 +26,8 @@ using std::chrono::seconds;
 
 struct SandboxRun {
   RunResult result;
-  // key=value lines of the program's output; "library" lines are collected
-  // separately.
+  // The program's key=value output lines, except "library" lines, which go
+  // to `libraries`.
   std::map<std::string, std::string> fields;
   std::vector<std::string> libraries;
 };

@@ -39,7 +39,7 @@
 extern int mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
                    size_t new_length) __attribute__((weak));
 
-enum { kSlotCount = 1024, kOperationCount = 120000 };
+enum { kSlotCount = 1024, kOperationCount = 60000 };
 
 struct slot {
   unsigned char* data;
@@ -64,9 +64,9 @@ static void print_line(const char* text) {
   }
 }
 
-static void fail(const char* what, size_t size) {
+static void fail(const char* message, size_t size) {
   char line[256];
-  snprintf(line, sizeof line, "error: %s (size %zu)\n", what, size);
+  snprintf(line, sizeof line, "error: %s (size %zu)\n", message, size);
   print_line(line);
   _exit(3);
 }
@@ -88,9 +88,10 @@ static unsigned char pattern_byte(uint64_t tag, size_t offset) {
   return (unsigned char)(mixed >> 56);
 }
 
-// The offsets of a block that carry the pattern: every byte of a block up
-// to 8 KiB; for larger blocks the first and last 512 bytes and one byte in
-// every 4 KiB page, so that each page is touched without writing gigabytes.
+// Returns the next offset of a block that carries the pattern. A block of up
+// to 8 KiB carries it in every byte. A larger block carries it in its first
+// and last 512 bytes and in one byte of every 4 KiB page, so that each page
+// is touched without writing gigabytes.
 static size_t next_checked_offset(size_t size, size_t offset) {
   if (size <= 8192 || offset + 1 < 512 || offset + 1 >= size - 512) return offset + 1;
   size_t next_page = (offset / 4096 + 1) * 4096;
@@ -121,7 +122,7 @@ static size_t random_size(void) {
   if (choice < 700) return 1 + next_random() % 1024;                      // small
   if (choice < 950) return 1024 + next_random() % (128 * 1024);           // medium
   if (choice < 998) return 128 * 1024 + next_random() % (4 << 20);        // large
-  return (4 << 20) + next_random() % (28 << 20);                          // huge, 4-32 MiB
+  return (4 << 20) + next_random() % (12 << 20);                          // huge, 4-16 MiB
 }
 
 static void release_slot(struct slot* slot) {
@@ -164,10 +165,10 @@ static void allocate_slot(struct slot* slot, uint64_t tag) {
 
 static void reallocate_slot(struct slot* slot) {
   size_t new_size = random_size();
-  size_t kept = new_size < slot->size ? new_size : slot->size;
+  size_t kept_size = new_size < slot->size ? new_size : slot->size;
   unsigned char* data = realloc(slot->data, new_size);
   if (data == NULL) fail("realloc returned NULL", new_size);
-  verify_block(data, slot->size, kept, slot->tag);
+  verify_block(data, slot->size, kept_size, slot->tag);
   // The pattern depends only on the tag and the offset, so refilling at the
   // new size leaves the kept bytes as they were.
   fill_block(data, new_size, slot->tag);
@@ -207,7 +208,7 @@ static void run_workload(void) {
       release_slot(slot);
       allocate_slot(slot, operation);
     }
-    if (operation % 20000 == 19999) {
+    if (operation % 10000 == 9999) {
       malloc_trim(0);
       exercise_mallctl();
     }
@@ -306,7 +307,7 @@ int main(int argc, char** argv) {
   int threads = count_threads();
 
   if (install_filter(mode) != 0) {
-    fprintf(stderr, "cannot install the seccomp filter in mode '%s': %s\n", mode,
+    fprintf(stderr, "failed to install the seccomp filter in mode '%s': %s\n", mode,
             strerror(errno));
     return 2;
   }

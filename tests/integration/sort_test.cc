@@ -1,6 +1,6 @@
-// GNU sort over a 50 MB file of random lines with two sorting threads,
-// with memward preloaded; the output must be byte-identical to the same
-// sort without LD_PRELOAD.
+// GNU sort over a 50 MB file of random lines with two sorting threads and
+// memward preloaded. The output must be byte-identical to the same sort
+// without LD_PRELOAD.
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -20,8 +20,8 @@ using std::chrono::seconds;
 constexpr const char* kSort = "/usr/bin/sort";
 constexpr std::size_t kInputBytes = 50'000'000;
 
-// Lines of 0 to 119 characters drawn from letters, digits and spaces; the
-// short ones repeat often.
+// Writes lines of 0 to 119 characters drawn from letters, digits and
+// spaces, so the short ones repeat often.
 void write_random_lines(const std::filesystem::path& path, std::size_t size) {
   static constexpr char kAlphabet[] =
       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ";
@@ -65,10 +65,14 @@ long long first_difference(const std::filesystem::path& left, const std::filesys
 
 struct SortCase {
   std::string locale;
-  // sort's main memory buffer (-S); a small one makes sort write sorted runs
-  // to temporary files and merge them.
+  // Size of sort's main memory buffer (-S). A small one makes sort write
+  // sorted runs to temporary files and merge them.
   std::string buffer_size;
 };
+
+void PrintTo(const SortCase& sort_case, std::ostream* stream) {
+  *stream << "LC_ALL=" << sort_case.locale << " -S " << sort_case.buffer_size;
+}
 
 class SortLargeFile : public testing::TestWithParam<SortCase> {};
 
@@ -102,7 +106,7 @@ TEST_P(SortLargeFile, MatchesUnpreloadedSort) {
       << preload_library_name() << " was not seen mapped into sort";
   std::optional<int> status = sort.wait_for_exit(seconds(40));
   ASSERT_TRUE(status.has_value()) << "sort did not finish within 40 s\n" << sort.describe();
-  ASSERT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << sort.describe();
+  ASSERT_EQ(describe_wait_status(*status), "exited with code 0") << sort.describe();
   EXPECT_EQ(sort.stderr_text(), "");
 
   EXPECT_EQ(std::filesystem::file_size(dir / "actual.txt"),

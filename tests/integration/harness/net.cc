@@ -22,7 +22,7 @@ namespace {
 class Socket {
  public:
   Socket() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + strerror(errno));
+    if (fd_ < 0) throw std::runtime_error(std::string("socket() failed: ") + strerror(errno));
   }
   ~Socket() { close(fd_); }
   Socket(const Socket&) = delete;
@@ -126,11 +126,11 @@ std::uint16_t find_free_port() {
   Socket socket;
   sockaddr_in address = loopback_address(0);
   if (bind(socket.fd(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    throw std::runtime_error(std::string("bind 127.0.0.1:0: ") + strerror(errno));
+    throw std::runtime_error(std::string("bind to 127.0.0.1:0 failed: ") + strerror(errno));
   }
   socklen_t length = sizeof address;
   if (getsockname(socket.fd(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    throw std::runtime_error(std::string("getsockname: ") + strerror(errno));
+    throw std::runtime_error(std::string("getsockname() failed: ") + strerror(errno));
   }
   return ntohs(address.sin_port);
 }

@@ -1,5 +1,5 @@
-// Loopback networking for the server tests: free ports, readiness, and a
-// small HTTP/1.1 client that checks bodies byte for byte.
+// Loopback networking for the server tests: free ports, readiness checks
+// and a small HTTP/1.1 client.
 #pragma once
 
 #include <chrono>

@@ -52,7 +52,7 @@ std::vector<char*> pointers_to(std::vector<std::string>& strings) {
 
 int open_output_file(const std::filesystem::path& path) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw system_error_message("cannot create " + path.string());
+  if (fd < 0) throw system_error_message("failed to create " + path.string());
   return fd;
 }
 
@@ -105,7 +105,7 @@ TempDir::TempDir(std::string_view prefix) {
   const char* base = getenv("TMPDIR");
   std::string pattern = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
                         std::string(prefix) + ".XXXXXX";
-  if (mkdtemp(pattern.data()) == nullptr) throw system_error_message("mkdtemp " + pattern);
+  if (mkdtemp(pattern.data()) == nullptr) throw system_error_message("mkdtemp failed for " + pattern);
   path_ = pattern;
 }
 
@@ -115,7 +115,7 @@ TempDir::~TempDir() {
 }
 
 Process::Process(ProcessOptions options) : options_(std::move(options)) {
-  if (options_.argv.empty()) throw std::invalid_argument("Process needs a program to run");
+  if (options_.argv.empty()) throw std::invalid_argument("ProcessOptions::argv is empty");
   if (options_.stdout_path.empty() || options_.stderr_path.empty()) {
     capture_dir_.emplace("memward-it-output");
     if (options_.stdout_path.empty()) options_.stdout_path = *capture_dir_ / "stdout";
@@ -132,7 +132,7 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
       options_.working_dir.empty() ? nullptr : options_.working_dir.c_str();
 
   int stdin_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (stdin_fd < 0) throw system_error_message("cannot open /dev/null");
+  if (stdin_fd < 0) throw system_error_message("failed to open /dev/null");
   int stdout_fd = open_output_file(options_.stdout_path);
   int stderr_fd = open_output_file(options_.stderr_path);
   int error_pipe[2];
@@ -159,7 +159,7 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
   // before the child gets to its own setpgid.
   setpgid(child, child);
 
-  // The pipe closes on a successful exec; otherwise it carries the errno.
+  // A successful exec closes the pipe, and a failed one writes its errno.
   int exec_error = 0;
   ssize_t got;
   do {
@@ -171,7 +171,7 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
     waitpid(child, &status, 0);
     wait_status_ = status;
     errno = exec_error;
-    throw system_error_message("cannot start " + join_command(options_.argv));
+    throw system_error_message("failed to start " + join_command(options_.argv));
   }
 }
 
@@ -269,7 +269,7 @@ std::string read_text_file(const std::filesystem::path& path) {
 void write_text_file(const std::filesystem::path& path, std::string_view text) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   file.write(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!file) throw std::runtime_error("cannot write " + path.string());
+  if (!file) throw std::runtime_error("failed to write " + path.string());
 }
 
 std::vector<std::string> memward_messages(std::string_view text) {

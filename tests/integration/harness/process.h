@@ -33,14 +33,14 @@ class TempDir {
 struct ProcessOptions {
   // argv[0] is looked up in PATH unless it contains a slash.
   std::vector<std::string> argv;
-  // Value of LD_PRELOAD in the child; empty removes LD_PRELOAD, so a control
-  // run is free of whatever preload the test runner itself has.
+  // Value of LD_PRELOAD in the child. An empty value removes LD_PRELOAD, so
+  // a control run is free of whatever preload the test runner itself has.
   std::string ld_preload;
   // Variables set in the child on top of the test's own environment.
   std::vector<std::pair<std::string, std::string>> env;
   // Variables removed from the child's environment.
   std::vector<std::string> unset_env;
-  // Working directory of the child; empty keeps the test's.
+  // Working directory of the child, or empty to keep the test's.
   std::filesystem::path working_dir;
   // Files that receive the child's stdout and stderr. Empty paths send them
   // to files in a directory that the Process owns. Standard input is
@@ -103,7 +103,7 @@ struct RunResult {
   bool exited_with(int code) const;
 };
 
-// Runs a program to completion; kills its process group after `timeout`.
+// Runs a program to completion, or kills its process group after `timeout`.
 RunResult run_program(ProcessOptions options, std::chrono::milliseconds timeout);
 
 // "exited with code 3", "killed by signal 11 (Segmentation fault), core dumped".

@@ -31,8 +31,8 @@ std::vector<std::string> mapped_paths(pid_t pid, std::string_view library_name) 
   std::vector<std::string> found;
   std::string line;
   while (std::getline(maps, line)) {
-    // Fields: address perms offset dev inode pathname; the path starts at
-    // the first '/' after the inode.
+    // The fields are address, perms, offset, dev, inode and pathname, and
+    // only the pathname contains a '/'.
     std::size_t slash = line.find('/');
     if (slash == std::string::npos) continue;
     std::string path = line.substr(slash);
@@ -61,8 +61,8 @@ std::vector<pid_t> child_pids(pid_t parent) {
     std::ifstream stat_file(entry.path() / "stat");
     std::string stat;
     if (!std::getline(stat_file, stat)) continue;
-    // The command name in brackets may hold spaces, so fields are counted
-    // from the last ')': state, then the parent's pid.
+    // The command name in brackets may contain spaces, so the fields are
+    // counted from the last ')'. The state comes first, then the parent pid.
     std::size_t close = stat.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream fields(stat.substr(close + 1));

@@ -21,8 +21,8 @@ std::string preload_path();
 // /proc/<pid>/maps.
 std::string preload_library_name();
 
-// Paths of the files mapped into `pid` whose file name is `library_name`;
-// empty when none is mapped or the process is gone.
+// Paths of the files mapped into `pid` whose file name is `library_name`.
+// The result is empty when none is mapped or the process is gone.
 std::vector<std::string> mapped_paths(pid_t pid, std::string_view library_name);
 
 // Polls /proc/<pid>/maps until `library_name` is mapped or the process exits
