@@ -89,7 +89,7 @@ void FillStats(TenantId id, memward_tenant_stats* stats) {
   const char* name = id == accounting::kProcessTenant   ? "process"
                      : id == accounting::kMemwardTenant ? "memward"
                                                         : tenant.name;
-  strncpy(stats->name, name, MEMWARD_MAX_TENANT_NAME);
+  memcpy(stats->name, name, strnlen(name, MEMWARD_MAX_TENANT_NAME));
   stats->live_bytes = counters.live_bytes.load(std::memory_order_relaxed);
   stats->peak_bytes = counters.peak_bytes.load(std::memory_order_relaxed);
   stats->allocated_bytes = counters.allocated_bytes.load(std::memory_order_relaxed);

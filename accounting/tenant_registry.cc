@@ -69,7 +69,7 @@ RegistryStatus RegisterTenant(const char* name, const TenantOptions& options, Te
   TenantId next = g_next_id.load(std::memory_order_relaxed);
   if (next >= kMaxTenants) return RegistryStatus::kFull;
   Tenant& tenant = TenantAt(next);
-  strncpy(tenant.name, name, kMaxTenantName);
+  memcpy(tenant.name, name, strnlen(name, kMaxTenantName));
   tenant.soft_limit.store(options.soft_limit, std::memory_order_relaxed);
   tenant.hard_limit.store(options.hard_limit, std::memory_order_relaxed);
   tenant.enforce_hard_limit.store(options.enforce_hard_limit, std::memory_order_relaxed);

@@ -122,6 +122,10 @@ MEMWARD_EXPORT void free_aligned_sized(void* pointer, size_t alignment, size_t s
 // The obsolete SunOS and glibc name of free.
 MEMWARD_EXPORT void cfree(void* pointer) { free(pointer); }
 
+// The aliases below lack the malloc and alloc_size attributes that glibc's
+// headers put on their targets; the symbols are the same functions.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
 // glibc's internal names, which some programs and libraries call directly.
 MEMWARD_EXPORT void* __libc_malloc(size_t size) noexcept __attribute__((alias("malloc")));
 MEMWARD_EXPORT void __libc_free(void* pointer) noexcept __attribute__((alias("free")));
@@ -133,6 +137,8 @@ MEMWARD_EXPORT void* __libc_valloc(size_t size) noexcept __attribute__((alias("v
 MEMWARD_EXPORT void* __libc_pvalloc(size_t size) noexcept __attribute__((alias("pvalloc")));
 MEMWARD_EXPORT int __posix_memalign(void** result, size_t alignment, size_t size)
     noexcept __attribute__((alias("posix_memalign")));
+
+#pragma GCC diagnostic pop
 
 }  // extern "C"
 
@@ -147,5 +153,8 @@ void PrepareThread() {
 
 // This library's own malloc under a hidden name, so the C API can tell
 // whether the process's malloc is memward's (accounting/c_api.cc).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-attributes"
 extern "C" __attribute__((visibility("hidden"))) void* memward_own_malloc(size_t size)
     __attribute__((alias("malloc")));
+#pragma GCC diagnostic pop
