@@ -1,11 +1,13 @@
 // nginx (master and two workers) serving static files with memward
-// preloaded, loaded by wrk and then checked byte for byte.
+// preloaded, loaded by wrk, checked byte for byte, reloaded with SIGHUP
+// (which forks new workers) and stopped with SIGQUIT.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <grp.h>
 #include <pwd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -13,6 +15,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -199,6 +202,50 @@ std::vector<pid_t> wait_for_workers(pid_t master, milliseconds timeout) {
   return workers;
 }
 
+// Polls until the master's children are `kWorkerCount` processes, none of
+// them in `old_workers`, and returns them.
+std::vector<pid_t> wait_for_new_workers(pid_t master, const std::vector<pid_t>& old_workers,
+                                        milliseconds timeout) {
+  auto is_new_set = [&](const std::vector<pid_t>& children) {
+    if (children.size() != kWorkerCount) return false;
+    for (pid_t child : children) {
+      if (std::find(old_workers.begin(), old_workers.end(), child) != old_workers.end()) {
+        return false;
+      }
+    }
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<pid_t> children = child_pids(master);
+  while (!is_new_set(children) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(20));
+    children = child_pids(master);
+  }
+  return is_new_set(children) ? children : std::vector<pid_t>{};
+}
+
+// Fetches every file `rounds` times and compares the bodies byte for byte,
+// and the text files through gzip too.
+void check_every_file(std::uint16_t port, const std::vector<ServedFile>& files, int rounds) {
+  for (int round = 0; round < rounds; ++round) {
+    for (const auto& file : files) {
+      SCOPED_TRACE("GET /" + file.name + " round " + std::to_string(round));
+      HttpResponse plain = http_get(port, "/" + file.name);
+      ASSERT_EQ(plain.status, 200);
+      ASSERT_EQ(plain.body.size(), file.content.size());
+      ASSERT_TRUE(plain.body == file.content) << "the body differs from the file";
+      if (!file.compressible) continue;
+
+      HttpResponse compressed = http_get(port, "/" + file.name, {"Accept-Encoding: gzip"});
+      ASSERT_EQ(compressed.status, 200);
+      ASSERT_EQ(compressed.headers["content-encoding"], "gzip");
+      std::string inflated = gunzip(compressed.body);
+      ASSERT_EQ(inflated.size(), file.content.size());
+      ASSERT_TRUE(inflated == file.content) << "the decompressed body differs from the file";
+    }
+  }
+}
+
 TEST(Nginx, ServesFilesUnderLoad) {
   TempDir dir("memward-nginx");
   std::filesystem::create_directories(dir / "html");
@@ -252,25 +299,8 @@ TEST(Nginx, ServesFilesUnderLoad) {
   EXPECT_EQ(summary.non_success_line, "") << wrk.stdout_text;
   EXPECT_EQ(summary.socket_errors_line, "") << wrk.stdout_text;
 
-  // Every file, three times, byte for byte, and the text files through gzip
-  // too.
-  for (int round = 0; round < 3; ++round) {
-    for (const auto& file : files) {
-      SCOPED_TRACE("GET /" + file.name + " round " + std::to_string(round));
-      HttpResponse plain = http_get(port, "/" + file.name);
-      ASSERT_EQ(plain.status, 200);
-      ASSERT_EQ(plain.body.size(), file.content.size());
-      ASSERT_TRUE(plain.body == file.content) << "the body differs from the file";
-      if (!file.compressible) continue;
-
-      HttpResponse compressed = http_get(port, "/" + file.name, {"Accept-Encoding: gzip"});
-      ASSERT_EQ(compressed.status, 200);
-      ASSERT_EQ(compressed.headers["content-encoding"], "gzip");
-      std::string inflated = gunzip(compressed.body);
-      ASSERT_EQ(inflated.size(), file.content.size());
-      ASSERT_TRUE(inflated == file.content) << "the decompressed body differs from the file";
-    }
-  }
+  check_every_file(port, files, 3);
+  if (HasFatalFailure()) return;
 
   // A worker that crashed would have been replaced by a new pid.
   EXPECT_EQ(wait_for_workers(nginx.pid(), seconds(1)), workers) << explain();
@@ -278,6 +308,20 @@ TEST(Nginx, ServesFilesUnderLoad) {
     EXPECT_FALSE(mapped_paths(worker, preload_library_name()).empty())
         << preload_library_name() << " is not mapped into worker " << worker << " after the load";
   }
+
+  // SIGHUP reloads the configuration: the master forks new workers, and the
+  // old ones exit once they are idle.
+  nginx.send_signal(SIGHUP);
+  const std::vector<pid_t> new_workers = wait_for_new_workers(nginx.pid(), workers, seconds(15));
+  ASSERT_EQ(new_workers.size(), static_cast<std::size_t>(kWorkerCount))
+      << "nginx did not replace its workers after SIGHUP\n" << explain();
+  for (pid_t worker : new_workers) {
+    EXPECT_FALSE(mapped_paths(worker, preload_library_name()).empty())
+        << preload_library_name() << " is not mapped into worker " << worker
+        << " started by the reload";
+  }
+  check_every_file(port, files, 1);
+  if (HasFatalFailure()) return;
 
   // SIGQUIT starts a graceful shutdown: the master exits 0 after its workers.
   nginx.send_signal(SIGQUIT);

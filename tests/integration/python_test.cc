@@ -187,8 +187,8 @@ def libc_workload(seed, operations):
                 moved = libc.realloc(pointer, size)
                 if not moved:
                     raise MemoryError("realloc(%d) returned NULL" % size)
-                kept = min(old_size, size)
-                if ctypes.string_at(moved, kept) != bytes([old_fill]) * kept:
+                kept_size = min(old_size, size)
+                if ctypes.string_at(moved, kept_size) != bytes([old_fill]) * kept_size:
                     raise AssertionError("realloc lost data")
                 ctypes.memset(moved, fill, size)
                 live[slot] = (moved, size, fill)
@@ -331,6 +331,97 @@ TEST_P(PythonWorkload, MatchesControlRun) {
 
 INSTANTIATE_TEST_SUITE_P(Allocators, PythonWorkload, testing::Values("pymalloc", "malloc"),
                          [](const testing::TestParamInfo<std::string>& info) { return info.param; });
+
+// Forks 60 times while three threads call malloc and free through ctypes,
+// which releases the GIL, so some forks happen while another thread is
+// inside the allocator. Each child allocates, starts a thread and exits 0.
+// A child that does not exit within 10 s (an allocator lock left held
+// across fork) is killed and reported. Prints "forks=N" on success.
+constexpr const char* kForkScript = R"python(
+import ctypes
+import json
+import os
+import random
+import sys
+import threading
+import time
+
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+stop = threading.Event()
+
+
+def churn(seed):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        pointers = [libc.malloc(rng.randrange(1, 1 << 20)) for _ in range(64)]
+        for pointer in pointers:
+            libc.free(pointer)
+
+
+def child_work():
+    data = json.dumps([{"index": index, "text": "x" * index} for index in range(2000)])
+    pointer = libc.malloc(4 << 20)
+    libc.free(pointer)
+    results = []
+    worker = threading.Thread(target=lambda: results.append(len(json.loads(data))))
+    worker.start()
+    worker.join()
+    return 0 if results == [2000] else 3
+
+
+threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(3)]
+for thread in threads:
+    thread.start()
+
+forks = 60
+for fork_number in range(forks):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(child_work())
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            print("child %d of fork %d did not exit within 10 s" % (pid, fork_number), flush=True)
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            stop.set()
+            os._exit(4)
+        time.sleep(0.002)
+    if os.waitstatus_to_exitcode(status) != 0:
+        print("child of fork %d failed with wait status %d" % (fork_number, status), flush=True)
+        stop.set()
+        os._exit(5)
+
+stop.set()
+for thread in threads:
+    thread.join()
+print("forks=%d" % forks)
+)python";
+
+TEST(Python, ForkWhileThreadsAllocate) {
+  TempDir dir("memward-python-fork");
+  write_text_file(dir / "fork.py", kForkScript);
+  ProcessOptions options;
+  options.argv = {kPython, "-s", "-B", (dir / "fork.py").string()};
+  options.unset_env = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONMALLOC"};
+  options.ld_preload = preload_path();
+  Process python(options);
+  EXPECT_TRUE(wait_for_library(python, preload_library_name(), seconds(10)))
+      << preload_library_name() << " was not seen mapped into python3";
+
+  std::optional<int> status = python.wait_for_exit(seconds(50));
+  ASSERT_TRUE(status.has_value()) << "the script did not finish within 50 s\n"
+                                  << python.describe();
+  EXPECT_EQ(describe_wait_status(*status), "exited with code 0") << python.describe();
+  EXPECT_EQ(python.stdout_text(), "forks=60\n") << python.describe();
+  EXPECT_EQ(memward_messages(python.stderr_text()), std::vector<std::string>{});
+}
 
 }  // namespace
 }  // namespace memward::integration
