@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "accounting/owner_map.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
@@ -286,6 +287,21 @@ MEMWARD_EXPORT int memward_tenant_stats_list(memward_tenant_stats* stats, size_t
     if (accounting::IsRegistered(id)) FillStats(id, &stats[written++]);
   }
   *count = total;
+  return MEMWARD_OK;
+}
+
+MEMWARD_EXPORT int memward_overhead_get(memward_overhead* overhead) {
+  if (overhead == nullptr) return MEMWARD_ERROR_INVALID;
+  if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  overhead->table_bytes = accounting::TenantTableResidentBytes() +
+                          alloc::SlotTableResidentBytes() + accounting::OwnerMapResidentBytes();
+  int64_t blocks = TenantAt(accounting::kMemwardTenant).counters.live_bytes.load(
+      std::memory_order_relaxed);
+  overhead->thread_block_bytes = blocks > 0 ? static_cast<uint64_t>(blocks) : 0;
+  overhead->explicit_caches = alloc::ExplicitCacheCount();
+  overhead->explicit_cache_bytes = alloc::ExplicitCacheBytes();
+  overhead->total_bytes =
+      overhead->table_bytes + overhead->thread_block_bytes + overhead->explicit_cache_bytes;
   return MEMWARD_OK;
 }
 

@@ -3,6 +3,8 @@
 
 #include <sys/mman.h>
 
+#include "base/resident.h"
+
 namespace memward::accounting {
 
 namespace {
@@ -23,6 +25,12 @@ bool EnsureOwnerMap() {
   g_owner_map.entries.store(static_cast<uint16_t*>(map), std::memory_order_relaxed);
   g_owner_map.mask.store(kOwnerMapEntries - 1, std::memory_order_release);
   return true;
+}
+
+size_t OwnerMapResidentBytes() {
+  if (g_owner_map.mask.load(std::memory_order_acquire) == 0) return 0;
+  return base::ResidentBytes(g_owner_map.entries.load(std::memory_order_relaxed),
+                             kOwnerMapEntries * sizeof(uint16_t));
 }
 
 void RecordChunks(const void* address, size_t size, uint16_t slot) {

@@ -51,6 +51,9 @@ inline uint16_t OwnerSlotOf(const void* pointer) {
 // Called outside malloc, before the first memward arena is created.
 bool EnsureOwnerMap();
 
+// Returns the resident bytes of the map.
+size_t OwnerMapResidentBytes();
+
 // Records `slot` as the owner of every chunk in [address, address + size);
 // both are multiples of kChunkSize.
 void RecordChunks(const void* address, size_t size, uint16_t slot);

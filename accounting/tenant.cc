@@ -1,6 +1,8 @@
 // The tenant table and its counters.
 #include "accounting/tenant.h"
 
+#include "base/resident.h"
+
 namespace memward::accounting {
 
 // Zero-initialised storage: untouched entries cost no resident memory.
@@ -16,6 +18,8 @@ void RaisePeak(std::atomic<int64_t>& peak, int64_t value) {
 }
 
 }  // namespace
+
+size_t TenantTableResidentBytes() { return base::ResidentBytes(g_tenants, sizeof(g_tenants)); }
 
 void PublishDelta(TenantCounters& counters, const TenantDelta& delta) {
   int64_t before = counters.live_bytes.fetch_add(delta.live, std::memory_order_relaxed);

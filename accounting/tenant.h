@@ -101,6 +101,9 @@ extern Tenant g_tenants[kMaxTenants] __attribute__((visibility("hidden")));
 // Returns the table entry for `id` (< kMaxTenants).
 inline Tenant& TenantAt(TenantId id) { return g_tenants[id]; }
 
+// Returns the resident bytes of the tenant table.
+size_t TenantTableResidentBytes();
+
 // Adds a thread's batch to shared counters (a tenant's or a request's) and
 // raises their peak.
 void PublishDelta(TenantCounters& counters, const TenantDelta& delta);

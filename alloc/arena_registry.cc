@@ -8,6 +8,7 @@
 #include "alloc/engine.h"
 #include "alloc/extent_hooks.h"
 #include "base/log.h"
+#include "base/resident.h"
 
 namespace memward::alloc {
 
@@ -153,6 +154,8 @@ void ReleaseRequestArena(uint32_t slot) {
     entry.state.store(RequestState::kDraining, std::memory_order_release);
   }
 }
+
+size_t SlotTableResidentBytes() { return base::ResidentBytes(g_slots, sizeof(g_slots)); }
 
 void PurgeArena(uint32_t slot) {
   char name[64];

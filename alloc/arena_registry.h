@@ -82,6 +82,9 @@ void PurgeArena(uint32_t slot);
 void LockArenasForFork();
 void UnlockArenasAfterFork();
 
+// Returns the resident bytes of the slot table.
+size_t SlotTableResidentBytes();
+
 // Number of request arenas by state, for statistics.
 struct RequestPoolCounts {
   uint32_t idle = 0, open = 0, draining = 0;

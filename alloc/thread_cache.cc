@@ -40,6 +40,19 @@ constinit std::atomic<uint32_t> g_explicit_caches{0};
 constinit pthread_key_t g_exit_key = 0;
 constinit pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 constinit pthread_once_t g_size_classes_once = PTHREAD_ONCE_INIT;
+constinit std::atomic<size_t> g_explicit_cache_bytes{0};
+
+// Bytes of jemalloc's internal allocations in arena 0, where explicit caches
+// live, as of a fresh epoch.
+size_t InternalBytesOfArenaZero() {
+  uint64_t epoch = 1;
+  size_t length = sizeof(epoch);
+  mwje_mallctl("epoch", &epoch, &length, &epoch, length);
+  size_t bytes = 0;
+  length = sizeof(bytes);
+  mwje_mallctl("stats.arenas.0.internal", &bytes, &length, nullptr, 0);
+  return bytes;
+}
 
 void FillSizeClasses() {
   uint32_t classes = 0;
@@ -151,11 +164,17 @@ uint16_t CreateExplicitCache() {
     g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
     return 0;
   }
+  const bool measure = g_explicit_cache_bytes.load(std::memory_order_relaxed) == 0;
+  const size_t internal_before = measure ? InternalBytesOfArenaZero() : 0;
   unsigned index = 0;
   size_t length = sizeof(index);
   if (mwje_mallctl("tcache.create", &index, &length, nullptr, 0) != 0 || index >= UINT16_MAX - 1) {
     g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
     return 0;
+  }
+  if (measure) {
+    g_explicit_cache_bytes.store(InternalBytesOfArenaZero() - internal_before,
+                                 std::memory_order_relaxed);
   }
   return static_cast<uint16_t>(index + 1);
 }
@@ -229,6 +248,12 @@ void FlushOwnCaches() {
   for (SlotCache& cache : block->caches) {
     if (cache.slot != 0) EmptyCache(&cache);
   }
+}
+
+uint32_t ExplicitCacheCount() { return g_explicit_caches.load(std::memory_order_relaxed); }
+
+size_t ExplicitCacheBytes() {
+  return ExplicitCacheCount() * g_explicit_cache_bytes.load(std::memory_order_relaxed);
 }
 
 void LockThreadListForFork() { pthread_mutex_lock(&g_thread_list_lock); }

@@ -87,6 +87,13 @@ void FlushCacheForSlot(uint32_t slot);
 // Empties every cache of the calling thread back to its arena.
 void FlushOwnCaches();
 
+// memward's own memory for caches: the number of explicit jemalloc caches
+// it created, and their bytes as jemalloc counted the first one (an estimate:
+// every cache has the same bins, but another thread's internal allocation at
+// the same moment would be counted too).
+uint32_t ExplicitCacheCount();
+size_t ExplicitCacheBytes();
+
 // Fork handlers for the thread list (lock order: after g_arena_lock).
 void LockThreadListForFork();
 void UnlockThreadListInParent();

@@ -115,6 +115,15 @@ typedef struct memward_tenant_stats {
   uint64_t refused_allocations; /* allocations that failed on the hard limit */
 } memward_tenant_stats;
 
+/* memward's own memory: what it adds to the heap it accounts for. */
+typedef struct memward_overhead {
+  uint64_t table_bytes;         /* resident pages of the tenant, arena and owner tables */
+  uint64_t thread_block_bytes;  /* per-thread blocks of slot caches */
+  uint64_t explicit_caches;     /* jemalloc thread caches created for memward's arenas */
+  uint64_t explicit_cache_bytes;/* their size, as jemalloc counted the first one */
+  uint64_t total_bytes;
+} memward_overhead;
+
 MEMWARD_API const char* memward_version(void);
 MEMWARD_API const char* memward_library_kind(void);
 MEMWARD_API const char* memward_strerror(int status);
@@ -146,6 +155,7 @@ MEMWARD_API int memward_tenant_stats_list(memward_tenant_stats* stats, size_t ca
 /* Publishes the calling thread's unpublished counts and returns its cached
  * memory to the arenas. */
 MEMWARD_API int memward_thread_flush(void);
+MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
 
 #if !defined(MEMWARD_BUILDING_LIBRARY)
 #define MEMWARD_CHECKED_CALL_(function, fallback, ...) \
@@ -183,6 +193,8 @@ MEMWARD_API int memward_thread_flush(void);
   MEMWARD_CHECKED_CALL_(memward_tenant_stats_list, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #define memward_thread_flush() \
   MEMWARD_CHECKED_CALL_(memward_thread_flush, MEMWARD_ERROR_NOT_LOADED)
+#define memward_overhead_get(...) \
+  MEMWARD_CHECKED_CALL_(memward_overhead_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #endif
 
 #ifdef __cplusplus
