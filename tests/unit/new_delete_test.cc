@@ -22,15 +22,15 @@ void CountingHandler() {
 }
 
 TEST(NewDelete, ThrowsBadAlloc) {
-  EXPECT_THROW(::operator new(Opaque(SIZE_MAX / 2)), std::bad_alloc);
-  EXPECT_THROW(::operator new[](Opaque(SIZE_MAX / 2)), std::bad_alloc);
-  EXPECT_THROW(::operator new(Opaque(SIZE_MAX / 2), std::align_val_t{64}), std::bad_alloc);
+  EXPECT_THROW((void)::operator new(Opaque(SIZE_MAX / 2)), std::bad_alloc);
+  EXPECT_THROW((void)::operator new[](Opaque(SIZE_MAX / 2)), std::bad_alloc);
+  EXPECT_THROW((void)::operator new(Opaque(SIZE_MAX / 2), std::align_val_t{64}), std::bad_alloc);
 }
 
 TEST(NewDelete, CallsNewHandler) {
   g_handler_calls = 0;
   std::set_new_handler(CountingHandler);
-  EXPECT_THROW(::operator new(Opaque(SIZE_MAX / 2)), std::bad_alloc);
+  EXPECT_THROW((void)::operator new(Opaque(SIZE_MAX / 2)), std::bad_alloc);
   EXPECT_EQ(g_handler_calls, 1);
   std::set_new_handler(CountingHandler);
   EXPECT_EQ(::operator new(Opaque(SIZE_MAX / 2), std::nothrow), nullptr);
