@@ -38,5 +38,11 @@ TEST_F(ExitTest, ReturnFromMainWhileThreadsAllocate) {
   ExpectCleanExits("return-with-running-threads");
 }
 
+// Scope and request state lives in each thread's TLS and in memward's
+// tables; exit must not trip over threads that are inside one.
+TEST_F(ExitTest, ExitFromWorkerWhileThreadsAreInScopes) { ExpectCleanExits("exit-in-scopes"); }
+
+TEST_F(ExitTest, ReturnFromMainInsideRequest) { ExpectCleanExits("return-in-scopes"); }
+
 }  // namespace
 }  // namespace memward_test

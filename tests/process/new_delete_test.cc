@@ -17,6 +17,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -183,23 +184,86 @@ const size_t kImpossibleSizes[] = {
     std::numeric_limits<size_t>::max(),
 };
 
+// Where a test's allocations come from. Inside a tenant scope memward routes
+// them through its own paths: an owner header in front of each block in the
+// shared arena, memward's per-thread cache for a dedicated arena, and a
+// request arena for a request.
+enum class ScopeKind { kNone, kSharedArena, kDedicatedArena, kRequest };
+const ScopeKind kScopeKinds[] = {ScopeKind::kNone, ScopeKind::kSharedArena,
+                                 ScopeKind::kDedicatedArena, ScopeKind::kRequest};
+
+const char* ScopeName(ScopeKind kind) {
+  switch (kind) {
+    case ScopeKind::kNone: return "unscoped";
+    case ScopeKind::kSharedArena: return "shared_arena";
+    case ScopeKind::kDedicatedArena: return "dedicated_arena";
+    case ScopeKind::kRequest: return "request";
+  }
+  return "unknown";
+}
+
+// Enters a scope of `kind` on construction and leaves it on destruction.
+// Check ok() after constructing.
+class TestScope {
+ public:
+  explicit TestScope(ScopeKind kind) : kind_(kind) {
+    if (kind == ScopeKind::kNone) return;
+    memward_tenant_options options;
+    memward_tenant_options_init(&options);
+    options.dedicated_arena = kind == ScopeKind::kDedicatedArena ? 1 : 0;
+    memward_tenant_id tenant = 0;
+    const char* name = kind == ScopeKind::kDedicatedArena ? "new-delete-dedicated"
+                                                          : "new-delete-shared";
+    RegisterOrFindTenant(name, options, &tenant);
+    if (::testing::Test::HasFatalFailure()) return;
+    const int status = kind == ScopeKind::kRequest ? memward_request_begin(tenant, &request_)
+                                                   : memward_scope_enter(tenant, &saved_);
+    EXPECT_EQ(status, MEMWARD_OK) << "entering a " << ScopeName(kind)
+                                  << " scope: " << memward_strerror(status);
+    entered_ = status == MEMWARD_OK;
+  }
+  ~TestScope() {
+    if (!entered_) return;
+    const int status = kind_ == ScopeKind::kRequest ? memward_request_end(&request_, nullptr)
+                                                    : memward_scope_exit(&saved_);
+    EXPECT_EQ(status, MEMWARD_OK) << "leaving a " << ScopeName(kind_)
+                                  << " scope: " << memward_strerror(status);
+  }
+  bool ok() const { return kind_ == ScopeKind::kNone || entered_; }
+
+ private:
+  ScopeKind kind_;
+  bool entered_ = false;
+  memward_scope saved_{};
+  memward_request request_{};
+};
+
 // GoogleTest prints parameters with these when a test fails.
 void PrintTo(const AllocationFunction& function, std::ostream* out) { *out << function.id; }
 void PrintTo(const FormPair& pair, std::ostream* out) {
   *out << pair.allocation.id << " then " << pair.deallocation.id;
 }
 
-std::string PairName(const ::testing::TestParamInfo<FormPair>& info) {
-  return std::string(info.param.allocation.id) + "_then_" + info.param.deallocation.id;
+void PrintTo(ScopeKind kind, std::ostream* out) { *out << ScopeName(kind); }
+
+std::string PairName(const ::testing::TestParamInfo<std::tuple<FormPair, ScopeKind>>& info) {
+  const FormPair& pair = std::get<0>(info.param);
+  return std::string(pair.allocation.id) + "_then_" + pair.deallocation.id + "_" +
+         ScopeName(std::get<1>(info.param));
 }
-std::string FunctionName(const ::testing::TestParamInfo<AllocationFunction>& info) {
-  return info.param.id;
+std::string FunctionName(
+    const ::testing::TestParamInfo<std::tuple<AllocationFunction, ScopeKind>>& info) {
+  return std::string(std::get<0>(info.param).id) + "_" + ScopeName(std::get<1>(info.param));
 }
 
-class NewDeleteFormTest : public ProcessTest, public ::testing::WithParamInterface<FormPair> {};
+class NewDeleteFormTest
+    : public ProcessTest,
+      public ::testing::WithParamInterface<std::tuple<FormPair, ScopeKind>> {};
 
 TEST_P(NewDeleteFormTest, AlignedAndLargeEnough) {
-  const FormPair& form = GetParam();
+  const FormPair& form = std::get<0>(GetParam());
+  TestScope scope(std::get<1>(GetParam()));
+  ASSERT_TRUE(scope.ok());
   const std::vector<size_t> alignments =
       form.allocation.aligned ? std::vector<size_t>(std::begin(kAlignments), std::end(kAlignments))
                               : std::vector<size_t>{kDefaultNewAlignment};
@@ -226,7 +290,9 @@ TEST_P(NewDeleteFormTest, AlignedAndLargeEnough) {
 // A deallocation function that did not free (or freed into another heap)
 // would leave stats.allocated high.
 TEST_P(NewDeleteFormTest, DeleteReturnsMemoryToHeap) {
-  const FormPair& form = GetParam();
+  const FormPair& form = std::get<0>(GetParam());
+  TestScope scope(std::get<1>(GetParam()));
+  ASSERT_TRUE(scope.ok());
   const size_t alignment = form.allocation.aligned ? 256 : kDefaultNewAlignment;
   // 100 KiB is above the largest size jemalloc 5.3's thread cache keeps by
   // default (32 KiB), so frees reach the arena directly; the small blocks
@@ -262,7 +328,10 @@ TEST_P(NewDeleteFormTest, DeleteReturnsMemoryToHeap) {
       << FormatHeapStats(before) << "\n after:  " << FormatHeapStats(after);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllForms, NewDeleteFormTest, ::testing::ValuesIn(kFormPairs), PairName);
+INSTANTIATE_TEST_SUITE_P(AllForms, NewDeleteFormTest,
+                         ::testing::Combine(::testing::ValuesIn(kFormPairs),
+                                            ::testing::ValuesIn(kScopeKinds)),
+                         PairName);
 
 // Restores the process's new-handler when a test ends, whatever it set.
 class NewHandlerGuard {
@@ -291,11 +360,14 @@ void CountThenThrow() {
   throw HandlerException();
 }
 
-class AllocationFunctionTest : public ProcessTest,
-                               public ::testing::WithParamInterface<AllocationFunction> {};
+class AllocationFunctionTest
+    : public ProcessTest,
+      public ::testing::WithParamInterface<std::tuple<AllocationFunction, ScopeKind>> {};
 
 TEST_P(AllocationFunctionTest, ImpossibleSizeFails) {
-  const AllocationFunction& function = GetParam();
+  const AllocationFunction& function = std::get<0>(GetParam());
+  TestScope scope(std::get<1>(GetParam()));
+  ASSERT_TRUE(scope.ok());
   NewHandlerGuard guard;
   std::set_new_handler(nullptr);
   for (size_t size : kImpossibleSizes) {
@@ -316,7 +388,9 @@ TEST_P(AllocationFunctionTest, ImpossibleSizeFails) {
 // to the throwing ones, so they run the same loop. A program that installs
 // a handler to release an emergency reserve depends on both.
 TEST_P(AllocationFunctionTest, NewHandlerRunsUntilUninstalled) {
-  const AllocationFunction& function = GetParam();
+  const AllocationFunction& function = std::get<0>(GetParam());
+  TestScope scope(std::get<1>(GetParam()));
+  ASSERT_TRUE(scope.ok());
   NewHandlerGuard guard;
   counting_handler_calls = 0;
   std::set_new_handler(CountThenUninstall);
@@ -337,7 +411,9 @@ TEST_P(AllocationFunctionTest, NewHandlerRunsUntilUninstalled) {
 // are noexcept and must return nullptr instead, or the program terminates.
 // The nothrow case therefore runs in a child process.
 TEST_P(AllocationFunctionTest, ThrowingNewHandler) {
-  const AllocationFunction& function = GetParam();
+  const AllocationFunction& function = std::get<0>(GetParam());
+  TestScope scope(std::get<1>(GetParam()));
+  ASSERT_TRUE(scope.ok());
   const size_t impossible = std::numeric_limits<size_t>::max() / 2;
   if (!function.nothrow) {
     NewHandlerGuard guard;
@@ -368,8 +444,89 @@ TEST_P(AllocationFunctionTest, ThrowingNewHandler) {
          " exception escaped the noexcept function)";
 }
 
+// A tenant with an enforced hard limit makes operator new fail for a size
+// that the heap could serve, so a new-handler can make room: it frees a
+// reserve held in the tenant, and the retry must then succeed. Without a
+// handler the throwing forms throw and the nothrow forms return nullptr.
+void* limited_reserve = nullptr;
+int reserve_handler_calls = 0;
+void ReleaseReserve() {
+  ++reserve_handler_calls;
+  if (limited_reserve == nullptr) {
+    std::set_new_handler(nullptr);
+    return;
+  }
+  ::operator delete(limited_reserve);
+  limited_reserve = nullptr;
+}
+
+TEST_P(AllocationFunctionTest, NewHandlerMakesRoomUnderHardLimit) {
+  const AllocationFunction& function = std::get<0>(GetParam());
+  const ScopeKind kind = std::get<1>(GetParam());
+  if (kind == ScopeKind::kNone) GTEST_SKIP() << "limits apply to tenant scopes only";
+
+  constexpr size_t kLimit = 1 * kMiB;
+  constexpr size_t kReserve = 700 * kKiB;
+  constexpr size_t kRequest = 500 * kKiB;
+  memward_tenant_options options;
+  memward_tenant_options_init(&options);
+  options.hard_limit = kLimit;
+  options.enforce_hard_limit = 1;
+  options.dedicated_arena = kind == ScopeKind::kDedicatedArena ? 1 : 0;
+  memward_tenant_id tenant = 0;
+  const std::string name = std::string("new-delete-limited-") + ScopeName(kind);
+  ASSERT_NO_FATAL_FAILURE(RegisterOrFindTenant(name.c_str(), options, &tenant));
+
+  memward_scope saved{};
+  memward_request request{};
+  const int entered = kind == ScopeKind::kRequest ? memward_request_begin(tenant, &request)
+                                                  : memward_scope_enter(tenant, &saved);
+  ASSERT_EQ(entered, MEMWARD_OK) << memward_strerror(entered);
+  NewHandlerGuard guard;
+  const std::align_val_t alignment{256};
+
+  // The reserve and the request together pass the limit.
+  std::set_new_handler(nullptr);
+  limited_reserve = ::operator new(kReserve);
+  Escape(limited_reserve);
+  if (function.nothrow) {
+    void* refused = function.call(kRequest, alignment);
+    Escape(refused);
+    EXPECT_EQ(refused, nullptr) << function.id << " passed the hard limit without a handler";
+  } else {
+    EXPECT_THROW(Escape(function.call(kRequest, alignment)), std::bad_alloc)
+        << function.id << " passed the hard limit without a handler";
+  }
+
+  reserve_handler_calls = 0;
+  std::set_new_handler(ReleaseReserve);
+  void* block = nullptr;
+  EXPECT_NO_THROW(block = function.call(kRequest, alignment));
+  Escape(block);
+  EXPECT_NE(block, nullptr) << function.id << " did not retry after the handler made room";
+  EXPECT_EQ(reserve_handler_calls, 1);
+  EXPECT_EQ(limited_reserve, nullptr);
+  if (function.aligned) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % 256, 0u);
+  }
+  EXPECT_GE(malloc_usable_size(block), kRequest);
+  if (block != nullptr) ::operator delete(block);
+  if (limited_reserve != nullptr) ::operator delete(limited_reserve);
+  limited_reserve = nullptr;
+
+  memward_tenant_stats stats{};
+  ASSERT_EQ(memward_thread_flush(), MEMWARD_OK);
+  ASSERT_EQ(memward_tenant_stats_get(tenant, &stats), MEMWARD_OK);
+  EXPECT_GE(stats.refused_allocations, 2u) << "refusals were not counted";
+  const int left = kind == ScopeKind::kRequest ? memward_request_end(&request, nullptr)
+                                               : memward_scope_exit(&saved);
+  EXPECT_EQ(left, MEMWARD_OK) << memward_strerror(left);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllFunctions, AllocationFunctionTest,
-                         ::testing::ValuesIn(kAllocationFunctions), FunctionName);
+                         ::testing::Combine(::testing::ValuesIn(kAllocationFunctions),
+                                            ::testing::ValuesIn(kScopeKinds)),
+                         FunctionName);
 
 class NewDeleteTest : public ProcessTest {};
 

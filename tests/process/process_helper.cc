@@ -10,6 +10,10 @@
 //                               globals, thread_local objects and static
 //                               objects whose destructors allocate and free
 //   return-with-running-threads main returns 0 while detached threads allocate
+//   exit-in-scopes              like exit-from-worker, with every thread inside
+//                               a tenant scope or request, the exiting one too
+//   return-in-scopes            main returns 0 inside an open request while
+//                               detached threads allocate in tenant scopes
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed; a crash shows as a signal.
 #include <dlfcn.h>
@@ -26,6 +30,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "memward/memward.h"
 
 namespace {
 
@@ -191,6 +197,87 @@ int ReturnWithRunningThreads() {
   return 0;
 }
 
+// Registers the helper's tenants: one in memward's shared arena, one with an
+// arena of its own. Returns false and reports on stderr when either fails.
+memward_tenant_id shared_tenant = 0;
+memward_tenant_id dedicated_tenant = 0;
+bool RegisterTenants() {
+  memward_tenant_options options;
+  memward_tenant_options_init(&options);
+  int status = memward_tenant_register("helper-shared", &options, &shared_tenant);
+  if (status == MEMWARD_OK) {
+    options.dedicated_arena = 1;
+    status = memward_tenant_register("helper-dedicated", &options, &dedicated_tenant);
+  }
+  if (status != MEMWARD_OK) {
+    fprintf(stderr, "process_helper: registering a tenant failed: %s\n", memward_strerror(status));
+    return false;
+  }
+  return true;
+}
+
+// Allocates without end, alternating between a scope of each tenant and a
+// request, so that the thread is inside one at almost every moment.
+void ChurnInScopes(unsigned seed) {
+  for (unsigned round = 0;; ++round) {
+    memward_scope saved{};
+    memward_request request{};
+    switch (round % 3) {
+      case 0:
+        memward_scope_enter(shared_tenant, &saved);
+        Churn(seed + round, nullptr, 200);
+        memward_scope_exit(&saved);
+        break;
+      case 1:
+        memward_scope_enter(dedicated_tenant, &saved);
+        Churn(seed + round, nullptr, 200);
+        memward_scope_exit(&saved);
+        break;
+      default:
+        memward_request_begin(shared_tenant, &request);
+        Churn(seed + round, nullptr, 200);
+        memward_request_end(&request, nullptr);
+        break;
+    }
+  }
+}
+
+void StartScopedThreads(int count, std::atomic<int>* started) {
+  for (int i = 0; i < count; ++i) {
+    std::thread([i, started] {
+      started->fetch_add(1);
+      ChurnInScopes(static_cast<unsigned>(i) * 1000);
+    }).detach();
+  }
+}
+
+int ExitInScopes() {
+  if (!RegisterTenants()) return kCheckFailed;
+  std::atomic<int> started{0};
+  StartScopedThreads(7, &started);
+  std::thread exiting([&started] {
+    WaitUntilStarted(started, 7);
+    memward_request request{};
+    memward_request_begin(dedicated_tenant, &request);
+    std::vector<std::unique_ptr<std::string>> held;
+    for (int i = 0; i < 1000; ++i) held.push_back(std::make_unique<std::string>(200, 'w'));
+    exit(0);
+  });
+  exiting.join();  // never returns: exit() ends the process first
+  return kCheckFailed;
+}
+
+int ReturnInScopes() {
+  if (!RegisterTenants()) return kCheckFailed;
+  std::atomic<int> started{0};
+  StartScopedThreads(8, &started);
+  WaitUntilStarted(started, 8);
+  memward_request request{};
+  memward_request_begin(shared_tenant, &request);
+  for (int i = 0; i < 100; ++i) global_user.strings.push_back(std::string(1000, 'q'));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -206,6 +293,8 @@ int main(int argc, char** argv) {
   if (mode == "exit-from-main") return ExitFromMain();
   if (mode == "return-with-live-memory") return ReturnWithLiveMemory();
   if (mode == "return-with-running-threads") return ReturnWithRunningThreads();
+  if (mode == "exit-in-scopes") return ExitInScopes();
+  if (mode == "return-in-scopes") return ReturnInScopes();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -142,6 +142,10 @@ bool RefreshStats() {
 
 HeapStats SettleAndReadHeapStats() {
   HeapStats stats;
+  // memward_thread_flush also empties memward's own per-thread caches and
+  // the thread's explicit jemalloc caches of tenant arenas, which
+  // thread.tcache.flush does not reach.
+  EXPECT_EQ(memward_thread_flush(), MEMWARD_OK) << "memward_thread_flush failed";
   EXPECT_EQ(RunMallctlCommand("thread.tcache.flush"), 0) << "mallctl thread.tcache.flush failed";
   EXPECT_EQ(RunMallctlCommand(kPurgeAllArenas), 0) << "mallctl " << kPurgeAllArenas << " failed";
   EXPECT_TRUE(RefreshStats()) << "mallctl epoch failed";
@@ -352,6 +356,14 @@ bool CheckPattern(const void* block, size_t size, uint64_t seed) {
   bool intact = true;
   VisitPatternBytes(size, [&](size_t i) { intact = intact && bytes[i] == PatternByte(seed, i); });
   return intact;
+}
+
+void RegisterOrFindTenant(const char* name, const memward_tenant_options& options,
+                          memward_tenant_id* id) {
+  int status = memward_tenant_register(name, &options, id);
+  if (status == MEMWARD_ERROR_EXISTS) status = memward_tenant_find(name, id);
+  ASSERT_EQ(status, MEMWARD_OK) << "registering tenant " << name << ": "
+                                << memward_strerror(status);
 }
 
 void ProcessTest::SetUp() {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "memward/memward.h"
+
 namespace memward_test {
 
 // Seconds a single test may run before the watchdog dumps every thread's
@@ -84,8 +86,8 @@ struct HeapStats {
   size_t retained = 0;   // virtual memory kept for reuse, not resident
 };
 
-// Flushes this thread's cache, purges every arena and returns the refreshed
-// statistics. Fails the current test when a mallctl call fails.
+// Flushes this thread's caches (memward's and jemalloc's), purges every
+// arena and returns the refreshed statistics. Fails the current test when a mallctl call fails.
 HeapStats SettleAndReadHeapStats();
 
 std::string FormatHeapStats(const HeapStats& stats);
@@ -155,6 +157,12 @@ class Random {
  private:
   uint64_t state_;
 };
+
+// Registers the tenant `name` with `options`, or finds it when this process
+// registered it before. Fails the current test when neither works; call it
+// through ASSERT_NO_FATAL_FAILURE.
+void RegisterOrFindTenant(const char* name, const memward_tenant_options& options,
+                          memward_tenant_id* id);
 
 // Base fixture of every process test: arms the watchdog and asserts that
 // memward is the allocator before the test body runs, and disarms the
