@@ -8,8 +8,9 @@
 //   MODE errno: calls outside the set fail with EPERM, in every thread.
 //   MODE kill:  no_new_privs, and a call outside the set kills the process
 //               with SIGSYS.
-//   MODE trap:  like kill, but a SIGSYS handler prints "blocked syscall N"
-//               and exits with code 90, to name the call.
+//   MODE trap:  like kill, but a SIGSYS handler prints "blocked syscall N in
+//               the main thread" (or "in another thread") and exits with
+//               code 90, to name the call and the thread that made it.
 //   LIBRARY_NAME: file name of the preloaded library; each loaded object
 //               with that name is printed as "library=PATH".
 //   LINGER_MS:  time to sleep after the workload, so that a background
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -219,9 +221,12 @@ static void run_workload(void) {
 static void report_blocked_syscall(int signal_number, siginfo_t* info, void* context) {
   (void)signal_number;
   (void)context;
-  char line[64];
-  // snprintf of an int does not allocate.
-  int length = snprintf(line, sizeof line, "blocked syscall %d\n", info->si_syscall);
+  char line[96];
+  // The handler runs on the thread that made the call. snprintf of an int
+  // and a string does not allocate.
+  const char* thread = syscall(SYS_gettid) == getpid() ? "the main" : "another";
+  int length = snprintf(line, sizeof line, "blocked syscall %d in %s thread\n",
+                        info->si_syscall, thread);
   (void)!write(STDOUT_FILENO, line, (size_t)length);
   _exit(90);
 }
@@ -238,8 +243,10 @@ static int count_threads(void) {
   return threads;
 }
 
+// writev is here only so that glibc's fatal error messages reach stderr.
 static const int allowed_syscalls[] = {
-    SCMP_SYS(read),          SCMP_SYS(write),        SCMP_SYS(exit),
+    SCMP_SYS(read),          SCMP_SYS(write),        SCMP_SYS(writev),
+    SCMP_SYS(exit),
     SCMP_SYS(exit_group),    SCMP_SYS(brk),          SCMP_SYS(mmap),
     SCMP_SYS(munmap),        SCMP_SYS(mremap),       SCMP_SYS(madvise),
     SCMP_SYS(mprotect),      SCMP_SYS(futex),        SCMP_SYS(rt_sigprocmask),
