@@ -1,6 +1,8 @@
 // Start-up from MEMWARD_CONF and the jemalloc options derived from it.
 #include "alloc/bootstrap.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <unistd.h>
@@ -122,13 +124,51 @@ size_t PageSize() {
   return g_page_size;
 }
 
+namespace {
+
+// Returns whether a thread of this process has named itself `name`.
+bool ThreadNamed(const char* name) {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return false;
+  bool found = false;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    char path[64];
+    base::Format(path, sizeof(path), "/proc/self/task/%s/comm", entry->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char comm[32] = {};
+    ssize_t length = read(fd, comm, sizeof(comm) - 1);
+    close(fd);
+    if (length > 0 && strncmp(comm, name, strlen(name)) == 0) found = true;
+  }
+  closedir(tasks);
+  return found;
+}
+
+// jemalloc's background thread registers itself with the kernel (rseq, its
+// name) after pthread_create returns. A program that installs a seccomp
+// filter early in main could catch that registration and kill the process,
+// so start-up waits, at most 1 s, until the thread has named itself.
+void WaitForBackgroundThread() {
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    if (ThreadNamed("jemalloc_bg_thd")) return;
+    usleep(1000);
+  }
+  base::Log("background_thread=true: jemalloc's background thread did not start within 1 s");
+}
+
+}  // namespace
+
 void StartDeferredFeatures() {
   Bootstrap();
   if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
   bool enable = true;
   if (mwje_mallctl("background_thread", nullptr, nullptr, &enable, sizeof(enable)) != 0) {
     base::Log("background_thread=true: jemalloc could not start its background threads");
+    return;
   }
+  WaitForBackgroundThread();
 }
 
 }  // namespace memward::alloc

@@ -14,7 +14,7 @@ packages=(
   # peers measured in the benchmarks
   libgoogle-perftools-dev libmimalloc-dev
   # real programs run under LD_PRELOAD in the integration tests
-  nginx-light redis-server redis-tools wrk python3 coreutils time procps curl man-db
+  nginx-light redis-server redis-tools wrk python3 coreutils time procps curl man-db openssl
 )
 
 if [[ $(id -u) -ne 0 ]]; then
