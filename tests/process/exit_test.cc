@@ -1,7 +1,7 @@
 // Process exit while the allocator is in use: exit() called from one thread
 // while others allocate, and main returning with live blocks. exit() runs
 // atexit handlers and static destructors, memward's included, while the
-// other threads keep calling malloc and free; a destructor that tears down
+// other threads keep calling malloc and free. A destructor that tears down
 // allocator state they still use crashes them. Each case runs in a fresh
 // process (process_helper) and repeats, because the race it looks for does
 // not show on every run.
@@ -16,7 +16,7 @@ constexpr int kRuns = 20;
 
 class ExitTest : public ProcessTest {
  protected:
-  // Runs the helper in `mode` kRuns times; each run must exit with 0.
+  // Runs the helper in `mode` kRuns times. Each run must exit with 0.
   static void ExpectCleanExits(const std::string& mode) {
     for (int run = 0; run < kRuns; ++run) {
       const HelperRun result = RunHelper({mode});
@@ -39,10 +39,14 @@ TEST_F(ExitTest, ReturnFromMainWhileThreadsAllocate) {
 }
 
 // Scope and request state lives in each thread's TLS and in memward's
-// tables; exit must not trip over threads that are inside one.
+// tables, and exit must not trip over threads that are inside a scope.
 TEST_F(ExitTest, ExitFromWorkerWhileThreadsAreInScopes) { ExpectCleanExits("exit-in-scopes"); }
 
 TEST_F(ExitTest, ReturnFromMainInsideRequest) { ExpectCleanExits("return-in-scopes"); }
+
+// Threads that exit during exit() run their memward clean-up (the pthread
+// key destructor) while exit runs the process's destructors.
+TEST_F(ExitTest, ExitWhileScopedThreadsComeAndGo) { ExpectCleanExits("exit-during-thread-churn"); }
 
 }  // namespace
 }  // namespace memward_test

@@ -1,8 +1,8 @@
 // fork, vfork, posix_spawn and exec from a process whose other threads are
 // busy in the allocator. A child of a multithreaded fork inherits only the
-// forking thread, so every allocator lock another thread held at that moment
-// must have been taken before the fork and released or reset in the child;
-// a lock missed there deadlocks the child on its first allocation.
+// forking thread, so every allocator lock that another thread held at that
+// moment must have been taken before the fork and released or reset in the
+// child. A lock missed there deadlocks the child on its first allocation.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -199,7 +199,7 @@ struct InheritedBlocks {
   }
 };
 
-// Exit codes of a forked child; each names the first check that failed.
+// Exit codes of a forked child. Each names the first check that failed.
 enum ChildExit : int {
   kChildOk = 0,
   kInheritedBlocksDamaged = 10,
@@ -350,8 +350,9 @@ int RunChild(int iteration, InheritedBlocks& inherited, uint64_t inherited_seed)
   return kChildOk;
 }
 
-// Forks `count` children from the calling thread while `workers` run; each
-// child runs RunChild and ends with _exit or exit, alternately.
+// Forks `count` children from the calling thread, one at a time. Each child
+// runs `child_body` and ends with _exit or exit, alternately, and must exit
+// with 0.
 void ForkChildrenRepeatedly(int count, int (*child_body)(int, InheritedBlocks&, uint64_t)) {
   for (int iteration = 0; iteration < count; ++iteration) {
     InheritedBlocks inherited;
@@ -458,10 +459,10 @@ TEST_F(ForkTest, SpawnedHelperRunsOnMemward) {
   EXPECT_EQ(workers.corrupted_blocks(), 0u);
 }
 
-// Threads that call the allocator's maintenance entry points without
-// pause. Each takes locks that allocation alone does not: malloc_trim and
-// purging take every arena's decay and extent locks, and malloc_stats_print
-// takes the statistics and every bin lock.
+// Threads that keep calling the allocator's maintenance entry points. In
+// jemalloc 5.3 these hold locks that allocation takes only briefly or not
+// at all: purging (memward's malloc_trim purges too) takes every arena's
+// decay and extent locks, and a statistics refresh takes every bin lock.
 class MaintenanceThreads {
  public:
   MaintenanceThreads() {

@@ -1,8 +1,8 @@
 // Every replaceable operator new and operator delete, as a program built
-// with -fsized-deallocation -faligned-new calls them: results must be
-// aligned as [basic.stc.dynamic.allocation] requires, as large as requested,
-// really freed, and failures must follow [new.delete]: the throwing forms
-// run the new-handler loop and throw std::bad_alloc, the nothrow forms
+// with -fsized-deallocation -faligned-new calls them. Results must be
+// aligned as [basic.stc.dynamic.allocation] requires, as large as requested
+// and really freed. Failures must follow [new.delete]: the throwing forms
+// run the new-handler loop and throw std::bad_alloc, and the nothrow forms
 // return nullptr.
 #include <malloc.h>
 #include <sys/wait.h>
@@ -295,8 +295,8 @@ TEST_P(NewDeleteFormTest, DeleteReturnsMemoryToHeap) {
   ASSERT_TRUE(scope.ok());
   const size_t alignment = form.allocation.aligned ? 256 : kDefaultNewAlignment;
   // 100 KiB is above the largest size jemalloc 5.3's thread cache keeps by
-  // default (32 KiB), so frees reach the arena directly; the small blocks
-  // reach it when the thread cache is flushed.
+  // default (32 KiB), so frees reach the arena directly. The small blocks
+  // reach it when the thread's caches are flushed.
   const size_t sizes[] = {100 * kKiB, 48, 1000};
   constexpr int kBlocksPerSize = 256;
 
@@ -384,9 +384,9 @@ TEST_P(AllocationFunctionTest, ImpossibleSizeFails) {
 }
 
 // [new.delete.single]: the throwing forms call the new-handler and retry
-// until it returns no more; libstdc++'s nothrow forms are defined as calls
-// to the throwing ones, so they run the same loop. A program that installs
-// a handler to release an emergency reserve depends on both.
+// until no handler is installed. libstdc++'s nothrow forms are defined as
+// calls to the throwing ones, so they run the same loop. A program that
+// installs a handler to release an emergency reserve depends on both.
 TEST_P(AllocationFunctionTest, NewHandlerRunsUntilUninstalled) {
   const AllocationFunction& function = std::get<0>(GetParam());
   TestScope scope(std::get<1>(GetParam()));
@@ -490,9 +490,9 @@ TEST_P(AllocationFunctionTest, NewHandlerMakesRoomUnderHardLimit) {
   limited_reserve = ::operator new(kReserve);
   Escape(limited_reserve);
   if (function.nothrow) {
-    void* refused = function.call(kRequest, alignment);
-    Escape(refused);
-    EXPECT_EQ(refused, nullptr) << function.id << " passed the hard limit without a handler";
+    void* rejected = function.call(kRequest, alignment);
+    Escape(rejected);
+    EXPECT_EQ(rejected, nullptr) << function.id << " passed the hard limit without a handler";
   } else {
     EXPECT_THROW(Escape(function.call(kRequest, alignment)), std::bad_alloc)
         << function.id << " passed the hard limit without a handler";
@@ -517,7 +517,7 @@ TEST_P(AllocationFunctionTest, NewHandlerMakesRoomUnderHardLimit) {
   memward_tenant_stats stats{};
   ASSERT_EQ(memward_thread_flush(), MEMWARD_OK);
   ASSERT_EQ(memward_tenant_stats_get(tenant, &stats), MEMWARD_OK);
-  EXPECT_GE(stats.refused_allocations, 2u) << "refusals were not counted";
+  EXPECT_GE(stats.refused_allocations, 2u) << "rejected allocations were not counted";
   const int left = kind == ScopeKind::kRequest ? memward_request_end(&request, nullptr)
                                                : memward_scope_exit(&saved);
   EXPECT_EQ(left, MEMWARD_OK) << memward_strerror(left);
@@ -673,13 +673,13 @@ TEST_F(NewDeleteTest, OverAlignedTypesInContainers) {
 // std::bad_alloc.
 //
 // NOTE: GCC 12 departs from this in two ways that the allocator cannot
-// change, so the test expects what GCC does. It checks only the
-// multiplication by the element size: for a negative count of a one-byte
-// type, and for an overflow in adding the array cookie of a type with a
-// destructor, it calls operator new[] with SIZE_MAX, which must then fail
-// (std::bad_alloc, or nullptr from the nothrow forms). And where the
-// multiplication overflows it throws std::bad_array_new_length even from a
-// nothrow new-expression, so those nothrow cases are not tested.
+// change, so the test expects what GCC does. First, GCC checks only the
+// multiplication by the element size. A negative count of a one-byte type,
+// or an overflow in adding the array cookie of a type with a destructor,
+// reaches operator new[] as SIZE_MAX, which must then fail (std::bad_alloc,
+// or nullptr from the nothrow forms). Second, where the multiplication
+// overflows, GCC throws std::bad_array_new_length even from a nothrow
+// new-expression, so those nothrow cases are not tested.
 TEST_F(NewDeleteTest, HugeArrayCounts) {
   NewHandlerGuard guard;
   std::set_new_handler(nullptr);

@@ -14,8 +14,10 @@
 //                               a tenant scope or request, the exiting one too
 //   return-in-scopes            main returns 0 inside an open request while
 //                               detached threads allocate in tenant scopes
+//   exit-during-thread-churn    exit(0) while scoped threads keep starting and
+//                               exiting, so some are inside their exit
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
-// allocator, 4 when a check failed; a crash shows as a signal.
+// allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -119,8 +121,8 @@ int ExitFromWorker() {
   StartAllocatingThreads(7, &started);
   std::thread exiting([&started] {
     WaitUntilStarted(started, 7);
-    std::vector<std::unique_ptr<std::string>> held;
-    for (int i = 0; i < 1000; ++i) held.push_back(std::make_unique<std::string>(200, 'w'));
+    std::vector<std::unique_ptr<std::string>> live_strings;
+    for (int i = 0; i < 1000; ++i) live_strings.push_back(std::make_unique<std::string>(200, 'w'));
     exit(0);
   });
   exiting.join();  // never returns: exit() ends the process first
@@ -259,12 +261,33 @@ int ExitInScopes() {
     WaitUntilStarted(started, 7);
     memward_request request{};
     memward_request_begin(dedicated_tenant, &request);
-    std::vector<std::unique_ptr<std::string>> held;
-    for (int i = 0; i < 1000; ++i) held.push_back(std::make_unique<std::string>(200, 'w'));
+    std::vector<std::unique_ptr<std::string>> live_strings;
+    for (int i = 0; i < 1000; ++i) live_strings.push_back(std::make_unique<std::string>(200, 'w'));
     exit(0);
   });
   exiting.join();  // never returns: exit() ends the process first
   return kCheckFailed;
+}
+
+int ExitDuringThreadChurn() {
+  if (!RegisterTenants()) return kCheckFailed;
+  std::atomic<int> started{0};
+  for (int spawner = 0; spawner < 2; ++spawner) {
+    std::thread([spawner, &started] {
+      started.fetch_add(1);
+      for (unsigned round = 0;; ++round) {
+        std::thread([spawner, round] {
+          memward_scope saved{};
+          memward_scope_enter(round % 2 == 0 ? shared_tenant : dedicated_tenant, &saved);
+          Churn(round * 2 + static_cast<unsigned>(spawner), nullptr, 50);
+          // Every other thread exits still inside its scope.
+          if (round % 4 < 2) memward_scope_exit(&saved);
+        }).join();
+      }
+    }).detach();
+  }
+  WaitUntilStarted(started, 2);
+  exit(0);
 }
 
 int ReturnInScopes() {
@@ -295,6 +318,7 @@ int main(int argc, char** argv) {
   if (mode == "return-with-running-threads") return ReturnWithRunningThreads();
   if (mode == "exit-in-scopes") return ExitInScopes();
   if (mode == "return-in-scopes") return ReturnInScopes();
+  if (mode == "exit-during-thread-churn") return ExitDuringThreadChurn();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -82,27 +82,11 @@ std::string LibraryDefining(const char* name) {
   return LibraryContaining(dlsym(RTLD_DEFAULT, name));
 }
 
-std::string CheckMemwardIsAllocator() {
-  if (dlsym(RTLD_DEFAULT, "memward_version") == nullptr) {
-    return "memward_version is not defined in this process: memward is not loaded";
-  }
-  // Taking malloc's address in a PIE goes through the GOT, so it is the
-  // definition the program's own calls reach.
-  void* volatile malloc_address = reinterpret_cast<void*>(&malloc);
-  std::string library = LibraryContaining(malloc_address);
-  if (library.find("libmemward") == std::string::npos) {
-    return "malloc resolves to '" + library + "', not to libmemward";
-  }
-  library = LibraryDefining("malloc");
-  if (library.find("libmemward") == std::string::npos) {
-    return "dlsym(RTLD_DEFAULT, \"malloc\") resolves to '" + library + "', not to libmemward";
-  }
-  return "";
-}
-
 void AssertMemwardIsAllocator() {
   ASSERT_NE(dlsym(RTLD_DEFAULT, "memward_version"), nullptr)
       << "memward_version is not defined: memward is not loaded in this process";
+  // Taking malloc's address in a PIE goes through the GOT, so it is the
+  // definition the program's own calls reach.
   void* volatile malloc_address = reinterpret_cast<void*>(&malloc);
   ASSERT_NE(LibraryContaining(malloc_address).find("libmemward"), std::string::npos)
       << "malloc resolves to '" << LibraryContaining(malloc_address) << "'";

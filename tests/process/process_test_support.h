@@ -23,8 +23,8 @@
 namespace memward_test {
 
 // Seconds a single test may run before the watchdog dumps every thread's
-// stack and aborts the process. Tests finish in a few seconds on a 2-core
-// machine; the margin is for a loaded CI machine, not for expected work.
+// stack and aborts the process. Each test takes seconds on a 2-core
+// machine, and the margin is for a loaded CI machine, not for more work.
 inline constexpr unsigned kTestWatchdogSeconds = 120;
 
 // Time after which a child process is taken to be deadlocked. A child here
@@ -49,11 +49,6 @@ std::string LibraryDefining(const char* name);
 // allocator: memward_version must be defined and malloc must resolve to a
 // file named libmemward*. Call it through ASSERT_NO_FATAL_FAILURE.
 void AssertMemwardIsAllocator();
-
-// The same check for code without GoogleTest, such as a forked child or the
-// helper program. Returns an empty string on success, otherwise what is
-// wrong.
-std::string CheckMemwardIsAllocator();
 
 // jemalloc's mallctl and malloc_stats_print as exported by memward.
 // Both return nullptr when the process does not export them.
@@ -124,12 +119,14 @@ void ArmChildAlarm();
 // child and in a signal handler.
 void WriteToStderr(const char* message);
 
-// Runs the helper program, process_helper, with `arguments`, inheriting this
-// process's environment, and waits for it with kChildDeadline.
+// The outcome and the stderr output of one run of the helper program.
 struct HelperRun {
   ChildOutcome outcome;
   std::string standard_error;
 };
+
+// Runs the helper program, process_helper, with `arguments`, inheriting this
+// process's environment, and waits for it with kChildDeadline.
 HelperRun RunHelper(const std::vector<std::string>& arguments);
 
 // The helper program built for the same configuration as this test binary.

@@ -1,13 +1,14 @@
 // memward's own per-thread state through thread exit and fork. A thread
 // that enters a tenant scope gets a ThreadBlock from memward's arena, one
 // jemalloc explicit cache per tenant arena it uses, and an unpublished batch
-// of counts. When the thread exits, all three must be returned or published;
-// after a fork, the child must be able to use scopes and requests although
+// of counts. When the thread exits, all three must be returned or published.
+// After a fork, the child must be able to use scopes and requests although
 // the threads that held them are gone.
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -204,8 +205,8 @@ TEST_F(TenantLifecycleTest, ScopedThreadChurnLeavesNothing) {
   const Snapshot after = TakeSnapshot();
   ExpectNothingLeft(before, after);
 
-  // Each thread above took at least one of jemalloc's explicit caches, of
-  // which jemalloc 5.3 has 4,095 in all; had exiting threads not destroyed
+  // Each thread above took at least one of jemalloc's explicit caches, and
+  // jemalloc 5.3 has 4,095 in all. Had exiting threads not destroyed
   // theirs, none would be left.
   std::vector<unsigned> created;
   for (int i = 0; i < 100; ++i) {
@@ -408,6 +409,56 @@ TEST_F(TenantLifecycleTest, ForkWhileThreadsAreInScopes) {
   }
   workers.Stop();
   EXPECT_EQ(workers.failures(), 0) << "scope calls failed or blocks were damaged in the parent";
+}
+
+// Forks while scoped threads start and exit and another thread registers
+// tenants. Forks then land in the middle of changes to memward's thread
+// list: a thread links its block on its first scope and unlinks it at exit.
+// They also land in explicit cache creation and destruction and in tenant
+// registration. Each of these runs under its own lock.
+TEST_F(TenantLifecycleTest, ForkWhileScopedThreadsComeAndGo) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::thread churn([&stop, &failures] {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    for (int first = 0; !stop.load(std::memory_order_relaxed); first += 8) {
+      failures.fetch_add(RunThreadsInBatches(8, [first](int index) {
+        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+        return RunScopedThreadBody(first + index);
+      }));
+    }
+  });
+  std::thread registration([&stop] {
+    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    memward_tenant_options options;
+    memward_tenant_options_init(&options);
+    // Once the tenant table is full, registration fails fast, but still
+    // takes the registry lock.
+    for (int i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      const std::string name = "process-test-fork-" + std::to_string(i % 2000);
+      memward_tenant_id id = 0;
+      memward_tenant_register(name.c_str(), &options, &id);
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  });
+
+  for (int iteration = 0; iteration < 100; ++iteration) {
+    fflush(nullptr);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0) << "fork failed: " << strerror(errno);
+    if (pid == 0) {
+      ArmChildAlarm();
+      const int code = RunScopedChild(iteration);
+      _exit(code);
+    }
+    const ChildOutcome outcome = WaitForChild(pid, kChildDeadline);
+    ASSERT_TRUE(outcome.ExitedWithZero()) << "child of fork " << iteration << " "
+                                          << outcome.Describe();
+  }
+  stop.store(true);
+  churn.join();
+  registration.join();
+  EXPECT_EQ(failures.load(), 0) << "scoped threads in the parent failed";
 }
 
 }  // namespace
