@@ -20,21 +20,9 @@ namespace {
 using accounting::TenantDelta;
 using accounting::TenantId;
 
-// Size classes of small requests without alignment, in steps of 8 bytes,
-// filled on the first routed allocation from nallocx; 0 means "not yet".
-constexpr size_t kSmallClassLimit = 4096;
-constinit std::atomic<uint32_t> g_small_classes[kSmallClassLimit / 8 + 1] = {};
-
+// Returns the usable size mallocx would give; used on the uncached paths,
+// where jemalloc's own work dominates (the cached path reads g_size_classes).
 size_t SizeClassOf(size_t size, int alignment_flags) {
-  if (alignment_flags == 0 && size <= kSmallClassLimit) {
-    std::atomic<uint32_t>& entry = g_small_classes[(size + 7) >> 3];
-    uint32_t cached = entry.load(std::memory_order_relaxed);
-    if (MEMWARD_LIKELY(cached != 0)) return cached;
-    // Every size in the same 8-byte step has the same class.
-    cached = static_cast<uint32_t>(mwje_nallocx(size == 0 ? 1 : (size + 7) & ~size_t{7}, 0));
-    entry.store(cached, std::memory_order_relaxed);
-    return cached;
-  }
   return mwje_nallocx(size == 0 ? 1 : size, alignment_flags);
 }
 
