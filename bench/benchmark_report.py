@@ -422,6 +422,14 @@ class Report:
         if not self.has_memward:
             self.add("**memward was not measured in this run (--peers-only)**; the tables "
                      "compare the four peers only.", "")
+        # The run itself keeps up to two CPUs busy, which the load after it includes.
+        before, after = machine["load_before"][0], machine["load_after"][0]
+        if before > machine["cpus"] / 2 or after > machine["cpus"] + 1:
+            self.add(f"**The machine was busy during this run**: load average {before:.1f} "
+                     f"before it and {after:.1f} after it, on {machine['cpus']} CPUs. Wall "
+                     "times and their ratios are disturbed by other programs, as the spread "
+                     "column shows. CPU times, and so the micro benchmarks, are affected less.",
+                     "")
 
         self.add("## Targets", "")
         if self.targets:
@@ -459,6 +467,9 @@ class Report:
                  "machine at the same time (see the load average); the spread column shows how "
                  "much the repetitions varied.", "")
         self.lines.extend(body.lines)
+        notes = self.settings.get("notes")
+        if notes:
+            self.add("", notes.strip())
         return "\n".join(self.lines).rstrip() + "\n"
 
 

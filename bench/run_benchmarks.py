@@ -216,6 +216,10 @@ def parse_arguments():
                              f"(default: {','.join(WORKLOADS)})")
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md",
                         help="Markdown report to write (default: docs/benchmarks.md)")
+    parser.add_argument("--notes", type=Path,
+                        default=Path(__file__).resolve().parent / "report_notes.md",
+                        help="Markdown appended to the report, such as the analysis of targets "
+                             "missed (default: bench/report_notes.md; 'none' for no notes)")
     parser.add_argument("--json", type=Path, default=None,
                         help="also write every measured value to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="print each command as it starts")
@@ -407,6 +411,9 @@ def main():
         "memward_conf": arguments.memward_conf,
         "workload_arguments": {w: workload_arguments(arguments, w) for w in arguments.workloads},
         "probe_wait_ms": arguments.probe_wait_ms,
+        "notes": (arguments.notes.read_text()
+                  if not arguments.smoke and str(arguments.notes) != "none"
+                  and arguments.notes.exists() else None),
     }
     text = benchmark_report.render(settings, machine, allocators, results)
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
