@@ -11,6 +11,7 @@
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/macros.h"
+#include "alloc/purge.h"
 #include "alloc/routing.h"
 #include "alloc/scope.h"
 #include "alloc/thread_cache.h"
@@ -63,20 +64,16 @@ alloc::SavedScope FromScope(const memward_scope& scope) {
 // Returns the live bytes of untagged memory: what jemalloc's automatic arenas
 // hold, since memward does not count on the untagged fast path.
 int64_t ProcessLiveBytes() {
-  uint64_t epoch = 1;
-  size_t length = sizeof(epoch);
-  mwje_mallctl("epoch", &epoch, &length, &epoch, length);
+  alloc::RefreshEpoch();
   unsigned automatic = 0;
-  length = sizeof(automatic);
+  size_t length = sizeof(automatic);
   mwje_mallctl("opt.narenas", &automatic, &length, nullptr, 0);
   int64_t live = 0;
   for (unsigned arena = 0; arena < automatic; arena++) {
     for (const char* kind : {"small", "large"}) {
       char name[64];
       memward::base::Format(name, sizeof(name), "stats.arenas.%u.%s.allocated", arena, kind);
-      size_t bytes = 0;
-      length = sizeof(bytes);
-      if (mwje_mallctl(name, &bytes, &length, nullptr, 0) == 0) live += static_cast<int64_t>(bytes);
+      live += static_cast<int64_t>(alloc::ReadSizeStatistic(name));
     }
   }
   return live;

@@ -8,7 +8,6 @@
 #include "base/log.h"
 
 namespace memward::alloc {
-namespace {
 
 void RefreshEpoch() {
   uint64_t epoch = 1;
@@ -16,12 +15,16 @@ void RefreshEpoch() {
   mwje_mallctl("epoch", &epoch, &length, &epoch, length);
 }
 
-size_t ReadSize(const char* name) {
+size_t ReadSizeStatistic(const char* name) {
   size_t value = 0;
   size_t length = sizeof(value);
   if (mwje_mallctl(name, &value, &length, nullptr, 0) != 0) return 0;
   return value;
 }
+
+namespace {
+
+size_t ReadSize(const char* name) { return ReadSizeStatistic(name); }
 
 // Bytes in unused dirty and muzzy pages over all arenas, as of the last epoch.
 size_t ReadUnusedPageBytes() {

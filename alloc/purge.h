@@ -18,8 +18,14 @@ struct HeapStatistics {
   size_t dirty = 0;      // unused pages not yet returned to the kernel
 };
 
-// Refreshes jemalloc's statistics (mallctl "epoch", about 9 us per arena) and
-// returns them.
+// Refreshes jemalloc's statistics (mallctl "epoch", about 9 us per arena).
+void RefreshEpoch();
+
+// Reads a size_t statistic by mallctl name as of the last epoch; 0 if the
+// name is unknown.
+size_t ReadSizeStatistic(const char* name);
+
+// Refreshes jemalloc's statistics and returns them.
 HeapStatistics ReadHeapStatistics();
 
 // Flushes the calling thread's cache, then purges every arena's dirty and

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "alloc/engine.h"
+#include "alloc/purge.h"
 #include "alloc/routing.h"
 #include "alloc/thread_state.h"
 #include "base/log.h"
@@ -45,13 +46,8 @@ constinit std::atomic<size_t> g_explicit_cache_bytes{0};
 // Bytes of jemalloc's internal allocations in arena 0, where explicit caches
 // live, as of a fresh epoch.
 size_t InternalBytesOfArenaZero() {
-  uint64_t epoch = 1;
-  size_t length = sizeof(epoch);
-  mwje_mallctl("epoch", &epoch, &length, &epoch, length);
-  size_t bytes = 0;
-  length = sizeof(bytes);
-  mwje_mallctl("stats.arenas.0.internal", &bytes, &length, nullptr, 0);
-  return bytes;
+  RefreshEpoch();
+  return ReadSizeStatistic("stats.arenas.0.internal");
 }
 
 void FillSizeClasses() {

@@ -17,14 +17,6 @@
 namespace memward::testing {
 namespace {
 
-void* volatile g_sink;
-
-void* Allocate(size_t size) {
-  void* pointer = malloc(size);
-  g_sink = pointer;
-  return pointer;
-}
-
 unsigned ArenaOf(void* pointer) {
   unsigned arena = 0;
   size_t length = sizeof(arena);

@@ -18,15 +18,6 @@
 namespace memward::testing {
 namespace {
 
-void* volatile g_sink;
-
-// Allocates without letting the compiler pair and remove malloc and free.
-void* Allocate(size_t size) {
-  void* pointer = malloc(size);
-  g_sink = pointer;
-  return pointer;
-}
-
 TEST(Tenant, RegisterAndFind) {
   std::string name = UniqueName("register");
   memward_tenant_id id = Register(name);

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <string>
@@ -59,6 +60,15 @@ inline memward_tenant_id Register(const std::string& name, bool dedicated = fals
   memward_tenant_id id = 0;
   if (memward_tenant_register(name.c_str(), &options, &id) != MEMWARD_OK) return 0;
   return id;
+}
+
+// Keeps the compiler from pairing and removing malloc and free.
+inline void* volatile g_sink;
+
+inline void* Allocate(size_t size) {
+  void* pointer = malloc(size);
+  g_sink = pointer;
+  return pointer;
 }
 
 inline memward_tenant_stats Stats(memward_tenant_id id) {
