@@ -4,7 +4,9 @@
 // of counts. When the thread exits, all three must be returned or published.
 // After a fork, the child must be able to use scopes and requests although
 // the threads that held them are gone.
+#include <pthread.h>
 #include <sys/resource.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -220,6 +222,88 @@ TEST_F(TenantLifecycleTest, ScopedThreadChurnLeavesNothing) {
   for (unsigned index : created) {
     EXPECT_EQ(Mallctl()("tcache.destroy", nullptr, nullptr, &index, sizeof index), 0);
   }
+}
+
+// A pthread key destructor that runs after memward's and jemalloc's own:
+// both create their keys before the test does, and glibc runs key
+// destructors in the order the keys were created. It frees a block the
+// thread allocated in a scope, enters a scope of another tenant and
+// allocates and frees there, the way a library's thread clean-up may.
+// memward must still place and count these blocks, and return whatever
+// per-thread state they recreate.
+struct LateDestructorWork {
+  void* block = nullptr;  // allocated in the thread's scope, freed late
+  int index = 0;          // the thread's index, which chooses what it does
+};
+pthread_key_t late_key;
+// UsableSizeInSharedScope() as the main thread sees it.
+size_t expected_usable_size = 0;
+std::atomic<int> late_destructor_failures{0};
+std::atomic<int> late_usable_size_mismatches{0};
+
+// Returns malloc_usable_size of a 112-byte block allocated in a scope of
+// the first shared-arena tenant. memward puts an owner header in front of
+// such blocks, so the usable size is the size class less the header.
+size_t UsableSizeInSharedScope() {
+  memward_scope saved{};
+  if (memward_scope_enter(tenants.shared[0], &saved) != MEMWARD_OK) return 0;
+  void* block = malloc(112);
+  const size_t usable = malloc_usable_size(block);
+  free(block);
+  memward_scope_exit(&saved);
+  return usable;
+}
+
+void RunLateDestructor(void* value) {
+  std::unique_ptr<LateDestructorWork> work(static_cast<LateDestructorWork*>(value));
+  free(work->block);
+  if (UsableSizeInSharedScope() != expected_usable_size) late_usable_size_mismatches.fetch_add(1);
+  memward_scope saved{};
+  if (memward_scope_enter(tenants.shared[0], &saved) != MEMWARD_OK ||
+      !AllocateAndFreeInScope(static_cast<uint64_t>(work->index)) ||
+      memward_scope_exit(&saved) != MEMWARD_OK) {
+    late_destructor_failures.fetch_add(1);
+  }
+  // Left in a scope, as a clean-up that never returns to the thread's own
+  // code would leave it.
+  if (work->index % 2 == 0) memward_scope_enter(tenants.dedicated, &saved);
+  void* late_block = malloc(300);
+  free(late_block);
+}
+
+TEST_F(TenantLifecycleTest, AllocationInLatePthreadDestructors) {
+  // A scope on this thread makes memward create its key before late_key.
+  memward_scope saved{};
+  ASSERT_EQ(memward_scope_enter(tenants.shared[1], &saved), MEMWARD_OK);
+  ASSERT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+  ASSERT_EQ(pthread_key_create(&late_key, RunLateDestructor), 0);
+
+  const auto body = [](int index) {
+    auto* work = new LateDestructorWork;
+    work->index = index;
+    // Half the threads use the shared tenant in their body, so memward's
+    // cache for it exists when the destructor runs.
+    if (index % 2 == 0) UsableSizeInSharedScope();
+    memward_scope scope{};
+    if (memward_scope_enter(tenants.dedicated, &scope) != MEMWARD_OK) return false;
+    work->block = malloc(static_cast<size_t>(100 + index % 5000));
+    pthread_setspecific(late_key, work);
+    // Half the threads end inside the scope.
+    if (index % 2 == 1) memward_scope_exit(&scope);
+    return work->block != nullptr;
+  };
+  expected_usable_size = UsableSizeInSharedScope();
+  ASSERT_EQ(RunThreadsInBatches(2 * kBatchSize, body), 0);
+  const Snapshot before = TakeSnapshot();
+  EXPECT_EQ(RunThreadsInBatches(2000, body), 0);
+  const Snapshot after = TakeSnapshot();
+  EXPECT_EQ(late_destructor_failures.load(), 0) << "scopes in late destructors failed";
+  EXPECT_EQ(late_usable_size_mismatches.load(), 0)
+      << "threads whose late destructor saw another malloc_usable_size than "
+      << expected_usable_size
+      << " for a 112-byte block in a shared-arena scope";
+  ExpectNothingLeft(before, after);
+  pthread_key_delete(late_key);
 }
 
 // Blocks allocated in a scope and freed by another thread, outside any
