@@ -459,6 +459,18 @@ TEST_F(ForkTest, SpawnedHelperRunsOnMemward) {
   EXPECT_EQ(workers.corrupted_blocks(), 0u);
 }
 
+// With MEMWARD_CONF=background_thread=true, jemalloc's background threads
+// purge unused pages. A forked child, such as each worker of a pre-forking
+// server, should keep that setting.
+TEST_F(ForkTest, ChildKeepsBackgroundThreadSetting) {
+  const HelperRun run =
+      RunHelper({"background-thread-after-fork"}, {"MEMWARD_CONF=background_thread=true"});
+  EXPECT_TRUE(run.outcome.ExitedWithZero())
+      << "process_helper background-thread-after-fork " << run.outcome.Describe()
+      << " (status 5: off in the parent, 6: off in the forked child); its stderr:\n"
+      << run.standard_error;
+}
+
 // Threads that keep calling the allocator's maintenance entry points. In
 // jemalloc 5.3 these hold locks that allocation takes only briefly or not
 // at all: purging (memward's malloc_trim purges too) takes every arena's

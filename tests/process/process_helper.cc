@@ -16,9 +16,16 @@
 //                               detached threads allocate in tenant scopes
 //   exit-during-thread-churn    exit(0) while scoped threads keep starting and
 //                               exiting, so some are inside their exit
+//   background-thread-after-fork
+//                               run with MEMWARD_CONF=background_thread=true:
+//                               check that jemalloc's background threads are on,
+//                               fork, and check in the child that they are on
+//                               again once it allocates (exit status 5 when off
+//                               in the parent, 6 when off in the child)
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -40,6 +47,8 @@ namespace {
 constexpr int kBadArgument = 2;
 constexpr int kNotOnMemward = 3;
 constexpr int kCheckFailed = 4;
+constexpr int kBackgroundThreadOffInParent = 5;
+constexpr int kBackgroundThreadOffInChild = 6;
 
 bool MemwardIsAllocator() {
   if (dlsym(RTLD_DEFAULT, "memward_version") == nullptr) {
@@ -301,6 +310,45 @@ int ReturnInScopes() {
   return 0;
 }
 
+// Returns the value of the mallctl "background_thread", or false when it
+// cannot be read.
+bool BackgroundThreadEnabled() {
+  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
+  static const auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  bool enabled = false;
+  size_t length = sizeof enabled;
+  return mallctl != nullptr &&
+         mallctl("background_thread", &enabled, &length, nullptr, 0) == 0 && enabled;
+}
+
+// jemalloc 5.3 turns its background threads off in a forked child, because
+// no thread but the forking one survives the fork. The setting asks for
+// them, so the child should have them back, at the latest shortly after it
+// starts allocating.
+int BackgroundThreadAfterFork() {
+  Churn(1, nullptr, 1000);
+  if (!BackgroundThreadEnabled()) {
+    fprintf(stderr, "process_helper: background_thread is off in the parent\n");
+    return kBackgroundThreadOffInParent;
+  }
+  fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) return kCheckFailed;
+  if (pid == 0) {
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      Churn(static_cast<unsigned>(attempt), nullptr, 1000);
+      if (BackgroundThreadEnabled()) _exit(0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    fprintf(stderr, "process_helper: background_thread is still off in the forked child\n");
+    _exit(kBackgroundThreadOffInChild);
+  }
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : kCheckFailed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -319,6 +367,7 @@ int main(int argc, char** argv) {
   if (mode == "exit-in-scopes") return ExitInScopes();
   if (mode == "return-in-scopes") return ReturnInScopes();
   if (mode == "exit-during-thread-churn") return ExitDuringThreadChurn();
+  if (mode == "background-thread-after-fork") return BackgroundThreadAfterFork();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

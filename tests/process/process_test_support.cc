@@ -270,7 +270,8 @@ void ArmChildAlarm() {
 
 const char* HelperPath() { return MEMWARD_PROCESS_HELPER_PATH; }
 
-HelperRun RunHelper(const std::vector<std::string>& arguments) {
+HelperRun RunHelper(const std::vector<std::string>& arguments,
+                    const std::vector<std::string>& extra_environment) {
   HelperRun run;
   // The helper's stderr goes to an anonymous file, read after it exits, so
   // a helper that writes a lot cannot block on a full pipe.
@@ -289,8 +290,23 @@ HelperRun RunHelper(const std::vector<std::string>& arguments) {
   for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
   argv.push_back(nullptr);
 
+  std::vector<char*> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const char* equals = strchr(*entry, '=');
+    const size_t name_length = equals != nullptr ? static_cast<size_t>(equals - *entry) + 1 : 0;
+    bool replaced = false;
+    for (const std::string& extra : extra_environment) {
+      if (name_length > 0 && extra.compare(0, name_length, *entry, name_length) == 0) replaced = true;
+    }
+    if (!replaced) environment.push_back(*entry);
+  }
+  for (const std::string& extra : extra_environment) {
+    environment.push_back(const_cast<char*>(extra.c_str()));
+  }
+  environment.push_back(nullptr);
+
   pid_t pid = -1;
-  int error = posix_spawn(&pid, HelperPath(), &actions, nullptr, argv.data(), environ);
+  int error = posix_spawn(&pid, HelperPath(), &actions, nullptr, argv.data(), environment.data());
   posix_spawn_file_actions_destroy(&actions);
   if (error != 0) {
     close(error_file);

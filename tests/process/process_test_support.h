@@ -125,9 +125,12 @@ struct HelperRun {
   std::string standard_error;
 };
 
-// Runs the helper program, process_helper, with `arguments`, inheriting this
-// process's environment, and waits for it with kChildDeadline.
-HelperRun RunHelper(const std::vector<std::string>& arguments);
+// Runs the helper program, process_helper, with `arguments` and this
+// process's environment plus `extra_environment` ("NAME=value" entries,
+// which replace variables of the same name), and waits for it with
+// kChildDeadline.
+HelperRun RunHelper(const std::vector<std::string>& arguments,
+                    const std::vector<std::string>& extra_environment = {});
 
 // The helper program built for the same configuration as this test binary.
 const char* HelperPath();

@@ -414,6 +414,7 @@ enum ChildExit : int {
   kRequestFailed = 12,
   kChildThreadFailed = 13,
   kFlushFailed = 14,
+  kRegistrationFailed = 15,
 };
 
 int RunScopedChild(int iteration) {
@@ -454,6 +455,19 @@ int RunScopedChild(int iteration) {
   if (memward_thread_flush() != MEMWARD_OK) {
     WriteToStderr("child: memward_thread_flush failed");
     return kFlushFailed;
+  }
+  // The registry lock was held across the fork; the child must be able to
+  // take it again. The names are per child, so each registration is new.
+  memward_tenant_options options;
+  memward_tenant_options_init(&options);
+  const std::string name = "process-test-child-" + std::to_string(getpid());
+  memward_tenant_id child_tenant = 0;
+  if (memward_tenant_register(name.c_str(), &options, &child_tenant) != MEMWARD_OK ||
+      memward_scope_enter(child_tenant, &saved) != MEMWARD_OK ||
+      !AllocateAndFreeInScope(static_cast<uint64_t>(iteration) + 2) ||
+      memward_scope_exit(&saved) != MEMWARD_OK) {
+    WriteToStderr("child: registering and using a new tenant failed");
+    return kRegistrationFailed;
   }
   return kChildOk;
 }
