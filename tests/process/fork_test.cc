@@ -511,9 +511,9 @@ class MaintenanceThreads {
 
  private:
   // Runs `call` until stopped, sleeping 200 us between calls. The calls
-  // hold allocator locks for up to milliseconds; a fork waits for those
-  // locks, so threads that call without pause would make each fork wait
-  // for all three in turn.
+  // hold allocator locks for up to milliseconds, and a fork waits for those
+  // locks. Threads that called without pause would make each fork wait for
+  // all three in turn.
   template <typename Call>
   void Loop(Call call) {
     started_.fetch_add(1);

@@ -322,7 +322,7 @@ bool BackgroundThreadEnabled() {
 }
 
 // jemalloc 5.3 turns its background threads off in a forked child, because
-// no thread but the forking one survives the fork. The setting asks for
+// no thread but the forking one survives the fork. The setting requests
 // them, so the child should have them back, at the latest shortly after it
 // starts allocating.
 int BackgroundThreadAfterFork() {

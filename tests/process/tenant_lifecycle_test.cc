@@ -154,10 +154,10 @@ Snapshot TakeSnapshot() {
 }
 
 // Every block the test tenants allocated was freed, and every thread that
-// held counts has exited and so published them: their live bytes must be
+// held counts has exited and so published them. Their live bytes must be
 // back where they were, exactly. memward's own tenant holds the thread
 // blocks, about 14 KiB each, so one left behind per thread would add
-// megabytes; 256 KiB leaves room for blocks memward allocates once.
+// megabytes, and 256 KiB leaves room for blocks memward allocates once.
 void ExpectNothingLeft(const Snapshot& before, const Snapshot& after) {
   constexpr int64_t kMemwardGrowthBound = 256 * kKiB;
   for (size_t i = 0; i < before.tenant_stats.size(); ++i) {
@@ -207,9 +207,9 @@ TEST_F(TenantLifecycleTest, ScopedThreadChurnLeavesNothing) {
   const Snapshot after = TakeSnapshot();
   ExpectNothingLeft(before, after);
 
-  // Each thread above took at least one of jemalloc's explicit caches, and
-  // jemalloc 5.3 has 4,095 in all. Had exiting threads not destroyed
-  // theirs, none would be left.
+  // Every thread above but those in requests took one of jemalloc's
+  // explicit caches, and jemalloc 5.3 has 4,095 in all. Had exiting threads
+  // not destroyed theirs, none would be left.
   std::vector<unsigned> created;
   for (int i = 0; i < 100; ++i) {
     unsigned index = 0;
@@ -226,7 +226,7 @@ TEST_F(TenantLifecycleTest, ScopedThreadChurnLeavesNothing) {
 
 // A pthread key destructor that runs after memward's and jemalloc's own:
 // both create their keys before the test does, and glibc runs key
-// destructors in the order the keys were created. It frees a block the
+// destructors in key order, which is the order of creation here. It frees a block the
 // thread allocated in a scope, enters a scope of another tenant and
 // allocates and frees there, the way a library's thread clean-up may.
 // memward must still place and count these blocks, and return whatever
@@ -236,7 +236,7 @@ struct LateDestructorWork {
   int index = 0;          // the thread's index, which chooses what it does
 };
 pthread_key_t late_key;
-// UsableSizeInSharedScope() as the main thread sees it.
+// The result of UsableSizeInSharedScope() on the main thread.
 size_t expected_usable_size = 0;
 std::atomic<int> late_destructor_failures{0};
 std::atomic<int> late_usable_size_mismatches{0};
