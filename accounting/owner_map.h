@@ -41,8 +41,12 @@ extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 // Returns the arena slot that owns `pointer`, or 0 (also for nullptr).
 // Addresses above the 47-bit user space (possible only with 5-level paging
 // and an explicit mmap hint) wrap around and are not supported.
+//
+// A process that never registered a tenant pays one load and one branch: the
+// zero mask says that no memward arena exists.
 inline uint16_t OwnerSlotOf(const void* pointer) {
   uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
+  if (__builtin_expect(mask == 0, 1)) return 0;
   uint16_t* entries = g_owner_map.entries.load(std::memory_order_relaxed);
   return entries[(reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & mask];
 }
