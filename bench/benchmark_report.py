@@ -461,9 +461,9 @@ class Report:
                  "`bench/tools/run_measured.c`, which forks the program and takes wall time and "
                  "ru_maxrss from wait4: a process started straight from Python inherits the "
                  "runner's larger high-water mark at exec. The micro benchmarks are Google "
-                 "Benchmark 1.7 (`bench/micro/malloc_micro.cc`); Debian builds that library "
-                 "without NDEBUG, so it prints a warning about a debug build, which adds the "
-                 "same loop overhead under every allocator. Other programs may have run on the "
+                 "Benchmark 1.7 (`bench/micro/malloc_micro.cc`). Debian's package of it warns "
+                 "that the library was built as DEBUG; its timing loop is the same under "
+                 "every allocator. Other programs may have run on the "
                  "machine at the same time (see the load average); the spread column shows how "
                  "much the repetitions varied.", "")
         self.lines.extend(body.lines)
