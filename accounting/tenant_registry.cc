@@ -69,6 +69,7 @@ RegistryStatus RegisterTenant(const char* name, const TenantOptions& options, Te
   TenantId next = g_next_id.load(std::memory_order_relaxed);
   if (next >= kMaxTenants) return RegistryStatus::kFull;
   Tenant& tenant = TenantAt(next);
+  memset(tenant.name, 0, sizeof(tenant.name));  // An earlier failed registration may have left a name.
   memcpy(tenant.name, name, strnlen(name, kMaxTenantName));
   tenant.soft_limit.store(options.soft_limit, std::memory_order_relaxed);
   tenant.hard_limit.store(options.hard_limit, std::memory_order_relaxed);

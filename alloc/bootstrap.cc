@@ -167,11 +167,28 @@ void WaitForBackgroundThread() {
 
 }  // namespace
 
+namespace {
+
+bool EnableBackgroundThreads() {
+  bool enable = true;
+  return mwje_mallctl("background_thread", nullptr, nullptr, &enable, sizeof(enable)) == 0;
+}
+
+}  // namespace
+
+void RestartDeferredFeaturesInChild() {
+  if (g_state.load(std::memory_order_acquire) != kDone) return;
+  if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
+  if (!EnableBackgroundThreads()) {
+    base::Log("background_thread=true: jemalloc could not restart its background threads "
+              "after fork");
+  }
+}
+
 void StartDeferredFeatures() {
   Bootstrap();
   if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
-  bool enable = true;
-  if (mwje_mallctl("background_thread", nullptr, nullptr, &enable, sizeof(enable)) != 0) {
+  if (!EnableBackgroundThreads()) {
     base::Log("background_thread=true: jemalloc could not start its background threads");
     return;
   }

@@ -27,6 +27,11 @@ const base::Settings& CurrentSettings();
 // enabled). Called from the libraries' constructors.
 void StartDeferredFeatures();
 
+// Turns jemalloc's background threads back on in a forked child, where
+// jemalloc's own fork handler has turned them off. Called from memward's
+// child fork handler, which runs after jemalloc's.
+void RestartDeferredFeaturesInChild();
+
 // The option string handed to jemalloc, for diagnostics and tests.
 const char* EngineOptions();
 

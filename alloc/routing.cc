@@ -50,6 +50,27 @@ MEMWARD_ALWAYS_INLINE void CountAllocation(ThreadState& state, size_t charge) {
   SpendCountdown(state, charge);
 }
 
+// Leaves the thread's scope for good: jemalloc served a routed request from
+// another arena, which jemalloc 5.3 does once it has torn down the thread's
+// state (in pthread key destructors that run after its own). The block the
+// caller got is then untagged memory, returned without header or charge.
+MEMWARD_NOINLINE void DetachFromScope(ThreadState& state) {
+  PublishThreadBatch(state);
+  state.tenant = 0;
+  state.slot = 0;
+  state.generation = 0;
+  state.arena_flags = 0;
+  state.cache = nullptr;
+  state.shared_scope = false;
+  state.request_scope = false;
+  state.slow_path = 0;
+}
+
+// Returns whether jemalloc took `block` from the scope's own arena.
+MEMWARD_ALWAYS_INLINE bool FromScopeArena(const ThreadState& state, const void* block) {
+  return accounting::OwnerSlotOf(block) == state.slot;
+}
+
 // Allocates from the shared arena with an owner header in front.
 void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zero,
                      accounting::Tenant& tenant) {
@@ -75,6 +96,10 @@ void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zer
     errno = ENOMEM;
     return nullptr;
   }
+  if (MEMWARD_UNLIKELY(!FromScopeArena(state, block))) {
+    DetachFromScope(state);
+    return block;
+  }
   void* pointer = static_cast<char*>(block) + offset;
   WriteSharedHeader(pointer, state.tenant, offset);
   CountAllocation(state, charge);
@@ -91,11 +116,19 @@ MEMWARD_ALWAYS_INLINE void* AllocateCached(ThreadState& state, size_t request, b
     return Refuse(tenant);
   }
   CacheBin& bin = state.cache->bins[size_class];
-  void* block = MEMWARD_LIKELY(bin.count != 0) ? bin.objects[--bin.count]
-                                               : RefillAndTake(state.cache, size_class);
-  if (MEMWARD_UNLIKELY(block == nullptr)) {
-    errno = ENOMEM;
-    return nullptr;
+  void* block = nullptr;
+  if (MEMWARD_LIKELY(bin.count != 0)) {
+    block = bin.objects[--bin.count];
+  } else {
+    block = RefillAndTake(state.cache, size_class);
+    if (MEMWARD_UNLIKELY(block == nullptr)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (MEMWARD_UNLIKELY(!FromScopeArena(state, block))) {
+      DetachFromScope(state);
+      return block;
+    }
   }
   void* pointer = block;
   if (shared) {
@@ -130,6 +163,10 @@ void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zer
   if (pointer == nullptr) {
     errno = ENOMEM;
     return nullptr;
+  }
+  if (MEMWARD_UNLIKELY(!FromScopeArena(state, pointer))) {
+    DetachFromScope(state);
+    return pointer;
   }
   CountAllocation(state, charge);
   return pointer;
@@ -197,6 +234,10 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
     return nullptr;
   }
   state.batch.AddFree(static_cast<int64_t>(old_charge));
+  if (MEMWARD_UNLIKELY(!FromScopeArena(state, result))) {
+    DetachFromScope(state);
+    return result;
+  }
   CountAllocation(state, new_charge);
   return result;
 }

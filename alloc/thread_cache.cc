@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "accounting/owner_map.h"
 #include "alloc/engine.h"
 #include "alloc/purge.h"
 #include "alloc/routing.h"
@@ -213,13 +214,18 @@ int FreeFlagsForSlot(uint32_t slot) {
 
 void* RefillAndTake(SlotCache* cache, uint32_t size_class) {
   const size_t size = g_size_classes.size_of[size_class];
+  void* taken = mwje_mallocx(size, cache->arena_flags);
+  // A block from another arena means jemalloc has torn down this thread's
+  // state and ignores the arena flag: the caller detaches, and nothing from
+  // another arena may enter the bins.
+  if (taken == nullptr || accounting::OwnerSlotOf(taken) != cache->slot) return taken;
   CacheBin& bin = cache->bins[size_class];
   for (uint32_t i = 1; i < kRefillCount && bin.count < kBinCapacity; i++) {
     void* block = mwje_mallocx(size, cache->arena_flags);
     if (block == nullptr) break;
     bin.objects[bin.count++] = block;
   }
-  return mwje_mallocx(size, cache->arena_flags);
+  return taken;
 }
 
 void SpillAndPut(SlotCache* cache, uint32_t size_class, void* block) {

@@ -75,7 +75,9 @@ SlotCache* CacheForSlot(uint32_t slot);
 int FreeFlagsForSlot(uint32_t slot);
 
 // Takes an object of class `size_class` from jemalloc for `cache`, keeping a
-// batch in the bin. Returns nullptr when jemalloc is out of memory.
+// batch in the bin. Returns nullptr when jemalloc is out of memory, and a
+// block of another arena (with the bin untouched) when jemalloc no longer
+// honours the arena flag on this thread.
 void* RefillAndTake(SlotCache* cache, uint32_t size_class);
 
 // Returns half of a full bin to jemalloc, then stores `block`.

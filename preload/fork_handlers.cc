@@ -6,6 +6,7 @@
 
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
+#include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
@@ -31,6 +32,7 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  alloc::RestartDeferredFeaturesInChild();
 }
 
 void Install() {
