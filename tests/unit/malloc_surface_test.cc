@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -297,6 +298,29 @@ TEST(Surface, Mallinfo2CountsAllocatedBytes) {
   struct mallinfo narrow = mallinfo();
 #pragma GCC diagnostic pop
   EXPECT_GT(narrow.uordblks, 0);
+}
+
+// dlopen and dlsym allocate (glibc's link maps, dlerror buffers) while
+// holding the loader's lock; memward must serve them without recursing into
+// its own start-up or deadlocking, from several threads at once.
+TEST(Surface, DlopenAndDlsymAllocate) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([] {
+      for (int i = 0; i < 200; i++) {
+        void* library = dlopen("libm.so.6", RTLD_NOW | RTLD_LOCAL);
+        ASSERT_NE(library, nullptr) << dlerror();
+        EXPECT_NE(dlsym(library, "cos"), nullptr);
+        EXPECT_EQ(dlsym(library, "no_such_symbol_here"), nullptr);
+        EXPECT_NE(dlerror(), nullptr);
+        void* block = malloc(100 + i);
+        ASSERT_NE(block, nullptr);
+        free(block);
+        dlclose(library);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
 }
 
 TEST(Surface, EngineOptionsApplied) {
