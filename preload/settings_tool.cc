@@ -56,6 +56,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc == 3 && strcmp(argv[1], "--check") == 0) return Check(argv[2]);
-  fprintf(stderr, "usage: memward-settings --markdown | --check 'key=value,...'\n");
+  const char* usage =
+      "usage: memward-settings --markdown | --check 'key=value,...'\n"
+      "  --markdown  print the settings table (the README's) as Markdown\n"
+      "  --check     parse a MEMWARD_CONF string, print every setting's value, and\n"
+      "              exit with 1 if a pair was rejected\n";
+  if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    fputs(usage, stdout);
+    return 0;
+  }
+  fputs(usage, stderr);
   return 2;
 }

@@ -107,7 +107,8 @@ fi
 if ((run_build)); then
   section "Building memward in $build_dir (scripts/build.sh)"
   build_start=$SECONDS
-  "$root/scripts/build.sh" "${build_options[@]}"
+  # The job needs only the preload library and the settings tool.
+  BUILD_TARGETS="memward_preload memward-settings" "$root/scripts/build.sh" "${build_options[@]}"
   echo "build took $((SECONDS - build_start)) s"
 fi
 [[ -f $preload ]] || die "$preload not found; build memward first (scripts/build.sh)"

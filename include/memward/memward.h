@@ -160,8 +160,8 @@ MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
 #if !defined(MEMWARD_BUILDING_LIBRARY)
 #define MEMWARD_CHECKED_CALL_(function, fallback, ...) \
   ((function) ? (function)(__VA_ARGS__) : (fallback))
-#define memward_version() MEMWARD_CHECKED_CALL_(memward_version, (const char*)0)
-#define memward_library_kind() MEMWARD_CHECKED_CALL_(memward_library_kind, "none")
+#define memward_version() ((memward_version) ? (memward_version)() : (const char*)0)
+#define memward_library_kind() ((memward_library_kind) ? (memward_library_kind)() : "none")
 #define memward_strerror(...) \
   MEMWARD_CHECKED_CALL_(memward_strerror, "memward is not loaded in this process", __VA_ARGS__)
 #define memward_tenant_options_init(options) \
@@ -192,7 +192,7 @@ MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
 #define memward_tenant_stats_list(...) \
   MEMWARD_CHECKED_CALL_(memward_tenant_stats_list, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #define memward_thread_flush() \
-  MEMWARD_CHECKED_CALL_(memward_thread_flush, MEMWARD_ERROR_NOT_LOADED)
+  ((memward_thread_flush) ? (memward_thread_flush)() : MEMWARD_ERROR_NOT_LOADED)
 #define memward_overhead_get(...) \
   MEMWARD_CHECKED_CALL_(memward_overhead_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #endif
