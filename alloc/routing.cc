@@ -298,7 +298,7 @@ void* AllocateSlow(size_t size, size_t alignment, bool zero) {
 MEMWARD_ALWAYS_INLINE void CacheFreedBlock(ThreadState& state, void* block, uint32_t size_class,
                                            TenantId owner, uint16_t slot) {
   CacheBin& bin = state.cache->bins[size_class];
-  if (MEMWARD_LIKELY(bin.count < kBinCapacity)) {
+  if (MEMWARD_LIKELY(bin.count < g_size_classes.limit_of[size_class])) {
     bin.objects[bin.count++] = block;
   } else {
     SpillAndPut(state.cache, size_class, block);

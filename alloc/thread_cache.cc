@@ -59,6 +59,10 @@ void FillSizeClasses() {
     if (size != previous) {
       if (classes == kMaxCachedClasses) base::Fatal("more than %u size classes up to %zu bytes",
                                                     kMaxCachedClasses, kCachedMaxSize);
+      size_t limit = kBinBytes / size;
+      if (limit > kBinCapacity) limit = kBinCapacity;
+      if (limit < 2) limit = 2;
+      g_size_classes.limit_of[classes] = static_cast<uint32_t>(limit);
       g_size_classes.size_of[classes++] = static_cast<uint32_t>(size);
       previous = size;
     }
@@ -220,7 +224,8 @@ void* RefillAndTake(SlotCache* cache, uint32_t size_class) {
   // another arena may enter the bins.
   if (taken == nullptr || accounting::OwnerSlotOf(taken) != cache->slot) return taken;
   CacheBin& bin = cache->bins[size_class];
-  for (uint32_t i = 1; i < kRefillCount && bin.count < kBinCapacity; i++) {
+  const uint32_t limit = g_size_classes.limit_of[size_class];
+  for (uint32_t i = 1; i < kRefillCount && bin.count < limit; i++) {
     void* block = mwje_mallocx(size, cache->arena_flags);
     if (block == nullptr) break;
     bin.objects[bin.count++] = block;
@@ -231,7 +236,7 @@ void* RefillAndTake(SlotCache* cache, uint32_t size_class) {
 void SpillAndPut(SlotCache* cache, uint32_t size_class, void* block) {
   CacheBin& bin = cache->bins[size_class];
   // The oldest half (at the bottom of the stack) goes back to jemalloc.
-  const uint32_t spill = kBinCapacity / 2;
+  const uint32_t spill = g_size_classes.limit_of[size_class] / 2;
   for (uint32_t i = 0; i < spill; i++) mwje_dallocx(bin.objects[i], cache->arena_flags);
   memmove(bin.objects, bin.objects + spill, (bin.count - spill) * sizeof(void*));
   bin.count -= spill;

@@ -36,13 +36,15 @@
 namespace memward::alloc {
 
 inline constexpr uint32_t kMaxExplicitCaches = 1024;
-// Bounds that keep a thread's block near 12 KiB: 4 slot caches of 24 bins of
-// 16 objects.
+// Bounds that keep a thread's block near 23 KiB: 4 slot caches of 40 bins of
+// up to 16 objects. A bin holds at most kBinBytes of free objects (and at
+// least 2), so a slot cache holds at most about 0.6 MiB.
 inline constexpr uint32_t kMaxCachesPerThread = 4;
-inline constexpr size_t kCachedMaxSize = 1024;
-// jemalloc 5.3 with 4 KiB pages has 21 size classes up to 1 KiB.
-inline constexpr uint32_t kMaxCachedClasses = 24;
+inline constexpr size_t kCachedMaxSize = 16384;
+// jemalloc 5.3 with 4 KiB pages has 37 size classes up to 16 KiB.
+inline constexpr uint32_t kMaxCachedClasses = 40;
 inline constexpr uint32_t kBinCapacity = 16;
+inline constexpr size_t kBinBytes = 32768;
 inline constexpr uint32_t kRefillCount = 4;
 
 struct CacheBin {
@@ -62,6 +64,7 @@ struct SlotCache {
 struct SizeClasses {
   uint8_t index_by_step[kCachedMaxSize / 8 + 1];  // by (size + 7) / 8
   uint32_t size_of[kMaxCachedClasses];
+  uint32_t limit_of[kMaxCachedClasses];  // bin capacity: kBinBytes / size, 2 to 16
 };
 extern SizeClasses g_size_classes __attribute__((visibility("hidden")));
 
