@@ -125,7 +125,9 @@ class Runner:
                 # A session of its own, so that a timeout can end the launcher
                 # and the program it started together.
                 process = subprocess.Popen(command, stdout=out, stderr=err, start_new_session=True)
-                timer = threading.Timer(RUN_TIMEOUT_SECONDS, _kill_group, [process.pid])
+                timed_out = threading.Event()
+                timer = threading.Timer(RUN_TIMEOUT_SECONDS, _kill_group,
+                                        [process.pid, timed_out])
                 timer.start()
                 try:
                     _, status, _ = os.wait4(process.pid, 0)
@@ -137,6 +139,9 @@ class Runner:
                 stdout, stderr = out.read(), err.read()
 
             fields = _parse_fields(report_path.read_text()) if report_path.exists() else {}
+            if timed_out.is_set():
+                return RunResult(0.0, 0.0, 0, 1, 0, stdout,
+                                 stderr + f"\ntimed out after {RUN_TIMEOUT_SECONDS} s and was killed")
             if not fields:
                 return RunResult(0.0, 0.0, 0, process.returncode or 1, 0, stdout,
                                  stderr + "\nrun_measured wrote no report")
@@ -156,7 +161,9 @@ class Runner:
             return result
 
 
-def _kill_group(pid):
+def _kill_group(pid, timed_out):
+    """Kill the launcher's process group, which it shares with the program it started."""
+    timed_out.set()
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
