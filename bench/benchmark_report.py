@@ -250,6 +250,44 @@ class Report:
                 f"({worst_name}); median {statistics.median(r for r, _ in fast_path_ratios):.2f}×",
                 within == len(fast_path_ratios)))
 
+    def tenant_micro_section(self):
+        tenant = self.results.get("tenant_micro", {})
+        failures = self.results.get("tenant_micro_failures", [])
+        if not tenant and not failures:
+            return
+        jemalloc = {name: _median(values)
+                    for name, values in self.results["micro"].get("jemalloc", {}).items()}
+        self.add("### memward's tenant features, linked", "",
+                 "`tenant_micro` links libmemward.so and registers tenants, so every free "
+                 "reads the owner map. Pairs run untagged, in a tenant scope with a dedicated "
+                 "or a shared arena, and in a request; the other rows are a scope's entry and "
+                 "exit and a request's begin and end around N 256-byte objects. CPU ns per "
+                 "item (one pair, one scope, or one request), and for pairs the ratio to "
+                 "jemalloc's `BM_MallocFreePair` of the same size, one thread. No target "
+                 "applies; the numbers are for comparison.", "")
+        rows = []
+        family_order = ["BM_UntaggedPair", "BM_DedicatedTenantPair", "BM_SharedTenantPair",
+                        "BM_RequestPair", "BM_ScopeEnterExit", "BM_RequestBeginEnd"]
+
+        def order(name):
+            parts = name.split("/")
+            family = family_order.index(parts[0]) if parts[0] in family_order else 99
+            argument = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            return family, parts[0], argument
+
+        for name in sorted(tenant, key=order):
+            value = _median(tenant[name])
+            parts = name.split("/")
+            reference = None
+            if parts[0].endswith("Pair") and len(parts) > 1:
+                reference = jemalloc.get(f"BM_MallocFreePair/{parts[1]}/real_time/threads:1")
+            rows.append([f"`{name}`", f"{value:.1f}", _format_ratio(_ratio(value, reference))])
+        if rows:
+            self.table(["benchmark", "CPU ns per item", "× jemalloc pair"], rows)
+        if failures:
+            self.add("Failed tenant_micro runs:", "", *[f"- {message}" for message in failures],
+                     "")
+
     # Workloads.
 
     def workload_section(self):
@@ -399,6 +437,7 @@ class Report:
     def render(self):
         body = Report(self.settings, self.machine, self.allocators, self.results)
         body.micro_section()
+        body.tenant_micro_section()
         body.workload_section()
         body.overhead_section()
         self.targets = body.targets

@@ -304,11 +304,14 @@ def micro_nanoseconds(json_text, allocator):
 
     cpu_time is the threads' CPU time summed, per iteration, so time a thread
     spent preempted by other programs does not count. An iteration of the batch
-    benchmarks makes 100 items; items_per_second times the wall time of an
-    iteration gives that count for every benchmark.
+    benchmarks makes 100 items. items_per_second is items over wall time for
+    benchmarks registered with UseRealTime (their names contain "/real_time")
+    and over CPU time for the others, so multiplying it by that time per
+    iteration gives the items per iteration.
     """
     document = json.loads(json_text)
-    if allocator.name == "memward" and "memward_version" not in document.get("context", {}):
+    if (allocator is not None and allocator.name == "memward"
+            and "memward_version" not in document.get("context", {})):
         raise ValueError("memward_version is missing from the benchmark context: "
                          "the preload did not take effect")
     values = {}
@@ -319,7 +322,8 @@ def micro_nanoseconds(json_text, allocator):
         unit = TIME_UNIT_NANOSECONDS.get(entry.get("time_unit"))
         if not rate or unit is None:
             continue
-        items_per_iteration = rate * entry["real_time"] * unit * 1e-9
+        basis = entry["real_time"] if "/real_time" in entry["name"] else entry["cpu_time"]
+        items_per_iteration = rate * basis * unit * 1e-9
         values[entry["name"]] = entry["cpu_time"] * unit / items_per_iteration
     return values
 
@@ -328,6 +332,11 @@ def run_all(arguments, allocators, runner):
     """Run everything; return a nested dict of raw per-repetition results."""
     bin_dir = arguments.bin_dir
     micro_binary = None if arguments.skip_micro else require_binary(bin_dir / "malloc_micro")
+    # tenant_micro links libmemward.so itself and runs without a preload. It is
+    # built only when the memward library target exists.
+    tenant_binary = bin_dir / "tenant_micro"
+    if arguments.skip_micro or arguments.peers_only or not tenant_binary.exists():
+        tenant_binary = None
     probe = require_binary(bin_dir / "rss_probe")
     workload_binaries = {name: require_binary(bin_dir / f"workload_{name}")
                          for name in arguments.workloads}
@@ -335,6 +344,8 @@ def run_all(arguments, allocators, runner):
     results = {
         "micro": {a.name: {} for a in allocators},  # name -> benchmark -> [ns]
         "micro_failures": {a.name: [] for a in allocators},
+        "tenant_micro": {},  # benchmark -> [ns]
+        "tenant_micro_failures": [],
         "workloads": {w: {a.name: [] for a in allocators} for w in arguments.workloads},
         "workload_output": {w: {} for w in arguments.workloads},
         "probe": {a.name: [] for a in allocators},
@@ -376,6 +387,24 @@ def run_all(arguments, allocators, runner):
                     continue
                 for name, nanoseconds in values.items():
                     results["micro"][allocator.name].setdefault(name, []).append(nanoseconds)
+
+        if tenant_binary is not None:
+            print("  tenant_micro (linked with libmemward.so)", file=sys.stderr)
+            # --micro-filter names malloc_micro's benchmarks, so it is not passed here.
+            tenant_arguments = [f"--benchmark_min_time={arguments.micro_min_time}",
+                                "--benchmark_format=json"]
+            result = runner.run(Allocator("glibc", None), [tenant_binary] + tenant_arguments)
+            try:
+                if result.failed:
+                    raise ValueError(result.failure_summary())
+                values = micro_nanoseconds(result.stdout, None)
+            except (ValueError, json.JSONDecodeError) as error:
+                message = f"repetition {repetition + 1}: {error}"
+                print(f"  tenant_micro failed: {message}", file=sys.stderr)
+                results["tenant_micro_failures"].append(message)
+            else:
+                for name, nanoseconds in values.items():
+                    results["tenant_micro"].setdefault(name, []).append(nanoseconds)
 
         for workload, binary in workload_binaries.items():
             for allocator in order:
