@@ -10,6 +10,7 @@
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/extent_hooks.h"
 #include "alloc/macros.h"
 #include "alloc/purge.h"
 #include "alloc/routing.h"
@@ -32,9 +33,35 @@ namespace accounting = memward::accounting;
 // Returns MEMWARD_OK when this library's malloc is the one the process calls.
 // Taking malloc's address goes through the symbol search, so it names the
 // first malloc in the process; memward_own_malloc is this library's own.
-int CheckAllocator() {
+// In a program built without PIE (Debian's python3), &malloc is the
+// program's PLT entry, so the first call probes instead: it marks the thread,
+// calls the process's malloc through that address and sees whether memward's
+// slow path ran. The answer never changes, so it is kept.
+constinit std::atomic<int> g_allocator_check{0};  // 0 unknown, 1 memward, 2 another
+
+bool ProbeProcessMalloc() {
+  alloc::Bootstrap();
+  alloc::ThreadState& state = alloc::t_thread_state;
   void* (*process_malloc)(size_t) = &malloc;
-  return process_malloc == &memward_own_malloc ? MEMWARD_OK : MEMWARD_ERROR_NOT_ALLOCATOR;
+  void (*process_free)(void*) = &free;
+  state.probe = 1;
+  state.slow_path = 1;
+  void* block = process_malloc(1);
+  const bool ours = state.probe == 2;
+  state.probe = 0;
+  state.slow_path = state.slot != 0 ? 1 : 0;
+  process_free(block);
+  return ours;
+}
+
+int CheckAllocator() {
+  int known = g_allocator_check.load(std::memory_order_acquire);
+  if (MEMWARD_LIKELY(known == 1)) return MEMWARD_OK;
+  if (known == 2) return MEMWARD_ERROR_NOT_ALLOCATOR;
+  void* (*process_malloc)(size_t) = &malloc;
+  bool ours = process_malloc == &memward_own_malloc || ProbeProcessMalloc();
+  g_allocator_check.store(ours ? 1 : 2, std::memory_order_release);
+  return ours ? MEMWARD_OK : MEMWARD_ERROR_NOT_ALLOCATOR;
 }
 
 int ToStatus(RegistryStatus status) {
@@ -54,22 +81,35 @@ bool IsUserTenant(memward_tenant_id id) {
 }
 
 memward_scope ToScope(const alloc::SavedScope& saved) {
-  return memward_scope{saved.tenant, saved.slot, saved.generation, 0};
+  return memward_scope{saved.tenant, saved.slot, saved.generation, saved.token};
 }
 
 alloc::SavedScope FromScope(const memward_scope& scope) {
-  return alloc::SavedScope{scope.tenant, scope.slot, scope.generation};
+  return alloc::SavedScope{scope.tenant, scope.slot, scope.generation, scope.reserved};
 }
 
-// Returns the live bytes of untagged memory: what jemalloc's automatic arenas
-// hold, since memward does not count on the untagged fast path.
+// Returns whether a saved scope names a scope memward could have made: the
+// process, or a registered tenant with its own arena or one of memward's
+// request arenas.
+bool IsPlausibleScope(const memward_scope& scope) {
+  if (scope.slot >= alloc::kMaxArenaSlots || scope.tenant >= accounting::kMaxTenants) return false;
+  if (scope.tenant == accounting::kProcessTenant) return scope.slot == 0;
+  if (!IsUserTenant(scope.tenant)) return false;
+  if (scope.slot == TenantAt(scope.tenant).arena_slot.load(std::memory_order_relaxed)) return true;
+  return alloc::SlotAt(scope.slot).kind == alloc::ArenaKind::kRequest;
+}
+
+// Returns the live bytes of untagged memory: what jemalloc's own arenas (the
+// automatic ones and, with oversize_threshold set, the huge arena) hold,
+// since memward does not count on the untagged fast path.
 int64_t ProcessLiveBytes() {
   alloc::RefreshEpoch();
-  unsigned automatic = 0;
-  size_t length = sizeof(automatic);
-  mwje_mallctl("opt.narenas", &automatic, &length, nullptr, 0);
+  unsigned arenas = 0;
+  size_t length = sizeof(arenas);
+  mwje_mallctl("arenas.narenas", &arenas, &length, nullptr, 0);
   int64_t live = 0;
-  for (unsigned arena = 0; arena < automatic; arena++) {
+  for (unsigned arena = 0; arena < arenas; arena++) {
+    if (alloc::IsMemwardArena(arena)) continue;
     for (const char* kind : {"small", "large"}) {
       char name[64];
       memward::base::Format(name, sizeof(name), "stats.arenas.%u.%s.allocated", arena, kind);
@@ -123,6 +163,8 @@ MEMWARD_EXPORT const char* memward_strerror(int status) {
     case MEMWARD_ERROR_FULL: return "the tenant table is full";
     case MEMWARD_ERROR_STALE: return "the request or scope handle is no longer valid";
     case MEMWARD_ERROR_ARENA: return "jemalloc could not create an arena";
+    case MEMWARD_ERROR_BUSY:
+      return "the request is still current on another thread; exit its scope there first";
   }
   return "unknown memward status";
 }
@@ -176,10 +218,9 @@ MEMWARD_EXPORT int memward_scope_enter(memward_tenant_id id, memward_scope* save
 MEMWARD_EXPORT int memward_scope_exit(const memward_scope* saved) {
   if (saved == nullptr) return MEMWARD_ERROR_INVALID;
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
-  if (saved->slot >= alloc::kMaxArenaSlots || saved->tenant >= accounting::kMaxTenants) {
-    return MEMWARD_ERROR_INVALID;
-  }
-  alloc::ExitScope(FromScope(*saved));
+  if (!IsPlausibleScope(*saved)) return MEMWARD_ERROR_INVALID;
+  // Out of order, twice, or on another thread than the entry.
+  if (!alloc::ExitScope(FromScope(*saved))) return MEMWARD_ERROR_INVALID;
   return MEMWARD_OK;
 }
 
@@ -200,6 +241,7 @@ MEMWARD_EXPORT int memward_request_begin(memward_tenant_id id, memward_request* 
 MEMWARD_EXPORT int memward_request_enter(const memward_request* request, memward_scope* saved) {
   if (request == nullptr || saved == nullptr) return MEMWARD_ERROR_INVALID;
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  if (request->tenant == 0) return MEMWARD_ERROR_STALE;  // ended
   if (!IsUserTenant(request->tenant) || request->slot >= alloc::kMaxArenaSlots) {
     return MEMWARD_ERROR_INVALID;
   }
@@ -221,15 +263,27 @@ MEMWARD_EXPORT int memward_request_end(memward_request* request,
                                        memward_request_summary* summary) {
   if (request == nullptr) return MEMWARD_ERROR_INVALID;
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
-  if (request->slot >= alloc::kMaxArenaSlots) return MEMWARD_ERROR_INVALID;
+  if (request->tenant == 0) return MEMWARD_ERROR_STALE;  // ended
+  if (request->slot >= alloc::kMaxArenaSlots || !IsUserTenant(request->tenant)) {
+    return MEMWARD_ERROR_INVALID;
+  }
   memward_request_summary result = {};
+  const uint32_t scope_slot =
+      request->slot != 0 ? request->slot
+                         : TenantAt(request->tenant).arena_slot.load(std::memory_order_relaxed);
   alloc::SavedScope current = alloc::CurrentScope();
-  bool is_current = current.tenant == request->tenant && current.generation == request->generation;
+  bool is_current = current.tenant == request->tenant && current.slot == scope_slot &&
+                    current.generation == request->generation;
   if (request->slot != 0) {
     alloc::ArenaSlot& arena = alloc::SlotAt(request->slot);
     if (arena.generation.load(std::memory_order_relaxed) != request->generation ||
         arena.state.load(std::memory_order_acquire) != alloc::RequestState::kOpen) {
       return MEMWARD_ERROR_STALE;
+    }
+    // Another thread still inside the request holds numbers of it that are
+    // not published yet.
+    if (arena.inside.load(std::memory_order_acquire) > (is_current ? 1u : 0u)) {
+      return MEMWARD_ERROR_BUSY;
     }
     if (is_current) alloc::PublishThreadBatch(alloc::t_thread_state);
     alloc::FlushCacheForSlot(request->slot);
@@ -241,9 +295,12 @@ MEMWARD_EXPORT int memward_request_end(memward_request* request,
     result.allocations = counters.allocations.load(std::memory_order_relaxed);
     result.frees = counters.frees.load(std::memory_order_relaxed);
     result.had_arena = 1;
-    alloc::ReleaseRequestArena(request->slot);
   }
+  // The scope is left before the arena goes back to the pool, so that the
+  // next request on it never sees this thread counted inside.
   if (is_current) alloc::ExitScope(FromScope(request->saved));
+  if (request->slot != 0) alloc::ReleaseRequestArena(request->slot);
+  request->tenant = 0;  // Marks the handle as ended.
   request->generation = 0;
   request->slot = 0;
   if (summary != nullptr) *summary = result;

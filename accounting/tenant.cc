@@ -45,7 +45,8 @@ Admission Admit(TenantId id, uint64_t expected_bytes, int64_t extra_live,
                 AdmissionReason* reason) {
   Tenant& tenant = g_tenants[id];
   int64_t live = tenant.counters.live_bytes.load(std::memory_order_relaxed) + extra_live;
-  uint64_t projected = live > 0 ? static_cast<uint64_t>(live) + expected_bytes : expected_bytes;
+  uint64_t projected = live > 0 ? static_cast<uint64_t>(live) : 0;
+  if (__builtin_add_overflow(projected, expected_bytes, &projected)) projected = UINT64_MAX;
   uint64_t hard = tenant.hard_limit.load(std::memory_order_relaxed);
   uint64_t soft = tenant.soft_limit.load(std::memory_order_relaxed);
   Admission answer = Admission::kAdmit;

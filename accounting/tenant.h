@@ -120,7 +120,11 @@ inline bool WouldPassHardLimit(const Tenant& tenant, int64_t unpublished_live, s
   uint64_t limit = tenant.hard_limit.load(std::memory_order_relaxed);
   if (limit == 0) return false;
   int64_t live = tenant.counters.live_bytes.load(std::memory_order_relaxed) + unpublished_live;
-  return live + static_cast<int64_t>(bytes) > static_cast<int64_t>(limit);
+  // Unsigned and saturating: limits above INT64_MAX and huge sizes compare
+  // as the numbers they are.
+  uint64_t projected = live > 0 ? static_cast<uint64_t>(live) : 0;
+  if (__builtin_add_overflow(projected, bytes, &projected)) return true;
+  return projected > limit;
 }
 
 }  // namespace memward::accounting

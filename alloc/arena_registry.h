@@ -47,6 +47,8 @@ struct ArenaSlot {
   // grows at each request begin so stale request handles are detected.
   std::atomic<uint32_t> generation{0};
   std::atomic<RequestState> state{RequestState::kIdle};
+  // Threads whose current scope is this open request (alloc/scope.cc).
+  std::atomic<uint32_t> inside{0};
   accounting::TenantCounters request;
 };
 

@@ -67,6 +67,14 @@ void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size
   return memory;
 }
 
+// Keeps every chunk mapped: returning true opts out of the deallocation, so
+// jemalloc retains the extent (purged) even with MALLOC_CONF=retain:false,
+// and the owner map never names an address that another mapping could reuse.
+bool KeepChunks(extent_hooks_t* hooks, void* address, size_t size, bool committed,
+                unsigned arena_index) {
+  return true;
+}
+
 }  // namespace
 
 extent_hooks_s* MemwardExtentHooks() {
@@ -79,12 +87,17 @@ extent_hooks_s* MemwardExtentHooks() {
   }
   g_hooks = *defaults;
   g_hooks.alloc = AllocateChunks;
+  g_hooks.dalloc = KeepChunks;
   g_hooks_ready = true;
   return &g_hooks;
 }
 
 void SetSlotForNewArena(uint32_t slot) {
   g_slot_for_new_arena.store(slot, std::memory_order_release);
+}
+
+bool IsMemwardArena(unsigned arena_index) {
+  return arena_index < 4096 && g_slot_by_arena[arena_index].load(std::memory_order_acquire) != 0;
 }
 
 void SetSlotForArena(unsigned arena_index, uint32_t slot) {

@@ -1,6 +1,7 @@
 // Extent hooks for the arenas memward creates: jemalloc's defaults, except
 // that new address space comes in whole, aligned 2 MiB chunks that are
-// recorded in the owner map (accounting/owner_map.h).
+// recorded in the owner map (accounting/owner_map.h), and that chunks are
+// never unmapped while their arena lives.
 #ifndef MEMWARD_ALLOC_EXTENT_HOOKS_H_
 #define MEMWARD_ALLOC_EXTENT_HOOKS_H_
 
@@ -21,6 +22,9 @@ void SetSlotForNewArena(uint32_t slot);
 
 // Records the slot of arena `arena_index` once it is known.
 void SetSlotForArena(unsigned arena_index, uint32_t slot);
+
+// Returns whether memward created arena `arena_index`.
+bool IsMemwardArena(unsigned arena_index);
 
 }  // namespace memward::alloc
 

@@ -145,6 +145,7 @@ MEMWARD_EXPORT int __posix_memalign(void** result, size_t alignment, size_t size
 namespace memward::alloc {
 
 void PrepareThread() {
+  if (MEMWARD_UNLIKELY(t_thread_state.probe == 1)) t_thread_state.probe = 2;
   Bootstrap();
   t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
 }

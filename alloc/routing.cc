@@ -54,8 +54,11 @@ MEMWARD_ALWAYS_INLINE void CountAllocation(ThreadState& state, size_t charge) {
 // another arena, which jemalloc 5.3 does once it has torn down the thread's
 // state (in pthread key destructors that run after its own). The block the
 // caller got is then untagged memory, returned without header or charge.
+}  // namespace
+
 MEMWARD_NOINLINE void DetachFromScope(ThreadState& state) {
   PublishThreadBatch(state);
+  if (state.request_scope) SlotAt(state.slot).inside.fetch_sub(1, std::memory_order_release);
   state.tenant = 0;
   state.slot = 0;
   state.generation = 0;
@@ -65,6 +68,8 @@ MEMWARD_NOINLINE void DetachFromScope(ThreadState& state) {
   state.request_scope = false;
   state.slow_path = 0;
 }
+
+namespace {
 
 // Returns whether jemalloc took `block` from the scope's own arena.
 MEMWARD_ALWAYS_INLINE bool FromScopeArena(const ThreadState& state, const void* block) {
@@ -76,7 +81,8 @@ void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zer
                      accounting::Tenant& tenant) {
   size_t offset = SharedHeaderOffset(alignment);
   size_t total = 0;
-  if (__builtin_add_overflow(size, offset, &total)) {
+  // The header stores the offset (the alignment) in 32 bits.
+  if (offset > UINT32_MAX || __builtin_add_overflow(size, offset, &total)) {
     errno = ENOMEM;
     return nullptr;
   }

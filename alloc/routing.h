@@ -43,6 +43,10 @@ MEMWARD_NOINLINE size_t UsableSizeOwned(const void* pointer, uint16_t slot);
 // Publishes a thread's batch to its tenant (and request) and clears it.
 void PublishThreadBatch(ThreadState& state);
 
+// Publishes the batch and leaves the thread's scope for good: its later
+// allocations are untagged, and its later frees credit their owners at once.
+void DetachFromScope(ThreadState& state);
+
 // Memory for memward's own bookkeeping, from its own arena without a thread
 // cache, counted for the memward tenant. Called outside malloc.
 void* AllocateMemwardBlock(size_t size);

@@ -16,6 +16,9 @@ namespace {
 // saved, because the thread's cache for a slot may have been evicted (and its
 // jemalloc id reused) while an inner scope ran.
 void Apply(ThreadState& state, const SavedScope& scope) {
+  // `inside` counts the threads whose current scope is a request, whose
+  // batches may still hold its numbers.
+  if (state.request_scope) SlotAt(state.slot).inside.fetch_sub(1, std::memory_order_release);
   state.tenant = scope.tenant;
   state.slot = scope.slot;
   state.generation = scope.generation;
@@ -28,6 +31,30 @@ void Apply(ThreadState& state, const SavedScope& scope) {
   state.shared_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kShared;
   state.request_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kRequest;
   state.slow_path = scope.slot != 0 ? 1 : 0;
+  if (state.request_scope) SlotAt(state.slot).inside.fetch_add(1, std::memory_order_acquire);
+}
+
+uint32_t ThreadTag() {
+  auto address = reinterpret_cast<uintptr_t>(&t_thread_state);
+  return static_cast<uint32_t>((address >> 12) ^ (address >> 28)) & 0xffff;
+}
+
+uint32_t TokenFor(uint32_t depth) { return (ThreadTag() << 16) | (depth & 0xffff); }
+
+// Returns `saved`, or its tenant's own scope when `saved` names a request
+// that has ended (its arena may serve another request by now).
+SavedScope StillValid(const SavedScope& saved) {
+  if (saved.slot == 0) return saved;
+  const ArenaSlot& arena = SlotAt(saved.slot);
+  if (arena.kind != ArenaKind::kRequest) return saved;
+  if (arena.generation.load(std::memory_order_relaxed) == saved.generation &&
+      arena.state.load(std::memory_order_acquire) == RequestState::kOpen) {
+    return saved;
+  }
+  SavedScope own = saved;
+  own.slot = accounting::TenantAt(saved.tenant).arena_slot.load(std::memory_order_relaxed);
+  own.generation = 0;
+  return own;
 }
 
 }  // namespace
@@ -41,15 +68,19 @@ SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot, uint32_t gener
   Bootstrap();
   ThreadState& state = t_thread_state;
   SavedScope saved = CurrentScope();
+  saved.token = TokenFor(++state.scope_depth);
   PublishThreadBatch(state);
   Apply(state, SavedScope{tenant, slot, generation});
   return saved;
 }
 
-void ExitScope(const SavedScope& saved) {
+bool ExitScope(const SavedScope& saved) {
   ThreadState& state = t_thread_state;
+  if (state.scope_depth == 0 || saved.token != TokenFor(state.scope_depth)) return false;
+  state.scope_depth--;
   PublishThreadBatch(state);
-  Apply(state, saved);
+  Apply(state, StillValid(saved));
+  return true;
 }
 
 void FlushThread() {

@@ -9,11 +9,14 @@
 
 namespace memward::alloc {
 
-// The thread's scope before an entry, restored at exit.
+// The thread's scope before an entry, restored at exit. `token` names the
+// entry (the thread and the nesting depth), so an exit out of order or on
+// another thread is detected.
 struct SavedScope {
   accounting::TenantId tenant = 0;
   uint32_t slot = 0;
   uint32_t generation = 0;
+  uint32_t token = 0;
 };
 
 // Makes (`tenant`, `slot`, `generation`) current on the calling thread after
@@ -21,8 +24,10 @@ struct SavedScope {
 // with tenant 0 is the untagged process scope.
 SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot, uint32_t generation);
 
-// Restores `saved` after publishing the thread's batch.
-void ExitScope(const SavedScope& saved);
+// Restores `saved` after publishing the thread's batch. Returns false, and
+// changes nothing, when `saved` is not the innermost entry of this thread. A
+// saved request that has ended since is restored as its tenant's own scope.
+bool ExitScope(const SavedScope& saved);
 
 // The calling thread's current scope.
 SavedScope CurrentScope();

@@ -57,9 +57,10 @@ inline const SharedHeader& ReadSharedHeader(const void* pointer) {
   if (header->magic != kSharedHeaderMagic || header->tenant >= accounting::kMaxTenants ||
       header->check != SharedHeaderCheck(pointer, header->tenant, header->offset)) {
     base::Fatal("corrupt owner header before %p in the shared arena (magic 0x%x, tenant %u, "
-                "offset %u): a write before the start of the block, or a pointer that memward "
-                "did not return",
-                pointer, header->magic, header->tenant, header->offset);
+                "offset %u, check 0x%x where 0x%x was expected): a write before the start of "
+                "the block, or a pointer that memward did not return",
+                pointer, header->magic, header->tenant, header->offset, header->check,
+                SharedHeaderCheck(pointer, header->tenant, header->offset));
   }
   return *header;
 }

@@ -126,15 +126,14 @@ void ReleaseBlock(ThreadBlock* block) {
 void OnThreadExit(void* value) {
   auto* block = static_cast<ThreadBlock*>(value);
   ThreadState& state = t_thread_state;
-  PublishThreadBatch(state);
+  // Destructors that run later may still allocate and free: outside any
+  // scope, their allocations are untagged and their frees are credited at
+  // once, since no batch of this thread will be published again.
+  DetachFromScope(state);
   pthread_mutex_lock(&g_thread_list_lock);
   UnlinkLocked(block);
   pthread_mutex_unlock(&g_thread_list_lock);
   state.block = nullptr;
-  state.cache = nullptr;
-  // Later destructors of the thread may still allocate in its scope: they
-  // must not name an explicit cache that ReleaseBlock destroys.
-  if (state.slot != 0) state.arena_flags = SlotAt(state.slot).arena_flag | kMallocxTcacheNone;
   ReleaseBlock(block);
 }
 
@@ -275,7 +274,11 @@ void UnlockThreadListInParent() { pthread_mutex_unlock(&g_thread_list_lock); }
 void ResetThreadListInChild() {
   ThreadBlock* survivor = t_thread_state.block;
   for (ThreadBlock* block = g_thread_list; block != nullptr; block = block->next) {
-    if (block != survivor) PublishThreadBatch(*block->owner_state);
+    if (block == survivor) continue;
+    ThreadState& dead = *block->owner_state;
+    PublishThreadBatch(dead);
+    // The thread is no longer inside its request, which may now be ended.
+    if (dead.request_scope) SlotAt(dead.slot).inside.fetch_sub(1, std::memory_order_relaxed);
   }
   g_thread_list = nullptr;
   if (survivor != nullptr) {

@@ -44,6 +44,10 @@ struct ThreadState {
   int64_t publish_countdown = accounting::kBatchBytes;
 
   ThreadBlock* block = nullptr;
+  // Scopes entered and not yet exited, for the tokens of alloc/scope.h.
+  uint32_t scope_depth = 0;
+  // Set to 1 by the C API's allocator probe; the slow path answers with 2.
+  uint8_t probe = 0;
 };
 
 // constinit: the TLS image holds the initial value, so no per-access

@@ -8,7 +8,10 @@
  * header but run without memward (not linked, not preloaded) still starts,
  * and each call returns MEMWARD_ERROR_NOT_LOADED (memward_version returns
  * NULL) instead of crashing. With memward linked or preloaded, the calls go
- * to it. Taking a function's address bypasses the check.
+ * to it. Taking a function's address bypasses the check. A program built
+ * without PIE resolves weak functions at link time: it must link
+ * libmemward.so, or be linked with -Wl,-z,dynamic-undefined-weak, for a
+ * preloaded memward to be found.
  * When memward is loaded but another allocator serves malloc (a library that
  * preloads before it), the calls return MEMWARD_ERROR_NOT_ALLOCATOR.
  *
@@ -40,7 +43,8 @@ typedef enum memward_status {
   MEMWARD_ERROR_EXISTS = 5,        /* a tenant by that name exists already */
   MEMWARD_ERROR_FULL = 6,          /* the tenant table or an arena pool is full */
   MEMWARD_ERROR_STALE = 7,         /* the request or scope handle is no longer valid */
-  MEMWARD_ERROR_ARENA = 8          /* jemalloc could not create an arena */
+  MEMWARD_ERROR_ARENA = 8,         /* jemalloc could not create an arena */
+  MEMWARD_ERROR_BUSY = 9           /* the request is still current on another thread */
 } memward_status;
 
 /* Tenant id 0 is the process (untagged memory) and 1 is memward itself. */
@@ -164,11 +168,16 @@ MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
 #define memward_library_kind() ((memward_library_kind) ? (memward_library_kind)() : "none")
 #define memward_strerror(...) \
   MEMWARD_CHECKED_CALL_(memward_strerror, "memward is not loaded in this process", __VA_ARGS__)
-#define memward_tenant_options_init(options) \
-  ((memward_tenant_options_init) ? (memward_tenant_options_init)(options) \
-                                 : (void)((options)->soft_limit = 0, (options)->hard_limit = 0, \
-                                          (options)->enforce_hard_limit = 0,                 \
-                                          (options)->dedicated_arena = 0))
+static inline void memward_tenant_options_clear_(memward_tenant_options* options) {
+  if (options == 0) return;
+  options->soft_limit = 0;
+  options->hard_limit = 0;
+  options->enforce_hard_limit = 0;
+  options->dedicated_arena = 0;
+}
+#define memward_tenant_options_init(options)                                      \
+  ((memward_tenant_options_init) ? (memward_tenant_options_init)(options)          \
+                                 : memward_tenant_options_clear_(options))
 #define memward_tenant_register(...) \
   MEMWARD_CHECKED_CALL_(memward_tenant_register, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #define memward_tenant_find(...) \

@@ -1,10 +1,12 @@
 // Requests: per-request arenas, summaries, escapes, draining and fork.
 #include <malloc.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -206,6 +208,117 @@ TEST(Request, ForkWithOpenRequests) {
   }
   stop = true;
   for (std::thread& worker : workers) worker.join();
+}
+
+}  // namespace
+}  // namespace memward::testing
+
+namespace memward::testing {
+namespace {
+
+TEST(Misuse, ScopeExitOutOfOrderIsRejected) {
+  memward_tenant_id first = Register(UniqueName("order-a"));
+  memward_tenant_id second = Register(UniqueName("order-b"));
+  memward_scope outer, inner;
+  ASSERT_EQ(memward_scope_enter(first, &outer), MEMWARD_OK);
+  ASSERT_EQ(memward_scope_enter(second, &inner), MEMWARD_OK);
+  EXPECT_EQ(memward_scope_exit(&outer), MEMWARD_ERROR_INVALID);
+  EXPECT_EQ(memward_scope_exit(&inner), MEMWARD_OK);
+  EXPECT_EQ(memward_scope_exit(&inner), MEMWARD_ERROR_INVALID);  // twice
+  int other_thread_status = -1;
+  std::thread other([&] { other_thread_status = memward_scope_exit(&outer); });
+  other.join();
+  EXPECT_EQ(other_thread_status, MEMWARD_ERROR_INVALID);
+  EXPECT_EQ(memward_scope_exit(&outer), MEMWARD_OK);
+  memward_scope forged = outer;
+  forged.tenant = 4000;
+  EXPECT_EQ(memward_scope_exit(&forged), MEMWARD_ERROR_INVALID);
+}
+
+TEST(Misuse, RequestEndedTwiceIsStale) {
+  memward_tenant_id id = Register(UniqueName("twice"));
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  ASSERT_EQ(memward_request_end(&request, nullptr), MEMWARD_OK);
+  EXPECT_EQ(memward_request_end(&request, nullptr), MEMWARD_ERROR_STALE);
+  memward_scope saved;
+  EXPECT_EQ(memward_request_enter(&request, &saved), MEMWARD_ERROR_STALE);
+}
+
+TEST(Misuse, RequestEndWhileInsideElsewhereIsBusy) {
+  memward_tenant_id id = Register(UniqueName("busy"));
+  memward_request request;
+  std::atomic<int> phase{0};
+  std::thread worker([&] {
+    while (phase.load() != 1) std::this_thread::yield();
+    memward_scope saved;
+    memward_request_enter(&request, &saved);
+    phase = 2;
+    while (phase.load() != 3) std::this_thread::yield();
+    memward_scope_exit(&saved);
+    phase = 4;
+  });
+  ASSERT_EQ(memward_request_begin(id, &request), MEMWARD_OK);
+  phase = 1;
+  while (phase.load() != 2) std::this_thread::yield();
+  EXPECT_EQ(memward_request_end(&request, nullptr), MEMWARD_ERROR_BUSY);
+  phase = 3;
+  while (phase.load() != 4) std::this_thread::yield();
+  worker.join();
+  EXPECT_EQ(memward_request_end(&request, nullptr), MEMWARD_OK);
+}
+
+// A scope saved inside a request is restored as the tenant's own scope once
+// the request has ended, so the arena's next request is not charged.
+TEST(Misuse, ScopeExitAfterRequestEnded) {
+  memward_tenant_id owner = Register(UniqueName("ended-owner"));
+  memward_tenant_id inner_tenant = Register(UniqueName("ended-inner"));
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(owner, &request), MEMWARD_OK);
+  memward_scope inner;
+  ASSERT_EQ(memward_scope_enter(inner_tenant, &inner), MEMWARD_OK);
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);  // not current here
+  ASSERT_EQ(memward_scope_exit(&inner), MEMWARD_OK);
+  void* block = Allocate(1000);
+  memward_request next;
+  memward_tenant_id next_tenant = Register(UniqueName("ended-next"));
+  ASSERT_EQ(memward_request_begin(next_tenant, &next), MEMWARD_OK);
+  memward_request_summary next_summary;
+  memward_request_end(&next, &next_summary);
+  EXPECT_EQ(next_summary.allocated_bytes, 0u);
+  memward_scope_exit(&request.saved);  // leave the owner's scope
+  memward_thread_flush();
+  EXPECT_GE(Stats(owner).live_bytes, static_cast<int64_t>(malloc_usable_size(block)));
+  free(block);
+  EXPECT_EQ(Stats(owner).live_bytes, 0);
+}
+
+TEST(Misuse, HugeAlignmentInSharedScope) {
+  memward_tenant_id id = Register(UniqueName("huge-align"));
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  errno = 0;
+  void* block = aligned_alloc(size_t{1} << 32, 64);
+  int saved_errno = errno;
+  memward_scope_exit(&saved);
+  EXPECT_EQ(block, nullptr);
+  EXPECT_EQ(saved_errno, ENOMEM);
+}
+
+TEST(Misuse, LimitsSaturate) {
+  memward_tenant_id id = Register(UniqueName("saturate"), true, 0, UINT64_MAX, true);
+  memward_scope saved;
+  memward_scope_enter(id, &saved);
+  void* block = Allocate(100);
+  memward_scope_exit(&saved);
+  EXPECT_NE(block, nullptr);
+  free(block);
+  memward_tenant_set_limits(id, 0, 1000, 0);
+  memward_admission answer;
+  memward_admission_reason reason;
+  ASSERT_EQ(memward_admit(id, UINT64_MAX - 100, &answer, &reason), MEMWARD_OK);
+  EXPECT_EQ(answer, MEMWARD_REJECT);
 }
 
 }  // namespace
