@@ -268,9 +268,10 @@ void UnlockThreadListInParent() { pthread_mutex_unlock(&g_thread_list_lock); }
 // In the child only the forking thread runs. The other threads' batches are
 // published, but their caches and blocks are left allocated: a thread may
 // have been halfway through a bin push or a jemalloc call when the fork
-// happened, so returning its objects could free one twice. That leaves at
-// most one ThreadBlock and its cached objects (under 2 MiB) per thread that
-// did not survive, as jemalloc does with those threads' own caches.
+// happened, so returning its objects could free one twice. That leaves, per
+// thread that did not survive, its ThreadBlock, the objects in its slot
+// caches (up to about 0.6 MiB per slot) and those in its explicit jemalloc
+// caches, as jemalloc does with those threads' own automatic caches.
 void ResetThreadListInChild() {
   ThreadBlock* survivor = t_thread_state.block;
   for (ThreadBlock* block = g_thread_list; block != nullptr; block = block->next) {

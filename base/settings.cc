@@ -44,14 +44,15 @@ bool ParseBool(const char* value, size_t length, int64_t* out) {
 }
 
 // Reads the leading decimal digits of `value`. Returns the number of digits
-// read (0 if there are none or the number overflows).
-size_t ParseDigits(const char* value, size_t length, int64_t* out) {
+// read (0 if there are none); a number past INT64_MAX sets `overflow`.
+size_t ParseDigits(const char* value, size_t length, int64_t* out, bool* overflow) {
   int64_t number = 0;
   size_t i = 0;
+  *overflow = false;
   for (; i < length && value[i] >= '0' && value[i] <= '9'; i++) {
     int digit = value[i] - '0';
-    if (number > (INT64_MAX - digit) / 10) return 0;
-    number = number * 10 + digit;
+    if (number > (INT64_MAX - digit) / 10) *overflow = true;
+    if (!*overflow) number = number * 10 + digit;
   }
   *out = number;
   return i;
@@ -97,14 +98,15 @@ bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length
   }
 
   int64_t number = 0;
-  size_t digits = ParseDigits(value, length, &number);
+  bool overflow = false;
+  size_t digits = ParseDigits(value, length, &number, &overflow);
   if (digits == 0) return false;
   int64_t multiplier = UnitMultiplier(spec.kind, value + digits, length - digits);
   if (multiplier == 0 && spec.kind == SettingKind::kTime && number == 0 && digits == length) {
     multiplier = 1;
   }
   if (multiplier == 0) return false;
-  if (number > INT64_MAX / multiplier) {
+  if (overflow || number > INT64_MAX / multiplier) {
     *error = SettingError::kOutOfRange;
     return false;
   }
@@ -176,7 +178,7 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
   char low[32], high[32], fallback[32];
   FormatSettingValue(spec, spec.min_value, low, sizeof(low));
   FormatSettingValue(spec, spec.max_value, high, sizeof(high));
-  FormatSettingValue(spec, spec.default_value, fallback, sizeof(fallback));
+  FormatSettingValue(spec, problem.kept_value, fallback, sizeof(fallback));
   const char* reason = problem.error == SettingError::kMissingValue ? "missing value"
                        : problem.error == SettingError::kOutOfRange ? "value out of range"
                                                                       : "invalid value";
@@ -219,8 +221,9 @@ int ParseSettings(const char* text, Settings* settings, SettingProblemHandler ha
     if (key == key_end && value == value_end) continue;  // An empty pair, as in "a=1,,b=2".
 
     SettingProblem problem{SettingError::kUnknownKey, key, static_cast<size_t>(key_end - key),
-                           value, static_cast<size_t>(value_end - value), nullptr};
+                           value, static_cast<size_t>(value_end - value), nullptr, 0};
     problem.spec = FindSetting(key, problem.key_length);
+    if (problem.spec != nullptr) problem.kept_value = settings->Get(problem.spec->id);
     int64_t parsed = 0;
     if (problem.spec != nullptr &&
         ParseSettingValue(*problem.spec, value, problem.value_length, &parsed, &problem.error)) {

@@ -110,6 +110,7 @@ struct SettingProblem {
   const char* value;
   size_t value_length;
   const SettingSpec* spec;
+  int64_t kept_value;  // the value in effect, which the pair leaves unchanged
 };
 
 using SettingProblemHandler = void (*)(const SettingProblem& problem, void* context);

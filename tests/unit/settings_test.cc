@@ -105,6 +105,14 @@ TEST(Settings, OverflowIsOutOfRange) {
   EXPECT_EQ(settings.Get(SettingId::kOversizeThreshold), 0);
 }
 
+TEST(Settings, RepeatedKeyKeepsValueInEffect) {
+  Settings settings;
+  auto messages = ParseAndCollect("narenas=4,narenas=bad", &settings);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_EQ(settings.Get(SettingId::kNarenas), 4);
+  EXPECT_NE(messages[0].find("keeping 4"), std::string::npos) << messages[0];
+}
+
 TEST(Settings, FormatsValuesInAcceptedForm) {
   char buffer[32];
   const SettingSpec& decay = kSettingSpecs[static_cast<int>(SettingId::kDirtyDecay)];
