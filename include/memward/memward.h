@@ -9,9 +9,8 @@
  * and each call returns MEMWARD_ERROR_NOT_LOADED (memward_version returns
  * NULL) instead of crashing. With memward linked or preloaded, the calls go
  * to it. Taking a function's address bypasses the check. A program built
- * without PIE resolves weak functions at link time: it must link
- * libmemward.so, or be linked with -Wl,-z,dynamic-undefined-weak, for a
- * preloaded memward to be found.
+ * without PIE resolves undefined weak functions to null at link time, so it
+ * must link libmemward.so to reach memward (GNU ld 2.40 on x86-64).
  * When memward is loaded but another allocator serves malloc (a library that
  * preloads before it), the calls return MEMWARD_ERROR_NOT_ALLOCATOR.
  *
