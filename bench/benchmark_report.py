@@ -263,8 +263,9 @@ class Report:
                  "or a shared arena, and in a request; the other rows are a scope's entry and "
                  "exit and a request's begin and end around N 256-byte objects. CPU ns per "
                  "item (one pair, one scope, or one request), and for pairs the ratio to "
-                 "jemalloc's `BM_MallocFreePair` of the same size, one thread. No target "
-                 "applies; the numbers are for comparison.", "")
+                 "jemalloc's `BM_MallocFreePair` of the same size, one thread. Targets: a "
+                 "tenant-scoped pair at most 1.3× jemalloc's pair, scope entry and exit "
+                 "under 20 ns, a request's begin and end (with its purge) under 5 µs.", "")
         rows = []
         family_order = ["BM_UntaggedPair", "BM_DedicatedTenantPair", "BM_SharedTenantPair",
                         "BM_RequestPair", "BM_ScopeEnterExit", "BM_RequestBeginEnd"]
@@ -284,9 +285,42 @@ class Report:
             rows.append([f"`{name}`", f"{value:.1f}", _format_ratio(_ratio(value, reference))])
         if rows:
             self.table(["benchmark", "CPU ns per item", "× jemalloc pair"], rows)
+        self.tenant_targets(tenant, jemalloc)
         if failures:
             self.add("Failed tenant_micro runs:", "", *[f"- {message}" for message in failures],
                      "")
+
+    def tenant_targets(self, tenant, jemalloc):
+        scoped = []
+        for name, values in tenant.items():
+            parts = name.split("/")
+            if parts[0] not in ("BM_DedicatedTenantPair", "BM_SharedTenantPair") or len(parts) < 2:
+                continue
+            ratio = _ratio(_median(values),
+                           jemalloc.get(f"BM_MallocFreePair/{parts[1]}/real_time/threads:1"))
+            if ratio is not None:
+                scoped.append((ratio, name))
+        if scoped:
+            worst, worst_name = max(scoped)
+            within = sum(1 for ratio, _ in scoped if _within(ratio, 1.3))
+            self.targets.append((
+                "tenant-scoped malloc/free pair ≤ 1.3× jemalloc",
+                f"{within} of {len(scoped)} within; worst {worst:.2f}× ({worst_name}); median "
+                f"{statistics.median(r for r, _ in scoped):.2f}×",
+                within == len(scoped)))
+        if "BM_ScopeEnterExit" in tenant:
+            value = _median(tenant["BM_ScopeEnterExit"])
+            self.targets.append(("scope entry and exit < 20 ns", f"{value:.1f} ns", value < 20))
+        begin_end = {name: _median(values) for name, values in tenant.items()
+                     if name.startswith("BM_RequestBeginEnd/")}
+        if begin_end:
+            detail = ", ".join(f"{value / 1000:.2f} µs with {name.split('/')[1]} objects"
+                               for name, value in sorted(begin_end.items(),
+                                                         key=lambda item: int(item[0].split('/')[1])))
+            small = [value for name, value in begin_end.items()
+                     if int(name.split("/")[1]) <= 16]
+            self.targets.append(("request begin + end, with the purge of its arena, < 5 µs "
+                                 "(up to 16 objects)", detail, all(v < 5000 for v in small)))
 
     # Workloads.
 
