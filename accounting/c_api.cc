@@ -35,8 +35,8 @@ namespace accounting = memward::accounting;
 // first malloc in the process; memward_own_malloc is this library's own.
 // In a program built without PIE (Debian's python3), &malloc is the
 // program's PLT entry, so the first call probes instead: it marks the thread,
-// calls the process's malloc through that address and sees whether memward's
-// slow path ran. The answer never changes, so it is kept.
+// calls the process's malloc through that address and checks whether
+// memward's slow path ran. The answer never changes, so it is kept.
 constinit std::atomic<int> g_allocator_check{0};  // 0 unknown, 1 memward, 2 another
 
 bool ProbeProcessMalloc() {
@@ -280,7 +280,7 @@ MEMWARD_EXPORT int memward_request_end(memward_request* request,
         arena.state.load(std::memory_order_acquire) != alloc::RequestState::kOpen) {
       return MEMWARD_ERROR_STALE;
     }
-    // Another thread still inside the request holds numbers of it that are
+    // Another thread still inside the request may have counts of it that are
     // not published yet.
     if (arena.inside.load(std::memory_order_acquire) > (is_current ? 1u : 0u)) {
       return MEMWARD_ERROR_BUSY;
@@ -297,7 +297,7 @@ MEMWARD_EXPORT int memward_request_end(memward_request* request,
     result.had_arena = 1;
   }
   // The scope is left before the arena goes back to the pool, so that the
-  // next request on it never sees this thread counted inside.
+  // next request on it does not count this thread as inside.
   if (is_current) alloc::ExitScope(FromScope(request->saved));
   if (request->slot != 0) alloc::ReleaseRequestArena(request->slot);
   request->tenant = 0;  // Marks the handle as ended.

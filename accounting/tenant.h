@@ -33,7 +33,7 @@ inline constexpr size_t kMaxTenantName = 63;
 inline constexpr int64_t kBatchBytes = 1 << 20;
 inline constexpr int32_t kBatchOperations = 4096;
 
-// Admission answers, in order of severity.
+// Admission results, in order of severity.
 enum class Admission : uint8_t { kAdmit = 0, kShed = 1, kReject = 2 };
 enum class AdmissionReason : uint8_t { kNone = 0, kSoftLimit = 1, kHardLimit = 2 };
 

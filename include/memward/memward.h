@@ -52,8 +52,8 @@ typedef uint32_t memward_tenant_id;
 #define MEMWARD_MAX_TENANT_NAME 63
 
 typedef struct memward_tenant_options {
-  uint64_t soft_limit;    /* bytes; 0 for none. Admission answers "shed" above it. */
-  uint64_t hard_limit;    /* bytes; 0 for none. Admission answers "reject" above it. */
+  uint64_t soft_limit;    /* bytes; 0 for none. Admission returns "shed" above it. */
+  uint64_t hard_limit;    /* bytes; 0 for none. Admission returns "reject" above it. */
   int enforce_hard_limit; /* non-zero: allocations past the hard limit fail with ENOMEM */
   int dedicated_arena;    /* non-zero: ask for an arena of the tenant's own */
 } memward_tenant_options;
