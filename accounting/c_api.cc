@@ -7,6 +7,7 @@
 #include "accounting/owner_map.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
+#include "alloc/allocator.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
@@ -44,6 +45,7 @@ bool ProbeProcessMalloc() {
   alloc::ThreadState& state = alloc::t_thread_state;
   void* (*process_malloc)(size_t) = &malloc;
   void (*process_free)(void*) = &free;
+  alloc::UseScopes();  // the probe needs malloc's per-thread check
   state.probe = 1;
   state.slow_path = 1;
   void* block = process_malloc(1);

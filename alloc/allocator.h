@@ -16,6 +16,9 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
 
 #include "accounting/owner_map.h"
 #include "alloc/engine.h"
@@ -36,8 +39,23 @@ MEMWARD_ALWAYS_INLINE void EnterAllocation() {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) PrepareThread();
 }
 
+// Bits of g_malloc_gate. While the gate is 0 (memward has started and no
+// thread has ever entered a scope), malloc needs no per-thread check at all.
+inline constexpr uint8_t kGateStarting = 1;
+inline constexpr uint8_t kGateScopesUsed = 2;
+extern std::atomic<uint8_t> g_malloc_gate __attribute__((visibility("hidden")));
+
+// Opens the per-thread check for every later malloc; called before a thread
+// enters its first scope, so that thread sees it in program order.
+inline void UseScopes() { g_malloc_gate.fetch_or(kGateScopesUsed, std::memory_order_relaxed); }
+
+// malloc behind a closed gate: the per-thread check of the other entry points.
+MEMWARD_NOINLINE void* AllocateGated(size_t size);
+
 MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
-  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlowMalloc(size);
+  if (MEMWARD_UNLIKELY(g_malloc_gate.load(std::memory_order_relaxed) != 0)) {
+    return AllocateGated(size);
+  }
   return mwje_malloc(size);
 }
 

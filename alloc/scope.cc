@@ -66,6 +66,7 @@ SavedScope CurrentScope() {
 
 SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot, uint32_t generation) {
   Bootstrap();
+  UseScopes();
   ThreadState& state = t_thread_state;
   SavedScope saved = CurrentScope();
   saved.token = TokenFor(++state.scope_depth);
