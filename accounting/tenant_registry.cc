@@ -91,11 +91,6 @@ RegistryStatus FindTenant(const char* name, TenantId* id) {
   return RegistryStatus::kOk;
 }
 
-bool IsRegistered(TenantId id) {
-  if (id == kProcessTenant || id == kMemwardTenant) return true;
-  return id < kMaxTenants && TenantAt(id).registered.load(std::memory_order_acquire);
-}
-
 TenantId TenantCount() { return g_next_id.load(std::memory_order_acquire); }
 
 void LockRegistryForFork() { pthread_mutex_lock(&g_registry_lock); }

@@ -29,7 +29,10 @@ RegistryStatus FindTenant(const char* name, TenantId* id);
 
 // Returns whether `id` names a registered tenant (the process and memward
 // count as registered).
-bool IsRegistered(TenantId id);
+inline bool IsRegistered(TenantId id) {
+  if (id == kProcessTenant || id == kMemwardTenant) return true;
+  return id < kMaxTenants && TenantAt(id).registered.load(std::memory_order_acquire);
+}
 
 // Number of ids handed out, including the process and memward.
 TenantId TenantCount();

@@ -47,7 +47,12 @@ extern std::atomic<uint8_t> g_malloc_gate __attribute__((visibility("hidden")));
 
 // Opens the per-thread check for every later malloc; called before a thread
 // enters its first scope, so that thread sees it in program order.
-inline void UseScopes() { g_malloc_gate.fetch_or(kGateScopesUsed, std::memory_order_relaxed); }
+// The plain load first keeps the atomic read-modify-write off every later
+// scope entry.
+inline void UseScopes() {
+  if ((g_malloc_gate.load(std::memory_order_relaxed) & kGateScopesUsed) != 0) return;
+  g_malloc_gate.fetch_or(kGateScopesUsed, std::memory_order_relaxed);
+}
 
 // malloc behind a closed gate: the per-thread check of the other entry points.
 MEMWARD_NOINLINE void* AllocateGated(size_t size);
