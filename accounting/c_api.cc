@@ -37,7 +37,7 @@ namespace accounting = memward::accounting;
 // In a program built without PIE (Debian's python3), &malloc is the
 // program's PLT entry, so the first call probes instead: it marks the thread,
 // calls the process's malloc through that address and checks whether
-// memward's slow path ran. The answer never changes, so it is kept.
+// memward's slow path ran. The result never changes, so it is stored.
 constinit std::atomic<int> g_allocator_check{0};  // 0 unknown, 1 memward, 2 another
 
 bool ProbeProcessMalloc() {

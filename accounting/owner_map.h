@@ -43,7 +43,7 @@ extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 // and an explicit mmap hint) wrap around and are not supported.
 //
 // A process that never registered a tenant pays one load and one branch: the
-// zero mask says that no memward arena exists.
+// zero mask shows that no memward arena exists.
 inline uint16_t OwnerSlotOf(const void* pointer) {
   uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
   if (__builtin_expect(mask == 0, 1)) return 0;

@@ -108,8 +108,8 @@ size_t TenantTableResidentBytes();
 // raises their peak.
 void PublishDelta(TenantCounters& counters, const TenantDelta& delta);
 
-// Returns the tenant's admission answer for `expected_bytes` more, counting
-// it; `extra_live` is unpublished live bytes the caller knows of.
+// Returns the tenant's admission result for `expected_bytes` more and counts
+// it. `extra_live` is the caller's unpublished live bytes for the tenant.
 Admission Admit(TenantId id, uint64_t expected_bytes, int64_t extra_live,
                 AdmissionReason* reason);
 

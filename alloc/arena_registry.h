@@ -73,7 +73,7 @@ uint32_t SharedArenaSlot();
 // Returns 0 when every request arena is open or draining.
 uint32_t AcquireRequestArena(accounting::TenantId tenant, uint32_t* generation);
 
-// Closes an open request arena. If it holds no live bytes its pages are purged
+// Closes an open request arena. If it contains no live bytes, its pages are purged
 // and it returns to the pool; otherwise it drains until its last byte is freed.
 void ReleaseRequestArena(uint32_t slot);
 

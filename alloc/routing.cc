@@ -151,10 +151,12 @@ void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zer
     size_t request = shared ? size + kSharedHeaderSize : size;
     if (request <= kCachedMaxSize && request >= size) return AllocateCached(state, request, shared);
   }
+
   accounting::Tenant& tenant = accounting::TenantAt(state.tenant);
   if (shared) {
     return AllocateShared(state, size, alignment, zero, tenant);
   }
+
   int align_flags = AlignmentFlags(alignment);
   size_t charge = SizeClassOf(size, align_flags);
   if (MEMWARD_UNLIKELY(charge == 0)) {
@@ -164,6 +166,7 @@ void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zer
   if (accounting::WouldPassHardLimit(tenant, state.batch.LiveBytes(), charge)) {
     return Refuse(tenant);
   }
+
   void* pointer = mwje_mallocx(size == 0 ? 1 : size,
                                state.arena_flags | align_flags | (zero ? kMallocxZero : 0));
   if (pointer == nullptr) {

@@ -92,10 +92,10 @@ void FlushCacheForSlot(uint32_t slot);
 // Empties every cache of the calling thread back to its arena.
 void FlushOwnCaches();
 
-// memward's own memory for caches: the number of explicit jemalloc caches
-// it created, and their bytes as jemalloc counted the first one (an estimate:
-// every cache has the same bins, but another thread's internal allocation at
-// the same moment would be counted too).
+// Returns memward's own memory for caches: the number of explicit jemalloc
+// caches it created, and their bytes as jemalloc counted the first one. The
+// bytes are an estimate, because another thread's internal allocation at the
+// moment of that first measurement would be counted too.
 uint32_t ExplicitCacheCount();
 size_t ExplicitCacheBytes();
 

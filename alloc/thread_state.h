@@ -46,7 +46,7 @@ struct ThreadState {
   ThreadBlock* block = nullptr;
   // Scopes entered and not yet exited, for the tokens of alloc/scope.h.
   uint32_t scope_depth = 0;
-  // Set to 1 by the C API's allocator probe; the slow path answers with 2.
+  // Set to 1 by the C API's allocator probe. The slow path sets it to 2.
   uint8_t probe = 0;
 };
 

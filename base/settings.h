@@ -4,7 +4,7 @@
 // and help. The parser, the error messages, `memward-settings --markdown` (the
 // README's table) and the C API all read that row, so they cannot disagree.
 //
-// MEMWARD_CONF holds `key=value` pairs separated by commas. Sizes take an
+// MEMWARD_CONF contains `key=value` pairs separated by commas. Sizes take an
 // optional k, m or g suffix (KiB, MiB, GiB); times take ms or s, or the word
 // `never` where the setting allows it. An unknown key or an invalid value is
 // reported and that key keeps its default; `strict=true` makes it fatal.
@@ -98,7 +98,7 @@ class Settings {
   int64_t values_[kNumSettings];
 };
 
-// Why a `key=value` pair was not applied.
+// The reason a `key=value` pair was not applied.
 enum class SettingError { kUnknownKey, kMissingValue, kInvalidValue, kOutOfRange };
 
 // One rejected pair. `key` and `value` point into the parsed text and are not

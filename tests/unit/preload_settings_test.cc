@@ -56,13 +56,15 @@ size_t CountOccurrences(const std::string& text, const std::string& word) {
 
 TEST(PreloadSettings, ValidConfIsSilent) {
   Result result = RunWithConf("dirty_decay=5s,narenas=4");
-  EXPECT_TRUE(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0);
+  ASSERT_TRUE(WIFEXITED(result.status));
+  EXPECT_EQ(WEXITSTATUS(result.status), 0);
   EXPECT_EQ(result.error_output, "");
 }
 
 TEST(PreloadSettings, BadValueReportedOnce) {
   Result result = RunWithConf("dirty_decay=fast,bogus=1");
-  EXPECT_TRUE(WIFEXITED(result.status) && WEXITSTATUS(result.status) == 0) << result.error_output;
+  ASSERT_TRUE(WIFEXITED(result.status)) << result.error_output;
+  EXPECT_EQ(WEXITSTATUS(result.status), 0) << result.error_output;
   EXPECT_EQ(CountOccurrences(result.error_output, "invalid value \"fast\" for dirty_decay"), 1u)
       << result.error_output;
   EXPECT_EQ(CountOccurrences(result.error_output, "unknown setting \"bogus\""), 1u)

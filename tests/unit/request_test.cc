@@ -201,8 +201,8 @@ TEST(Request, ForkWithOpenRequests) {
     }
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "round " << round << ", wait status " << status;
+    ASSERT_TRUE(WIFEXITED(status)) << "round " << round << ", wait status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "round " << round;
     free(block);
     memward_request_end(&request, nullptr);
   }
