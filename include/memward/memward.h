@@ -96,7 +96,8 @@ typedef enum memward_admission {
 typedef enum memward_admission_reason {
   MEMWARD_REASON_NONE = 0,
   MEMWARD_REASON_SOFT_LIMIT = 1,
-  MEMWARD_REASON_HARD_LIMIT = 2
+  MEMWARD_REASON_HARD_LIMIT = 2,
+  MEMWARD_REASON_PRESSURE = 3 /* the process is shedding or rejecting under memory pressure */
 } memward_admission_reason;
 
 typedef struct memward_tenant_stats {
@@ -160,6 +161,39 @@ MEMWARD_API int memward_tenant_stats_list(memward_tenant_stats* stats, size_t ca
 MEMWARD_API int memward_thread_flush(void);
 MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
 
+/* Pressure and reclaim (the warden thread). */
+typedef enum memward_pressure_level {
+  MEMWARD_PRESSURE_NORMAL = 0,
+  MEMWARD_PRESSURE_SOFT = 1,
+  MEMWARD_PRESSURE_HIGH = 2,
+  MEMWARD_PRESSURE_CRITICAL = 3
+} memward_pressure_level;
+
+/* A cache or pool that can give memory back. memward calls `count` and
+ * `reclaim` on its warden thread only, never from inside malloc, and never
+ * two calls of one reclaimer at once. */
+typedef struct memward_reclaimer {
+  const char* name;          /* copied at registration; at most 63 bytes */
+  int priority;              /* lower values are asked first */
+  uint32_t time_budget_us;   /* the time one reclaim call should take; 0 for the default */
+  void* context;             /* passed to both callbacks */
+  uint64_t (*count)(void* context);                          /* bytes it could free now */
+  uint64_t (*reclaim)(void* context, uint64_t target_bytes); /* returns bytes freed */
+} memward_reclaimer;
+typedef uint32_t memward_reclaimer_id;
+
+MEMWARD_API int memward_reclaimer_register(const memward_reclaimer* reclaimer,
+                                           memward_reclaimer_id* id);
+/* After it returns, memward makes no further call to the reclaimer. */
+MEMWARD_API int memward_reclaimer_unregister(memward_reclaimer_id id);
+MEMWARD_API int memward_pressure_get(memward_pressure_level* level);
+/* Returns the process's dirty allocator pages to the operating system now. */
+MEMWARD_API int memward_purge(void);
+/* Writes memward's metrics in Prometheus text format into `buffer` and sets
+ * *length to the full length (without the NUL). When the text does not fit,
+ * writes nothing and returns MEMWARD_ERROR_FULL with *length the size needed. */
+MEMWARD_API int memward_metrics_text(char* buffer, size_t capacity, size_t* length);
+
 #if !defined(MEMWARD_BUILDING_LIBRARY)
 #define MEMWARD_CHECKED_CALL_(function, fallback, ...) \
   ((function) ? (function)(__VA_ARGS__) : (fallback))
@@ -203,6 +237,15 @@ static inline void memward_tenant_options_clear_(memward_tenant_options* options
   ((memward_thread_flush) ? (memward_thread_flush)() : MEMWARD_ERROR_NOT_LOADED)
 #define memward_overhead_get(...) \
   MEMWARD_CHECKED_CALL_(memward_overhead_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_reclaimer_register(...) \
+  MEMWARD_CHECKED_CALL_(memward_reclaimer_register, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_reclaimer_unregister(...) \
+  MEMWARD_CHECKED_CALL_(memward_reclaimer_unregister, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_pressure_get(...) \
+  MEMWARD_CHECKED_CALL_(memward_pressure_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_purge() ((memward_purge) ? (memward_purge)() : MEMWARD_ERROR_NOT_LOADED)
+#define memward_metrics_text(...) \
+  MEMWARD_CHECKED_CALL_(memward_metrics_text, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #endif
 
 #ifdef __cplusplus

@@ -1,0 +1,63 @@
+// The warden: memward's one background thread, `memward-warden`.
+//
+// It runs one event loop (epoll, with a timerfd for periodic tasks and an
+// eventfd for wake-ups) over the services above alloc/: the cgroup monitor
+// and pressure ladder, the leak detector's windows and the admin server.
+// Services register file descriptors and periodic tasks; their callbacks
+// always run on the warden thread, never inside malloc, in memward's own
+// tenant scope (their allocations are memward's, not a user tenant's).
+//
+// Life cycle: the thread is started lazily by Start() (never from inside
+// malloc), stopped by Stop(), and started again in a forked child by
+// RestartInChild(). Registrations survive a fork and a stop; file
+// descriptors that a service wants renewed in the child (an inherited
+// listening socket, say) are re-created through the service's fork handler.
+//
+// Thread safety: Watch, Unwatch, AddPeriodic and Wake may be called from
+// any thread, including a callback on the warden thread. The registration
+// table is guarded by one mutex that no allocation path takes.
+#ifndef MEMWARD_ACCOUNTING_WARDEN_H_
+#define MEMWARD_ACCOUNTING_WARDEN_H_
+
+#include <stdint.h>
+
+namespace memward::accounting {
+
+// Called on the warden thread with the epoll events seen on `fd`.
+using FdHandler = void (*)(int fd, uint32_t events, void* context);
+// Called on the warden thread every period and after each Wake().
+using PeriodicTask = void (*)(void* context);
+
+class Warden {
+ public:
+  static Warden& Get();
+
+  // Starts the thread if it is not running. Returns false when the thread or
+  // its descriptors could not be created (reported once on stderr).
+  bool Start();
+  // Stops the thread and waits for it; registrations are kept.
+  void Stop();
+  bool IsRunning() const;
+
+  // Watches `fd` for `events` (EPOLLIN, EPOLLPRI, ...). Returns false when
+  // the table is full or epoll rejects the descriptor.
+  bool Watch(int fd, uint32_t events, FdHandler handler, void* context);
+  void Unwatch(int fd);
+
+  // Runs `task` every `period_ms` milliseconds (the loop's tick is the
+  // smallest period registered). Returns false when the table is full.
+  bool AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context);
+
+  // Makes the loop run every periodic task now. Safe to call from a
+  // signal handler and from the allocation slow path: one write(2) on an
+  // eventfd, no lock and no allocation.
+  void Wake();
+
+  // Called by the fork handlers: the child starts the thread again if the
+  // parent had it running.
+  void RestartInChild();
+};
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_WARDEN_H_
