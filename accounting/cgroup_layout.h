@@ -42,8 +42,8 @@ struct ProcCgroupEntry {
 // One cgroup or cgroup2 mount from /proc/self/mountinfo.
 struct CgroupMount {
   bool v2 = false;
-  std::string root;         // field 4: the subtree of the hierarchy shown
-  std::string mount_point;  // field 5, without the prefix
+  std::string root;           // field 4: the subtree of the hierarchy shown
+  std::string mount_point;    // field 5, without the prefix
   std::string super_options;  // v1: lists the controllers ("rw,memory")
 };
 
@@ -74,8 +74,8 @@ std::vector<CgroupMount> ParseCgroupMounts(std::string_view text, int* malformed
 // Maps `cgroup_path` inside `mount` to a directory under `prefix`. Returns
 // false, leaving `*dir` at the mount point, when the path is not inside
 // the mount's root (a mount from outside the reader's cgroup namespace).
-bool MapCgroupPath(std::string_view prefix, const CgroupMount& mount,
-                   std::string_view cgroup_path, std::string* dir);
+bool MapCgroupPath(std::string_view prefix, const CgroupMount& mount, std::string_view cgroup_path,
+                   std::string* dir);
 
 // Builds the layout from parsed entries and mounts. Returns false (and a
 // layout with memory_version kNone) when no memory hierarchy is found, and

@@ -31,6 +31,7 @@
 #include <mutex>
 #include <string>
 
+#include "accounting/cgroup_files.h"
 #include "accounting/cgroup_layout.h"
 #include "accounting/pressure_source.h"
 
@@ -44,9 +45,9 @@ struct MemoryEvents {
 };
 
 struct CgroupReading {
-  bool ok;                     // false: no memory controller readable
-  uint64_t limit_bytes;        // effective limit: min over the path and physical memory
-  uint64_t high_bytes;         // memory.high (v2) or v1 soft limit; UINT64_MAX for none
+  bool ok;               // false: no memory controller readable
+  uint64_t limit_bytes;  // effective limit: min over the path and physical memory
+  uint64_t high_bytes;   // memory.high (v2) or v1 soft limit; UINT64_MAX for none
   uint64_t usage_bytes;
   uint64_t working_set_bytes;  // usage minus inactive file pages (as kubelet computes it)
   MemoryEvents events;
@@ -98,6 +99,12 @@ class CgroupMonitor {
   bool DiscoverLocked();
   void OpenPressureSourceLocked();
   bool MemoryPathChangedLocked();
+  uint64_t ReadPhysicalMemoryLocked();
+  void ReadV2Locked(CgroupReading* reading);
+  void ReadV1Locked(CgroupReading* reading);
+  // Sets working_set_bytes from usage and the `key` line of `stat` (the
+  // text of memory.stat, empty when it could not be read).
+  void ApplyWorkingSet(const std::string& stat, const char* key, CgroupReading* reading);
 
   mutable std::mutex mutex_;
   // Guarded by mutex_.
@@ -106,6 +113,7 @@ class CgroupMonitor {
   CgroupLayout layout_;
   PressureSource pressure_;
   std::string psi_path_;
+  CgroupFileReader reader_;
   bool reopen_pressure_ = false;
   uint64_t generation_ = 0;
 };

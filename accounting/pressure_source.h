@@ -47,8 +47,7 @@ class PressureSource {
 
   // Registers an eventfd for `level` ("low", "medium" or "critical") on the
   // v1 memory cgroup `memory_dir`. On failure as OpenPsiTrigger.
-  bool OpenV1PressureLevel(const std::string& memory_dir, const char* level,
-                           std::string* error);
+  bool OpenV1PressureLevel(const std::string& memory_dir, const char* level, std::string* error);
 
   // Closes the descriptors; the source is kNone afterwards.
   void Close();
