@@ -10,7 +10,7 @@
 namespace memward::accounting {
 namespace {
 
-// The most subjects remembered for the report-once rule. Problems with
+// The maximum number of subjects remembered for the report-once rule. Problems with
 // further subjects are not logged at all, which bounds memory and output.
 constexpr size_t kMaxReportedSubjects = 256;
 

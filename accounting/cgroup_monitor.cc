@@ -12,9 +12,9 @@ namespace {
 
 // PSI trigger: wake the warden when tasks of the cgroup stalled on memory
 // for 150 ms within 1 s (15 %), a level at which reclaim is already
-// costing latency. The kernel accepts windows of 0.5 s to 10 s; an
-// unprivileged process (Linux 6.4 and later) needs a multiple of 2 s, so
-// the same share over 2 s is tried next.
+// costing latency. Windows may be at most 10 s long. An unprivileged
+// process (Linux 6.4 and later) needs a multiple of 2 s, so the same share
+// over 2 s is tried when the first trigger is rejected.
 constexpr uint32_t kPsiStallUs = 150 * 1000;
 constexpr uint32_t kPsiWindowUs = 1000 * 1000;
 constexpr uint32_t kUnprivilegedPsiStallUs = 300 * 1000;
@@ -303,8 +303,8 @@ void CgroupMonitor::ReadV1Locked(CgroupReading* reading) {
 
   reader.ReadBytes(dir + "/memory.failcnt", false, true, "the max event counter stays 0",
                    &reading->events.max);
-  // oom_kill was added to memory.oom_control in Linux 4.13; older kernels
-  // show only oom_kill_disable and under_oom, and the counter stays 0.
+  // Older kernels show only oom_kill_disable and under_oom here, without
+  // the oom_kill line, and the counter then stays 0.
   std::string oom_control;
   if (reader.ReadText(dir + "/memory.oom_control", true, "the oom_kill counter stays 0",
                       &oom_control) == CgroupFileReader::Result::kOk) {

@@ -1,8 +1,7 @@
 // The cgroup monitor and the pressure sources on this machine's real cgroup
-// files: discovery must agree with what the kernel reports, a child memory
-// cgroup's limit must be seen after the process moves into it, and the
-// kernel's notifications are opened where the kernel allows them (or the
-// fallback is reported).
+// files. Discovery must agree with what the kernel reports, and the kernel's
+// notifications are opened where the kernel allows them (or the fallback is
+// reported).
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -126,7 +125,7 @@ TEST_F(CgroupLive, LimitMatchesKernel) {
   CgroupReading reading = monitor_.Read();
   EXPECT_EQ(reading.physical_memory_bytes / kMiB, Physical() / kMiB);
   if (layout_.memory_version == CgroupVersion::kV1) {
-    // The kernel's own answer for the smallest limit over the ancestors.
+    // The kernel's own value for the smallest limit over the ancestors.
     uint64_t hierarchical = 0;
     ASSERT_TRUE(FindKeyedValue(ReadWhole(layout_.memory_dir + "/memory.stat"),
                                "hierarchical_memory_limit", &hierarchical));
