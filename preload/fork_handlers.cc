@@ -1,9 +1,11 @@
-// memward's locks across fork, in the order of alloc/arena_registry.h:
-// registry, arenas, thread list; then jemalloc's own handlers take its locks.
+// memward's locks across fork: the cgroup monitor's first, then in the order
+// of alloc/arena_registry.h (registry, arenas, thread list); then jemalloc's
+// own handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
+#include "accounting/cgroup_monitor.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
@@ -15,6 +17,9 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  // The cgroup monitor allocates while holding its mutex, so its mutex
+  // comes before every allocator lock.
+  accounting::LockCgroupMonitorForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -24,6 +29,7 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockCgroupMonitorInParent();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -33,6 +39,7 @@ void Child() {
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
   alloc::RestartDeferredFeaturesInChild();
+  accounting::ResetCgroupMonitorInChild();
 }
 
 void Install() {
