@@ -163,6 +163,44 @@ TEST_F(CgroupLive, PressureSourceOpensOrReportsFallback) {
   monitor.AcknowledgePressureEvent();
 }
 
+// The monitor's v2 path against this machine's cgroup2 mount: a prepared
+// proc/self (the process at the v2 root) with the real file system under
+// it, so the pressure source must be a PSI trigger on a real cgroup2 file.
+TEST(CgroupLiveV2, PsiTriggerOnCgroup2Mount) {
+  std::string mount_point;
+  std::istringstream lines(ReadWhole("/proc/self/mountinfo"));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(" - cgroup2 ") == std::string::npos) continue;
+    std::istringstream fields(line);
+    std::string id, parent, device, root;
+    fields >> id >> parent >> device >> root >> mount_point;
+    break;
+  }
+  if (mount_point.empty() || access((mount_point + "/memory.pressure").c_str(), F_OK) != 0) {
+    GTEST_SKIP() << "no cgroup2 mount with memory.pressure";
+  }
+  testing::CgroupTree proc;
+  proc.Write("cgroup", "0::/\n");
+  proc.Write("mountinfo", "41 31 0:38 / " + mount_point + " rw - cgroup2 cgroup2 rw\n");
+  LogCapture log;
+  CgroupMonitor monitor;
+  ASSERT_TRUE(monitor.Discover("/", proc.root().c_str()));
+  EXPECT_EQ(monitor.layout().memory_version, CgroupVersion::kV2);
+  EXPECT_EQ(monitor.psi_path(), mount_point + "/memory.pressure");
+
+  if (monitor.pressure_source() == PressureSourceKind::kNone) {
+    EXPECT_EQ(log.Count({"pressure source", "memory.pressure"}), 1);
+    return;
+  }
+  EXPECT_EQ(monitor.pressure_source(), PressureSourceKind::kPsiTrigger);
+  EXPECT_EQ(monitor.pressure_source_path(), mount_point + "/memory.pressure");
+  EXPECT_EQ(monitor.pressure_event_mask(), static_cast<uint32_t>(EPOLLPRI));
+  struct pollfd poll_fd = {monitor.pressure_event_fd(), POLLPRI, 0};
+  EXPECT_GE(poll(&poll_fd, 1, 0), 0);
+  EXPECT_EQ(poll_fd.revents & (POLLERR | POLLNVAL), 0);
+  EXPECT_GE(monitor.Read().psi_some_avg10, 0);
+}
+
 TEST(PressureSourceLive, PsiTriggerOnSystemFile) {
   if (access("/proc/pressure/memory", F_OK) != 0) GTEST_SKIP() << "no PSI on this kernel";
   PressureSource source;
