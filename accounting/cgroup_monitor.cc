@@ -62,25 +62,6 @@ uint64_t SystemPhysicalMemory() {
 
 bool FileExists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
-// The memory cgroup's path in `entries` for a layout of `version`.
-const std::string* FindMemoryPath(const std::vector<ProcCgroupEntry>& entries,
-                                  CgroupVersion version) {
-  for (const ProcCgroupEntry& entry : entries) {
-    bool v2_line = entry.hierarchy_id == 0 && entry.controllers.empty();
-    if (version == CgroupVersion::kV2 && v2_line) return &entry.path;
-    if (version == CgroupVersion::kV1 && !v2_line) {
-      std::string_view list = entry.controllers;
-      while (!list.empty()) {
-        size_t comma = list.find(',');
-        if (list.substr(0, comma) == "memory") return &entry.path;
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-      }
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 bool CgroupMonitor::Discover(const char* cgroup_fs_prefix, const char* proc_self_dir) {
@@ -132,7 +113,7 @@ bool CgroupMonitor::DiscoverLocked() {
     found = ResolveCgroupLayout(prefix_, entries, mounts, &layout_, &problem);
     if (!problem.empty()) {
       reader.Report("discovery under " + (prefix_.empty() ? "/" : prefix_), problem,
-                    found ? "reading the cgroup found there" : fallback);
+                    found ? "reading the cgroup at the mount point instead" : fallback);
     }
   }
 
@@ -180,8 +161,8 @@ bool CgroupMonitor::MemoryPathChangedLocked() {
     return false;
   }
   std::vector<ProcCgroupEntry> entries = ParseProcCgroup(text, nullptr);
-  const std::string* path = FindMemoryPath(entries, layout_.memory_version);
-  return path != nullptr && *path != layout_.memory_cgroup_path;
+  const ProcCgroupEntry* entry = FindMemoryEntry(entries, layout_.memory_version);
+  return entry != nullptr && entry->path != layout_.memory_cgroup_path;
 }
 
 CgroupReading CgroupMonitor::Read() {
