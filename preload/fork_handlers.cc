@@ -1,9 +1,12 @@
-// memward's locks across fork, in the order of alloc/arena_registry.h:
-// registry, arenas, thread list; then jemalloc's own handlers take its locks.
+// memward's locks across fork: the sampler's control and snapshot locks,
+// then the order of alloc/arena_registry.h (registry, arenas, thread list);
+// then jemalloc's own handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
+#include "accounting/sample_table.h"
+#include "accounting/sampler.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
@@ -15,6 +18,8 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::LockSamplerForFork();
+  accounting::LockSampleTableForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -24,6 +29,8 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -32,6 +39,8 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
   alloc::RestartDeferredFeaturesInChild();
 }
 
