@@ -2,6 +2,7 @@
 #include "accounting/stack_capture.h"
 
 #include <dlfcn.h>
+#include <sched.h>
 #include <libunwind.h>
 #include <string.h>
 
@@ -27,6 +28,15 @@ using SetCacheSizeFunction = int (*)(unw_addr_space_t, size_t, int);
 constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<bool> g_frame_pointers{false};
 constinit std::atomic<uint64_t> g_warm_threads{0};
+
+// Fork safety: libunwind takes internal mutexes while it steps through
+// frames, and a child forked while another thread held one would block on it
+// at its first capture. Captures therefore announce themselves in
+// `g_captures_running`, and the fork handler sets `g_fork_pending` and waits
+// until none runs; a capture that sees the flag skips the unwinder. Both
+// sides use sequentially consistent operations, so one always sees the other.
+constinit std::atomic<uint32_t> g_captures_running{0};
+constinit std::atomic<bool> g_fork_pending{false};
 
 // libunwind 1.6 keeps a per-thread trace cache of 2^14 entries of 16 bytes
 // (256 KiB, from mmap) that it quadruples, dropping its contents, once half
@@ -105,7 +115,20 @@ bool LoadUnwinder(bool frame_pointers) {
   return loaded;
 }
 
+void PauseCapturesForFork() {
+  g_fork_pending.store(true);
+  while (g_captures_running.load() != 0) sched_yield();
+}
+
+void ResumeCapturesAfterFork() { g_fork_pending.store(false); }
+
 MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm) {
+  g_captures_running.fetch_add(1);
+  if (g_fork_pending.load()) {
+    // A fork is under way: the sample is kept without its stack.
+    g_captures_running.fetch_sub(1);
+    return 0;
+  }
   uintptr_t buffer[128];
   int capacity = static_cast<int>(max_frames) + kSpareFrames;
   if (capacity > 128) capacity = 128;
@@ -123,6 +146,7 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
   } else {
     depth = WalkFramePointers(buffer, capacity);
   }
+  g_captures_running.fetch_sub(1);
   int first = 0;
   while (first < depth && InMemwardText(buffer[first])) first++;
   uint32_t kept = 0;

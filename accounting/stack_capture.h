@@ -27,6 +27,12 @@ bool LoadUnwinder(bool frame_pointers);
 // unwinder are not sampled. `warm` is the thread's warm-up flag, set here.
 uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
 
+// Waits until no capture runs and makes later ones skip the unwinder, so
+// that a child is never forked while libunwind holds one of its mutexes;
+// the fork handlers call these first and last.
+void PauseCapturesForFork();
+void ResumeCapturesAfterFork();
+
 // Estimated bytes of libunwind's per-thread caches (see stack_capture.cc).
 uint64_t UnwinderCacheBytes();
 

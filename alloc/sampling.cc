@@ -144,7 +144,11 @@ MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t 
   fields.requested_bytes = size;
   fields.usable_bytes = charge - header;
   fields.unused_bytes = static_cast<uint32_t>(header);
-  fields.thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  ThreadState& writable = t_thread_state;
+  if (writable.sample_thread_id == 0) {
+    writable.sample_thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  }
+  fields.thread_id = writable.sample_thread_id;
   fields.tenant = state.tenant;
   fields.arena_slot = state.slot;
   fields.request_slot = request_slot;
@@ -292,6 +296,8 @@ void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot) {
 int64_t CurrentSampleInterval() { return IntervalOf(g_config.load(std::memory_order_acquire)); }
 
 int64_t ProcessSampledBytes() { return g_process_sampled_bytes.load(std::memory_order_relaxed); }
+
+void ForgetThreadIdInChild() { t_thread_state.sample_thread_id = 0; }
 
 void ResetThreadSampling() {
   ThreadState& state = t_thread_state;

@@ -77,6 +77,9 @@ int64_t CurrentSampleInterval();
 // the sampler's arena instead of jemalloc's automatic arenas.
 int64_t ProcessSampledBytes();
 
+// Clears the thread id the sampler cached; called in a forked child.
+void ForgetThreadIdInChild();
+
 // Makes the calling thread's next allocation re-read the interval.
 void ResetThreadSampling();
 

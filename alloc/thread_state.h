@@ -62,6 +62,9 @@ struct ThreadState {
   uint32_t sample_epoch = 0;
   // Set once the thread's unwinder cache has been warmed up.
   uint8_t sample_unwinder_warm = 0;
+  // gettid(), cached by the first sample; the fork handler clears it in the
+  // child, whose thread has a new id.
+  uint32_t sample_thread_id = 0;
 };
 
 // constinit: the TLS image holds the initial value, so no per-access

@@ -1,4 +1,5 @@
-// memward's locks across fork: the sampler's control and snapshot locks,
+// memward's locks across fork: running stack captures are waited for, then
+// the sampler's control and snapshot locks,
 // then the order of alloc/arena_registry.h (registry, arenas, thread list);
 // then jemalloc's own handlers take its locks.
 #include "preload/fork_handlers.h"
@@ -7,10 +8,12 @@
 
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
+#include "accounting/stack_capture.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/sampling.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
 
@@ -18,6 +21,7 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::PauseCapturesForFork();
   accounting::LockSamplerForFork();
   accounting::LockSampleTableForFork();
   accounting::LockRegistryForFork();
@@ -31,6 +35,7 @@ void Parent() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -41,6 +46,8 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesAfterFork();
+  alloc::ForgetThreadIdInChild();
   alloc::RestartDeferredFeaturesInChild();
 }
 

@@ -248,7 +248,7 @@ TEST_F(SamplerTest, ForkWhileThreadsSample) {
     });
   }
   void* inherited = malloc(100000);
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < 60; round++) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
