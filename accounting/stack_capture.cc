@@ -55,9 +55,9 @@ bool InMemwardText(uintptr_t address) {
          address < reinterpret_cast<uintptr_t>(__stop_memward_text);
 }
 
-// Follows the frame-pointer chain from the caller's frame. Each frame holds
-// the caller's frame pointer and the return address; the walk stops at a
-// pointer that does not move up the stack by less than 1 MiB.
+// Follows the frame-pointer chain from the caller's frame. Each frame stores
+// the caller's frame pointer and the return address. The walk stops at a
+// frame pointer that does not move up the stack by less than 1 MiB.
 MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int max_frames) {
   const uintptr_t* frame = static_cast<const uintptr_t*>(__builtin_frame_address(0));
   int depth = 0;
@@ -137,7 +137,8 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
   if (backtrace != nullptr && !g_frame_pointers.load(std::memory_order_relaxed)) {
     if (*warm == 0) {
       // Warm-up: a thread's first unw_backtrace creates its trace cache and
-      // fills it, costing 130-400 us; the sample's own capture comes after.
+      // parses unwind tables, so it costs far more than later calls. The
+      // sample's own capture comes after it.
       backtrace(reinterpret_cast<void**>(buffer), capacity);
       *warm = 1;
       g_warm_threads.fetch_add(1, std::memory_order_relaxed);
@@ -149,9 +150,9 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
   g_captures_running.fetch_sub(1);
   int first = 0;
   while (first < depth && InMemwardText(buffer[first])) first++;
-  uint32_t kept = 0;
-  for (int i = first; i < depth && kept < max_frames; i++) frames[kept++] = buffer[i];
-  return kept;
+  uint32_t copied = 0;
+  for (int i = first; i < depth && copied < max_frames; i++) frames[copied++] = buffer[i];
+  return copied;
 }
 
 uint64_t UnwinderCacheBytes() {

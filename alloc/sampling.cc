@@ -184,9 +184,9 @@ MEMWARD_TEXT void* AllocateSampled(size_t size, size_t alignment, bool zero) {
     return AllocateSlow(size, alignment, zero);
   }
 
-  // In the shared arena the block would carry an owner header; the sampled
-  // block keeps the same room unused, so that its charge and usable size are
-  // those the unsampled block would have had.
+  // In the shared arena the block would carry an owner header. The sampled
+  // block keeps that room unused, so its charge and usable size are those
+  // the unsampled block would have had.
   int align_flags = alignment == 0 ? 0 : MallocxAlign(alignment);
   size_t header = state.shared_scope ? SharedHeaderOffset(alignment) : 0;
   size_t request = size == 0 ? 1 : size;

@@ -16,9 +16,9 @@
 // the owner header it would have had unused, so its charge and usable size
 // are those of the unsampled block. Its chunks are in the owner map, so free's existing owner
 // check sends it to FreeOwned, which removes its sample through the table's
-// lock-free address index. Its tenant (and request) is charged its usable
-// size exactly as an unsampled block would be; tenant 0's sampled bytes are
-// counted in tenant 0's counters and added to the process's live bytes.
+// lock-free address index. Its tenant (and request) is charged the usable
+// size an unsampled block would have had. Sampled blocks of tenant 0 are
+// counted apart (ProcessSampledBytes) and added to the process's live bytes.
 #ifndef MEMWARD_ALLOC_SAMPLING_H_
 #define MEMWARD_ALLOC_SAMPLING_H_
 

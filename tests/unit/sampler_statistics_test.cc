@@ -9,8 +9,8 @@
 //   variance(objects) = sum over allocations of (1 - p) / p
 // and each check allows 4.5 standard deviations (a false failure has
 // probability about 7e-6 per check, about 3e-4 over the checks below). The
-// patterns aim at about 800 samples each, so a weight off by 15% or more
-// fails. Every trial runs on a fresh thread with a fixed seed.
+// patterns aim at about 800 samples each, so a weight off by more than
+// about 16% fails. Every trial runs on a fresh thread with a fixed seed.
 #include <dlfcn.h>
 #include <stdlib.h>
 
@@ -46,8 +46,8 @@ struct Estimate {
 
 }  // namespace
 
-// Exported (the test program is linked with -rdynamic) so that dladdr names
-// it; the empty asm keeps the call to malloc from becoming a tail call.
+// Exported, because the test program is linked with -rdynamic and dladdr
+// must name it. The empty asm keeps the call to malloc from being a tail call.
 __attribute__((noinline, visibility("default"))) void* AllocateAtOneSite(size_t size) {
   void* block = malloc(size);
   asm volatile("" : : "r"(block) : "memory");
