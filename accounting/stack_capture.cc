@@ -40,9 +40,12 @@ constinit std::atomic<bool> g_fork_pending{false};
 
 // libunwind 1.6 keeps a per-thread trace cache of 2^14 entries of 16 bytes
 // (256 KiB, from mmap) that it quadruples, dropping its contents, once half
-// of it is used, i.e. past 8,192 distinct return addresses on one thread.
-// libunwind offers no call to cap it. unw_set_cache_size bounds only the
-// DWARF register-state cache, set below to 1,024 entries per thread.
+// of it is used, i.e. past 8,192 distinct return addresses on one thread
+// (src/x86_64/Gtrace.c). unw_set_cache_size bounds only the DWARF
+// register-state cache, set below to 1,024 entries per thread.
+// NOTE: libunwind offers no call to cap the trace cache, so
+// UnwinderCacheBytes counts its initial size only; a thread that samples
+// more than 8,192 distinct return addresses holds 1 MiB or more.
 constexpr uint64_t kTraceCacheBytes = 256 * 1024;
 constexpr size_t kRegisterStateCacheEntries = 1024;
 

@@ -22,6 +22,7 @@
 
 #include "gtest/gtest.h"
 #include "memward/memward.h"
+#include "accounting/stack_capture.h"
 #include "tests/unit/sampler_test_util.h"
 
 namespace memward::testing {
@@ -193,6 +194,26 @@ TEST_F(SamplerStatisticsTest, StackStartsAtCallSite) {
   ASSERT_NE(dladdr(reinterpret_cast<void*>(found->frames[0] - 1), &info), 0);
   ASSERT_NE(info.dli_sname, nullptr);
   EXPECT_NE(std::strstr(info.dli_sname, "AllocateAtOneSite"), nullptr) << info.dli_sname;
+}
+
+// The frame-pointer mode also starts at the program's call: this file is
+// compiled with frame pointers, and so is the sampler's slow path.
+TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
+  ASSERT_TRUE(accounting::SetSampleInterval(1));
+  EXPECT_FALSE(accounting::LoadUnwinder(/*frame_pointers=*/true));
+  std::vector<accounting::SampleRecord> samples;
+  std::thread worker([&] {
+    void* block = AllocateAtOneSite(100);
+    samples = SamplesOfThread(CurrentThreadId());
+    free(block);
+  });
+  worker.join();
+  EXPECT_TRUE(accounting::LoadUnwinder(/*frame_pointers=*/false));
+  int found = 0;
+  for (const accounting::SampleRecord& sample : samples) {
+    if (sample.requested_bytes == 100 && FromPatternSite(sample)) found++;
+  }
+  EXPECT_EQ(found, 1);
 }
 
 // Site totals keep the samples of freed blocks (pprof's alloc_space).
