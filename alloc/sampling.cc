@@ -99,7 +99,8 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
     // memory, so dropping the old gap's rest biases nothing.
     state.sample_epoch = EpochOf(config);
     StartGap(state, interval);
-    state.sample_countdown -= static_cast<int64_t>(size);
+    state.sample_countdown =
+        static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
   }
   while (state.sample_countdown < 0 && state.sample_gap_rest > 0) FeedGap(state);
   if (state.sample_countdown >= 0) return false;

@@ -32,9 +32,12 @@ namespace memward::alloc {
 
 // Subtracts `size` from the thread's countdown; returns whether it crossed
 // zero, which sends the allocation to the sampler's slow path.
+// The subtraction is done modulo 2^64, so a size above INT64_MAX (an
+// allocation that fails anyway) cannot overflow the signed countdown.
 MEMWARD_ALWAYS_INLINE bool SampleCountdownCrossed(size_t size) {
   ThreadState& state = t_thread_state;
-  state.sample_countdown -= static_cast<int64_t>(size);
+  state.sample_countdown =
+      static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
   return MEMWARD_UNLIKELY(state.sample_countdown < 0);
 }
 

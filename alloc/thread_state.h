@@ -67,6 +67,8 @@ struct ThreadState {
   uint32_t sample_thread_id = 0;
 };
 
+static_assert(sizeof(ThreadState) <= 160, "keep the initial-exec TLS block small");
+
 // constinit: the TLS image holds the initial value, so no per-access
 // initialisation check is compiled into the fast path.
 extern constinit thread_local ThreadState t_thread_state __attribute__((tls_model("initial-exec")));
