@@ -125,6 +125,13 @@ void PauseCapturesForFork() {
 
 void ResumeCapturesAfterFork() { g_fork_pending.store(false); }
 
+// A thread of the parent may have counted itself in just before the fork
+// and seen the flag too late to leave; no such thread exists in the child.
+void ResumeCapturesInChild() {
+  g_captures_running.store(0);
+  g_fork_pending.store(false);
+}
+
 MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm) {
   g_captures_running.fetch_add(1);
   if (g_fork_pending.load()) {

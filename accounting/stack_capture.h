@@ -31,6 +31,7 @@ uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
 // handlers call these first and last.
 void PauseCapturesForFork();
 void ResumeCapturesAfterFork();
+void ResumeCapturesInChild();
 
 // Estimated bytes of libunwind's per-thread caches (see stack_capture.cc).
 uint64_t UnwinderCacheBytes();

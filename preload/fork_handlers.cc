@@ -46,7 +46,7 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
-  accounting::ResumeCapturesAfterFork();
+  accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
   alloc::RestartDeferredFeaturesInChild();
 }
