@@ -6,6 +6,8 @@
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
 //                        free does;
+//   BM_SampledArenaPair  mallocx and dallocx in the sampler's arena without a
+//                        thread cache, as a sampled block is served;
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
@@ -19,6 +21,8 @@
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
+#include "alloc/arena_registry.h"
+#include "alloc/engine.h"
 #include "alloc/thread_state.h"
 
 namespace {
@@ -70,6 +74,20 @@ void BM_SampleBookkeeping(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SampleBookkeeping);
+
+// The sampler's arena without a thread cache, which a sampled block costs on
+// top of the capture and the bookkeeping.
+void BM_SampledArenaPair(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  const int flags = memward::alloc::SlotAt(memward::alloc::SampledArenaSlot()).arena_flag |
+                    memward::alloc::kMallocxTcacheNone;
+  for (auto _ : state) {
+    void* pointer = mwje_mallocx(64, flags);
+    benchmark::DoNotOptimize(pointer);
+    mwje_dallocx(pointer, memward::alloc::kMallocxTcacheNone);
+  }
+}
+BENCHMARK(BM_SampledArenaPair);
 
 void MallocFreePair(benchmark::State& state) {
   for (auto _ : state) {
