@@ -83,8 +83,8 @@ struct SamplerStats {
   uint64_t live_samples;
   uint64_t table_bytes;  // the tables' block in memward's arena
   uint64_t table_resident_bytes;  // of those, in resident pages
-  // Estimate of libunwind's per-thread caches: 256 KiB for each thread that
-  // has warmed libunwind up since start (see stack_capture.cc).
+  // Estimate of libunwind's per-thread caches: 256 KiB for each live thread
+  // that has warmed libunwind up (see stack_capture.cc).
   uint64_t unwinder_cache_bytes;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off
 };

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <sched.h>
 #include <libunwind.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <atomic>
@@ -27,7 +28,13 @@ using SetCacheSizeFunction = int (*)(unw_addr_space_t, size_t, int);
 // Written by LoadUnwinder outside malloc; read inside malloc.
 constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<bool> g_frame_pointers{false};
+// Live threads that have warmed libunwind up. Each such thread sets
+// `g_warm_key`, whose destructor counts the thread out when it exits.
 constinit std::atomic<uint64_t> g_warm_threads{0};
+constinit pthread_key_t g_warm_key = 0;
+constinit std::atomic<bool> g_warm_key_ready{false};
+
+void ForgetWarmThread(void*) { g_warm_threads.fetch_sub(1, std::memory_order_relaxed); }
 
 // Fork safety: libunwind takes internal mutexes while it steps through
 // frames, and a child forked while another thread held one would block on it
@@ -98,6 +105,9 @@ bool OpenLibunwind() {
               "captured with frame pointers");
     return false;
   }
+  if (pthread_key_create(&g_warm_key, ForgetWarmThread) == 0) {
+    g_warm_key_ready.store(true, std::memory_order_release);
+  }
   set_policy(*address_space, UNW_CACHE_PER_THREAD);
   if (set_size != nullptr) set_size(*address_space, kRegisterStateCacheEntries, 0);
   g_backtrace.store(backtrace, std::memory_order_release);
@@ -127,9 +137,10 @@ void ResumeCapturesAfterFork() { g_fork_pending.store(false); }
 
 // A thread of the parent may have counted itself in just before the fork
 // and seen the flag too late to leave; no such thread exists in the child.
-void ResumeCapturesInChild() {
+void ResumeCapturesInChild(bool thread_warm) {
   g_captures_running.store(0);
   g_fork_pending.store(false);
+  g_warm_threads.store(thread_warm ? 1 : 0, std::memory_order_relaxed);
 }
 
 MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm) {
@@ -152,6 +163,11 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
       backtrace(reinterpret_cast<void**>(buffer), capacity);
       *warm = 1;
       g_warm_threads.fetch_add(1, std::memory_order_relaxed);
+      // May allocate (glibc's second-level key block); the caller has made
+      // such allocations untagged and unsampled.
+      if (g_warm_key_ready.load(std::memory_order_acquire)) {
+        pthread_setspecific(g_warm_key, reinterpret_cast<void*>(1));
+      }
     }
     depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
   } else {

@@ -31,9 +31,12 @@ uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
 // handlers call these first and last.
 void PauseCapturesForFork();
 void ResumeCapturesAfterFork();
-void ResumeCapturesInChild();
+// In the child: `thread_warm` tells whether the forking thread, the only
+// one left, has warmed libunwind up.
+void ResumeCapturesInChild(bool thread_warm);
 
-// Estimated bytes of libunwind's per-thread caches (see stack_capture.cc).
+// Estimated bytes of libunwind's per-thread caches of the live threads that
+// have used it (see stack_capture.cc).
 uint64_t UnwinderCacheBytes();
 
 }  // namespace memward::accounting

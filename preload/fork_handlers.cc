@@ -14,6 +14,7 @@
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/sampling.h"
+#include "alloc/thread_state.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
 
@@ -46,7 +47,7 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
-  accounting::ResumeCapturesInChild();
+  accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
   alloc::ForgetThreadIdInChild();
   alloc::RestartDeferredFeaturesInChild();
 }

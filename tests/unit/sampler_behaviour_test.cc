@@ -199,6 +199,7 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
 // Threads exit while others sample; their blocks outlive them.
 TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t live = LiveSamples();
+  const uint64_t unwinder_bytes = accounting::GetSamplerStats().unwinder_cache_bytes;
   std::mutex mutex;
   std::vector<void*> survivors;
   survivors.reserve(64 * 50);
@@ -226,6 +227,8 @@ TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t before_free = LiveSamples();
   for (void* block : survivors) free(block);
   EXPECT_EQ(LiveSamples(), before_free - survivors.size());
+  // Each thread warmed libunwind up and counted its cache out at exit.
+  EXPECT_EQ(accounting::GetSamplerStats().unwinder_cache_bytes, unwinder_bytes);
 }
 
 // Four threads sample while the main thread forks; each child samples,
