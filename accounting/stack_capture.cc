@@ -52,7 +52,7 @@ constinit std::atomic<bool> g_fork_pending{false};
 // register-state cache, set below to 1,024 entries per thread.
 // NOTE: libunwind offers no call to cap the trace cache, so
 // UnwinderCacheBytes counts its initial size only; a thread that samples
-// more than 8,192 distinct return addresses holds 1 MiB or more.
+// more than 8,192 distinct return addresses uses 1 MiB or more.
 constexpr uint64_t kTraceCacheBytes = 256 * 1024;
 constexpr size_t kRegisterStateCacheEntries = 1024;
 

@@ -31,7 +31,7 @@ uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
 // handlers call these first and last.
 void PauseCapturesForFork();
 void ResumeCapturesAfterFork();
-// In the child: `thread_warm` tells whether the forking thread, the only
+// In the child: `thread_warm` is whether the forking thread, the only
 // one left, has warmed libunwind up.
 void ResumeCapturesInChild(bool thread_warm);
 
