@@ -29,6 +29,10 @@ enum class SettingId : int {
   kDedicatedArenas,
   kRequestArenas,
   kCgroupRoot,
+  kSampleInterval,
+  kSampleFramePointers,
+  kSampleMaxEntries,
+  kSampleMaxBytes,
   kNumSettings,
 };
 
@@ -88,6 +92,21 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "The directory the cgroup monitor reads proc/self/cgroup, proc/self/mountinfo and "
      "the cgroup mounts under; tests point it at a prepared tree.",
      "/"},
+    {SettingId::kSampleInterval, "sample_interval", SettingKind::kSize, 512 * kKiB, 0, kGiB,
+     false,
+     "Mean number of allocated bytes between two sampled allocations (with their stacks); "
+     "0 turns sampling off."},
+    {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
+     "Capture sampled stacks by following frame pointers instead of with libunwind; only "
+     "for hosts built with -fno-omit-frame-pointer."},
+    {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
+     1 << 20, false,
+     "Max live samples and max distinct sampled call sites kept; later samples are dropped "
+     "and counted. Read at start-up."},
+    {SettingId::kSampleMaxBytes, "sample_max_bytes", SettingKind::kSize, 8 * kMiB, 64 * kKiB,
+     kGiB, false,
+     "Max bytes of memward's arena for the sample tables (about 700 bytes per entry); "
+     "lowers sample_max_entries to fit. Read at start-up."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

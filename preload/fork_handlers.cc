@@ -1,15 +1,23 @@
-// memward's locks across fork: the cgroup monitor's first, then in the order
-// of alloc/arena_registry.h (registry, arenas, thread list); then jemalloc's
-// own handlers take its locks.
+// memward's locks across fork, taken in this order: the cgroup monitor's
+// (it allocates while holding its mutex, so it comes before every lock an
+// allocation may take); running stack captures are waited for; the sampler's
+// control and snapshot locks; then the order of alloc/arena_registry.h
+// (registry, arenas, thread list). jemalloc's own handlers then take its
+// locks. Parent and child release them in the reverse order.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
 #include "accounting/cgroup_monitor.h"
+#include "accounting/sample_table.h"
+#include "accounting/sampler.h"
+#include "accounting/stack_capture.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/sampling.h"
+#include "alloc/thread_state.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
 
@@ -20,6 +28,9 @@ void Prepare() {
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
+  accounting::PauseCapturesForFork();
+  accounting::LockSamplerForFork();
+  accounting::LockSampleTableForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -29,6 +40,9 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesAfterFork();
   accounting::UnlockCgroupMonitorInParent();
 }
 
@@ -38,6 +52,10 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
+  alloc::ForgetThreadIdInChild();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();
 }
