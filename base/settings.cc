@@ -92,6 +92,15 @@ bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length
   }
   *error = SettingError::kInvalidValue;
   if (spec.kind == SettingKind::kBool) return ParseBool(value, length, out);
+  if (spec.kind == SettingKind::kText) {
+    // The text itself is stored by the caller; only its length is checked.
+    if (length > kMaxSettingText) {
+      *error = SettingError::kOutOfRange;
+      return false;
+    }
+    *out = static_cast<int64_t>(length);
+    return true;
+  }
   if (spec.allows_never && EqualsIgnoringCase(value, length, "never")) {
     *out = -1;
     return true;
@@ -137,6 +146,8 @@ size_t FormatSettingValue(const SettingSpec& spec, int64_t value, char* buffer,
         return Format(buffer, capacity, "%lldk", static_cast<long long>(value / kKiB));
       }
       return Format(buffer, capacity, "%lld", static_cast<long long>(value));
+    case SettingKind::kText:
+      return Format(buffer, capacity, "%lld bytes", static_cast<long long>(value));
     case SettingKind::kTime:
       if (value < 0) return Format(buffer, capacity, "never");
       if (value != 0 && value % 1000 == 0) {
@@ -152,6 +163,7 @@ const char* DescribeSettingKind(const SettingSpec& spec) {
     case SettingKind::kBool: return "true or false";
     case SettingKind::kCount: return "a whole number";
     case SettingKind::kSize: return "a size in bytes with an optional k, m or g suffix";
+    case SettingKind::kText: return "text without commas, at most 255 bytes";
     case SettingKind::kTime:
       return spec.allows_never ? "a time with ms or s, or never" : "a time with ms or s";
   }
@@ -185,6 +197,11 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
   if (spec.kind == SettingKind::kBool) {
     return Format(buffer, capacity, "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping %s",
                   reason, value, spec.name, DescribeSettingKind(spec), fallback);
+  }
+  if (spec.kind == SettingKind::kText) {
+    return Format(buffer, capacity,
+                  "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping the current value",
+                  reason, value, spec.name, DescribeSettingKind(spec));
   }
   return Format(buffer, capacity,
                 "MEMWARD_CONF: %s \"%s\" for %s (expected %s, from %s to %s); keeping %s",
@@ -227,7 +244,11 @@ int ParseSettings(const char* text, Settings* settings, SettingProblemHandler ha
     int64_t parsed = 0;
     if (problem.spec != nullptr &&
         ParseSettingValue(*problem.spec, value, problem.value_length, &parsed, &problem.error)) {
-      settings->Set(problem.spec->id, parsed);
+      if (problem.spec->kind == SettingKind::kText) {
+        settings->SetText(problem.spec->id, value, problem.value_length);
+      } else {
+        settings->Set(problem.spec->id, parsed);
+      }
       continue;
     }
     problems++;

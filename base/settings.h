@@ -16,7 +16,7 @@
 
 namespace memward::base {
 
-enum class SettingKind { kBool, kCount, kSize, kTime };
+enum class SettingKind { kBool, kCount, kSize, kTime, kText };
 
 enum class SettingId : int {
   kStrict,
@@ -28,13 +28,16 @@ enum class SettingId : int {
   kStatsAtExit,
   kDedicatedArenas,
   kRequestArenas,
+  kCgroupRoot,
   kNumSettings,
 };
 
 inline constexpr int kNumSettings = static_cast<int>(SettingId::kNumSettings);
 
 // One row of the settings table. Times are stored in milliseconds and sizes
-// in bytes; -1 stands for `never` in a time that allows it.
+// in bytes; -1 stands for `never` in a time that allows it. A text setting
+// (a path, a name) keeps its value in Settings' own buffer; its row's
+// default_text is the default, and its number is the text's length.
 struct SettingSpec {
   SettingId id;
   const char* name;
@@ -44,12 +47,16 @@ struct SettingSpec {
   int64_t max_value;
   bool allows_never;
   const char* help;
+  const char* default_text = nullptr;
 };
 
 inline constexpr int64_t kKiB = 1024;
 inline constexpr int64_t kMiB = 1024 * kKiB;
 inline constexpr int64_t kGiB = 1024 * kMiB;
 inline constexpr int64_t kHourMs = 3600 * 1000;
+// The longest value of a text setting, in bytes. MEMWARD_CONF separates
+// pairs with commas, so a text value cannot contain one.
+inline constexpr size_t kMaxSettingText = 255;
 
 // The settings table. The reasons for the defaults are written where alloc/
 // uses them.
@@ -77,6 +84,10 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kRequestArenas, "request_arenas", SettingKind::kCount, 64, 0, 1024, false,
      "Most arenas in the request pool, so the most requests open at once with "
      "their own arena; later requests are counted in their tenant's arena."},
+    {SettingId::kCgroupRoot, "cgroup_root", SettingKind::kText, 0, 0, 0, false,
+     "The directory the cgroup monitor reads proc/self/cgroup, proc/self/mountinfo and "
+     "the cgroup mounts under; tests point it at a prepared tree.",
+     "/"},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.
@@ -87,15 +98,39 @@ const SettingSpec* FindSetting(const char* name, size_t length);
 // malloc can be called before the constructors of memward's own library.
 class Settings {
  public:
-  constexpr Settings() : values_{} {
-    for (const SettingSpec& spec : kSettingSpecs) Set(spec.id, spec.default_value);
+  constexpr Settings() : values_{}, texts_{} {
+    for (const SettingSpec& spec : kSettingSpecs) {
+      if (spec.kind == SettingKind::kText) {
+        SetText(spec.id, spec.default_text, TextLength(spec.default_text));
+      } else {
+        Set(spec.id, spec.default_value);
+      }
+    }
   }
   int64_t Get(SettingId id) const { return values_[static_cast<int>(id)]; }
   bool GetBool(SettingId id) const { return Get(id) != 0; }
   constexpr void Set(SettingId id, int64_t value) { values_[static_cast<int>(id)] = value; }
 
+  // The value of a text setting, NUL-terminated.
+  const char* GetText(SettingId id) const { return texts_[static_cast<int>(id)]; }
+  // Stores `length` bytes of `text` (at most kMaxSettingText) for a text setting.
+  constexpr void SetText(SettingId id, const char* text, size_t length) {
+    char* slot = texts_[static_cast<int>(id)];
+    if (length > kMaxSettingText) length = kMaxSettingText;
+    for (size_t i = 0; i < length; i++) slot[i] = text[i];
+    slot[length] = '\0';
+    values_[static_cast<int>(id)] = static_cast<int64_t>(length);
+  }
+
  private:
+  static constexpr size_t TextLength(const char* text) {
+    size_t length = 0;
+    while (text != nullptr && text[length] != '\0') length++;
+    return length;
+  }
+
   int64_t values_[kNumSettings];
+  char texts_[kNumSettings][kMaxSettingText + 1];
 };
 
 // The reason a `key=value` pair was not applied.

@@ -21,7 +21,10 @@ void PrintMarkdown() {
     FormatSettingValue(spec, spec.default_value, fallback, sizeof(fallback));
     FormatSettingValue(spec, spec.min_value, low, sizeof(low));
     FormatSettingValue(spec, spec.max_value, high, sizeof(high));
-    if (spec.kind == SettingKind::kBool) {
+    if (spec.kind == SettingKind::kText) {
+      printf("| `%s` | `%s` | %s | %s |\n", spec.name, spec.default_text,
+             DescribeSettingKind(spec), spec.help);
+    } else if (spec.kind == SettingKind::kBool) {
       printf("| `%s` | `%s` | %s | %s |\n", spec.name, fallback, DescribeSettingKind(spec),
              spec.help);
     } else {
@@ -41,6 +44,10 @@ int Check(const char* text) {
   Settings settings;
   int problems = ParseSettings(text, &settings, PrintProblem, nullptr);
   for (const SettingSpec& spec : kSettingSpecs) {
+    if (spec.kind == SettingKind::kText) {
+      printf("%s=%s\n", spec.name, settings.GetText(spec.id));
+      continue;
+    }
     char value[32];
     FormatSettingValue(spec, settings.Get(spec.id), value, sizeof(value));
     printf("%s=%s\n", spec.name, value);

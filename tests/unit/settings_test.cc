@@ -28,6 +28,11 @@ std::vector<std::string> ParseAndCollect(const char* text, Settings* settings) {
 TEST(Settings, DefaultsComeFromTable) {
   Settings settings;
   for (const SettingSpec& spec : kSettingSpecs) {
+    if (spec.kind == SettingKind::kText) {
+      ASSERT_NE(spec.default_text, nullptr) << spec.name;
+      EXPECT_STREQ(settings.GetText(spec.id), spec.default_text) << spec.name;
+      continue;
+    }
     EXPECT_EQ(settings.Get(spec.id), spec.default_value) << spec.name;
     EXPECT_GE(spec.default_value, spec.min_value) << spec.name;
     EXPECT_LE(spec.default_value, spec.max_value) << spec.name;
@@ -47,6 +52,23 @@ TEST(Settings, ParsesEveryKind) {
   EXPECT_EQ(settings.Get(SettingId::kOversizeThreshold), 64 << 20);
   EXPECT_TRUE(settings.GetBool(SettingId::kBackgroundThread));
   EXPECT_FALSE(settings.GetBool(SettingId::kStrict));
+}
+
+TEST(Settings, TextValueIsStored) {
+  Settings settings;
+  EXPECT_TRUE(ParseAndCollect("cgroup_root = /tmp/tree ,narenas=2", &settings).empty());
+  EXPECT_STREQ(settings.GetText(SettingId::kCgroupRoot), "/tmp/tree");
+  EXPECT_EQ(settings.Get(SettingId::kNarenas), 2);
+}
+
+TEST(Settings, OverlongTextKeepsValue) {
+  Settings settings;
+  std::string text = "cgroup_root=" + std::string(kMaxSettingText + 1, 'x');
+  std::vector<std::string> messages = ParseAndCollect(text.c_str(), &settings);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("cgroup_root"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("at most 255 bytes"), std::string::npos) << messages[0];
+  EXPECT_STREQ(settings.GetText(SettingId::kCgroupRoot), "/");
 }
 
 TEST(Settings, AcceptsNeverAndBareZero) {
