@@ -22,7 +22,7 @@
 #include <atomic>
 
 #include "accounting/tenant.h"
-#include "accounting/warden_fork.h"
+#include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/scope.h"
 #include "base/log.h"
@@ -372,5 +372,9 @@ void LockWardenForFork() {
 }
 
 void UnlockWardenAfterFork() { pthread_mutex_unlock(&g_lock); }
+
+bool IsWardenThread() {
+  return g_running.load(std::memory_order_acquire) && pthread_equal(pthread_self(), g_thread);
+}
 
 }  // namespace memward::accounting

@@ -7,7 +7,7 @@
 
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
-#include "accounting/warden_fork.h"
+#include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"

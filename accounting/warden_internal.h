@@ -1,6 +1,7 @@
-// The warden's part in fork handling (preload/fork_handlers.cc).
-#ifndef MEMWARD_ACCOUNTING_WARDEN_FORK_H_
-#define MEMWARD_ACCOUNTING_WARDEN_FORK_H_
+// The warden's functions for memward's own code: its part in fork handling
+// (preload/fork_handlers.cc) and a test for the calling thread.
+#ifndef MEMWARD_ACCOUNTING_WARDEN_INTERNAL_H_
+#define MEMWARD_ACCOUNTING_WARDEN_INTERNAL_H_
 
 namespace memward::accounting {
 
@@ -11,6 +12,9 @@ void LockWardenForFork();
 // Releases it in the parent and in the child.
 void UnlockWardenAfterFork();
 
+// Returns whether the calling thread is the running warden thread.
+bool IsWardenThread();
+
 }  // namespace memward::accounting
 
-#endif  // MEMWARD_ACCOUNTING_WARDEN_FORK_H_
+#endif  // MEMWARD_ACCOUNTING_WARDEN_INTERNAL_H_
