@@ -8,6 +8,7 @@
 
 #include <atomic>
 
+#include "accounting/cgroup_monitor.h"
 #include "accounting/decision_log.h"
 #include "accounting/pressure_admission.h"
 #include "accounting/reclaimer_registry.h"
@@ -30,9 +31,21 @@ constexpr int64_t kReclaimNowTimeoutNs = 10LL * 1000 * 1000 * 1000;
 
 PressureInput NoInput(void*) { return PressureInput{}; }
 
-// Written before the periodic task is registered (StartPressureService) or
-// by tests before the service starts; read on the warden thread.
-constinit std::atomic<PressureInputSource> g_source{NoInput};
+// The default source: the process's cgroup monitor. A reading without a
+// memory controller (ok false) leaves the level at normal.
+PressureInput CgroupInput(void*) {
+  const CgroupReading reading = ProcessCgroupMonitor().Read();
+  PressureInput input;
+  input.ok = reading.ok;
+  input.limit_bytes = reading.limit_bytes;
+  input.working_set_bytes = reading.working_set_bytes;
+  input.psi_some_avg10 = reading.psi_some_avg10;
+  input.psi_full_avg10 = reading.psi_full_avg10;
+  return input;
+}
+
+// Written by tests before they step the service; read on the warden thread.
+constinit std::atomic<PressureInputSource> g_source{CgroupInput};
 constinit std::atomic<void*> g_source_context{nullptr};
 
 // The ladder and the decay in force. Touched only on the warden thread,
@@ -153,11 +166,46 @@ void ServeReclaimRequest() {
   pthread_mutex_unlock(&g_state_lock);
 }
 
+// The pressure descriptor watched now and the monitor generation it came
+// from. Touched only on the warden thread (and by StartPressureService
+// before the task is registered).
+constinit int g_watched_fd = -1;
+constinit uint64_t g_watched_generation = UINT64_MAX;
+
+void Tick(void*);
+
+void OnPressureEvent(int fd, uint32_t events, void*) {
+  ProcessCgroupMonitor().AcknowledgePressureEvent();
+  Tick(nullptr);
+}
+
+// Watches the monitor's pressure descriptor, again whenever the monitor
+// replaced it (rediscovery, or the first read in a forked child).
+void RefreshPressureWatch() {
+  if (g_source.load(std::memory_order_acquire) != CgroupInput) return;
+  CgroupMonitor& monitor = ProcessCgroupMonitor();
+  const uint64_t generation = monitor.generation();
+  if (generation == g_watched_generation) return;
+  if (g_watched_fd >= 0) Warden::Get().Unwatch(g_watched_fd);
+  g_watched_fd = monitor.pressure_event_fd();
+  g_watched_generation = generation;
+  if (g_watched_fd >= 0 &&
+      !Warden::Get().Watch(g_watched_fd, monitor.pressure_event_mask(), OnPressureEvent,
+                           nullptr)) {
+    base::Log("pressure: the warden could not watch the pressure descriptor %d; "
+              "relying on the %lld ms timer",
+              g_watched_fd,
+              static_cast<long long>(Settings().Get(SettingId::kPressureInterval)));
+    g_watched_fd = -1;
+  }
+}
+
 void Tick(void*) {
   ServeReclaimRequest();
   alloc::ResetGrowth();
   PressureInputSource source = g_source.load(std::memory_order_acquire);
   const PressureInput input = source(g_source_context.load(std::memory_order_acquire));
+  RefreshPressureWatch();
   const PressureInput previous = g_last_input;
   if (!input.ok && previous.ok) RecordLevelDecision(DecisionKind::kReadFailed, 0);
   const LadderStep step = g_ladder.Evaluate(input);

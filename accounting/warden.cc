@@ -142,11 +142,15 @@ bool CreateDescriptorsLocked() {
   if (g_epoll_fd < 0 || g_timer_fd < 0 || event_fd < 0) return false;
   if (!AddToEpollLocked(WatchEntry{g_timer_fd, EPOLLIN, nullptr, nullptr})) return false;
   if (!AddToEpollLocked(WatchEntry{event_fd, EPOLLIN, nullptr, nullptr})) return false;
-  for (const WatchEntry& entry : g_watches) {
-    if (entry.fd >= 0 && !AddToEpollLocked(entry) && g_error_log_limit.Allow()) {
+  for (WatchEntry& entry : g_watches) {
+    if (entry.fd < 0 || AddToEpollLocked(entry)) continue;
+    // EBADF: a service's fork handler closed its descriptor in the child
+    // and watches a new one itself.
+    if (errno != EBADF && g_error_log_limit.Allow()) {
       base::Log("warden: epoll rejected watched fd %d (errno %d); it is no longer watched",
                 entry.fd, errno);
     }
+    entry = WatchEntry{};
   }
   ArmTimerLocked();
   return true;

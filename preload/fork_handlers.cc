@@ -1,10 +1,11 @@
-// memward's locks across fork: the warden's table lock, then the order of
-// alloc/arena_registry.h (registry, arenas, thread list); then jemalloc's own
-// handlers take its locks.
+// memward's locks across fork: the warden's table lock, then the cgroup
+// monitor's, then in the order of alloc/arena_registry.h (registry, arenas,
+// thread list); then jemalloc's own handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
+#include "accounting/cgroup_monitor.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
@@ -19,6 +20,9 @@ namespace {
 
 void Prepare() {
   accounting::LockWardenForFork();
+  // The cgroup monitor allocates while holding its mutex, so its mutex
+  // comes before every allocator lock.
+  accounting::LockCgroupMonitorForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -28,6 +32,7 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
 }
 
@@ -39,6 +44,7 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
+  accounting::ResetCgroupMonitorInChild();
   accounting::Warden::Get().RestartInChild();
 }
 
