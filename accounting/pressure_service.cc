@@ -174,6 +174,31 @@ constinit uint64_t g_watched_generation = UINT64_MAX;
 
 void Tick(void*);
 
+void WakeWarden() { Warden::Get().Wake(); }
+
+// The smallest wake-up step: below it the warden would wake for each tenant
+// batch (1 MiB) and cost more than it gains.
+constexpr uint64_t kMinWakeBytes = 2 << 20;
+
+// Sets the allocator's wake-up step to half the distance to the next
+// level's threshold, at most the pressure_wake_bytes setting, so growth
+// that could cross the threshold before the next tick wakes the warden.
+void AdaptGrowthWake(const PressureInput& input, PressureLevel level) {
+  const uint64_t configured =
+      static_cast<uint64_t>(Settings().Get(SettingId::kPressureWakeBytes));
+  if (configured == 0) return;
+  uint64_t step = configured;
+  if (input.ok && input.limit_bytes != 0 && level < PressureLevel::kCritical) {
+    const auto next = static_cast<PressureLevel>(static_cast<int>(level) + 1);
+    const uint64_t entry = g_ladder.EntryBytes(next, input.limit_bytes);
+    const uint64_t half_distance =
+        entry > input.working_set_bytes ? (entry - input.working_set_bytes) / 2 : 0;
+    if (half_distance < step) step = half_distance;
+  }
+  if (step < kMinWakeBytes) step = kMinWakeBytes;
+  alloc::SetGrowthWake(step, WakeWarden);
+}
+
 void OnPressureEvent(int fd, uint32_t events, void*) {
   ProcessCgroupMonitor().AcknowledgePressureEvent();
   Tick(nullptr);
@@ -210,6 +235,7 @@ void Tick(void*) {
   if (!input.ok && previous.ok) RecordLevelDecision(DecisionKind::kReadFailed, 0);
   const LadderStep step = g_ladder.Evaluate(input);
   ApplyStep(input, step);
+  AdaptGrowthWake(input, step.level);
 
   pthread_mutex_lock(&g_state_lock);
   g_last_input = input;
@@ -219,7 +245,6 @@ void Tick(void*) {
   pthread_mutex_unlock(&g_state_lock);
 }
 
-void WakeWarden() { Warden::Get().Wake(); }
 
 // Waits until `done` holds under g_state_lock or the timeout passes.
 template <typename Predicate>

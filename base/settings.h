@@ -114,8 +114,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      false, "How often the warden reads the cgroup's memory usage and pressure."},
     {SettingId::kPressureWakeBytes, "pressure_wake_bytes", SettingKind::kSize, 32 * kMiB, 0,
      64 * kGiB, false,
-     "Growth of memward's mapped memory since the warden last looked that wakes the "
-     "warden before its next interval; 0 turns the wake-up off."},
+     "Most heap growth (new mappings, tenant allocations) since the warden last looked "
+     "before the allocator wakes it; the warden lowers it near the next level's "
+     "threshold; 0 turns the wake-up off."},
     {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 1000, 0,
      kHourMs, false,
      "Dirty page decay while the level is soft (high and critical use 0); the "
