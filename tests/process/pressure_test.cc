@@ -8,6 +8,7 @@
 #include "accounting/pressure_service.h"
 
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <atomic>
@@ -352,6 +353,43 @@ TEST_F(PressureServiceTest, UnregisterWaitsForCallInProgress) {
   EXPECT_EQ(memward_reclaimer_unregister(id), MEMWARD_OK);
   EXPECT_TRUE(g_call_finished.load());
   reclaim.join();
+}
+
+// A child forked while the warden runs and other threads allocate steps its
+// own ladder on its own warden and calls its copy of the reclaimer.
+TEST_F(PressureServiceTest, ForkedChildRunsLadder) {
+  RecordingReclaimer reclaimer;
+  reclaimer.Refill(500 * kMiB);
+  memward_reclaimer_id id = Register(&reclaimer, "forked", 0);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < 2; i++) {
+    workers.emplace_back([&stop] {
+      while (!stop.load()) std::vector<std::string> strings(32, std::string(300, 'q'));
+    });
+  }
+  for (int round = 0; round < 3; round++) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      reclaimer.TakeTargets();
+      g_working_set.store(850 * kMiB);
+      if (!EvaluatePressureNow()) _exit(2);
+      if (CurrentPressureLevel() != PressureLevel::kSoft) _exit(3);
+      if (reclaimer.TakeTargets() != std::vector<uint64_t>{100 * kMiB}) _exit(4);
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "child ended with status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "2: no tick, 3: wrong level, 4: wrong target";
+  }
+  stop.store(true);
+  for (std::thread& worker : workers) worker.join();
+  // The parent's ladder did not move.
+  EXPECT_EQ(CurrentPressureLevel(), PressureLevel::kNormal);
+  ASSERT_NO_FATAL_FAILURE(Step(0));
+  EXPECT_EQ(memward_reclaimer_unregister(id), MEMWARD_OK);
 }
 
 TEST_F(PressureServiceTest, JsonViewsNameLevelAndDecisions) {
