@@ -375,8 +375,8 @@ MEMWARD_EXPORT int memward_reclaimer_register(const memward_reclaimer* reclaimer
   if (reclaimer == nullptr || id == nullptr) return MEMWARD_ERROR_INVALID;
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
   int status = accounting::RegisterReclaimer(*reclaimer, id);
-  // A warden that cannot start has been reported; the registration stands
-  // and is used if a later start succeeds.
+  // A warden that cannot start has been reported. The registration is kept
+  // and used if a later start succeeds.
   if (status == MEMWARD_OK) accounting::StartPressureService();
   return status;
 }

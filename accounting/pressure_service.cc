@@ -11,6 +11,7 @@
 #include "accounting/cgroup_monitor.h"
 #include "accounting/decision_log.h"
 #include "accounting/pressure_admission.h"
+#include "accounting/pressure_endpoints.h"
 #include "accounting/reclaimer_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
@@ -301,6 +302,7 @@ bool StartPressureService() {
     alloc::SetGrowthWake(static_cast<uint64_t>(settings.Get(SettingId::kPressureWakeBytes)),
                          WakeWarden);
     g_started.store(ok, std::memory_order_release);
+    RegisterPressureEndpoints();
   }
   pthread_mutex_unlock(&g_start_lock);
   return ok && Warden::Get().Start();

@@ -36,7 +36,7 @@ void SetRejectedUnderPressure(TenantId id, bool rejected);
 bool IsRejectedUnderPressure(TenantId id);
 void ClearRejectedUnderPressure();
 
-// Counts of admissions answered shed or reject for pressure.
+// Counts of admissions that returned shed or reject for pressure.
 void CountPressureAdmission(Admission answer);
 uint64_t PressureShedCount();
 uint64_t PressureRejectCount();

@@ -3,11 +3,11 @@
 // last looked passes a threshold, so a fast ramp is seen between timer
 // ticks.
 //
-// What is counted, each on a path that is already slow: every mmap that the
-// embedded jemalloc makes (alloc/engine_shims.cc), every extent memward's
-// own arenas map (alloc/extent_hooks.cc), and the net growth of each
-// tenant batch a thread publishes (alloc/routing.cc, about every 1 MiB of
-// scoped allocation). One relaxed atomic add each; malloc's fast path is
+// Three slow paths count: every mmap that the embedded jemalloc makes
+// (alloc/engine_shims.cc), every extent that memward's own arenas map
+// (alloc/extent_hooks.cc), and the net growth of each tenant batch that a
+// thread publishes (alloc/routing.cc, about every 1 MiB of scoped
+// allocation). Each costs one relaxed atomic add, and malloc's fast path is
 // untouched.
 //
 // NOTE: untagged memory that reuses pages jemalloc keeps mapped (with
@@ -29,8 +29,8 @@ using GrowthWakeFunction = void (*)();
 // warden lowers the threshold as the working set nears the next level.
 void SetGrowthWake(uint64_t threshold_bytes, GrowthWakeFunction wake);
 
-// Counts `bytes` of new mappings; calls the wake function at most once per
-// threshold crossing until ResetGrowth.
+// Counts `bytes` of heap growth. The call that takes the count past the
+// threshold calls the wake function; later calls do not until ResetGrowth.
 void NoteHeapGrowth(size_t bytes);
 
 // Called by the warden when it reads memory: restarts the count from 0.

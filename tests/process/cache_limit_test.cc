@@ -1,7 +1,7 @@
-// The cache-growth program (cache_growth.cc) run in a real memory cgroup
-// with a limit: with its LRU cache registered as a reclaimer the cgroup's
+// The cache-growth program (cache_growth.cc) runs in a real memory cgroup
+// with a limit. With its LRU cache registered as a reclaimer, the cgroup's
 // usage peaks under the high threshold and the cache ends under the soft
-// one; without it the program runs into the limit.
+// one. Without it, the program runs into the limit.
 //
 // The test creates a child of its own memory cgroup (cgroup v1's
 // memory.limit_in_bytes, or v2's memory.max), moves the program into it

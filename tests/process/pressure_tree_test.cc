@@ -1,7 +1,7 @@
 // The pressure ladder fed by the real cgroup monitor from a prepared
 // cgroup tree (v2 and v1 layouts) whose usage file the test rewrites step
 // by step: the levels, the reclaimer targets, the hysteresis on the way
-// down, the purges and the admission answers.
+// down, the purges and the admission results.
 //
 // The monitor reads the tree under the cgroup_root setting, which is read
 // at start-up, so each layout runs in a fresh process: the outer test
@@ -166,7 +166,7 @@ TEST_F(PressureTreeInner, StepsThroughLevels) {
   memward_reclaimer_id id = 0;
   ASSERT_EQ(memward_reclaimer_register(&spec, &id), MEMWARD_OK);
 
-  // "greedy" holds 40 MiB against a 20 MiB soft limit.
+  // "greedy" has 40 MiB live against a 20 MiB soft limit.
   memward_tenant_options options;
   memward_tenant_options_init(&options);
   options.soft_limit = 20 * kMiB;
@@ -196,7 +196,7 @@ TEST_F(PressureTreeInner, StepsThroughLevels) {
       {810, 0, PressureLevel::kSoft, 60, MEMWARD_SHED, MEMWARD_REASON_SOFT_LIMIT},
       {905, 0, PressureLevel::kHigh, 155, MEMWARD_SHED, MEMWARD_REASON_PRESSURE},
       {970, 0, PressureLevel::kCritical, 220, MEMWARD_REJECT, MEMWARD_REASON_PRESSURE},
-      // Falling: each level holds until 5 points under its threshold.
+      // Falling: each level stays until 5 points under its threshold.
       {910, 0, PressureLevel::kCritical, 160, MEMWARD_REJECT, MEMWARD_REASON_PRESSURE},
       {890, 0, PressureLevel::kHigh, 140, MEMWARD_SHED, MEMWARD_REASON_PRESSURE},
       {860, 0, PressureLevel::kHigh, 110, MEMWARD_SHED, MEMWARD_REASON_PRESSURE},
