@@ -38,8 +38,10 @@ void HandleReclaim(const AdminRequest& request, AdminResponse* response) {
   json.EndObject();
 }
 
-bool g_registered = false;  // guarded by g_register_lock
+// Guarded by g_register_lock.
 pthread_mutex_t g_register_lock = PTHREAD_MUTEX_INITIALIZER;
+bool g_registered = false;
+bool g_registration_ok = false;
 
 }  // namespace
 
@@ -56,9 +58,8 @@ bool ParseReclaimBytes(std::string_view text, uint64_t* bytes) {
 
 bool RegisterPressureEndpoints() {
   pthread_mutex_lock(&g_register_lock);
-  bool ok = true;
   if (!g_registered) {
-    ok = RegisterAdminEndpoint("GET", "/pressure",
+    g_registration_ok = RegisterAdminEndpoint("GET", "/pressure",
                                "pressure level, last cgroup reading, thresholds, reclaimers",
                                HandlePressure) &&
          RegisterAdminEndpoint("GET", "/decisions",
@@ -69,6 +70,7 @@ bool RegisterPressureEndpoints() {
                                HandleReclaim);
     g_registered = true;
   }
+  const bool ok = g_registration_ok;
   pthread_mutex_unlock(&g_register_lock);
   return ok;
 }

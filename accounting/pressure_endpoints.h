@@ -9,8 +9,9 @@
 
 namespace memward::accounting {
 
-// Registers the endpoints once; later calls do nothing. Returns false when
-// the endpoint table rejected one (full, or registered already elsewhere).
+// Registers the endpoints once; later calls only return the first result,
+// which is false when the endpoint table rejected one (full, or registered
+// already elsewhere).
 bool RegisterPressureEndpoints();
 
 // Parses a byte count as MEMWARD_CONF writes sizes ("64m", "1g", "4096").
