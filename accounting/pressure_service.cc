@@ -61,6 +61,10 @@ constinit pthread_cond_t g_state_changed = PTHREAD_COND_INITIALIZER;
 constinit PressureInput g_last_input{};
 constinit LadderStep g_last_step{};
 constinit uint64_t g_ticks = 0;
+// EvaluatePressureNow requests, and the last request a finished tick had
+// seen before it read its input.
+constinit uint64_t g_tick_requests = 0;
+constinit uint64_t g_tick_requests_served = 0;
 constinit uint64_t g_reclaim_request_bytes = 0;
 constinit uint64_t g_reclaim_requests = 0;   // requests handed over
 constinit uint64_t g_reclaim_completed = 0;  // requests the warden finished
@@ -152,17 +156,20 @@ void ApplyStep(const PressureInput& input, const LadderStep& step) {
   if (pass.freed_bytes > 0) PurgeAndRecord();
 }
 
-// Runs a ReclaimNow request that another thread handed over.
+// Runs the latest ReclaimNow request that another thread handed over.
+// Requests that arrive together are merged: the latest size wins, and every
+// waiting caller gets its result.
 void ServeReclaimRequest() {
   pthread_mutex_lock(&g_state_lock);
-  const bool pending = g_reclaim_requests != g_reclaim_completed;
+  const uint64_t latest = g_reclaim_requests;
+  const bool pending = latest != g_reclaim_completed;
   const uint64_t bytes = g_reclaim_request_bytes;
   pthread_mutex_unlock(&g_state_lock);
   if (!pending) return;
   const uint64_t freed = ReclaimNow(bytes);
   pthread_mutex_lock(&g_state_lock);
   g_reclaim_result = freed;
-  g_reclaim_completed = g_reclaim_requests;
+  g_reclaim_completed = latest;
   pthread_cond_broadcast(&g_state_changed);
   pthread_mutex_unlock(&g_state_lock);
 }
@@ -227,6 +234,9 @@ void RefreshPressureWatch() {
 }
 
 void Tick(void*) {
+  pthread_mutex_lock(&g_state_lock);
+  const uint64_t serving = g_tick_requests;
+  pthread_mutex_unlock(&g_state_lock);
   ServeReclaimRequest();
   alloc::ResetGrowth();
   PressureInputSource source = g_source.load(std::memory_order_acquire);
@@ -242,6 +252,7 @@ void Tick(void*) {
   g_last_input = input;
   g_last_step = step;
   g_ticks++;
+  g_tick_requests_served = serving;
   pthread_cond_broadcast(&g_state_changed);
   pthread_mutex_unlock(&g_state_lock);
 }
@@ -314,12 +325,14 @@ bool EvaluatePressureNow() {
     Tick(nullptr);
     return true;
   }
+  // A tick that had already read its input when this request was made does
+  // not count: the caller may have changed what the next reading returns.
   pthread_mutex_lock(&g_state_lock);
-  const uint64_t target = g_ticks + 1;
+  const uint64_t request = ++g_tick_requests;
   pthread_mutex_unlock(&g_state_lock);
   WakeWarden();
   pthread_mutex_lock(&g_state_lock);
-  const bool done = WaitLocked([&] { return g_ticks >= target; });
+  const bool done = WaitLocked([&] { return g_tick_requests_served >= request; });
   pthread_mutex_unlock(&g_state_lock);
   return done;
 }
