@@ -17,8 +17,8 @@ import sys
 # (name, mode, limit MiB, rate MiB/s, seconds, MEMWARD_CONF)
 CONFIGURATIONS = [
     ("timer only, 250 ms", "cycles", 256, 100, 30, "pressure_wake_bytes=0"),
-    ("timer + allocator wake-up", "cycles", 256, 100, 30, ""),
-    ("timer + allocator wake-up", "cycles", 64, 100, 20, ""),
+    ("timer + allocator wake-up", "cycles", 256, 100, 60, ""),
+    ("timer + allocator wake-up", "cycles", 64, 100, 60, ""),
     ("timer only, 250 ms", "steady", 256, 100, 10, "pressure_wake_bytes=0"),
     ("timer + allocator wake-up", "steady", 256, 100, 10, ""),
     ("timer only, 250 ms", "steady", 64, 100, 10, "pressure_wake_bytes=0"),
