@@ -70,6 +70,27 @@ bool FindKeyedValue(std::string_view text, std::string_view key, uint64_t* value
   return false;
 }
 
+bool FindMeminfoBytes(std::string_view text, std::string_view key, uint64_t* bytes) {
+  while (!text.empty()) {
+    size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+    if (line.size() <= key.size() || line.substr(0, key.size()) != key ||
+        line[key.size()] != ':') {
+      continue;
+    }
+    std::string_view value = TrimSpace(line.substr(key.size() + 1));
+    if (value.size() < 3 || value.substr(value.size() - 3) != " kB") return false;
+    uint64_t kib = 0;
+    if (!ParseByteCount(value.substr(0, value.size() - 3), false, &kib) || kib > UINT64_MAX / 1024) {
+      return false;
+    }
+    *bytes = kib * 1024;
+    return true;
+  }
+  return false;
+}
+
 CgroupFileReader::Result CgroupFileReader::ReadText(const std::string& path, bool report_missing,
                                                     const char* fallback, std::string* text) {
   text->clear();

@@ -23,6 +23,10 @@ bool ParseByteCount(std::string_view text, bool allow_max, uint64_t* value);
 // memory.events, memory.oom_control) and parses the number.
 bool FindKeyedValue(std::string_view text, std::string_view key, uint64_t* value);
 
+// Finds "<key>: <number> kB" in the text of /proc/meminfo and returns the
+// number in bytes.
+bool FindMeminfoBytes(std::string_view text, std::string_view key, uint64_t* bytes);
+
 // Reads files and reports problems. Each path's first problem is logged
 // (which file, what was wrong, what memward uses instead); later problems
 // with the same path are not, so a broken file cannot flood stderr.

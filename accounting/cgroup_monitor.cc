@@ -85,7 +85,10 @@ const std::string* FindMemoryPath(const std::vector<ProcCgroupEntry>& entries,
 
 bool CgroupMonitor::Discover(const char* cgroup_fs_prefix, const char* proc_self_dir) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Kept without a trailing '/', so the live system's "/" is "" and paths
+  // such as prefix_ + "/proc/meminfo" read naturally in messages.
   prefix_ = cgroup_fs_prefix;
+  while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
   proc_self_dir_ = proc_self_dir;
   return DiscoverLocked();
 }
@@ -128,7 +131,7 @@ bool CgroupMonitor::DiscoverLocked() {
     std::string problem;
     found = ResolveCgroupLayout(prefix_, entries, mounts, &layout_, &problem);
     if (!problem.empty()) {
-      reader.Report("discovery under " + prefix_, problem,
+      reader.Report("discovery under " + (prefix_.empty() ? "/" : prefix_), problem,
                     found ? "reading the cgroup found there" : fallback);
     }
   }
@@ -213,12 +216,14 @@ uint64_t CgroupMonitor::ReadPhysicalMemoryLocked() {
   // MemTotal under the prefix lets a prepared tree state its machine's size;
   // a tree without proc/meminfo gets this machine's.
   std::string meminfo = prefix_ + "/proc/meminfo";
-  uint64_t kib = 0;
-  if (reader_.ReadKey(meminfo, "MemTotal:", false, "using sysconf(_SC_PHYS_PAGES)", &kib) ==
-          CgroupFileReader::Result::kOk &&
-      kib > 0) {
-    return kib * 1024;
+  const char* fallback = "using sysconf(_SC_PHYS_PAGES)";
+  std::string text;
+  if (reader_.ReadText(meminfo, false, fallback, &text) != CgroupFileReader::Result::kOk) {
+    return SystemPhysicalMemory();
   }
+  uint64_t bytes = 0;
+  if (FindMeminfoBytes(text, "MemTotal", &bytes) && bytes > 0) return bytes;
+  reader_.Report(meminfo, "no valid \"MemTotal: <number> kB\" line", fallback);
   return SystemPhysicalMemory();
 }
 
@@ -373,7 +378,7 @@ void CgroupMonitor::ResetInChild() {
   // in the child, so it can release it. close(2) is all that runs here;
   // reopening allocates and waits for the next Read().
   pressure_.Close();
-  if (!prefix_.empty()) reopen_pressure_ = true;
+  if (!proc_self_dir_.empty()) reopen_pressure_ = true;
   generation_++;
   mutex_.unlock();
 }
