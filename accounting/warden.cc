@@ -348,9 +348,9 @@ bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task,
 void Warden::Wake() {
   int fd = g_event_fd.load(std::memory_order_acquire);
   if (fd < 0) return;
-  uint64_t one = 1;
+  const uint64_t increment = 1;
   // EAGAIN means the counter is full and a wake-up is pending anyway.
-  [[maybe_unused]] ssize_t written = write(fd, &one, sizeof(one));
+  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
 }
 
 void Warden::RestartInChild() {
