@@ -61,7 +61,8 @@ size_t SnapshotDecisions(Decision* out);
 // Forgets every decision and count; for tests.
 void ClearDecisionLog();
 
-// Writes {"counts": {...}, "decisions": [...]} for GET /decisions.
+// Writes {"counts": {...}, "decisions": [...]} for GET /decisions. The
+// counts include the admissions shed and rejected for pressure.
 void WriteDecisionsJson(std::string* out);
 
 }  // namespace memward::accounting

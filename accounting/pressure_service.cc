@@ -79,6 +79,12 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
+int64_t ThreadCpuNs() {
+  timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
 const base::Settings& Settings() { return alloc::CurrentSettings(); }
 
 // Sets dirty_decay_ms on every initialised arena and as the default for new
@@ -152,8 +158,13 @@ void ApplyStep(const PressureInput& input, const LadderStep& step) {
   ReclaimPassResult pass =
       RunReclaimPass(step.reclaim_target_bytes, MonotonicNs(), CpuSharePercent());
   // What the reclaimers freed is dirty pages in jemalloc until purged, and
-  // the working set only falls once they are returned.
-  if (pass.freed_bytes > 0) PurgeAndRecord();
+  // the working set only falls once they are returned. The purge counts
+  // toward the reclaim CPU cap.
+  if (pass.freed_bytes > 0) {
+    const int64_t cpu_before = ThreadCpuNs();
+    PurgeAndRecord();
+    ChargeReclaimCpu(ThreadCpuNs() - cpu_before);
+  }
 }
 
 // Runs the latest ReclaimNow request that another thread handed over.

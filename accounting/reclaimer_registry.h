@@ -44,6 +44,10 @@ struct ReclaimPassResult {
 // CLOCK_MONOTONIC; `cpu_share_percent` is the reclaim_cpu_share setting.
 ReclaimPassResult RunReclaimPass(uint64_t target_bytes, int64_t now_ns, int cpu_share_percent);
 
+// Adds `cpu_ns` of other reclaim work (the purge after a pass) to the
+// current CPU-cap window. Call on the warden thread.
+void ChargeReclaimCpu(int64_t cpu_ns);
+
 // Sums the reclaimers' count(): bytes they could free now. Call on the
 // warden thread.
 uint64_t CountReclaimable();

@@ -436,6 +436,7 @@ TEST_F(PressureServiceTest, AdminEndpointsServeAndValidate) {
   AdminResponse decisions = CallEndpoint("GET", "/decisions");
   EXPECT_EQ(decisions.status, 200);
   EXPECT_NE(decisions.body.find("\"counts\""), std::string::npos) << decisions.body;
+  EXPECT_NE(decisions.body.find("\"shed_under_pressure\""), std::string::npos) << decisions.body;
 
   AdminResponse reclaim = CallEndpoint("POST", "/reclaim", {{"bytes", "1m"}});
   EXPECT_EQ(reclaim.status, 200);
