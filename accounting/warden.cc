@@ -260,6 +260,9 @@ Warden& Warden::Get() {
 }
 
 bool Warden::Start() {
+  // memward_pressure_get calls this each time; a running warden costs one
+  // load, not the lock.
+  if (g_running.load(std::memory_order_acquire)) return true;
   LockGuard guard;
   if (g_running.load(std::memory_order_acquire)) return true;
   g_stop_requested.store(false, std::memory_order_release);
