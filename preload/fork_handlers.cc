@@ -1,9 +1,10 @@
-// memward's locks across fork, taken in this order: the cgroup monitor's
-// (it allocates while holding its mutex, so it comes before every lock an
-// allocation may take); running stack captures are waited for; the sampler's
-// control and snapshot locks; then the order of alloc/arena_registry.h
-// (registry, arenas, thread list). jemalloc's own handlers then take its
-// locks. Parent and child release them in the reverse order.
+// memward's locks across fork, taken in this order: the warden's table lock;
+// the cgroup monitor's (it allocates while holding its mutex, so it comes
+// before every lock an allocation may take); running stack captures are
+// waited for; the sampler's control and snapshot locks; then the order of
+// alloc/arena_registry.h (registry, arenas, thread list). jemalloc's own
+// handlers then take its locks. Parent and child release them in the reverse
+// order.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
@@ -13,6 +14,8 @@
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
 #include "accounting/tenant_registry.h"
+#include "accounting/warden.h"
+#include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
@@ -25,6 +28,7 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::LockWardenForFork();
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
@@ -44,6 +48,7 @@ void Parent() {
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesAfterFork();
   accounting::UnlockCgroupMonitorInParent();
+  accounting::UnlockWardenAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -56,8 +61,10 @@ void Child() {
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
   alloc::ForgetThreadIdInChild();
+  accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();
+  accounting::Warden::Get().RestartInChild();
 }
 
 void Install() {

@@ -1,5 +1,6 @@
 // libmemward.so: the library that programs link against to use memward's API.
 #include "accounting/sampler.h"
+#include "accounting/pressure_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -12,6 +13,9 @@ __attribute__((constructor)) void StartLinkedLibrary() {
   memward::preload::InstallForkHandlers();
   memward::alloc::StartDeferredFeatures();
   memward::accounting::StartSampler();
+  if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
+    memward::accounting::StartPressureService();
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // LD_PRELOAD. It serves the same API as libmemward.so, for programs that look
 // it up with dlsym or declare it weak (include/memward/memward.h).
 #include "accounting/sampler.h"
+#include "accounting/pressure_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -14,6 +15,9 @@ __attribute__((constructor)) void StartPreloadedLibrary() {
   memward::preload::InstallForkHandlers();
   memward::alloc::StartDeferredFeatures();
   memward::accounting::StartSampler();
+  if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
+    memward::accounting::StartPressureService();
+  }
 }
 
 }  // namespace
