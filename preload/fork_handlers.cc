@@ -1,10 +1,13 @@
-// memward's locks across fork, in the order of alloc/arena_registry.h:
-// registry, arenas, thread list; then jemalloc's own handlers take its locks.
+// memward's locks across fork: the warden's table lock, then the order of
+// alloc/arena_registry.h (registry, arenas, thread list); then jemalloc's own
+// handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
 #include "accounting/tenant_registry.h"
+#include "accounting/warden.h"
+#include "accounting/warden_fork.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
@@ -15,6 +18,7 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::LockWardenForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -24,6 +28,7 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockWardenAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -32,7 +37,9 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
+  accounting::Warden::Get().RestartInChild();
 }
 
 void Install() {
