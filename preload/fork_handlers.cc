@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 
+#include "accounting/admin_service.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_fork.h"
@@ -40,6 +41,9 @@ void Child() {
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::Warden::Get().RestartInChild();
+  // After the warden's restart, so that the admin server's watch is removed
+  // from the child's new epoll set, not from the one shared with the parent.
+  accounting::ResetAdminServiceInChild();
 }
 
 void Install() {

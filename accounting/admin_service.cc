@@ -1,0 +1,156 @@
+#include "accounting/admin_service.h"
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string_view>
+
+#include "accounting/admin_handlers.h"
+#include "accounting/admin_server.h"
+#include "accounting/tenant.h"
+#include "accounting/warden.h"
+#include "alloc/bootstrap.h"
+#include "base/log.h"
+
+namespace memward::accounting {
+namespace {
+
+// Guards g_server's life cycle (open, close) and g_started. Handlers never
+// take it, so Stop may wait for a running handler while holding it.
+pthread_mutex_t g_service_lock = PTHREAD_MUTEX_INITIALIZER;
+// Created once and never deleted, so the warden thread and the exit
+// handler never see it destroyed by static destructors.
+AdminServer* g_server = nullptr;
+bool g_started = false;
+// The process whose socket g_server serves; differs from getpid() in a
+// forked child until the child's server is open.
+std::atomic<pid_t> g_owner_pid{0};
+std::atomic<bool> g_reopen_pending{false};
+
+// Guards the copies of the address that AdminSocketPath and AdminTcpPort
+// return; a leaf lock.
+pthread_mutex_t g_info_lock = PTHREAD_MUTEX_INITIALIZER;
+std::string* g_socket_path = nullptr;
+int g_tcp_port = 0;
+
+class Locker {
+ public:
+  explicit Locker(pthread_mutex_t* mutex) : mutex_(mutex) { pthread_mutex_lock(mutex_); }
+  ~Locker() { pthread_mutex_unlock(mutex_); }
+  Locker(const Locker&) = delete;
+  Locker& operator=(const Locker&) = delete;
+
+ private:
+  pthread_mutex_t* mutex_;
+};
+
+void PublishAddress(const AdminServer& server) {
+  Locker lock(&g_info_lock);
+  if (g_socket_path == nullptr) g_socket_path = new std::string();
+  *g_socket_path = server.is_open() ? server.socket_path() : std::string();
+  g_tcp_port = server.is_open() ? server.tcp_port() : 0;
+}
+
+AdminServerOptions OptionsFromSettings() {
+  using base::SettingId;
+  const base::Settings& settings = alloc::CurrentSettings();
+  AdminServerOptions options;
+  std::string_view pattern = settings.GetText(SettingId::kAdminSocket);
+  if (!pattern.empty() && pattern != "off") {
+    options.socket_path = ExpandSocketPath(std::string(pattern), getpid());
+  }
+  options.allowed_group = static_cast<uint32_t>(settings.Get(SettingId::kAdminGroup));
+  options.tcp_port = static_cast<int>(settings.Get(SettingId::kAdminTcpPort));
+  options.tcp_any_address = settings.GetBool(SettingId::kAdminTcpAny);
+  options.timeout_ms = settings.Get(SettingId::kAdminTimeout);
+  options.max_connections = static_cast<int>(settings.Get(SettingId::kAdminMaxConnections));
+  return options;
+}
+
+void OnServerReady(int fd, uint32_t events, void* context) {
+  static_cast<AdminServer*>(context)->HandleEvents();
+}
+
+// Opens g_server from the settings and watches it. Requires g_service_lock.
+void OpenAndWatchLocked() {
+  AdminServerOptions options = OptionsFromSettings();
+  if (options.socket_path.empty() && options.tcp_port == 0) return;
+  std::string error;
+  if (!g_server->Open(options, &error)) {
+    base::Log("admin server not started: %s", error.c_str());
+    return;
+  }
+  g_owner_pid.store(getpid(), std::memory_order_release);
+  if (!Warden::Get().Watch(g_server->poll_fd(), EPOLLIN, OnServerReady, g_server)) {
+    base::Log("admin server not started: the warden's watch table is full");
+    g_server->Close(true);
+    return;
+  }
+  PublishAddress(*g_server);
+  Warden::Get().Start();
+}
+
+// A periodic warden task: opens the child's server after fork.
+void ReopenInChild(void*) {
+  if (!g_reopen_pending.exchange(false, std::memory_order_acq_rel)) return;
+  Locker lock(&g_service_lock);
+  if (g_server == nullptr || g_server->is_open()) return;
+  OpenAndWatchLocked();
+}
+
+void StopAtExit() { StopAdminService(); }
+
+}  // namespace
+
+void StartAdminService() {
+  alloc::Bootstrap();
+  MemwardAllocationScope scope;
+  Locker lock(&g_service_lock);
+  if (g_started) return;
+  g_started = true;
+  RegisterCoreAdminEndpoints();
+  g_server = new AdminServer();
+  OpenAndWatchLocked();
+  // The period bounds how long a forked child runs without its server when
+  // the wake-up after fork is lost; the task does nothing otherwise.
+  Warden::Get().AddPeriodic("admin-reopen", 1000, ReopenInChild, nullptr);
+  atexit(StopAtExit);
+}
+
+void StopAdminService() {
+  Locker lock(&g_service_lock);
+  if (g_server == nullptr || !g_server->is_open()) return;
+  Warden::Get().Unwatch(g_server->poll_fd());
+  const bool owner = g_owner_pid.load(std::memory_order_acquire) == getpid();
+  g_server->Close(/*unlink_socket=*/owner);
+  PublishAddress(*g_server);
+}
+
+void ResetAdminServiceInChild() {
+  // Only this thread exists in the child; a lock held by another thread of
+  // the parent at fork would never be released.
+  g_service_lock = PTHREAD_MUTEX_INITIALIZER;
+  g_info_lock = PTHREAD_MUTEX_INITIALIZER;
+  if (g_server == nullptr || !g_server->is_open()) return;
+  // The warden has made a new epoll set for the child already, so this
+  // removes the watch from the child's set only.
+  Warden::Get().Unwatch(g_server->poll_fd());
+  g_server->Close(/*unlink_socket=*/false);
+  g_reopen_pending.store(true, std::memory_order_release);
+  Warden::Get().Wake();
+}
+
+std::string AdminSocketPath() {
+  Locker lock(&g_info_lock);
+  return g_socket_path == nullptr ? std::string() : *g_socket_path;
+}
+
+int AdminTcpPort() {
+  Locker lock(&g_info_lock);
+  return g_tcp_port;
+}
+
+}  // namespace memward::accounting
