@@ -168,8 +168,8 @@ void HandlePurge(const AdminRequest& request, AdminResponse* response) {
   JsonWriter json(&response->body);
   json.BeginObject();
   json.Key("purged_bytes").Uint(purged);
-  json.Key("resident_bytes_before").Uint(before.resident);
-  json.Key("resident_bytes_after").Uint(after.resident);
+  json.Key("resident_before_bytes").Uint(before.resident);
+  json.Key("resident_after_bytes").Uint(after.resident);
   json.EndObject();
   response->body.push_back('\n');
 }
