@@ -257,6 +257,7 @@ void AdminServer::ReadRequest(Connection* connection) {
     if (got < 0 && errno != EAGAIN) peer_closed = true;
     break;
   }
+
   AdminRequest request;
   HttpParseResult result = ParseHttpRequest(connection->input, limits, &request);
   if (result.status == HttpParseStatus::kError) {

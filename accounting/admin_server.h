@@ -5,7 +5,8 @@
 // The server owns one epoll set over its listeners, its connections and a
 // timerfd for connection deadlines. Its owner watches poll_fd() (the warden
 // does, see accounting/admin_service.h) and calls HandleEvents() when it is
-// readable; HandleEvents never blocks. Every connection gets one request and
+// readable. HandleEvents does not wait for I/O: every socket is
+// non-blocking, and it waits on epoll with a zero timeout. Every connection gets one request and
 // one response, then the server closes it ("Connection: close").
 //
 // Limits: the request size limits of HttpLimits, a deadline per connection

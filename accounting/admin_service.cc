@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,17 +19,34 @@
 namespace memward::accounting {
 namespace {
 
-// Guards g_server's life cycle (open, close) and g_started. Handlers never
-// take it, so Stop may wait for a running handler while holding it.
+// Guards g_server's life cycle (open, close), g_started and g_stopped.
+// Handlers never take it, so Stop may wait for a running handler while
+// holding it.
 pthread_mutex_t g_service_lock = PTHREAD_MUTEX_INITIALIZER;
 // Created once and never deleted, so the warden thread and the exit
 // handler never see it destroyed by static destructors.
 AdminServer* g_server = nullptr;
 bool g_started = false;
+// Set by StopAdminService, so that a forked child's pending re-open does not
+// create a socket after the exit handler has run.
+bool g_stopped = false;
 // The process whose socket g_server serves; differs from getpid() in a
 // forked child until the child's server is open.
 std::atomic<pid_t> g_owner_pid{0};
 std::atomic<bool> g_reopen_pending{false};
+// CLOCK_MONOTONIC time of the fork that set g_reopen_pending.
+std::atomic<int64_t> g_forked_at_ns{0};
+
+// A forked child opens its socket only once it has lived this long, so the
+// many children that exec or _exit at once (and run no exit handler) leave
+// no socket file behind.
+constexpr int64_t kChildSocketDelayNs = 200 * 1000 * 1000;
+
+int64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
 
 // Guards the copies of the address that AdminSocketPath and AdminTcpPort
 // return; a leaf lock.
@@ -95,9 +113,11 @@ void OpenAndWatchLocked() {
 
 // A periodic warden task: opens the child's server after fork.
 void ReopenInChild(void*) {
+  if (!g_reopen_pending.load(std::memory_order_acquire)) return;
+  if (MonotonicNs() - g_forked_at_ns.load(std::memory_order_relaxed) < kChildSocketDelayNs) return;
   if (!g_reopen_pending.exchange(false, std::memory_order_acq_rel)) return;
   Locker lock(&g_service_lock);
-  if (g_server == nullptr || g_server->is_open()) return;
+  if (g_server == nullptr || g_server->is_open() || g_stopped) return;
   OpenAndWatchLocked();
 }
 
@@ -114,14 +134,15 @@ void StartAdminService() {
   RegisterCoreAdminEndpoints();
   g_server = new AdminServer();
   OpenAndWatchLocked();
-  // The period bounds how long a forked child runs without its server when
-  // the wake-up after fork is lost; the task does nothing otherwise.
-  Warden::Get().AddPeriodic("admin-reopen", 1000, ReopenInChild, nullptr);
+  // A forked child's socket appears between kChildSocketDelayNs and this
+  // period after the fork; the task does nothing otherwise.
+  Warden::Get().AddPeriodic("admin-reopen", 500, ReopenInChild, nullptr);
   atexit(StopAtExit);
 }
 
 void StopAdminService() {
   Locker lock(&g_service_lock);
+  g_stopped = true;
   if (g_server == nullptr || !g_server->is_open()) return;
   Warden::Get().Unwatch(g_server->poll_fd());
   const bool owner = g_owner_pid.load(std::memory_order_acquire) == getpid();
@@ -139,8 +160,8 @@ void ResetAdminServiceInChild() {
   // removes the watch from the child's set only.
   Warden::Get().Unwatch(g_server->poll_fd());
   g_server->Close(/*unlink_socket=*/false);
+  g_forked_at_ns.store(MonotonicNs(), std::memory_order_relaxed);
   g_reopen_pending.store(true, std::memory_order_release);
-  Warden::Get().Wake();
 }
 
 std::string AdminSocketPath() {

@@ -22,12 +22,12 @@ namespace memward::accounting {
 void StartAdminService();
 
 // Stops serving and removes the socket file if it is still this process's.
-// Runs at exit; tests call it to restart the service.
+// Runs at exit (atexit); the process serves no admin socket afterwards.
 void StopAdminService();
 
 // Called by the child's fork handler after the warden is restarted: drops
 // the descriptors inherited from the parent (the parent's socket stays the
-// parent's) and asks the warden thread to open the child's own server.
+// parent's). The warden thread opens the child's server 0.2 to 0.7 s later.
 void ResetAdminServiceInChild();
 
 // The socket path in use, or "" when no Unix socket is served.

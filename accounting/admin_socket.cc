@@ -50,7 +50,7 @@ sockaddr_un UnixAddress(const std::string& path) {
 }
 
 // Returns true when a process accepts connections on `path`; sets
-// `refused` when connect(2) reported ECONNREFUSED (nobody listens).
+// `refused` when connect(2) reported ECONNREFUSED (no process listens).
 bool SocketIsLive(const sockaddr_un& address, bool* refused) {
   *refused = false;
   int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

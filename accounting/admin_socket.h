@@ -9,7 +9,7 @@
 
 namespace memward::accounting {
 
-// What the creation of a Unix listening socket left behind.
+// A Unix listening socket and the identity of its file.
 struct UnixListener {
   int fd = -1;
   dev_t device = 0;  // the socket file's device and inode, so that only
@@ -19,8 +19,8 @@ struct UnixListener {
 // Creates a non-blocking listening socket at `path` with mode 0600. Missing
 // directories are created with mode 0700; the socket's directory must be
 // owned by this user or root. An existing socket file is replaced when
-// nothing accepts on it (connect fails with ECONNREFUSED: its process is
-// gone); a live one, or a file that is not a socket, is left alone and is an
+// connecting to it fails with ECONNREFUSED, because its process is gone. A
+// live socket, or a file that is not a socket, is left alone and is an
 // error. On failure returns false and sets `error`.
 bool OpenUnixListener(const std::string& path, UnixListener* listener, std::string* error);
 

@@ -263,7 +263,7 @@ std::vector<memward_tenant_stats> ReadAllTenantStats() {
     if (count <= stats.size()) break;
     stats.resize(count + 16);  // tenants registered meanwhile get room too
   }
-  // The list holds registered tenants only, so it may be shorter than count.
+  // The list contains registered tenants only, so it may be shorter than count.
   size_t written = 0;
   while (written < stats.size() && written < count && stats[written].name[0] != '\0') written++;
   stats.resize(written);

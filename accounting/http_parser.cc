@@ -57,6 +57,27 @@ bool CouldBeRequestLine(std::string_view prefix) {
   return i > 0 && prefix[i] == ' ';
 }
 
+// Splits "a=1&b&c=%20" into decoded pairs. Returns false on a bad escape.
+bool ParseQuery(std::string_view query,
+                std::vector<std::pair<std::string, std::string>>* pairs) {
+  pairs->clear();
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+
+    size_t equals = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, equals), true, &key)) return false;
+    if (equals != std::string_view::npos && !PercentDecode(pair.substr(equals + 1), true, &value)) {
+      return false;
+    }
+    pairs->emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
 // Splits "METHOD SP target SP HTTP/1.x" into `request`. Returns 0 or a status.
 int ParseRequestLine(std::string_view line, AdminRequest* request, const char** message) {
   size_t first_space = line.find(' ');
@@ -68,6 +89,7 @@ int ParseRequestLine(std::string_view line, AdminRequest* request, const char** 
   std::string_view method = line.substr(0, first_space);
   std::string_view target = line.substr(first_space + 1, last_space - first_space - 1);
   std::string_view version = line.substr(last_space + 1);
+
   if (method.empty() || method.size() > kMaxMethod) {
     *message = "invalid method";
     return 400;
@@ -92,6 +114,7 @@ int ParseRequestLine(std::string_view line, AdminRequest* request, const char** 
       return 400;
     }
   }
+
   size_t question = target.find('?');
   std::string_view raw_path = target.substr(0, question);
   if (!PercentDecode(raw_path, false, &request->path)) {
@@ -99,25 +122,10 @@ int ParseRequestLine(std::string_view line, AdminRequest* request, const char** 
     return 400;
   }
   request->method = std::string(method);
-  request->query.clear();
   if (question == std::string_view::npos) return 0;
-  std::string_view query = target.substr(question + 1);
-  while (!query.empty()) {
-    size_t amp = query.find('&');
-    std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t equals = pair.find('=');
-    std::string key, value;
-    bool valid = PercentDecode(pair.substr(0, equals), true, &key);
-    if (equals != std::string_view::npos) {
-      valid = valid && PercentDecode(pair.substr(equals + 1), true, &value);
-    }
-    if (!valid) {
-      *message = "invalid percent escape in the query";
-      return 400;
-    }
-    request->query.emplace_back(std::move(key), std::move(value));
+  if (!ParseQuery(target.substr(question + 1), &request->query)) {
+    *message = "invalid percent escape in the query";
+    return 400;
   }
   return 0;
 }

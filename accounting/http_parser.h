@@ -1,11 +1,11 @@
 // The admin server's HTTP/1.1 request parser and response writer.
 //
 // The parser takes the bytes received so far on a connection and returns
-// whether they hold a complete request, need more bytes, or can never become
-// a valid request. It re-parses from the first byte on each call, which
-// costs at most the header limit (16 KiB by default) per read, and checks
-// every limit before it waits for more input, so a client can make the
-// server hold at most the limits' sum in memory.
+// whether they contain a complete request, need more bytes, or can never
+// become a valid request. It re-parses from the first byte on each call,
+// which costs at most the header limit (16 KiB by default) per read. It
+// checks every limit before it waits for more input, so a client can make
+// the server keep at most the limits' sum in memory.
 //
 // Supported: origin-form targets ("/path?query"), HTTP/1.0 and HTTP/1.1,
 // bodies with Content-Length. Rejected: chunked bodies (411), header folding,

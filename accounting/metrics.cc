@@ -203,10 +203,12 @@ void WriteMetricsText(std::string* out) {
               bytes(heap.metadata), out);
   AppendGauge("memward_heap_dirty_bytes", "Unused pages not yet returned to the kernel.",
               bytes(heap.dirty), out);
+
   memward_overhead overhead = {};
   memward_overhead_get(&overhead);
   AppendGauge("memward_overhead_bytes", "Memory memward itself adds: tables, thread blocks "
               "and explicit thread caches.", static_cast<int64_t>(overhead.total_bytes), out);
+
   AppendGauge("memward_requests_open", "Requests open now with an arena of their own.",
               alloc::CountRequestArenas().open, out);
   AppendHeader("memward_requests_ended_total", "counter", "Requests ended.", out);
@@ -214,6 +216,7 @@ void WriteMetricsText(std::string* out) {
                static_cast<int64_t>(EndedRequestCount()), out);
   AppendGauge("memward_pressure_level", "Memory pressure: 0 normal, 1 soft, 2 high, "
               "3 critical, -1 unknown.", PressureValue(), out);
+
   std::vector<memward_tenant_stats> all = ReadAllTenantStats();
   AppendGauge("memward_tenants", "Registered tenants, the process and memward included.",
               static_cast<int64_t>(all.size()), out);

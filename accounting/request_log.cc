@@ -8,7 +8,7 @@ namespace memward::accounting {
 namespace {
 
 // Each field is an atomic so that a reader racing a writer reads defined
-// values; the slot's `version` tells it whether they belong together.
+// values. The slot's `version` shows whether they belong to one record.
 struct Slot {
   std::atomic<uint64_t> version{0};  // odd while a writer fills the slot
   std::atomic<uint64_t> sequence{0};

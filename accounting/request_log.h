@@ -3,9 +3,11 @@
 // memward_request_end appends one summary per request. Writers claim a slot
 // with one fetch_add and publish it under the slot's version number (odd
 // while it is written), so the log never allocates, takes no lock that the
-// allocation path takes, and costs a few stores per request. Readers copy each slot and keep the copy only
-// when the sequence number was even and unchanged around the copy; a slot
-// rewritten during the copy is skipped, never torn.
+// allocation path takes, and costs a few stores per request.
+//
+// Readers copy each slot and keep the copy only when the version number was
+// even and unchanged around the copy. A slot rewritten during the copy is
+// skipped, so a reader never sees a torn record.
 #ifndef MEMWARD_ACCOUNTING_REQUEST_LOG_H_
 #define MEMWARD_ACCOUNTING_REQUEST_LOG_H_
 

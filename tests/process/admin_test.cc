@@ -1,5 +1,5 @@
 // The admin server in a running process (linked and preloaded): every
-// endpoint answers, its numbers agree with jemalloc's and the C API's,
+// endpoint responds, its numbers agree with jemalloc's and the C API's,
 // malformed and slow clients leave the host serving with its memory
 // unchanged, many clients work while the host allocates, a forked child
 // serves its own socket, and curl and memwardctl read the same numbers.
@@ -117,7 +117,7 @@ int64_t MetricValue(const std::string& text, const std::string& series) {
   return std::strtoll(text.c_str() + at + series.size() + 2, nullptr, 10);
 }
 
-// Waits until the socket at `path` answers GET /stats, for up to 5 s.
+// Waits until the socket at `path` responds to GET /stats, for up to 5 s.
 bool WaitForServer(const std::string& path) {
   for (int i = 0; i < 500; i++) {
     if (Call("GET", "/stats", "", path).status == 200) return true;
@@ -242,6 +242,7 @@ TEST_F(AdminTest, MetricsCapTenantLabels) {
     memward_tenant_id tenant = RegisterTenant("cap-" + std::to_string(i));
     blocks.push_back(AllocateAs(tenant, (i + 1) * 4 * kKiB));
   }
+
   std::string metrics = Call("GET", "/metrics").body;
   std::set<std::string> labels;
   std::istringstream lines(metrics);
@@ -256,6 +257,7 @@ TEST_F(AdminTest, MetricsCapTenantLabels) {
       labelled_sum += std::strtoll(line.c_str() + line.rfind(' ') + 1, nullptr, 10);
     }
   }
+
   // metrics_max_tenants is 50 by default: 50 user tenants, the process,
   // memward and "other".
   EXPECT_EQ(labels.size(), 53u);
@@ -547,6 +549,7 @@ TEST_F(AdminTest, StaleSocketReplacedAndLiveOneKept) {
       close(fd);  // a dead one's leftover
     }
   }
+
   const std::string errors = std::string(directory) + "/stderr";
   pid_t replacer = SpawnPreloaded("/bin/sleep", "20", "admin_socket=" + stale, errors + ".1");
   pid_t intruder = SpawnPreloaded("/bin/sleep", "20", "admin_socket=" + live, errors + ".2");
@@ -554,6 +557,7 @@ TEST_F(AdminTest, StaleSocketReplacedAndLiveOneKept) {
   ASSERT_GT(intruder, 0);
   EXPECT_TRUE(WaitForServer(stale));
   EXPECT_EQ(JsonNumber(Call("GET", "/stats", "", stale).body, "pid"), replacer);
+
   std::string message;
   for (int i = 0; i < 200 && message.find("another process") == std::string::npos; i++) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

@@ -315,7 +315,9 @@ int StatusAsNobody(const std::string& path) {
     if (fd < 0) _exit(errno == EACCES ? 251 : 252);
     SendAll(fd, "GET /echo HTTP/1.1\r\n\r\n");
     int status = StatusOf(ReadAll(fd));
-    _exit(status == 403 ? 243 : status == 200 ? 200 : 254);
+    if (status == 403) _exit(243);
+    if (status == 200) _exit(200);
+    _exit(254);
   }
   int status = 0;
   waitpid(child, &status, 0);

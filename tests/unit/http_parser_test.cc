@@ -129,10 +129,10 @@ TEST(HttpParserTest, FormatsResponse) {
             "Content-Length: 2\r\nConnection: close\r\nX-Test: 1\r\n\r\n{}");
 }
 
-// Feeds random bytes and mutations of valid requests; every result must be
-// one of the three statuses, an error must carry a 4xx, and a complete
-// request must not claim more bytes than it was given. The iteration count
-// bounds the run; the libFuzzer target (http_parser_fuzz.cc) goes further.
+// Feeds random bytes and mutations of valid requests. An error must carry a
+// 4xx, and a complete request must not claim more bytes than it was given.
+// The iteration count bounds the run, and the libFuzzer target
+// (http_parser_fuzz.cc) goes further.
 TEST(HttpParserTest, SurvivesRandomAndMutatedInput) {
   const std::string seeds[] = {
       "GET /stats HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
