@@ -83,10 +83,12 @@ AdminServer::~AdminServer() { Close(false); }
 
 bool AdminServer::Open(const AdminServerOptions& options, std::string* error) {
   Close(false);
+  open_errno_ = 0;
   options_ = options;
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (epoll_fd_ < 0 || timer_fd_ < 0 || !AddToEpoll(epoll_fd_, timer_fd_, EPOLLIN, kTimerTag)) {
+    open_errno_ = errno;
     *error = std::string("cannot create the admin server's epoll set or timer: ") +
              strerror(errno);
     Close(false);

@@ -77,6 +77,8 @@ class AdminServer {
   int tcp_port() const { return bound_tcp_port_; }
   int open_connections() const { return static_cast<int>(connections_.size()); }
   const AdminServerCounters& counters() const { return counters_; }
+  // The errno of a failed epoll or timerfd creation in the last Open, or 0.
+  int open_errno() const { return open_errno_; }
 
  private:
   struct Connection;
@@ -105,6 +107,7 @@ class AdminServer {
   dev_t socket_device_ = 0;
   std::vector<std::unique_ptr<Connection>> connections_;
   AdminServerCounters counters_;
+  int open_errno_ = 0;
 };
 
 // Replaces each "%p" in `pattern` with `pid` and "%%" with "%".

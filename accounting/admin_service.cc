@@ -1,5 +1,6 @@
 #include "accounting/admin_service.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <stdlib.h>
@@ -34,6 +35,9 @@ bool g_stopped = false;
 // forked child until the child's server is open.
 std::atomic<pid_t> g_owner_pid{0};
 std::atomic<bool> g_reopen_pending{false};
+// Whether ReopenInChild is registered with the warden; set in a forked
+// child, inherited by its own children.
+bool g_reopen_task_added = false;
 // CLOCK_MONOTONIC time of the fork that set g_reopen_pending.
 std::atomic<int64_t> g_forked_at_ns{0};
 
@@ -97,8 +101,21 @@ void OpenAndWatchLocked() {
   AdminServerOptions options = OptionsFromSettings();
   if (options.socket_path.empty() && options.tcp_port == 0) return;
   std::string error;
-  if (!g_server->Open(options, &error)) {
-    base::Log("admin server not started: %s", error.c_str());
+  bool opened = g_server->Open(options, &error);
+  if (!opened && options.tcp_port != 0 && !options.socket_path.empty()) {
+    // A forked child finds the metrics port taken by its parent, and any
+    // process may find it taken by another program: keep the Unix socket.
+    base::Log("admin server: %s; serving the Unix socket only", error.c_str());
+    options.tcp_port = 0;
+    opened = g_server->Open(options, &error);
+  }
+  if (!opened) {
+    // ENOSYS or EPERM from epoll_create1 means a seccomp sandbox; a message
+    // would end up in the sandboxed host's output.
+    const int cause = g_server->open_errno();
+    if (cause != ENOSYS && cause != EPERM) {
+      base::Log("admin server not started: %s", error.c_str());
+    }
     return;
   }
   g_owner_pid.store(getpid(), std::memory_order_release);
@@ -134,9 +151,6 @@ void StartAdminService() {
   RegisterCoreAdminEndpoints();
   g_server = new AdminServer();
   OpenAndWatchLocked();
-  // A forked child's socket appears between kChildSocketDelayNs and this
-  // period after the fork; the task does nothing otherwise.
-  Warden::Get().AddPeriodic("admin-reopen", 500, ReopenInChild, nullptr);
   atexit(StopAtExit);
 }
 
@@ -162,6 +176,14 @@ void ResetAdminServiceInChild() {
   g_server->Close(/*unlink_socket=*/false);
   g_forked_at_ns.store(MonotonicNs(), std::memory_order_relaxed);
   g_reopen_pending.store(true, std::memory_order_release);
+  // The task is registered in the first forked child only (a grandchild
+  // inherits it), so that an unforked process's warden has no periodic
+  // wake-up of the admin server's: a host that installs a strict seccomp
+  // filter after start-up then sees no new system call from it. The child's
+  // socket appears between kChildSocketDelayNs and this period after fork.
+  if (!g_reopen_task_added) {
+    g_reopen_task_added = Warden::Get().AddPeriodic("admin-reopen", 500, ReopenInChild, nullptr);
+  }
 }
 
 std::string AdminSocketPath() {
