@@ -1,4 +1,6 @@
 // GET /, /stats, /tenants, /tenants/{name} and /requests.
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,8 +88,9 @@ void HandleIndex(const AdminRequest& request, AdminResponse* response) {
   FinishJson(&response->body);
 }
 
+// Writes jemalloc's totals as of the refresh that ReadAllTenantStats made.
 void WriteHeap(JsonWriter& json) {
-  alloc::HeapStatistics heap = alloc::ReadHeapStatistics();
+  alloc::HeapStatistics heap = alloc::ReadHeapStatisticsAsOfLastEpoch();
   json.Key("heap").BeginObject();
   json.Key("allocated_bytes").Uint(heap.allocated);
   json.Key("active_bytes").Uint(heap.active);
@@ -100,8 +103,7 @@ void WriteHeap(JsonWriter& json) {
 }
 
 void WriteOverhead(JsonWriter& json) {
-  memward_overhead overhead = {};
-  memward_overhead_get(&overhead);
+  memward_overhead overhead = ReadOverheadAtMostOncePerSecond();
   json.Key("memward").BeginObject();
   json.Key("table_bytes").Uint(overhead.table_bytes);
   json.Key("thread_block_bytes").Uint(overhead.thread_block_bytes);
@@ -253,6 +255,24 @@ MemwardAllocationScope::MemwardAllocationScope() {
 
 MemwardAllocationScope::~MemwardAllocationScope() {
   if (entered_) alloc::ExitScope(saved_);
+}
+
+memward_overhead ReadOverheadAtMostOncePerSecond() {
+  // Guards the cached copy; a leaf lock that no allocation path takes.
+  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  static memward_overhead cached = {};
+  static int64_t cached_at_ns = 0;
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const int64_t now_ns = static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+  pthread_mutex_lock(&lock);
+  if (cached_at_ns == 0 || now_ns - cached_at_ns >= 1000000000) {
+    memward_overhead_get(&cached);
+    cached_at_ns = now_ns;
+  }
+  memward_overhead result = cached;
+  pthread_mutex_unlock(&lock);
+  return result;
 }
 
 std::vector<memward_tenant_stats> ReadAllTenantStats() {

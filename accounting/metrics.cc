@@ -185,7 +185,10 @@ void HandleMetrics(const AdminRequest& request, AdminResponse* response) {
 }  // namespace
 
 void WriteMetricsText(std::string* out) {
-  alloc::HeapStatistics heap = alloc::ReadHeapStatistics();
+  // One refresh of jemalloc's statistics serves the whole text: reading the
+  // tenants refreshes them (for the process tenant's bytes).
+  std::vector<memward_tenant_stats> all = ReadAllTenantStats();
+  alloc::HeapStatistics heap = alloc::ReadHeapStatisticsAsOfLastEpoch();
   auto bytes = [](size_t value) { return static_cast<int64_t>(value); };
   AppendGauge("memward_heap_allocated_bytes",
               "Bytes in live allocations (usable sizes), from jemalloc's stats.allocated.",
@@ -204,8 +207,7 @@ void WriteMetricsText(std::string* out) {
   AppendGauge("memward_heap_dirty_bytes", "Unused pages not yet returned to the kernel.",
               bytes(heap.dirty), out);
 
-  memward_overhead overhead = {};
-  memward_overhead_get(&overhead);
+  memward_overhead overhead = ReadOverheadAtMostOncePerSecond();
   AppendGauge("memward_overhead_bytes", "Memory memward itself adds: tables, thread blocks "
               "and explicit thread caches.", static_cast<int64_t>(overhead.total_bytes), out);
 
@@ -217,7 +219,6 @@ void WriteMetricsText(std::string* out) {
   AppendGauge("memward_pressure_level", "Memory pressure: 0 normal, 1 soft, 2 high, "
               "3 critical, -1 unknown.", PressureValue(), out);
 
-  std::vector<memward_tenant_stats> all = ReadAllTenantStats();
   AppendGauge("memward_tenants", "Registered tenants, the process and memward included.",
               static_cast<int64_t>(all.size()), out);
   AppendTenantMetrics(LabelledTenants(all), out);

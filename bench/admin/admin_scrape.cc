@@ -1,6 +1,9 @@
 // The admin server's cost to its host, linked against libmemward.so:
 //   1. the latency of GET /stats and GET /metrics while host threads
-//      allocate at full speed (p50, p99, max over --requests requests each);
+//      allocate at full speed (p50, p99, max over --requests requests each),
+//      and the warden thread's CPU time per request, from the first field
+//      of /proc/self/task/TID/schedstat (nanoseconds on the CPU), which a
+//      busy machine disturbs less than wall time;
 //   2. the host's allocation throughput with and without a scrape of
 //      /metrics and /stats once a second, in alternating rounds of
 //      --round-seconds each, so drift in the machine's load hits both.
@@ -14,7 +17,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <algorithm>
+#include <fstream>
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -56,6 +62,25 @@ int Get(const std::string& path, const char* target) {
   return head.size() >= 12 ? atoi(head.c_str() + 9) : 0;
 }
 
+// Returns the CPU time of the thread named memward-warden, in nanoseconds,
+// or -1 when there is none.
+int64_t WardenCpuNs() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return -1;
+  int64_t result = -1;
+  while (dirent* entry = readdir(tasks)) {
+    std::string base = std::string("/proc/self/task/") + entry->d_name;
+    std::ifstream comm(base + "/comm");
+    std::string name;
+    if (!std::getline(comm, name) || name != "memward-warden") continue;
+    std::ifstream schedstat(base + "/schedstat");
+    schedstat >> result;
+    break;
+  }
+  closedir(tasks);
+  return result;
+}
+
 // Host threads: malloc and free blocks of 16 to 4,096 bytes, 64 at a time.
 class Host {
  public:
@@ -93,16 +118,20 @@ void MeasureLatency(const std::string& path, const Options& options) {
   for (const char* target : {"/stats", "/metrics"}) {
     std::vector<double> micros;
     int failures = 0;
+    const int64_t cpu_before = WardenCpuNs();
     for (int i = 0; i < options.requests; i++) {
       auto start = Clock::now();
       int status = Get(path, target);
       micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
       failures += status != 200;
     }
+    const int64_t cpu_after = WardenCpuNs();
     std::sort(micros.begin(), micros.end());
     auto at = [&](double q) { return micros[static_cast<size_t>(q * (micros.size() - 1))]; };
-    printf("latency GET %-8s n=%d p50=%.0f us p99=%.0f us max=%.0f us failures=%d\n", target,
-           options.requests, at(0.5), at(0.99), micros.back(), failures);
+    printf("latency GET %-8s n=%d p50=%.0f us p99=%.0f us max=%.0f us failures=%d "
+           "warden CPU %.1f us/request\n",
+           target, options.requests, at(0.5), at(0.99), micros.back(), failures,
+           (cpu_after - cpu_before) / 1000.0 / options.requests);
   }
 }
 
