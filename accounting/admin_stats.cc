@@ -24,8 +24,9 @@ namespace {
 
 using base::JsonWriter;
 
-// Requests shown under "largest_recent" by default and at most.
+// Ended requests shown under "largest_recent" when the query has no limit.
 constexpr size_t kDefaultLargest = 20;
+// Maximum number of open requests listed; "open_count" counts them all.
 constexpr uint32_t kMaxOpenShown = 1024;
 
 void FinishJson(std::string* body) { body->push_back('\n'); }

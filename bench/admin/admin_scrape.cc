@@ -1,9 +1,9 @@
 // The admin server's cost to its host, linked against libmemward.so:
 //   1. the latency of GET /stats and GET /metrics while host threads
-//      allocate at full speed (p50, p99, max over --requests requests each),
-//      and the warden thread's CPU time per request, from the first field
-//      of /proc/self/task/TID/schedstat (nanoseconds on the CPU), which a
-//      busy machine disturbs less than wall time;
+//      allocate at full speed (p50, p99, max over --requests requests each).
+//      It also prints the warden thread's CPU time per request, from the
+//      first field of /proc/self/task/TID/schedstat (nanoseconds on the
+//      CPU), which a busy machine disturbs less than wall time;
 //   2. the host's allocation throughput with and without a scrape of
 //      /metrics and /stats once a second, in alternating rounds of
 //      --round-seconds each, so drift in the machine's load hits both.

@@ -274,6 +274,23 @@ TEST_F(AdminTest, MetricsCapTenantLabels) {
   for (void* block : blocks) free(block);
 }
 
+TEST_F(AdminTest, MetricsTextThroughCApi) {
+  size_t length = 0;
+  char small[16];
+  EXPECT_EQ(memward_metrics_text(small, sizeof(small), &length), MEMWARD_ERROR_FULL);
+  EXPECT_GT(length, sizeof(small));
+  EXPECT_EQ(memward_metrics_text(nullptr, 0, &length), MEMWARD_ERROR_FULL);
+  EXPECT_EQ(memward_metrics_text(small, sizeof(small), nullptr), MEMWARD_ERROR_INVALID);
+
+  std::vector<char> buffer(length + 64 * kKiB);
+  size_t written = 0;
+  ASSERT_EQ(memward_metrics_text(buffer.data(), buffer.size(), &written), MEMWARD_OK);
+  std::string text(buffer.data(), written);
+  EXPECT_EQ(strlen(buffer.data()), written);
+  EXPECT_EQ(text.rfind("# HELP memward_heap_allocated_bytes ", 0), 0u) << text.substr(0, 80);
+  EXPECT_NE(text.find("\nmemward_tenant_live_bytes{tenant=\"process\"} "), std::string::npos);
+}
+
 TEST_F(AdminTest, PutConfigChangesDecay) {
   Reply changed = Call("PUT", "/config", "dirty_decay=2s, muzzy_decay=1s");
   EXPECT_EQ(changed.status, 200) << changed.body;
