@@ -439,8 +439,25 @@ TEST_F(AdminTest, ManyClientsWhileHostAllocates) {
   EXPECT_EQ(failed.load(), 0);
 }
 
+// Forks while two threads allocate and a client keeps the parent's server
+// busy, so the fork can land while the warden thread is inside a request.
 TEST_F(AdminTest, ForkedChildServesItsOwnSocket) {
   const pid_t parent = getpid();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; t++) {
+    threads.emplace_back([&] {
+      while (!stop.load()) free(malloc(256));
+    });
+  }
+  std::atomic<int> busy_failures{0};
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      if (Call("GET", "/metrics").status != 200) busy_failures++;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+
   pid_t child = fork();
   if (child == 0) {
     ArmChildAlarm();
@@ -451,7 +468,10 @@ TEST_F(AdminTest, ForkedChildServesItsOwnSocket) {
     exit(served && own_pid ? 0 : 3);  // exit, not _exit: the exit handler removes the socket
   }
   ChildOutcome outcome = WaitForChild(child, kChildDeadline);
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
   EXPECT_TRUE(outcome.ExitedWithZero()) << outcome.Describe();
+  EXPECT_EQ(busy_failures.load(), 0);
   struct stat info;
   EXPECT_NE(stat(SocketPathOf(child).c_str(), &info), 0) << "the child's socket was not removed";
   Reply stats = Call("GET", "/stats");
