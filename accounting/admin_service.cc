@@ -174,6 +174,7 @@ void ResetAdminServiceInChild() {
   // removes the watch from the child's set only.
   Warden::Get().Unwatch(g_server->poll_fd());
   g_server->Close(/*unlink_socket=*/false);
+  PublishAddress(*g_server);
   g_forked_at_ns.store(MonotonicNs(), std::memory_order_relaxed);
   g_reopen_pending.store(true, std::memory_order_release);
   // The task is registered in the first forked child only (a grandchild

@@ -128,7 +128,7 @@ std::string NginxConfig(const TempDir& dir, uint16_t port) {
   return config.str();
 }
 
-TEST(NginxAdminTest, PreloadedNginxAnswersEveryEndpoint) {
+TEST(NginxAdminTest, PreloadedNginxServesEveryEndpoint) {
   TempDir dir("memward-nginx-admin");
   std::filesystem::create_directories(dir / "html");
   std::filesystem::create_directories(dir / "temp");

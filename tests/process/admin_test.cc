@@ -1,7 +1,7 @@
-// The admin server in a running process (linked and preloaded): every
-// endpoint responds, its numbers agree with jemalloc's and the C API's,
-// malformed and slow clients leave the host serving with its memory
-// unchanged, many clients work while the host allocates, a forked child
+// The admin server in a running process, linked and preloaded. Every
+// endpoint responds, and its numbers agree with jemalloc's and the C API's.
+// Malformed and slow clients leave the host serving with its memory
+// unchanged, and many clients work while the host allocates. A forked child
 // serves its own socket, and curl and memwardctl read the same numbers.
 #include <errno.h>
 #include <fcntl.h>
@@ -156,7 +156,7 @@ class AdminTest : public testing::Test {
   }
 };
 
-TEST_F(AdminTest, EveryEndpointAnswers) {
+TEST_F(AdminTest, EveryEndpointResponds) {
   RegisterTenant("endpoints");
   for (const char* target : {"/", "/stats", "/tenants", "/tenants/endpoints", "/tenants/process",
                              "/requests", "/requests?limit=5", "/config", "/metrics"}) {
