@@ -545,6 +545,10 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   EXPECT_NE(output.find("stale socket"), std::string::npos) << output;
   std::string ps = RunCommand(ctl + " --dir " + directory + " ps");
   EXPECT_NE(ps.find("stale"), std::string::npos) << ps;
+  std::string clean = RunCommand(ctl + " --dir " + directory + " clean");
+  EXPECT_NE(clean.find("removed 1 stale sockets"), std::string::npos) << clean;
+  struct stat info;
+  EXPECT_NE(stat(stale.c_str(), &info), 0) << "clean left the stale socket";
   unlink(stale.c_str());
   rmdir(directory);
 }
