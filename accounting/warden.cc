@@ -267,8 +267,13 @@ bool Warden::Start() {
   if (g_running.load(std::memory_order_acquire)) return true;
   g_stop_requested.store(false, std::memory_order_release);
   if (!CreateDescriptorsLocked()) {
-    base::Log("warden: creating its epoll, timerfd or eventfd failed (errno %d); "
-              "memory pressure is not watched", errno);
+    // ENOSYS and EPERM come from a seccomp sandbox (man-db runs its
+    // formatters in one), where a message on stderr would end up in the
+    // host's output; the warden then stays off without a word.
+    if (errno != ENOSYS && errno != EPERM) {
+      base::Log("warden: creating its epoll, timerfd or eventfd failed (errno %d); "
+                "memory pressure is not watched", errno);
+    }
     CloseDescriptorsLocked();
     return false;
   }

@@ -42,6 +42,13 @@ enum class SettingId : int {
   kPressureDirtyDecay,
   kReclaimCpuShare,
   kPressureMonitor,
+  kAdminSocket,
+  kAdminGroup,
+  kAdminTcpPort,
+  kAdminTcpAny,
+  kMetricsMaxTenants,
+  kAdminTimeout,
+  kAdminMaxConnections,
   kNumSettings,
 };
 
@@ -61,6 +68,8 @@ struct SettingSpec {
   bool allows_never;
   const char* help;
   const char* default_text = nullptr;
+  // True when PUT /config may change the setting in a running process.
+  bool runtime = false;
 };
 
 inline constexpr int64_t kKiB = 1024;
@@ -80,9 +89,10 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
      "(4 per CPU)."},
     {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
-     "How long freed pages stay dirty before they are purged back to the kernel."},
+     "How long freed pages stay dirty before they are purged back to the kernel.", nullptr,
+     true},
     {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
-     "How long lazily purged (MADV_FREE) pages stay before a forced purge."},
+     "How long lazily purged (MADV_FREE) pages stay before a forced purge.", nullptr, true},
     {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,
      false,
      "Allocations at least this large go to jemalloc's dedicated huge arena, which "
@@ -146,6 +156,27 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kPressureMonitor, "pressure_monitor", SettingKind::kBool, 0, 0, 1, false,
      "Start the warden when the library loads and watch the memory cgroup; otherwise "
      "it starts at the first reclaimer registration or pressure query."},
+    {SettingId::kAdminSocket, "admin_socket", SettingKind::kText, 0, 0, 0, false,
+     "The admin server's Unix socket; %p is replaced by the process id, and off or an "
+     "empty value turns the server off. A missing directory is created with mode 0700.",
+     "/tmp/memward/%p.sock"},
+    {SettingId::kAdminGroup, "admin_group", SettingKind::kCount, 0, 0, 4294967294, false,
+     "A group id whose members may also use the admin socket; 0 allows only the process's "
+     "own user and root."},
+    {SettingId::kAdminTcpPort, "admin_tcp_port", SettingKind::kCount, 0, 0, 65535, false,
+     "A TCP port that serves only GET /metrics, for Prometheus; 0 turns it off."},
+    {SettingId::kAdminTcpAny, "admin_tcp_any", SettingKind::kBool, 0, 0, 1, false,
+     "Bind the metrics port on every interface instead of 127.0.0.1 only."},
+    {SettingId::kMetricsMaxTenants, "metrics_max_tenants", SettingKind::kCount, 50, 0, 4096,
+     false,
+     "Maximum number of tenants with their own label in /metrics, by live bytes; the rest "
+     "are summed under tenant=\"other\"."},
+    {SettingId::kAdminTimeout, "admin_timeout", SettingKind::kTime, 5 * 1000, 10, 60 * 1000,
+     false,
+     "How long an admin connection may take to send its request and read the response; "
+     "a slower one gets 408 and is closed."},
+    {SettingId::kAdminMaxConnections, "admin_max_connections", SettingKind::kCount, 32, 1, 1024,
+     false, "Maximum number of admin connections open at once; later ones get 503."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

@@ -13,6 +13,7 @@
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
+#include "accounting/admin_service.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
@@ -65,6 +66,9 @@ void Child() {
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();
   accounting::Warden::Get().RestartInChild();
+  // After the warden's restart, so that the admin server's watch is removed
+  // from the child's new epoll set, not from the one shared with the parent.
+  accounting::ResetAdminServiceInChild();
 }
 
 void Install() {

@@ -1,6 +1,7 @@
 // libmemward.so: the library that programs link against to use memward's API.
 #include "accounting/sampler.h"
 #include "accounting/pressure_service.h"
+#include "accounting/admin_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -16,6 +17,7 @@ __attribute__((constructor)) void StartLinkedLibrary() {
   if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
     memward::accounting::StartPressureService();
   }
+  memward::accounting::StartAdminService();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // it up with dlsym or declare it weak (include/memward/memward.h).
 #include "accounting/sampler.h"
 #include "accounting/pressure_service.h"
+#include "accounting/admin_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -18,6 +19,7 @@ __attribute__((constructor)) void StartPreloadedLibrary() {
   if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
     memward::accounting::StartPressureService();
   }
+  memward::accounting::StartAdminService();
 }
 
 }  // namespace
