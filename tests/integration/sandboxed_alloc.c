@@ -244,7 +244,12 @@ static int count_threads(void) {
 }
 
 // writev is here only so that glibc's fatal error messages reach stderr.
+// mincore is the one call memward adds to a running program's allocations:
+// libunwind checks each frame address with it while a sampled allocation's
+// stack is captured. A sandbox without it must set sample_frame_pointers=true
+// or sample_interval=0.
 static const int allowed_syscalls[] = {
+    SCMP_SYS(mincore),
     SCMP_SYS(read),          SCMP_SYS(write),        SCMP_SYS(writev),
     SCMP_SYS(exit),
     SCMP_SYS(exit_group),    SCMP_SYS(brk),          SCMP_SYS(mmap),
