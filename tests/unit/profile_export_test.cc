@@ -1,0 +1,274 @@
+// The pprof and folded exporters on sample records made by the test, with
+// frames that are real return addresses in this binary, read back by
+// `go tool pprof`.
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "accounting/gzip.h"
+#include "accounting/heap_snapshot.h"
+#include "accounting/profile_folded.h"
+#include "accounting/profile_pprof.h"
+#include "accounting/protobuf_writer.h"
+#include "accounting/symbolizer.h"
+#include "profile_test_util.h"
+
+namespace memward_profile_test {
+
+using memward::testing::CaptureStack;
+
+// The call sites the test's samples come from. Each is kept out of line and
+// does work after its call, so that its frame stays on the stack.
+[[gnu::noinline]] std::vector<uintptr_t> AllocateWidgets() {
+  std::vector<uintptr_t> frames = CaptureStack();
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+[[gnu::noinline]] std::vector<uintptr_t> HandleRequest() {
+  std::vector<uintptr_t> frames = AllocateWidgets();
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+[[gnu::noinline]] std::vector<uintptr_t> FillCache() {
+  std::vector<uintptr_t> frames = CaptureStack();
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+}  // namespace memward_profile_test
+
+namespace memward {
+namespace {
+
+using accounting::HeapSnapshot;
+using accounting::SampleRecord;
+using accounting::Symbolizer;
+using testing::MakeRecord;
+using testing::MakeSite;
+
+constexpr uint32_t kWidgetSite = 1;
+constexpr uint32_t kCacheSite = 2;
+constexpr uint32_t kTenantAcme = 7;
+
+// Ten live samples of 64 bytes standing for 1,000 bytes each at the widget
+// site, half in request 3:9 of tenant "acme"; five of 512 bytes standing for
+// 2,000 bytes each at the cache site. Cumulative totals: 40,000 bytes at the
+// widget site and 10,000 at the cache site.
+HeapSnapshot MakeSnapshot() {
+  HeapSnapshot snapshot;
+  std::vector<uintptr_t> widgets = memward_profile_test::HandleRequest();
+  std::vector<uintptr_t> cache = memward_profile_test::FillCache();
+  for (int i = 0; i < 10; i++) {
+    SampleRecord record = MakeRecord(i, kWidgetSite, widgets, 64, 1000);
+    if (i < 5) {
+      record.tenant = kTenantAcme;
+      record.request_slot = 3;
+      record.request_generation = 9;
+      record.escaped = true;
+    }
+    snapshot.live.push_back(record);
+  }
+  for (int i = 0; i < 5; i++) {
+    snapshot.live.push_back(MakeRecord(100 + i, kCacheSite, cache, 512, 2000));
+  }
+  snapshot.sites.push_back(MakeSite(kWidgetSite, widgets, 40, 40000, 625));
+  snapshot.sites.push_back(MakeSite(kCacheSite, cache, 5, 10000, 19.53125));
+  snapshot.interval_bytes = 512 * 1024;
+  snapshot.wall_time_ns = 1700000000LL * 1000000000LL;
+  snapshot.tenant_names[kTenantAcme] = "acme";
+  snapshot.tenant_names[0] = "process";
+  return snapshot;
+}
+
+class PprofExportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(scratch_.path().empty());
+    Symbolizer symbolizer;
+    std::string gzipped;
+    ASSERT_TRUE(accounting::WritePprof(MakeSnapshot(), &symbolizer, {}, &gzipped));
+    profile_ = scratch_.path() + "/heap.pb.gz";
+    testing::WriteFile(profile_, gzipped);
+  }
+
+  std::string Pprof(const std::string& args) {
+    int status = 0;
+    std::string output = testing::RunPprof(scratch_.path(), args, profile_, &status);
+    EXPECT_EQ(status, 0) << output;
+    return output;
+  }
+
+  testing::ScratchDir scratch_;
+  std::string profile_;
+};
+
+// Returns the line of `text` that contains `needle`, or "".
+std::string LineWith(const std::string& text, const std::string& needle) {
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find(needle) != std::string::npos) return line;
+  }
+  return "";
+}
+
+TEST(ProtobufWriter, EncodesVarintsAndFields) {
+  std::string out;
+  accounting::ProtobufWriter writer(&out);
+  writer.Varint(1, 300);
+  EXPECT_EQ(out, std::string("\x08\xac\x02", 3));
+  out.clear();
+  writer.Varint(2, static_cast<uint64_t>(-1));
+  EXPECT_EQ(out.size(), 11u);  // key, then ten bytes for a negative int64
+  out.clear();
+  writer.Bytes(6, "ab");
+  EXPECT_EQ(out, std::string("\x32\x02" "ab", 4));
+  out.clear();
+  writer.PackedVarints(1, {1, 150});
+  EXPECT_EQ(out, std::string("\x0a\x03\x01\x96\x01", 5));
+}
+
+TEST(Gzip, RoundTrips) {
+  std::string data;
+  for (int i = 0; i < 10000; i++) data += std::to_string(i * 7919 % 1000);
+  std::string compressed;
+  ASSERT_TRUE(accounting::GzipCompress(data, &compressed));
+  EXPECT_LT(compressed.size(), data.size());
+  EXPECT_EQ(static_cast<unsigned char>(compressed[0]), 0x1f);
+  EXPECT_EQ(static_cast<unsigned char>(compressed[1]), 0x8b);
+  std::string restored;
+  ASSERT_TRUE(accounting::GzipDecompress(compressed, &restored));
+  EXPECT_EQ(restored, data);
+  EXPECT_FALSE(accounting::GzipDecompress("not gzip", &restored));
+}
+
+TEST(Symbolizer, NamesTestFunctionWithLine) {
+  Symbolizer symbolizer;
+  ASSERT_TRUE(symbolizer.uses_libdw()) << "libdw.so.1 could not be loaded";
+  std::vector<uintptr_t> frames = memward_profile_test::HandleRequest();
+  ASSERT_GE(frames.size(), 3u);
+  // frames[0] is in CaptureStack, frames[1] in AllocateWidgets.
+  const accounting::SymbolizedFrame& frame = symbolizer.Lookup(frames[1]);
+  EXPECT_EQ(frame.function, "memward_profile_test::AllocateWidgets()");
+  EXPECT_EQ(frame.system_name, "_ZN20memward_profile_test15AllocateWidgetsEv");
+  EXPECT_NE(frame.file.find("profile_export_test.cc"), std::string::npos) << frame.file;
+  EXPECT_GT(frame.line, 0);
+  EXPECT_EQ(frame.address, frames[1] - 1);
+  ASSERT_GE(frame.mapping, 0);
+  EXPECT_EQ(symbolizer.mappings()[frame.mapping].path,
+            symbolizer.mappings()[0].path);  // the program comes first
+}
+
+TEST(Symbolizer, MappingsHaveFileOffsetsAndBuildIds) {
+  std::vector<accounting::ExecutableMapping> mappings = accounting::ListExecutableMappings();
+  ASSERT_FALSE(mappings.empty());
+  EXPECT_NE(mappings[0].path.find("profile_export_test"), std::string::npos);
+  EXPECT_EQ(mappings[0].build_id.size(), 40u);  // SHA-1, GNU ld's default
+  bool found_libc = false;
+  for (const auto& mapping : mappings) {
+    EXPECT_LT(mapping.start, mapping.limit);
+    // Executable segments start at a file offset in the same page position
+    // as their address, as the ELF loader requires.
+    EXPECT_EQ(mapping.start % 4096, mapping.file_offset % 4096) << mapping.path;
+    if (mapping.path.find("libc.so") != std::string::npos) found_libc = true;
+  }
+  EXPECT_TRUE(found_libc);
+}
+
+TEST_F(PprofExportTest, TopShowsFunctionsAndInuseBytes) {
+  std::string top = Pprof("-top -sample_index=inuse_space -unit=B");
+  std::string widgets = LineWith(top, "memward_profile_test::AllocateWidgets()");
+  std::string cache = LineWith(top, "memward_profile_test::FillCache()");
+  EXPECT_NE(widgets.find("10000B"), std::string::npos) << top;
+  EXPECT_NE(cache.find("10000B"), std::string::npos) << top;
+  EXPECT_NE(top.find("Showing nodes accounting for 20000B"), std::string::npos) << top;
+}
+
+TEST_F(PprofExportTest, TopShowsAllocTotals) {
+  std::string top = Pprof("-top -sample_index=alloc_space -unit=B");
+  std::string widgets = LineWith(top, "memward_profile_test::AllocateWidgets()");
+  EXPECT_NE(widgets.find("40000B"), std::string::npos) << top;
+  std::string objects = Pprof("-top -sample_index=alloc_objects");
+  EXPECT_NE(LineWith(objects, "AllocateWidgets").find("625"), std::string::npos) << objects;
+}
+
+TEST_F(PprofExportTest, TracesShowCallersInOrder) {
+  std::string traces = Pprof("-traces -sample_index=inuse_space");
+  size_t widgets = traces.find("memward_profile_test::AllocateWidgets()");
+  size_t request = traces.find("memward_profile_test::HandleRequest()", widgets);
+  ASSERT_NE(widgets, std::string::npos) << traces;
+  EXPECT_NE(request, std::string::npos) << traces;
+  EXPECT_NE(traces.find("tenant:  acme"), std::string::npos) << traces;
+  EXPECT_NE(traces.find("request:  3:9"), std::string::npos) << traces;
+  EXPECT_NE(traces.find("escaped:  true"), std::string::npos) << traces;
+}
+
+TEST_F(PprofExportTest, RawShowsSampleTypesAndMappings) {
+  std::string raw = Pprof("-raw");
+  EXPECT_NE(raw.find("alloc_objects/count alloc_space/bytes inuse_objects/count "
+                     "inuse_space/bytes[dflt]"),
+            std::string::npos)
+      << raw;
+  EXPECT_NE(raw.find("PeriodType: space bytes"), std::string::npos) << raw;
+  EXPECT_NE(raw.find("Period: 524288"), std::string::npos) << raw;
+  EXPECT_NE(raw.find("profile_export_test"), std::string::npos) << raw;
+  // The five escaped widget samples of acme: 5 x 15.625 objects, 5,000 bytes.
+  EXPECT_NE(raw.find("0          0         78       5000"), std::string::npos) << raw;
+}
+
+TEST_F(PprofExportTest, TagsListTenants) {
+  std::string tags = Pprof("-tags -sample_index=inuse_space -unit=B");
+  EXPECT_NE(LineWith(tags, "acme").find("5000.0B"), std::string::npos) << tags;
+  EXPECT_NE(LineWith(tags, "process").find("15000.0B"), std::string::npos) << tags;
+}
+
+TEST(FoldedExport, OneWellFormedLinePerStack) {
+  Symbolizer symbolizer;
+  std::string folded = accounting::WriteFolded(MakeSnapshot(), &symbolizer,
+                                               accounting::FoldedValue::kInuseSpace, 0);
+  std::regex line_form(R"(^[^;\n]+(;[^;\n]+)* [0-9]+$)");
+  std::istringstream lines(folded);
+  std::string line;
+  std::vector<std::string> all;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(std::regex_match(line, line_form)) << line;
+    all.push_back(line);
+  }
+  ASSERT_EQ(all.size(), 2u) << folded;
+  std::string widgets = LineWith(folded, "AllocateWidgets");
+  EXPECT_NE(widgets.find("memward_profile_test::HandleRequest();"
+                         "memward_profile_test::AllocateWidgets();"),
+            std::string::npos)
+      << widgets;
+  EXPECT_EQ(widgets.substr(widgets.rfind(' ') + 1), "10000");
+  EXPECT_EQ(folded.back(), '\n');
+}
+
+TEST(FoldedExport, AllocValuesComeFromSiteTotals) {
+  Symbolizer symbolizer;
+  std::string folded = accounting::WriteFolded(MakeSnapshot(), &symbolizer,
+                                               accounting::FoldedValue::kAllocObjects, 0);
+  std::string cache = LineWith(folded, "FillCache");
+  EXPECT_EQ(cache.substr(cache.rfind(' ') + 1), "20");
+  EXPECT_EQ(accounting::ParseFoldedValue("alloc_space"), accounting::FoldedValue::kAllocSpace);
+  EXPECT_FALSE(accounting::ParseFoldedValue("bytes").has_value());
+}
+
+TEST(FoldedExport, UnknownFramesShowAddresses) {
+  // Frames outside every mapping are shown by the looked-up address, the
+  // return address minus one.
+  HeapSnapshot snapshot;
+  snapshot.live.push_back(MakeRecord(1, 1, {0x10, 0x20}, 8, 100));
+  Symbolizer symbolizer;
+  std::string folded =
+      accounting::WriteFolded(snapshot, &symbolizer, accounting::FoldedValue::kInuseSpace, 0);
+  EXPECT_EQ(folded, "0x1f;0xf 100\n");
+}
+
+}  // namespace
+}  // namespace memward
