@@ -87,6 +87,7 @@ inline void WriteFile(const std::string& path, const std::string& data) {
   fclose(file);
 }
 
+#ifdef MEMWARD_GO_PATH
 // Runs `go tool pprof ARGS PROFILE` with its caches and temporary files in
 // `scratch`, and returns its standard output and error. pprof reads only the
 // local file: no URL is passed, so it makes no network request.
@@ -108,6 +109,7 @@ inline std::string RunPprof(const std::string& scratch, const std::string& args,
   *exit_status = pclose(pipe);
   return output;
 }
+#endif  // MEMWARD_GO_PATH
 
 }  // namespace memward::testing
 
