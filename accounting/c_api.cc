@@ -5,6 +5,9 @@
 #include <string.h>
 
 #include "accounting/owner_map.h"
+#include "accounting/pressure_service.h"
+#include "accounting/pressure_state.h"
+#include "accounting/reclaimer_registry.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/allocator.h"
@@ -364,6 +367,36 @@ MEMWARD_EXPORT int memward_overhead_get(memward_overhead* overhead) {
 MEMWARD_EXPORT int memward_thread_flush(void) {
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
   alloc::FlushThread();
+  return MEMWARD_OK;
+}
+
+MEMWARD_EXPORT int memward_reclaimer_register(const memward_reclaimer* reclaimer,
+                                              memward_reclaimer_id* id) {
+  if (reclaimer == nullptr || id == nullptr) return MEMWARD_ERROR_INVALID;
+  if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  int status = accounting::RegisterReclaimer(*reclaimer, id);
+  // A warden that cannot start has been reported; the registration stands
+  // and is used if a later start succeeds.
+  if (status == MEMWARD_OK) accounting::StartPressureService();
+  return status;
+}
+
+MEMWARD_EXPORT int memward_reclaimer_unregister(memward_reclaimer_id id) {
+  if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  return accounting::UnregisterReclaimer(id);
+}
+
+MEMWARD_EXPORT int memward_pressure_get(memward_pressure_level* level) {
+  if (level == nullptr) return MEMWARD_ERROR_INVALID;
+  if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  accounting::StartPressureService();
+  *level = static_cast<memward_pressure_level>(accounting::CurrentPressureLevel());
+  return MEMWARD_OK;
+}
+
+MEMWARD_EXPORT int memward_purge(void) {
+  if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
+  accounting::PurgeNow();
   return MEMWARD_OK;
 }
 

@@ -1,6 +1,7 @@
 // The tenant table and its counters.
 #include "accounting/tenant.h"
 
+#include "accounting/pressure_state.h"
 #include "base/resident.h"
 
 namespace memward::accounting {
@@ -57,6 +58,18 @@ Admission Admit(TenantId id, uint64_t expected_bytes, int64_t extra_live,
   } else if (soft != 0 && projected > soft) {
     answer = Admission::kShed;
     *reason = AdmissionReason::kSoftLimit;
+  }
+  if (answer != Admission::kReject) {
+    const PressureLevel level = CurrentPressureLevel();
+    const uint64_t share = ShareOf(tenant);
+    if (level >= PressureLevel::kCritical && IsRejectedUnderPressure(id)) {
+      answer = Admission::kReject;
+      *reason = AdmissionReason::kPressure;
+    } else if (level >= PressureLevel::kHigh && share != 0 && projected > share) {
+      answer = Admission::kShed;
+      *reason = AdmissionReason::kPressure;
+    }
+    if (*reason == AdmissionReason::kPressure) CountPressureAdmission(answer);
   }
   tenant.counters.admissions[static_cast<int>(answer)].fetch_add(1, std::memory_order_relaxed);
   return answer;

@@ -35,7 +35,7 @@ inline constexpr int32_t kBatchOperations = 4096;
 
 // Admission results, in order of severity.
 enum class Admission : uint8_t { kAdmit = 0, kShed = 1, kReject = 2 };
-enum class AdmissionReason : uint8_t { kNone = 0, kSoftLimit = 1, kHardLimit = 2 };
+enum class AdmissionReason : uint8_t { kNone = 0, kSoftLimit = 1, kHardLimit = 2, kPressure = 3 };
 
 // One tenant's shared counters. Each field is updated with relaxed atomics:
 // readers see each number exactly, but not a snapshot of all of them.
@@ -110,6 +110,9 @@ void PublishDelta(TenantCounters& counters, const TenantDelta& delta);
 
 // Returns the tenant's admission result for `expected_bytes` more and counts
 // it. `extra_live` is the caller's unpublished live bytes for the tenant.
+// Under memory pressure (accounting/pressure_state.h) a tenant over its
+// share is shed at the high level, and a tenant the warden marked as
+// furthest over its share is rejected at the critical level.
 Admission Admit(TenantId id, uint64_t expected_bytes, int64_t extra_live,
                 AdmissionReason* reason);
 

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc/growth_signal.h"
+
 extern "C" {
 
 void* mwje_dlsym(void* handle, const char* symbol) {
@@ -24,6 +26,7 @@ void* mwje_dlsym(void* handle, const char* symbol) {
 void* mwje_mmap(void* address, size_t length, int protection, int flags, int fd, off_t offset) {
   int saved_errno = errno;
   void* result = mmap(address, length, protection, flags, fd, offset);
+  if (result != MAP_FAILED) memward::alloc::NoteHeapGrowth(length);
   errno = saved_errno;
   return result;
 }

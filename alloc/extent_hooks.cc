@@ -14,6 +14,7 @@
 
 #include "accounting/owner_map.h"
 #include "alloc/engine.h"
+#include "alloc/growth_signal.h"
 
 namespace memward::alloc {
 namespace {
@@ -43,6 +44,7 @@ void* MapAligned(size_t size, size_t alignment) {
   size_t padded = size + alignment;
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
+  NoteHeapGrowth(size);
   uintptr_t start = RoundUp(reinterpret_cast<uintptr_t>(raw), alignment);
   uintptr_t head = start - reinterpret_cast<uintptr_t>(raw);
   if (head != 0) munmap(raw, head);

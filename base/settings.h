@@ -29,6 +29,15 @@ enum class SettingId : int {
   kDedicatedArenas,
   kRequestArenas,
   kCgroupRoot,
+  kPressureSoft,
+  kPressureHigh,
+  kPressureCritical,
+  kPressureHysteresis,
+  kPressureInterval,
+  kPressureWakeBytes,
+  kPressureDirtyDecay,
+  kReclaimCpuShare,
+  kPressureMonitor,
   kNumSettings,
 };
 
@@ -88,6 +97,35 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "The directory the cgroup monitor reads proc/self/cgroup, proc/self/mountinfo and "
      "the cgroup mounts under; tests point it at a prepared tree.",
      "/"},
+    {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
+     "Working set, in percent of the memory limit, at which the pressure level becomes "
+     "soft: reclaimers are asked for memory and dirty pages are purged."},
+    {SettingId::kPressureHigh, "pressure_high", SettingKind::kCount, 90, 1, 100, false,
+     "Working set, in percent of the memory limit, at which the level becomes high: "
+     "admission sheds new work of tenants over their share."},
+    {SettingId::kPressureCritical, "pressure_critical", SettingKind::kCount, 95, 1, 100, false,
+     "Working set, in percent of the memory limit, at which the level becomes critical: "
+     "admission rejects new work of the tenants furthest over their share."},
+    {SettingId::kPressureHysteresis, "pressure_hysteresis", SettingKind::kCount, 5, 0, 50,
+     false,
+     "Percentage points the working set must fall below a level's threshold before "
+     "the level is left."},
+    {SettingId::kPressureInterval, "pressure_interval", SettingKind::kTime, 250, 10, 60 * 1000,
+     false, "How often the warden reads the cgroup's memory usage and pressure."},
+    {SettingId::kPressureWakeBytes, "pressure_wake_bytes", SettingKind::kSize, 32 * kMiB, 0,
+     64 * kGiB, false,
+     "Growth of memward's mapped memory since the warden last looked that wakes the "
+     "warden before its next interval; 0 turns the wake-up off."},
+    {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 1000, 0,
+     kHourMs, false,
+     "Dirty page decay while the level is soft (high and critical use 0); the "
+     "dirty_decay setting is restored when the level falls to normal."},
+    {SettingId::kReclaimCpuShare, "reclaim_cpu_share", SettingKind::kCount, 20, 1, 100, false,
+     "Maximum percent of one CPU's time the warden spends in reclaimers; reclaim "
+     "waits when its time over the last second passes this share."},
+    {SettingId::kPressureMonitor, "pressure_monitor", SettingKind::kBool, 0, 0, 1, false,
+     "Start the warden when the library loads and watch the memory cgroup; otherwise "
+     "it starts at the first reclaimer registration or pressure query."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

@@ -1,10 +1,14 @@
-// memward's locks across fork, in the order of alloc/arena_registry.h:
-// registry, arenas, thread list; then jemalloc's own handlers take its locks.
+// memward's locks across fork: the warden's table lock, then the cgroup
+// monitor's, then in the order of alloc/arena_registry.h (registry, arenas,
+// thread list); then jemalloc's own handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
+#include "accounting/cgroup_monitor.h"
 #include "accounting/tenant_registry.h"
+#include "accounting/warden.h"
+#include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
@@ -15,6 +19,10 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::LockWardenForFork();
+  // The cgroup monitor allocates while holding its mutex, so its mutex
+  // comes before every allocator lock.
+  accounting::LockCgroupMonitorForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -24,6 +32,8 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockCgroupMonitorInParent();
+  accounting::UnlockWardenAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -32,7 +42,10 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
+  accounting::ResetCgroupMonitorInChild();
+  accounting::Warden::Get().RestartInChild();
 }
 
 void Install() {

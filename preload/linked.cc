@@ -1,4 +1,5 @@
 // libmemward.so: the library that programs link against to use memward's API.
+#include "accounting/pressure_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -10,6 +11,9 @@ namespace {
 __attribute__((constructor)) void StartLinkedLibrary() {
   memward::preload::InstallForkHandlers();
   memward::alloc::StartDeferredFeatures();
+  if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
+    memward::accounting::StartPressureService();
+  }
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // libmemward_preload.so: memward loaded into an unchanged program with
 // LD_PRELOAD. It serves the same API as libmemward.so, for programs that look
 // it up with dlsym or declare it weak (include/memward/memward.h).
+#include "accounting/pressure_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -12,6 +13,9 @@ namespace {
 __attribute__((constructor)) void StartPreloadedLibrary() {
   memward::preload::InstallForkHandlers();
   memward::alloc::StartDeferredFeatures();
+  if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
+    memward::accounting::StartPressureService();
+  }
 }
 
 }  // namespace

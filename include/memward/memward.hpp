@@ -47,6 +47,7 @@ enum class AdmissionReason {
   kNone = MEMWARD_REASON_NONE,
   kSoftLimit = MEMWARD_REASON_SOFT_LIMIT,
   kHardLimit = MEMWARD_REASON_HARD_LIMIT,
+  kPressure = MEMWARD_REASON_PRESSURE,
 };
 
 struct AdmissionResult {
@@ -167,6 +168,91 @@ inline std::vector<TenantStats> AllTenantStats() {
 inline Status FlushThread() { return Status(memward_thread_flush()); }
 
 inline bool IsLoaded() { return memward_version() != nullptr; }
+
+enum class PressureLevel {
+  kNormal = MEMWARD_PRESSURE_NORMAL,
+  kSoft = MEMWARD_PRESSURE_SOFT,
+  kHigh = MEMWARD_PRESSURE_HIGH,
+  kCritical = MEMWARD_PRESSURE_CRITICAL,
+};
+
+// The process's memory pressure level; empty without memward. The first
+// call starts memward's warden thread.
+inline std::optional<PressureLevel> CurrentPressure() {
+  memward_pressure_level level = MEMWARD_PRESSURE_NORMAL;
+  if (memward_pressure_get(&level) != MEMWARD_OK) return std::nullopt;
+  return static_cast<PressureLevel>(level);
+}
+
+// Returns the process's dirty allocator pages to the operating system now.
+inline Status Purge() { return Status(memward_purge()); }
+
+// A cache or pool that gives memory back under pressure. Derive from it,
+// implement ReclaimableBytes and Reclaim, and call Register; the destructor
+// unregisters, and after Unregister returns no further call is made. Both
+// run on memward's warden thread, never inside malloc and never two at once,
+// so they must lock whatever the program's threads share with them.
+//
+// A derived class must call Unregister in its own destructor: by the time
+// this base destructor runs, the derived members are gone.
+class Reclaimer {
+ public:
+  Reclaimer() = default;
+  virtual ~Reclaimer() { Unregister(); }
+  Reclaimer(const Reclaimer&) = delete;
+  Reclaimer& operator=(const Reclaimer&) = delete;
+
+  // Bytes it could free now.
+  virtual std::uint64_t ReclaimableBytes() = 0;
+  // Frees about `target_bytes` and returns the bytes freed.
+  virtual std::uint64_t Reclaim(std::uint64_t target_bytes) = 0;
+
+  // Registers with memward; lower `priority` values are asked first.
+  // `time_budget_us` is the time one Reclaim call should take (0: memward's
+  // default). Registering twice is an error (MEMWARD_ERROR_INVALID).
+  Status Register(std::string_view name, int priority = 0, std::uint32_t time_budget_us = 0) {
+    if (registered_) return Status(MEMWARD_ERROR_INVALID);
+    std::string terminated(name);
+    memward_reclaimer reclaimer{};
+    reclaimer.name = terminated.c_str();
+    reclaimer.priority = priority;
+    reclaimer.time_budget_us = time_budget_us;
+    reclaimer.context = this;
+    reclaimer.count = &Reclaimer::CountThunk;
+    reclaimer.reclaim = &Reclaimer::ReclaimThunk;
+    Status status(memward_reclaimer_register(&reclaimer, &id_));
+    registered_ = status.ok();
+    return status;
+  }
+
+  void Unregister() {
+    if (registered_) memward_reclaimer_unregister(id_);
+    registered_ = false;
+  }
+
+  bool registered() const { return registered_; }
+
+ private:
+  // An exception must not unwind through memward's C frames, so it counts
+  // as nothing to free.
+  static std::uint64_t CountThunk(void* context) {
+    try {
+      return static_cast<Reclaimer*>(context)->ReclaimableBytes();
+    } catch (...) {
+      return 0;
+    }
+  }
+  static std::uint64_t ReclaimThunk(void* context, std::uint64_t target_bytes) {
+    try {
+      return static_cast<Reclaimer*>(context)->Reclaim(target_bytes);
+    } catch (...) {
+      return 0;
+    }
+  }
+
+  memward_reclaimer_id id_ = 0;
+  bool registered_ = false;
+};
 
 }  // namespace memward
 

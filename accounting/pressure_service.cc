@@ -1,0 +1,359 @@
+// The warden's pressure tick: reading, ladder step, actions, decisions.
+#include "accounting/pressure_service.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <atomic>
+
+#include "accounting/cgroup_monitor.h"
+#include "accounting/decision_log.h"
+#include "accounting/pressure_admission.h"
+#include "accounting/reclaimer_registry.h"
+#include "accounting/warden.h"
+#include "accounting/warden_internal.h"
+#include "alloc/bootstrap.h"
+#include "alloc/engine.h"
+#include "alloc/growth_signal.h"
+#include "alloc/purge.h"
+#include "base/json_writer.h"
+#include "base/log.h"
+#include "base/settings.h"
+
+namespace memward::accounting {
+namespace {
+
+using base::SettingId;
+
+constexpr int64_t kReclaimNowTimeoutNs = 10LL * 1000 * 1000 * 1000;
+
+PressureInput NoInput(void*) { return PressureInput{}; }
+
+// The default source: the process's cgroup monitor. A reading without a
+// memory controller (ok false) leaves the level at normal.
+PressureInput CgroupInput(void*) {
+  const CgroupReading reading = ProcessCgroupMonitor().Read();
+  PressureInput input;
+  input.ok = reading.ok;
+  input.limit_bytes = reading.limit_bytes;
+  input.working_set_bytes = reading.working_set_bytes;
+  input.psi_some_avg10 = reading.psi_some_avg10;
+  input.psi_full_avg10 = reading.psi_full_avg10;
+  return input;
+}
+
+// Written by tests before they step the service; read on the warden thread.
+constinit std::atomic<PressureInputSource> g_source{CgroupInput};
+constinit std::atomic<void*> g_source_context{nullptr};
+
+// The ladder and the decay in force. Touched only on the warden thread,
+// after g_started is set.
+constinit PressureLadder g_ladder{};
+constinit int64_t g_decay_in_force_ms = -2;  // -2: the configured setting
+
+// Guarded by g_state_lock: the last reading and step, the pending
+// ReclaimNow and tick requests.
+constinit pthread_mutex_t g_state_lock = PTHREAD_MUTEX_INITIALIZER;
+constinit pthread_cond_t g_state_changed = PTHREAD_COND_INITIALIZER;
+constinit PressureInput g_last_input{};
+constinit LadderStep g_last_step{};
+constinit uint64_t g_ticks = 0;
+constinit uint64_t g_reclaim_request_bytes = 0;
+constinit uint64_t g_reclaim_requests = 0;   // requests handed over
+constinit uint64_t g_reclaim_completed = 0;  // requests the warden finished
+constinit uint64_t g_reclaim_result = 0;
+
+constinit pthread_mutex_t g_start_lock = PTHREAD_MUTEX_INITIALIZER;
+constinit std::atomic<bool> g_started{false};
+
+int64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+const base::Settings& Settings() { return alloc::CurrentSettings(); }
+
+// Sets dirty_decay_ms on every initialised arena and as the default for new
+// ones. `decay_ms` -1 means never (jemalloc's own convention).
+void SetDirtyDecay(int64_t decay_ms) {
+  ssize_t value = static_cast<ssize_t>(decay_ms);
+  mwje_mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &value, sizeof(value));
+  unsigned arenas = 0;
+  size_t length = sizeof(arenas);
+  mwje_mallctl("arenas.narenas", &arenas, &length, nullptr, 0);
+  for (unsigned arena = 0; arena < arenas; arena++) {
+    char name[64];
+    base::Format(name, sizeof(name), "arena.%u.dirty_decay_ms", arena);
+    // Arenas that were never initialised reject the write; that is fine.
+    mwje_mallctl(name, nullptr, nullptr, &value, sizeof(value));
+  }
+}
+
+void RecordLevelDecision(DecisionKind kind, int64_t value) {
+  Decision decision;
+  decision.kind = kind;
+  decision.level = CurrentPressureLevel();
+  decision.value = value;
+  RecordDecision(decision);
+}
+
+void ApplyDecay(const LadderStep& step) {
+  if (step.decay == DecayChange::kNone) return;
+  int64_t decay_ms = Settings().Get(SettingId::kDirtyDecay);
+  if (step.decay == DecayChange::kShorten) {
+    decay_ms = step.level >= PressureLevel::kHigh ? 0
+                                                  : Settings().Get(SettingId::kPressureDirtyDecay);
+  }
+  if (decay_ms == g_decay_in_force_ms) return;
+  SetDirtyDecay(decay_ms);
+  g_decay_in_force_ms = decay_ms;
+  RecordLevelDecision(DecisionKind::kDecay, step.decay == DecayChange::kRestore ? -1 : decay_ms);
+}
+
+uint64_t PurgeAndRecord() {
+  const int64_t start = MonotonicNs();
+  const uint64_t purged = alloc::PurgeUnusedPages();
+  Decision decision;
+  decision.kind = DecisionKind::kPurge;
+  decision.level = CurrentPressureLevel();
+  decision.value = static_cast<int64_t>(purged);
+  decision.elapsed_us = (MonotonicNs() - start) / 1000;
+  RecordDecision(decision);
+  return purged;
+}
+
+int CpuSharePercent() { return static_cast<int>(Settings().Get(SettingId::kReclaimCpuShare)); }
+
+// Carries out one ladder step.
+void ApplyStep(const PressureInput& input, const LadderStep& step) {
+  if (step.rose || step.fell) {
+    SetCurrentPressureLevel(step.level);
+    RecordLevelDecision(DecisionKind::kLevelChange, static_cast<int64_t>(input.working_set_bytes));
+  }
+  ApplyDecay(step);
+  if (step.purge) PurgeAndRecord();
+
+  const uint64_t excess =
+      input.working_set_bytes > g_ladder.ExitBytes(PressureLevel::kCritical, input.limit_bytes)
+          ? input.working_set_bytes - g_ladder.ExitBytes(PressureLevel::kCritical, input.limit_bytes)
+          : 0;
+  const int marked = UpdatePressureAdmission(step.level, input.limit_bytes, excess);
+  if (marked > 0 && step.rose) RecordLevelDecision(DecisionKind::kRejectSet, marked);
+
+  if (step.reclaim_target_bytes == 0) return;
+  ReclaimPassResult pass =
+      RunReclaimPass(step.reclaim_target_bytes, MonotonicNs(), CpuSharePercent());
+  // What the reclaimers freed is dirty pages in jemalloc until purged, and
+  // the working set only falls once they are returned.
+  if (pass.freed_bytes > 0) PurgeAndRecord();
+}
+
+// Runs a ReclaimNow request that another thread handed over.
+void ServeReclaimRequest() {
+  pthread_mutex_lock(&g_state_lock);
+  const bool pending = g_reclaim_requests != g_reclaim_completed;
+  const uint64_t bytes = g_reclaim_request_bytes;
+  pthread_mutex_unlock(&g_state_lock);
+  if (!pending) return;
+  const uint64_t freed = ReclaimNow(bytes);
+  pthread_mutex_lock(&g_state_lock);
+  g_reclaim_result = freed;
+  g_reclaim_completed = g_reclaim_requests;
+  pthread_cond_broadcast(&g_state_changed);
+  pthread_mutex_unlock(&g_state_lock);
+}
+
+// The pressure descriptor watched now and the monitor generation it came
+// from. Touched only on the warden thread (and by StartPressureService
+// before the task is registered).
+constinit int g_watched_fd = -1;
+constinit uint64_t g_watched_generation = UINT64_MAX;
+
+void Tick(void*);
+
+void OnPressureEvent(int fd, uint32_t events, void*) {
+  ProcessCgroupMonitor().AcknowledgePressureEvent();
+  Tick(nullptr);
+}
+
+// Watches the monitor's pressure descriptor, again whenever the monitor
+// replaced it (rediscovery, or the first read in a forked child).
+void RefreshPressureWatch() {
+  if (g_source.load(std::memory_order_acquire) != CgroupInput) return;
+  CgroupMonitor& monitor = ProcessCgroupMonitor();
+  const uint64_t generation = monitor.generation();
+  if (generation == g_watched_generation) return;
+  if (g_watched_fd >= 0) Warden::Get().Unwatch(g_watched_fd);
+  g_watched_fd = monitor.pressure_event_fd();
+  g_watched_generation = generation;
+  if (g_watched_fd >= 0 &&
+      !Warden::Get().Watch(g_watched_fd, monitor.pressure_event_mask(), OnPressureEvent,
+                           nullptr)) {
+    base::Log("pressure: the warden could not watch the pressure descriptor %d; "
+              "relying on the %lld ms timer",
+              g_watched_fd,
+              static_cast<long long>(Settings().Get(SettingId::kPressureInterval)));
+    g_watched_fd = -1;
+  }
+}
+
+void Tick(void*) {
+  ServeReclaimRequest();
+  alloc::ResetGrowth();
+  PressureInputSource source = g_source.load(std::memory_order_acquire);
+  const PressureInput input = source(g_source_context.load(std::memory_order_acquire));
+  RefreshPressureWatch();
+  const PressureInput previous = g_last_input;
+  if (!input.ok && previous.ok) RecordLevelDecision(DecisionKind::kReadFailed, 0);
+  const LadderStep step = g_ladder.Evaluate(input);
+  ApplyStep(input, step);
+
+  pthread_mutex_lock(&g_state_lock);
+  g_last_input = input;
+  g_last_step = step;
+  g_ticks++;
+  pthread_cond_broadcast(&g_state_changed);
+  pthread_mutex_unlock(&g_state_lock);
+}
+
+void WakeWarden() { Warden::Get().Wake(); }
+
+// Waits until `done` holds under g_state_lock or the timeout passes.
+template <typename Predicate>
+bool WaitLocked(Predicate done) {
+  timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += kReclaimNowTimeoutNs / 1000000000;
+  while (!done()) {
+    if (pthread_cond_timedwait(&g_state_changed, &g_state_lock, &deadline) != 0) return done();
+  }
+  return true;
+}
+
+void WriteReclaimersJson(base::JsonWriter& json) {
+  ReclaimerInfo infos[kMaxReclaimers];
+  const int count = ListReclaimers(infos, kMaxReclaimers);
+  const int64_t now = MonotonicNs();
+  json.Key("reclaimers").BeginArray();
+  for (int i = 0; i < count && i < kMaxReclaimers; i++) {
+    const ReclaimerInfo& info = infos[i];
+    json.BeginObject();
+    json.Key("id").Uint(info.id);
+    json.Key("name").String(info.name);
+    json.Key("priority").Int(info.priority);
+    json.Key("calls").Uint(info.calls);
+    json.Key("freed_bytes").Uint(info.freed_bytes);
+    json.Key("empty_calls").Uint(info.empty_calls);
+    json.Key("budget_overruns").Uint(info.budget_overruns);
+    const int64_t backoff_ms =
+        info.backoff_until_ns > now ? (info.backoff_until_ns - now) / 1000000 : 0;
+    json.Key("backoff_remaining_ms").Int(backoff_ms);
+    json.EndObject();
+  }
+  json.EndArray();
+}
+
+}  // namespace
+
+void SetPressureInputSource(PressureInputSource source, void* context) {
+  g_source_context.store(context, std::memory_order_release);
+  g_source.store(source != nullptr ? source : NoInput, std::memory_order_release);
+}
+
+bool StartPressureService() {
+  if (g_started.load(std::memory_order_acquire)) return Warden::Get().Start();
+  pthread_mutex_lock(&g_start_lock);
+  bool ok = true;
+  if (!g_started.load(std::memory_order_relaxed)) {
+    const base::Settings& settings = Settings();
+    g_ladder = PressureLadder(ThresholdsFromSettings(settings));
+    const int64_t interval_ms = settings.Get(SettingId::kPressureInterval);
+    ok = Warden::Get().AddPeriodic("pressure", interval_ms, Tick, nullptr);
+    if (!ok) base::Log("pressure: the warden's task table is full; memory pressure is not watched");
+    alloc::SetGrowthWake(static_cast<uint64_t>(settings.Get(SettingId::kPressureWakeBytes)),
+                         WakeWarden);
+    g_started.store(ok, std::memory_order_release);
+  }
+  pthread_mutex_unlock(&g_start_lock);
+  return ok && Warden::Get().Start();
+}
+
+bool EvaluatePressureNow() {
+  if (!StartPressureService()) return false;
+  if (IsWardenThread()) {
+    Tick(nullptr);
+    return true;
+  }
+  pthread_mutex_lock(&g_state_lock);
+  const uint64_t target = g_ticks + 1;
+  pthread_mutex_unlock(&g_state_lock);
+  WakeWarden();
+  pthread_mutex_lock(&g_state_lock);
+  const bool done = WaitLocked([&] { return g_ticks >= target; });
+  pthread_mutex_unlock(&g_state_lock);
+  return done;
+}
+
+uint64_t ReclaimNow(uint64_t bytes) {
+  if (IsWardenThread()) {
+    ReclaimPassResult pass = RunReclaimPass(bytes, MonotonicNs(), CpuSharePercent());
+    PurgeAndRecord();
+    return pass.freed_bytes;
+  }
+  if (!StartPressureService()) return 0;
+  pthread_mutex_lock(&g_state_lock);
+  g_reclaim_request_bytes = bytes;
+  const uint64_t request = ++g_reclaim_requests;
+  pthread_mutex_unlock(&g_state_lock);
+  WakeWarden();
+  pthread_mutex_lock(&g_state_lock);
+  const bool done = WaitLocked([&] { return g_reclaim_completed >= request; });
+  const uint64_t freed = done ? g_reclaim_result : 0;
+  pthread_mutex_unlock(&g_state_lock);
+  return freed;
+}
+
+uint64_t PurgeNow() { return PurgeAndRecord(); }
+
+LadderThresholds CurrentThresholds() { return g_ladder.thresholds(); }
+
+void WritePressureJson(std::string* out) {
+  pthread_mutex_lock(&g_state_lock);
+  const PressureInput input = g_last_input;
+  const LadderStep step = g_last_step;
+  const uint64_t ticks = g_ticks;
+  pthread_mutex_unlock(&g_state_lock);
+  const LadderThresholds thresholds = g_ladder.thresholds();
+
+  base::JsonWriter json(out);
+  json.BeginObject();
+  json.Key("running").Bool(g_started.load(std::memory_order_acquire) &&
+                           Warden::Get().IsRunning());
+  json.Key("level").String(PressureLevelName(CurrentPressureLevel()));
+  json.Key("ticks").Uint(ticks);
+  json.Key("reading_ok").Bool(input.ok);
+  json.Key("limit_bytes").Uint(input.limit_bytes);
+  json.Key("working_set_bytes").Uint(input.working_set_bytes);
+  json.Key("usage_percent").Int(step.usage_percent);
+  json.Key("psi_some_avg10").Double(input.psi_some_avg10);
+  json.Key("psi_full_avg10").Double(input.psi_full_avg10);
+  json.Key("last_reclaim_target_bytes").Uint(step.reclaim_target_bytes);
+  json.Key("thresholds_percent").BeginObject();
+  json.Key("soft").Int(thresholds.soft_percent);
+  json.Key("high").Int(thresholds.high_percent);
+  json.Key("critical").Int(thresholds.critical_percent);
+  json.Key("hysteresis").Int(thresholds.hysteresis_percent);
+  json.EndObject();
+  json.Key("admission").BeginObject();
+  json.Key("fair_share_bytes").Uint(FairShareBytes());
+  json.Key("shed_under_pressure").Uint(PressureShedCount());
+  json.Key("rejected_under_pressure").Uint(PressureRejectCount());
+  json.EndObject();
+  WriteReclaimersJson(json);
+  json.EndObject();
+}
+
+}  // namespace memward::accounting

@@ -1,0 +1,384 @@
+// The warden thread's event loop: one epoll set over a timerfd (periodic
+// tasks), an eventfd (Wake) and the descriptors services watch.
+//
+// Locking: g_lock guards the watch and task tables and the descriptors. It
+// is taken by Start, Stop, Watch, Unwatch, AddPeriodic and the loop while it
+// copies a table, never around a callback, and no allocation path takes it,
+// so a callback may allocate and may call Watch or AddPeriodic. Across fork
+// it is taken in the prepare handler before the registry lock (LockForFork)
+// and released in both processes. Wake reads only the atomic eventfd number.
+#include "accounting/warden.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "accounting/tenant.h"
+#include "accounting/warden_internal.h"
+#include "alloc/arena_registry.h"
+#include "alloc/scope.h"
+#include "base/log.h"
+
+namespace memward::accounting {
+namespace {
+
+constexpr int kMaxWatches = 32;
+constexpr int kMaxTasks = 16;
+constexpr int kMaxEventsPerWait = 16;
+constexpr char kThreadName[] = "memward-warden";
+
+struct WatchEntry {
+  int fd = -1;
+  uint32_t events = 0;
+  FdHandler handler = nullptr;
+  void* context = nullptr;
+};
+
+struct TaskEntry {
+  char name[32] = {};
+  int64_t period_ms = 0;
+  PeriodicTask task = nullptr;
+  void* context = nullptr;
+  int64_t next_due_ns = 0;  // CLOCK_MONOTONIC; written only by the warden thread
+};
+
+// Guarded by g_lock.
+constinit pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+constinit WatchEntry g_watches[kMaxWatches];
+constinit TaskEntry g_tasks[kMaxTasks];
+constinit int g_task_count = 0;
+constinit int g_epoll_fd = -1;
+constinit int g_timer_fd = -1;
+constinit pthread_t g_thread;
+// Set by Stop; read by the loop after each wait.
+constinit std::atomic<bool> g_stop_requested{false};
+constinit std::atomic<bool> g_running{false};
+// The eventfd that Wake writes to, -1 before the first Start. Read without
+// the lock (Wake runs in signal handlers and the allocation slow path).
+constinit std::atomic<int> g_event_fd{-1};
+// The fd whose handler runs now on the warden thread, -1 for none, so that
+// Unwatch from another thread can wait for that call to return.
+constinit std::atomic<int> g_dispatching_fd{-1};
+constinit std::atomic<bool> g_was_running_at_fork{false};
+
+base::LogLimit g_error_log_limit(8);
+
+class LockGuard {
+ public:
+  LockGuard() { pthread_mutex_lock(&g_lock); }
+  ~LockGuard() { pthread_mutex_unlock(&g_lock); }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+};
+
+int64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+// Returns the smallest registered period, or 0 when no task is registered.
+// Requires g_lock.
+int64_t SmallestPeriodMsLocked() {
+  int64_t smallest = 0;
+  for (int i = 0; i < g_task_count; i++) {
+    if (smallest == 0 || g_tasks[i].period_ms < smallest) smallest = g_tasks[i].period_ms;
+  }
+  return smallest;
+}
+
+// Arms the timerfd to fire every smallest period. Requires g_lock.
+void ArmTimerLocked() {
+  if (g_timer_fd < 0) return;
+  int64_t period_ms = SmallestPeriodMsLocked();
+  itimerspec spec = {};
+  if (period_ms > 0) {
+    spec.it_interval.tv_sec = period_ms / 1000;
+    spec.it_interval.tv_nsec = (period_ms % 1000) * 1000000;
+    spec.it_value = spec.it_interval;
+  }
+  if (timerfd_settime(g_timer_fd, 0, &spec, nullptr) != 0 && g_error_log_limit.Allow()) {
+    base::Log("warden: timerfd_settime failed (errno %d); periodic tasks will not run", errno);
+  }
+}
+
+bool AddToEpollLocked(const WatchEntry& entry) {
+  epoll_event event = {};
+  event.events = entry.events;
+  event.data.fd = entry.fd;
+  if (epoll_ctl(g_epoll_fd, EPOLL_CTL_ADD, entry.fd, &event) == 0) return true;
+  if (errno == EEXIST) return epoll_ctl(g_epoll_fd, EPOLL_CTL_MOD, entry.fd, &event) == 0;
+  return false;
+}
+
+// Closes the epoll set and the timerfd. The eventfd stays open for the life
+// of the process, because a concurrent Wake may have loaded its number: if
+// it were closed, that write could land in a file opened since.
+void CloseDescriptorsLocked() {
+  if (g_epoll_fd >= 0) close(g_epoll_fd);
+  if (g_timer_fd >= 0) close(g_timer_fd);
+  g_epoll_fd = -1;
+  g_timer_fd = -1;
+}
+
+// Creates the epoll set, the timerfd and (once) the eventfd, and adds them
+// and every registered watch to the set. Requires g_lock.
+bool CreateDescriptorsLocked() {
+  g_epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  g_timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  int event_fd = g_event_fd.load(std::memory_order_acquire);
+  if (event_fd < 0) {
+    event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    g_event_fd.store(event_fd, std::memory_order_release);
+  }
+  if (g_epoll_fd < 0 || g_timer_fd < 0 || event_fd < 0) return false;
+  if (!AddToEpollLocked(WatchEntry{g_timer_fd, EPOLLIN, nullptr, nullptr})) return false;
+  if (!AddToEpollLocked(WatchEntry{event_fd, EPOLLIN, nullptr, nullptr})) return false;
+  for (WatchEntry& entry : g_watches) {
+    if (entry.fd < 0 || AddToEpollLocked(entry)) continue;
+    // EBADF: a service's fork handler closed its descriptor in the child
+    // and watches a new one itself.
+    if (errno != EBADF && g_error_log_limit.Allow()) {
+      base::Log("warden: epoll rejected watched fd %d (errno %d); it is no longer watched",
+                entry.fd, errno);
+    }
+    entry = WatchEntry{};
+  }
+  ArmTimerLocked();
+  return true;
+}
+
+void DrainCounter(int fd) {
+  uint64_t count = 0;
+  while (read(fd, &count, sizeof(count)) == sizeof(count)) {
+  }
+}
+
+// Runs the tasks that are due, or every task when `all` is set. The table is
+// copied under the lock and the tasks run without it.
+void RunTasks(bool all) {
+  TaskEntry due[kMaxTasks];
+  int due_count = 0;
+  const int64_t now = MonotonicNs();
+  {
+    LockGuard guard;
+    for (int i = 0; i < g_task_count; i++) {
+      TaskEntry& entry = g_tasks[i];
+      if (!all && entry.next_due_ns > now) continue;
+      // Half a tick of slack, so a task whose period equals the tick is not
+      // skipped because the timer fired a few microseconds early.
+      entry.next_due_ns = now + entry.period_ms * 1000000 - entry.period_ms * 500000;
+      due[due_count++] = entry;
+    }
+  }
+  for (int i = 0; i < due_count; i++) due[i].task(due[i].context);
+}
+
+// Calls the handler of a watched fd, if it is still watched.
+void Dispatch(int fd, uint32_t events) {
+  WatchEntry entry;
+  {
+    LockGuard guard;
+    for (const WatchEntry& candidate : g_watches) {
+      if (candidate.fd == fd) entry = candidate;
+    }
+    if (entry.fd < 0) return;
+    g_dispatching_fd.store(fd, std::memory_order_release);
+  }
+  entry.handler(fd, events, entry.context);
+  g_dispatching_fd.store(-1, std::memory_order_release);
+}
+
+void RunLoop() {
+  epoll_event events[kMaxEventsPerWait];
+  while (!g_stop_requested.load(std::memory_order_acquire)) {
+    int ready = epoll_wait(g_epoll_fd, events, kMaxEventsPerWait, -1);
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      if (g_error_log_limit.Allow()) base::Log("warden: epoll_wait failed (errno %d)", errno);
+      usleep(10000);
+      continue;
+    }
+    bool woken = false;
+    bool ticked = false;
+    for (int i = 0; i < ready; i++) {
+      const int fd = events[i].data.fd;
+      if (fd == g_event_fd.load(std::memory_order_relaxed)) {
+        DrainCounter(fd);
+        woken = true;
+      } else if (fd == g_timer_fd) {
+        DrainCounter(fd);
+        ticked = true;
+      } else {
+        Dispatch(fd, events[i].events);
+      }
+    }
+    if (g_stop_requested.load(std::memory_order_acquire)) break;
+    if (woken || ticked) RunTasks(woken);
+  }
+}
+
+void* ThreadMain(void*) {
+  pthread_setname_np(pthread_self(), kThreadName);
+  // Callbacks allocate as memward, not as the tenant of whichever thread
+  // started the warden.
+  uint32_t slot = alloc::MemwardArenaSlot();
+  if (slot != 0) alloc::EnterScope(kMemwardTenant, slot, 0);
+  RunLoop();
+  return nullptr;
+}
+
+// Starts the thread with every signal blocked, so that signals sent to the
+// process are delivered to the program's threads. Requires g_lock.
+bool StartThreadLocked() {
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  int error = pthread_create(&g_thread, nullptr, ThreadMain, nullptr);
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (error != 0) {
+    base::Log("warden: pthread_create failed (error %d); memory pressure is not watched", error);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Warden& Warden::Get() {
+  static constinit Warden warden;
+  return warden;
+}
+
+bool Warden::Start() {
+  LockGuard guard;
+  if (g_running.load(std::memory_order_acquire)) return true;
+  g_stop_requested.store(false, std::memory_order_release);
+  if (!CreateDescriptorsLocked()) {
+    base::Log("warden: creating its epoll, timerfd or eventfd failed (errno %d); "
+              "memory pressure is not watched", errno);
+    CloseDescriptorsLocked();
+    return false;
+  }
+  if (!StartThreadLocked()) {
+    CloseDescriptorsLocked();
+    return false;
+  }
+  g_running.store(true, std::memory_order_release);
+  return true;
+}
+
+void Warden::Stop() {
+  pthread_t thread;
+  {
+    LockGuard guard;
+    if (!g_running.load(std::memory_order_acquire)) return;
+    if (pthread_equal(pthread_self(), g_thread)) {
+      base::Log("warden: Stop called from a warden callback; ignored (it cannot join itself)");
+      return;
+    }
+    g_stop_requested.store(true, std::memory_order_release);
+    thread = g_thread;
+  }
+  Wake();
+  pthread_join(thread, nullptr);
+  LockGuard guard;
+  CloseDescriptorsLocked();
+  g_running.store(false, std::memory_order_release);
+}
+
+bool Warden::IsRunning() const { return g_running.load(std::memory_order_acquire); }
+
+bool Warden::Watch(int fd, uint32_t events, FdHandler handler, void* context) {
+  if (fd < 0 || handler == nullptr) return false;
+  LockGuard guard;
+  WatchEntry* free_entry = nullptr;
+  for (WatchEntry& entry : g_watches) {
+    if (entry.fd == fd) free_entry = &entry;  // a new watch of `fd` replaces the old one
+    if (free_entry == nullptr && entry.fd < 0) free_entry = &entry;
+  }
+  if (free_entry == nullptr) return false;
+  WatchEntry entry{fd, events, handler, context};
+  if (g_epoll_fd >= 0 && !AddToEpollLocked(entry)) return false;
+  *free_entry = entry;
+  return true;
+}
+
+void Warden::Unwatch(int fd) {
+  {
+    LockGuard guard;
+    for (WatchEntry& entry : g_watches) {
+      if (entry.fd == fd) entry = WatchEntry{};
+    }
+    if (g_epoll_fd >= 0) epoll_ctl(g_epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
+  }
+  // A handler for `fd` may be running; wait for it unless this is that
+  // handler (Unwatch from inside the callback).
+  if (g_running.load(std::memory_order_acquire) && pthread_equal(pthread_self(), g_thread)) {
+    return;
+  }
+  while (g_dispatching_fd.load(std::memory_order_acquire) == fd) usleep(100);
+}
+
+bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context) {
+  if (task == nullptr || period_ms <= 0) return false;
+  LockGuard guard;
+  if (g_task_count == kMaxTasks) return false;
+  TaskEntry& entry = g_tasks[g_task_count];
+  entry = TaskEntry{};
+  if (name != nullptr) strncpy(entry.name, name, sizeof(entry.name) - 1);
+  entry.period_ms = period_ms;
+  entry.task = task;
+  entry.context = context;
+  entry.next_due_ns = 0;  // due at the next tick
+  g_task_count++;
+  ArmTimerLocked();
+  return true;
+}
+
+void Warden::Wake() {
+  int fd = g_event_fd.load(std::memory_order_acquire);
+  if (fd < 0) return;
+  uint64_t one = 1;
+  // EAGAIN means the counter is full and a wake-up is pending anyway.
+  [[maybe_unused]] ssize_t written = write(fd, &one, sizeof(one));
+}
+
+void Warden::RestartInChild() {
+  if (!g_was_running_at_fork.load(std::memory_order_acquire)) return;
+  {
+    LockGuard guard;
+    // The parent's thread does not exist here, and the inherited epoll set
+    // and eventfd are shared with the parent: close this process's copies.
+    // Only this thread runs in the child yet, so no Wake can race the close.
+    CloseDescriptorsLocked();
+    int event_fd = g_event_fd.exchange(-1, std::memory_order_acq_rel);
+    if (event_fd >= 0) close(event_fd);
+    g_running.store(false, std::memory_order_release);
+    g_dispatching_fd.store(-1, std::memory_order_release);
+  }
+  Start();
+}
+
+void LockWardenForFork() {
+  pthread_mutex_lock(&g_lock);
+  g_was_running_at_fork.store(g_running.load(std::memory_order_acquire),
+                              std::memory_order_release);
+}
+
+void UnlockWardenAfterFork() { pthread_mutex_unlock(&g_lock); }
+
+bool IsWardenThread() {
+  return g_running.load(std::memory_order_acquire) && pthread_equal(pthread_self(), g_thread);
+}
+
+}  // namespace memward::accounting
