@@ -5,6 +5,7 @@
 #include <tuple>
 #include <vector>
 
+#include "accounting/profile_json.h"
 #include "base/json_writer.h"
 
 namespace memward::accounting {
@@ -19,21 +20,7 @@ struct Breakdown {
 
 void WriteStack(const std::vector<uintptr_t>& frames, Symbolizer* symbolizer,
                 JsonWriter* json) {
-  json->BeginArray();
-  for (uintptr_t frame_address : frames) {
-    const SymbolizedFrame& frame = symbolizer->Lookup(frame_address);
-    json->BeginObject();
-    char address[32];
-    snprintf(address, sizeof(address), "0x%lx", static_cast<unsigned long>(frame.address));
-    json->Key("address").String(address);
-    json->Key("function").String(frame.DisplayName(symbolizer->mappings()));
-    if (!frame.file.empty()) {
-      json->Key("file").String(frame.file);
-      json->Key("line").Int(frame.line);
-    }
-    json->EndObject();
-  }
-  json->EndArray();
+  WriteStackJson(frames.data(), static_cast<uint32_t>(frames.size()), symbolizer, json);
 }
 
 // Returns the value at quantile `q` of sorted `values` (nearest rank).

@@ -38,6 +38,9 @@ enum class SettingId : int {
   kPressureDirtyDecay,
   kReclaimCpuShare,
   kPressureMonitor,
+  kLeakWindow,
+  kLeakWindows,
+  kLeakSiteDepth,
   kNumSettings,
 };
 
@@ -126,6 +129,14 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kPressureMonitor, "pressure_monitor", SettingKind::kBool, 0, 0, 1, false,
      "Start the warden when the library loads and watch the memory cgroup; otherwise "
      "it starts at the first reclaimer registration or pressure query."},
+    {SettingId::kLeakWindow, "leak_window", SettingKind::kTime, 10 * 1000, 100, kHourMs, false,
+     "How often the leak detector records each call site's estimated live bytes."},
+    {SettingId::kLeakWindows, "leak_windows", SettingKind::kCount, 6, 2, 360, false,
+     "Number of recent leak windows a site's growth is judged over; a suspect grew in "
+     "at least three quarters of them."},
+    {SettingId::kLeakSiteDepth, "leak_site_depth", SettingKind::kCount, 0, 0, 64, false,
+     "Innermost frames outside memward, libc and libstdc++ that make a leak site; 0 "
+     "makes the whole stack the site."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

@@ -11,6 +11,7 @@
 #include "accounting/gzip.h"
 #include "accounting/heap_snapshot.h"
 #include "accounting/profile_folded.h"
+#include "accounting/profile_json.h"
 #include "accounting/profile_pprof.h"
 #include "accounting/protobuf_writer.h"
 #include "accounting/symbolizer.h"
@@ -268,6 +269,22 @@ TEST(FoldedExport, UnknownFramesShowAddresses) {
   std::string folded =
       accounting::WriteFolded(snapshot, &symbolizer, accounting::FoldedValue::kInuseSpace, 0);
   EXPECT_EQ(folded, "0x1f;0xf 100\n");
+}
+
+TEST(HeapJsonExport, SitesLargestFirstWithStacks) {
+  Symbolizer symbolizer;
+  std::string json = accounting::WriteHeapJson(MakeSnapshot(), &symbolizer, 0);
+  size_t widgets = json.find("memward_profile_test::AllocateWidgets()");
+  size_t cache = json.find("memward_profile_test::FillCache()");
+  ASSERT_NE(widgets, std::string::npos) << json;
+  ASSERT_NE(cache, std::string::npos) << json;
+  // Both hold 10,000 bytes in use; the widget site's 40,000 cumulative bytes
+  // follow its in-use values.
+  EXPECT_NE(json.find(R"("inuse_bytes":20000)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("alloc_bytes":40000)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("live_samples":15)"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"("file":")"), std::string::npos) << json;
+  EXPECT_EQ(json.back(), '\n');
 }
 
 }  // namespace
