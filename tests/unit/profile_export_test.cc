@@ -3,6 +3,8 @@
 // `go tool pprof`.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <regex>
 #include <sstream>
 #include <string>
@@ -12,7 +14,9 @@
 #include "accounting/heap_snapshot.h"
 #include "accounting/profile_folded.h"
 #include "accounting/profile_json.h"
+#include "accounting/profile_diff.h"
 #include "accounting/profile_pprof.h"
+#include "accounting/profile_reader.h"
 #include "accounting/protobuf_writer.h"
 #include "accounting/symbolizer.h"
 #include "profile_test_util.h"
@@ -60,10 +64,22 @@ constexpr uint32_t kTenantAcme = 7;
 // site, half in request 3:9 of tenant "acme"; five of 512 bytes standing for
 // 2,000 bytes each at the cache site. Cumulative totals: 40,000 bytes at the
 // widget site and 10,000 at the cache site.
+// The widget and cache stacks, captured once so that every snapshot of the
+// test has the same ones.
+const std::vector<uintptr_t>& WidgetStack() {
+  static const std::vector<uintptr_t> stack = memward_profile_test::HandleRequest();
+  return stack;
+}
+
+const std::vector<uintptr_t>& CacheStack() {
+  static const std::vector<uintptr_t> stack = memward_profile_test::FillCache();
+  return stack;
+}
+
 HeapSnapshot MakeSnapshot() {
   HeapSnapshot snapshot;
-  std::vector<uintptr_t> widgets = memward_profile_test::HandleRequest();
-  std::vector<uintptr_t> cache = memward_profile_test::FillCache();
+  const std::vector<uintptr_t>& widgets = WidgetStack();
+  const std::vector<uintptr_t>& cache = CacheStack();
   for (int i = 0; i < 10; i++) {
     SampleRecord record = MakeRecord(i, kWidgetSite, widgets, 64, 1000);
     if (i < 5) {
@@ -285,6 +301,144 @@ TEST(HeapJsonExport, SitesLargestFirstWithStacks) {
   EXPECT_NE(json.find(R"("live_samples":15)"), std::string::npos) << json;
   EXPECT_NE(json.find(R"("file":")"), std::string::npos) << json;
   EXPECT_EQ(json.back(), '\n');
+}
+
+// Returns the snapshot with ten more widget samples, standing for 10,000
+// more bytes in use.
+HeapSnapshot MakeGrownSnapshot() {
+  HeapSnapshot snapshot = MakeSnapshot();
+  for (int i = 0; i < 10; i++) {
+    snapshot.live.push_back(MakeRecord(200 + i, kWidgetSite, WidgetStack(), 64, 1000));
+  }
+  return snapshot;
+}
+
+int64_t SumValues(const accounting::DecodedProfile& profile, const char* type) {
+  int index = profile.SampleIndex(type);
+  int64_t total = 0;
+  for (const auto& sample : profile.samples) total += sample.values[static_cast<size_t>(index)];
+  return total;
+}
+
+TEST(ProfileReader, RoundTripsOwnProfile) {
+  Symbolizer symbolizer;
+  std::string gzipped;
+  ASSERT_TRUE(accounting::WritePprof(MakeSnapshot(), &symbolizer, {}, &gzipped));
+  accounting::DecodedProfile profile;
+  std::string error;
+  ASSERT_TRUE(accounting::DecodeProfile(gzipped, &profile, &error)) << error;
+  ASSERT_EQ(profile.sample_types.size(), 4u);
+  EXPECT_EQ(profile.sample_types[3], std::make_pair(std::string("inuse_space"),
+                                                    std::string("bytes")));
+  EXPECT_EQ(profile.default_sample_type, "inuse_space");
+  EXPECT_EQ(profile.period, 512 * 1024);
+  EXPECT_EQ(SumValues(profile, "inuse_space"), 20000);
+  EXPECT_EQ(SumValues(profile, "alloc_space"), 50000);
+  bool found_label = false;
+  bool found_stack = false;
+  for (const auto& sample : profile.samples) {
+    for (const auto& label : sample.labels) {
+      if (label == std::make_pair(std::string("tenant"), std::string("acme"))) {
+        found_label = true;
+      }
+    }
+    std::vector<std::string> names = profile.StackNames(sample);
+    if (names.size() >= 3 && names[1] == "memward_profile_test::AllocateWidgets()" &&
+        names[2] == "memward_profile_test::HandleRequest()") {
+      found_stack = true;
+    }
+  }
+  EXPECT_TRUE(found_label);
+  EXPECT_TRUE(found_stack);
+}
+
+TEST(ProfileReader, RejectsTruncatedInput) {
+  Symbolizer symbolizer;
+  std::string raw = accounting::EncodePprof(MakeSnapshot(), &symbolizer, {});
+  int rejected = 0;
+  // Every prefix either decodes (it ends between two fields) or is rejected
+  // with a message; none reads past its end.
+  for (size_t length = 1; length < raw.size(); length += 7) {
+    accounting::DecodedProfile profile;
+    std::string error;
+    if (!accounting::DecodeProfile(std::string_view(raw).substr(0, length), &profile, &error)) {
+      EXPECT_FALSE(error.empty());
+      rejected++;
+    }
+  }
+  EXPECT_GT(rejected, 0);
+  accounting::DecodedProfile profile;
+  std::string error;
+  EXPECT_FALSE(accounting::DecodeProfile(std::string("\x1f\x8b\x08garbage", 10), &profile,
+                                         &error));
+  EXPECT_EQ(error, "invalid gzip data");
+}
+
+TEST(ProfileDiff, TopNamesGrownFunction) {
+  Symbolizer symbolizer;
+  accounting::DecodedProfile before, after;
+  std::string error;
+  ASSERT_TRUE(accounting::DecodeProfile(accounting::EncodePprof(MakeSnapshot(), &symbolizer, {}),
+                                        &before, &error));
+  ASSERT_TRUE(accounting::DecodeProfile(
+      accounting::EncodePprof(MakeGrownSnapshot(), &symbolizer, {}), &after, &error));
+  std::vector<accounting::StackDelta> deltas;
+  ASSERT_TRUE(accounting::DiffProfiles(before, after, "inuse_space", &deltas, &error)) << error;
+  std::string top = accounting::FormatDiffTop(deltas, 10);
+  std::istringstream lines(top);
+  std::string header, first, second;
+  std::getline(lines, header);
+  std::getline(lines, first);
+  // Both sites' innermost function is CaptureStack: 20,000 bytes before.
+  EXPECT_NE(first.find("+10000        20000        30000  memward::testing::CaptureStack()"),
+            std::string::npos)
+      << top;
+  EXPECT_FALSE(std::getline(lines, second)) << top;  // nothing else changed
+
+  std::string folded = accounting::FormatDiffFolded(deltas);
+  std::string widgets = LineWith(folded, "AllocateWidgets");
+  EXPECT_EQ(widgets.substr(widgets.size() - 12), " 10000 20000") << folded;
+  std::string cache = LineWith(folded, "FillCache");
+  EXPECT_EQ(cache.substr(cache.size() - 12), " 10000 10000") << folded;
+  EXPECT_FALSE(accounting::DiffProfiles(before, after, "cpu", &deltas, &error));
+  EXPECT_NE(error.find("'cpu' not found"), std::string::npos) << error;
+}
+
+// Runs memward-profile with `args` and returns its output; sets `status`.
+std::string RunTool(const std::string& args, int* status) {
+  std::string command = "'" MEMWARD_PROFILE_TOOL_PATH "' " + args + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  char buffer[4096];
+  size_t read;
+  while ((read = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, read);
+  *status = WEXITSTATUS(pclose(pipe));
+  return output;
+}
+
+TEST(ProfileTool, DiffsTwoFiles) {
+  testing::ScratchDir scratch;
+  Symbolizer symbolizer;
+  std::string before, after;
+  ASSERT_TRUE(accounting::WritePprof(MakeSnapshot(), &symbolizer, {}, &before));
+  ASSERT_TRUE(accounting::WritePprof(MakeGrownSnapshot(), &symbolizer, {}, &after));
+  testing::WriteFile(scratch.path() + "/a.pb.gz", before);
+  testing::WriteFile(scratch.path() + "/b.pb.gz", after);
+  int status = 0;
+  std::string files = scratch.path() + "/a.pb.gz " + scratch.path() + "/b.pb.gz";
+  std::string top = RunTool("diff " + files, &status);
+  EXPECT_EQ(status, 0) << top;
+  EXPECT_NE(top.find("+10000"), std::string::npos) << top;
+  std::string folded = RunTool("diff --format=folded --sample_index=alloc_space " + files,
+                               &status);
+  EXPECT_EQ(status, 0) << folded;
+  EXPECT_NE(LineWith(folded, "AllocateWidgets").find(" 40000 40000"), std::string::npos)
+      << folded;
+  std::string missing = RunTool("diff " + scratch.path() + "/none " + files, &status);
+  EXPECT_EQ(status, 2) << missing;  // three files: usage
+  missing = RunTool("diff " + scratch.path() + "/none " + scratch.path() + "/a.pb.gz", &status);
+  EXPECT_EQ(status, 1);
+  EXPECT_NE(missing.find("cannot open"), std::string::npos) << missing;
 }
 
 }  // namespace
