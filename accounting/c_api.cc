@@ -8,6 +8,7 @@
 #include "accounting/pressure_service.h"
 #include "accounting/pressure_state.h"
 #include "accounting/reclaimer_registry.h"
+#include "accounting/sample_table.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/allocator.h"
@@ -18,6 +19,7 @@
 #include "alloc/macros.h"
 #include "alloc/purge.h"
 #include "alloc/routing.h"
+#include "alloc/sampling.h"
 #include "alloc/scope.h"
 #include "alloc/thread_cache.h"
 #include "alloc/thread_state.h"
@@ -121,7 +123,8 @@ int64_t ProcessLiveBytes() {
       live += static_cast<int64_t>(alloc::ReadSizeStatistic(name));
     }
   }
-  return live;
+  // Sampled untagged blocks live in the sampler's arena (alloc/sampling.h).
+  return live + alloc::ProcessSampledBytes();
 }
 
 void FillStats(TenantId id, memward_tenant_stats* stats) {
@@ -357,6 +360,11 @@ MEMWARD_EXPORT int memward_overhead_get(memward_overhead* overhead) {
                           alloc::SlotTableResidentBytes() + accounting::OwnerMapResidentBytes();
   int64_t blocks = TenantAt(accounting::kMemwardTenant).counters.live_bytes.load(
       std::memory_order_relaxed);
+  // The sample table is one large block whose pages become resident as
+  // samples fill it, so it is counted by its resident pages.
+  accounting::SampleTableCounts samples = accounting::ReadSampleTableCounts();
+  blocks -= static_cast<int64_t>(samples.table_bytes);
+  overhead->table_bytes += samples.resident_bytes;
   overhead->thread_block_bytes = blocks > 0 ? static_cast<uint64_t>(blocks) : 0;
   overhead->explicit_caches = alloc::ExplicitCacheCount();
   overhead->explicit_cache_bytes = alloc::ExplicitCacheBytes();

@@ -81,7 +81,8 @@ struct SamplerStats {
   uint64_t samples_taken;    // since start, including freed ones
   uint64_t samples_dropped;  // tables full, or sampling not yet set up
   uint64_t live_samples;
-  uint64_t table_bytes;  // capacity of both tables, in memward's arena
+  uint64_t table_bytes;  // the tables' block in memward's arena
+  uint64_t table_resident_bytes;  // of those, in resident pages
   // Estimated memory held by libunwind's per-thread caches: 256 KiB for each
   // thread that has captured a stack with libunwind (see sampler.cc).
   uint64_t unwinder_cache_bytes;
@@ -89,6 +90,71 @@ struct SamplerStats {
 };
 
 SamplerStats GetSamplerStats();
+
+// The sampler's side of the table, called inside malloc and free: none of
+// these allocates, locks or waits for another thread.
+
+inline constexpr uint32_t kNoSample = UINT32_MAX;
+inline constexpr uint32_t kNoSite = UINT32_MAX;
+
+// What a sample records about its allocation, besides the stack.
+struct SampleFields {
+  uint64_t requested_bytes;
+  uint64_t usable_bytes;
+  uint32_t thread_id;
+  uint32_t tenant;
+  uint32_t arena_slot;  // the scope's arena slot; request_slot when it is a request
+  uint32_t request_slot;
+  uint32_t request_generation;
+  uint32_t unused_bytes;  // room kept for a shared-arena header
+  double weight_bytes;
+  double weight_objects;
+};
+
+// Creates the table for `max_entries` samples within `max_bytes` of
+// memward's arena. Returns false when that memory is not available. Called
+// once, outside malloc; later calls return whether the table exists.
+bool CreateSampleTable(int64_t max_entries, int64_t max_bytes);
+bool SampleTableReady();
+
+// Returns a free record index, or kNoSample when the table is full.
+uint32_t ReserveSample();
+// Returns a reserved record that was not published.
+void ReleaseSample(uint32_t index);
+// Returns the index of the site with this stack, adding it, or kNoSite when
+// the site table is full. Adds the sample's weights to the site's totals.
+uint32_t AddToSite(const uintptr_t* frames, uint32_t depth, double weight_bytes,
+                   double weight_objects);
+// Fills a reserved record and makes `pointer` findable by RemoveSample.
+// `site` may be kNoSite, for a sample whose stack found no room.
+void PublishSample(uint32_t index, const void* pointer, uint32_t site,
+                   const SampleFields& fields);
+// Counts a sample that could not be recorded.
+void CountDroppedSample();
+
+// Removes the sample of `pointer`, storing whom its block is charged to.
+// Returns false when `pointer` has no sample.
+struct SampleOwner {
+  uint32_t tenant;
+  uint32_t arena_slot;
+  uint32_t unused_bytes;
+};
+bool RemoveSample(const void* pointer, SampleOwner* owner);
+// Looks the sample of `pointer` up without removing it.
+bool FindSample(const void* pointer, SampleOwner* owner);
+
+struct SampleTableCounts {
+  uint64_t samples_taken = 0;
+  uint64_t samples_dropped = 0;
+  uint64_t live_samples = 0;
+  uint64_t table_bytes = 0;     // allocated from memward's arena
+  uint64_t resident_bytes = 0;  // of those, in resident pages
+};
+SampleTableCounts ReadSampleTableCounts();
+
+// Holds the snapshot lock across fork, so a child never inherits it taken.
+void LockSampleTableForFork();
+void UnlockSampleTableAfterFork();
 
 }  // namespace memward::accounting
 

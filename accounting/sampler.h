@@ -18,6 +18,11 @@ bool SetSampleInterval(int64_t bytes);
 // library's constructor.
 void StartSampler();
 
+// Holds the sampler's control lock across fork (taken first of memward's
+// locks), so a child never inherits it taken.
+void LockSamplerForFork();
+void UnlockSamplerAfterFork();
+
 }  // namespace memward::accounting
 
 #endif  // MEMWARD_ACCOUNTING_SAMPLER_H_

@@ -90,8 +90,42 @@ std::string HexBytes(const unsigned char* bytes, size_t length) {
 
 size_t AlignNote(size_t size) { return (size + 3) & ~static_cast<size_t>(3); }
 
-// Returns the GNU build ID from the object's PT_NOTE segments, as hex.
-std::string ReadBuildId(const dl_phdr_info* info) {
+// The longest build ID kept: GNU ld writes 20 bytes (SHA-1), 16 for MD5.
+constexpr size_t kMaxBuildId = 64;
+
+// One object as the dl_iterate_phdr callback copies it. The callback runs
+// under the dynamic loader's lock and must not allocate: an allocation may
+// be sampled, and libunwind's capture takes its own lock and then the
+// loader's, so a second thread doing that would deadlock with this one.
+constexpr int kMaxExecutableSegments = 8;
+
+struct ExecutableSegment {
+  uintptr_t start = 0, limit = 0;
+  uint64_t file_offset = 0;
+};
+
+struct LoadedObject {
+  ExecutableSegment segments[kMaxExecutableSegments];
+  int segment_count = 0;
+  size_t name_offset = 0;  // into ObjectList::names
+  size_t name_length = 0;
+  unsigned char build_id[kMaxBuildId] = {};
+  size_t build_id_length = 0;
+};
+
+// Storage the callback fills without allocating; sized by a first pass.
+struct ObjectList {
+  LoadedObject* objects = nullptr;
+  size_t capacity = 0;
+  size_t count = 0;
+  char* names = nullptr;
+  size_t names_capacity = 0;
+  size_t names_used = 0;
+  bool overflowed = false;  // an object was loaded between the passes
+};
+
+// Copies the GNU build ID from the object's PT_NOTE segments.
+void CopyBuildId(const dl_phdr_info* info, LoadedObject* object) {
   for (int i = 0; i < info->dlpi_phnum; i++) {
     const ElfW(Phdr)& header = info->dlpi_phdr[i];
     if (header.p_type != PT_NOTE) continue;
@@ -103,13 +137,48 @@ std::string ReadBuildId(const dl_phdr_info* info) {
       const unsigned char* description = name + AlignNote(note->n_namesz);
       if (description + note->n_descsz > end) break;
       if (note->n_type == NT_GNU_BUILD_ID && note->n_namesz == 4 &&
-          memcmp(name, "GNU", 4) == 0) {
-        return HexBytes(description, note->n_descsz);
+          memcmp(name, "GNU", 4) == 0 && note->n_descsz <= kMaxBuildId) {
+        memcpy(object->build_id, description, note->n_descsz);
+        object->build_id_length = note->n_descsz;
+        return;
       }
       cursor = description + AlignNote(note->n_descsz);
     }
   }
-  return {};
+}
+
+// First pass: counts objects and the bytes of their names. Allocates nothing.
+int CountObjects(dl_phdr_info* info, size_t, void* data) {
+  auto* list = static_cast<ObjectList*>(data);
+  list->capacity++;
+  list->names_capacity += info->dlpi_name != nullptr ? strlen(info->dlpi_name) + 1 : 1;
+  return 0;
+}
+
+// Second pass: copies each object into the storage. Allocates nothing.
+int CopyObject(dl_phdr_info* info, size_t, void* data) {
+  auto* list = static_cast<ObjectList*>(data);
+  const char* name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+  size_t length = strlen(name);
+  if (list->count == list->capacity || list->names_used + length + 1 > list->names_capacity) {
+    list->overflowed = true;
+    return 1;  // stops the iteration
+  }
+  LoadedObject& object = list->objects[list->count++];
+  for (int i = 0; i < info->dlpi_phnum && object.segment_count < kMaxExecutableSegments; i++) {
+    const ElfW(Phdr)& header = info->dlpi_phdr[i];
+    if (header.p_type != PT_LOAD || (header.p_flags & PF_X) == 0) continue;
+    ExecutableSegment& segment = object.segments[object.segment_count++];
+    segment.start = info->dlpi_addr + header.p_vaddr;
+    segment.limit = segment.start + header.p_memsz;
+    segment.file_offset = header.p_offset;
+  }
+  object.name_offset = list->names_used;
+  object.name_length = length;
+  memcpy(list->names + list->names_used, name, length + 1);
+  list->names_used += length + 1;
+  CopyBuildId(info, &object);
+  return 0;
 }
 
 std::string ProgramPath() {
@@ -119,25 +188,24 @@ std::string ProgramPath() {
   return std::string(path, static_cast<size_t>(length));
 }
 
-int AddObjectMappings(dl_phdr_info* info, size_t, void* data) {
-  auto* mappings = static_cast<std::vector<ExecutableMapping>*>(data);
-  // The program itself is reported first, with an empty name.
-  std::string path = info->dlpi_name != nullptr ? info->dlpi_name : "";
-  if (path.empty() && mappings->empty()) path = ProgramPath();
-  if (path.empty()) return 0;  // nameless objects have no file to read
-  std::string build_id = ReadBuildId(info);
-  for (int i = 0; i < info->dlpi_phnum; i++) {
-    const ElfW(Phdr)& header = info->dlpi_phdr[i];
-    if (header.p_type != PT_LOAD || (header.p_flags & PF_X) == 0) continue;
+// Appends the executable segments of `object`. The program itself is
+// reported first, with an empty name; nameless objects after it (the vDSO)
+// have no file to read and are left out.
+void AddObjectMappings(const LoadedObject& object, const char* names, bool is_first,
+                       std::vector<ExecutableMapping>* mappings) {
+  std::string path(names + object.name_offset, object.name_length);
+  if (path.empty() && is_first) path = ProgramPath();
+  if (path.empty()) return;
+  std::string build_id = HexBytes(object.build_id, object.build_id_length);
+  for (int i = 0; i < object.segment_count; i++) {
     ExecutableMapping mapping;
-    mapping.start = info->dlpi_addr + header.p_vaddr;
-    mapping.limit = mapping.start + header.p_memsz;
-    mapping.file_offset = header.p_offset;
+    mapping.start = object.segments[i].start;
+    mapping.limit = object.segments[i].limit;
+    mapping.file_offset = object.segments[i].file_offset;
     mapping.path = path;
     mapping.build_id = build_id;
     mappings->push_back(std::move(mapping));
   }
-  return 0;
 }
 
 std::string Hex(uintptr_t value) {
@@ -149,8 +217,30 @@ std::string Hex(uintptr_t value) {
 }  // namespace
 
 std::vector<ExecutableMapping> ListExecutableMappings() {
+  // Objects loaded between the counting and the copying pass make the copy
+  // overflow; room for a few more, and a retry, cover that.
+  constexpr size_t kSpareObjects = 8;
+  constexpr int kAttempts = 4;
+  std::vector<LoadedObject> objects;
+  std::vector<char> names;
+  ObjectList list;
+  for (int attempt = 0; attempt < kAttempts; attempt++) {
+    ObjectList sizes;
+    dl_iterate_phdr(CountObjects, &sizes);
+    objects.assign(sizes.capacity + kSpareObjects, LoadedObject());
+    names.assign(sizes.names_capacity + kSpareObjects * 256, '\0');
+    list = ObjectList();
+    list.objects = objects.data();
+    list.capacity = objects.size();
+    list.names = names.data();
+    list.names_capacity = names.size();
+    dl_iterate_phdr(CopyObject, &list);
+    if (!list.overflowed) break;
+  }
   std::vector<ExecutableMapping> mappings;
-  dl_iterate_phdr(AddObjectMappings, &mappings);
+  for (size_t i = 0; i < list.count; i++) {
+    AddObjectMappings(objects[i], names.data(), i == 0, &mappings);
+  }
   return mappings;
 }
 

@@ -34,6 +34,10 @@ struct ExecutableMapping {
 };
 
 // Lists the executable segments of every object loaded, the program first.
+// Its dl_iterate_phdr callbacks copy into storage sized beforehand and never
+// allocate: an allocation there could be sampled, and libunwind takes its
+// own lock before the loader's, so it would deadlock with another thread's
+// capture.
 std::vector<ExecutableMapping> ListExecutableMappings();
 
 struct SymbolizedFrame {

@@ -1,6 +1,8 @@
 // The allocation paths every exported entry point goes through.
 //
-// Allocation: the fast path is one TLS load and one branch in front of the
+// Allocation: every entry point first subtracts the requested size from the
+// sampler's per-thread countdown and branches on its sign (alloc/sampling.h).
+// The rest of the fast path is one load and one branch in front of the
 // engine's own fast path. A thread outside any scope calls jemalloc directly;
 // a thread's first call (which runs the bootstrap) and every call inside a
 // tenant or request scope leave through one unlikely branch into
@@ -24,6 +26,7 @@
 #include "alloc/engine.h"
 #include "alloc/macros.h"
 #include "alloc/routing.h"
+#include "alloc/sampling.h"
 #include "alloc/thread_state.h"
 
 namespace memward::alloc {
@@ -57,15 +60,20 @@ inline void UseScopes() {
 // malloc behind a closed gate: the per-thread check of the other entry points.
 MEMWARD_NOINLINE void* AllocateGated(size_t size);
 
-MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
+MEMWARD_ALWAYS_INLINE void* AllocateUnsampled(size_t size) {
   if (MEMWARD_UNLIKELY(g_malloc_gate.load(std::memory_order_relaxed) != 0)) {
     return AllocateGated(size);
   }
   return mwje_malloc(size);
 }
 
+MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
+  if (SampleCountdownCrossed(size)) return AllocateAfterCountdown(size);
+  return AllocateUnsampled(size);
+}
+
 // Zeroed memory for count * size bytes; an overflowing product gives ENOMEM.
-MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
+MEMWARD_ALWAYS_INLINE void* AllocateZeroedUnsampled(size_t count, size_t size) {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) {
     size_t total = 0;
     if (__builtin_mul_overflow(count, size, &total)) {
@@ -77,22 +85,39 @@ MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
   return mwje_calloc(count, size);
 }
 
+// The countdown takes the product modulo 2^64; an overflowing product is
+// sorted out after a crossing.
+MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
+  if (SampleCountdownCrossed(count * size)) return AllocateZeroedAfterCountdown(count, size);
+  return AllocateZeroedUnsampled(count, size);
+}
+
 // Memory aligned to `alignment` (a power of two). Returns nullptr without
 // touching errno outside a scope, as mallocx does; callers set it.
-MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
+MEMWARD_ALWAYS_INLINE void* AllocateAlignedUnsampled(size_t size, size_t alignment) {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlow(size, alignment, false);
   return mwje_mallocx(size == 0 ? 1 : size, MallocxAlign(alignment));
 }
 
+MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
+  if (SampleCountdownCrossed(size)) return AllocateAlignedAfterCountdown(size, alignment);
+  return AllocateAlignedUnsampled(size, alignment);
+}
+
 // Resizes `pointer` (not null) to `size` bytes (not 0). On failure returns
 // nullptr with errno set to ENOMEM and leaves `pointer` untouched.
-MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
+MEMWARD_ALWAYS_INLINE void* ReallocateUnsampled(void* pointer, size_t size) {
   uint16_t slot = accounting::OwnerSlotOf(pointer);
   if (MEMWARD_UNLIKELY(TakesSlowPath() || slot != 0)) return ReallocateSlow(pointer, size, slot);
   void* result = mwje_realloc(pointer, size);
   // jemalloc 5.3 leaves errno alone when the size is beyond its largest class.
   if (MEMWARD_UNLIKELY(result == nullptr)) errno = ENOMEM;
   return result;
+}
+
+MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
+  if (SampleCountdownCrossed(size)) return ReallocateAfterCountdown(pointer, size);
+  return ReallocateUnsampled(pointer, size);
 }
 
 // Frees `pointer`; NULL is ignored.

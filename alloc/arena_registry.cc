@@ -26,6 +26,7 @@ constinit pthread_mutex_t g_arena_lock = PTHREAD_MUTEX_INITIALIZER;
 constinit uint32_t g_slot_count = 1;
 constinit uint32_t g_memward_slot = 0;
 constinit uint32_t g_shared_slot = 0;
+constinit uint32_t g_sampled_slot = 0;
 constinit uint32_t g_dedicated_count = 0;
 constinit uint32_t g_request_count = 0;
 
@@ -119,6 +120,14 @@ uint32_t CreateDedicatedArena(TenantId tenant) {
   uint32_t slot = CreateSlot(ArenaKind::kDedicated, tenant);
   if (slot != 0) g_dedicated_count++;
   return slot;
+}
+
+uint32_t SampledArenaSlot() {
+  ArenaLock lock;
+  if (g_sampled_slot == 0) {
+    g_sampled_slot = CreateSlot(ArenaKind::kSampled, accounting::kMemwardTenant);
+  }
+  return g_sampled_slot;
 }
 
 uint32_t SharedArenaSlot() {

@@ -26,7 +26,9 @@
 
 namespace memward::alloc {
 
-enum class ArenaKind : uint8_t { kUnused = 0, kMemward, kDedicated, kShared, kRequest };
+// kSampled: the sampler's arena, which serves every sampled allocation so
+// that free finds sampled blocks through the owner map (alloc/sampling.h).
+enum class ArenaKind : uint8_t { kUnused = 0, kMemward, kDedicated, kShared, kRequest, kSampled };
 
 // Request arena states; kIdle arenas wait in the pool.
 enum class RequestState : uint8_t { kIdle = 0, kOpen, kDraining };
@@ -60,6 +62,10 @@ inline ArenaSlot& SlotAt(uint32_t slot) { return g_slots[slot]; }
 // The slot of memward's own arena, creating it on first use; 0 if jemalloc
 // refused to create an arena. Called outside malloc.
 uint32_t MemwardArenaSlot();
+
+// The slot of the sampler's arena, creating it on first use; 0 if jemalloc
+// refused to create an arena. Called outside malloc.
+uint32_t SampledArenaSlot();
 
 // Creates a dedicated arena for `tenant` if the budget allows; returns its
 // slot, or 0 when the budget is spent or creation failed.

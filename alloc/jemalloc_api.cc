@@ -35,6 +35,10 @@ bool NamesArena(int flags) { return (flags & kArenaMask) != 0; }
 extern "C" {
 
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
+      DecideSample(size)) {
+    return AllocateSampled(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
+  }
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
     return AllocateSlow(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
@@ -42,6 +46,10 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
 }
 
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
+      DecideSample(size)) {
+    return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
+  }
   uint16_t slot = OwnerSlotOf(pointer);
   if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) return mwje_rallocx(pointer, size, flags);
   if (AlignmentOfFlags(flags) == 0 && (flags & kMallocxZero) == 0) {

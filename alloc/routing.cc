@@ -11,6 +11,7 @@
 #include "alloc/allocator.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
+#include "alloc/sampling.h"
 #include "alloc/shared_header.h"
 #include "alloc/thread_cache.h"
 
@@ -211,6 +212,7 @@ MEMWARD_ALWAYS_INLINE void CreditFree(ThreadState& state, TenantId owner, uint32
 // the thread's SlotCache does not take (large or over-aligned).
 MEMWARD_NOINLINE void FreeOwnedUncached(void* pointer, uint16_t slot) {
   ArenaSlot& arena = SlotAt(slot);
+  if (arena.kind == ArenaKind::kSampled) return FreeSampledBlock(pointer);
   void* block = pointer;
   TenantId owner = arena.tenant.load(std::memory_order_relaxed);
   if (arena.kind == ArenaKind::kShared) {
@@ -359,6 +361,7 @@ void FreeOwned(void* pointer, uint16_t slot) {
 }
 
 size_t UsableSizeOwned(const void* pointer, uint16_t slot) {
+  if (SlotAt(slot).kind == ArenaKind::kSampled) return SampledUsableSize(pointer);
   if (SlotAt(slot).kind != ArenaKind::kShared) return mwje_sallocx(pointer, 0);
   const SharedHeader& header = ReadSharedHeader(pointer);
   return mwje_sallocx(static_cast<const char*>(pointer) - header.offset, 0) - header.offset;
@@ -389,10 +392,11 @@ void* ReallocateSlow(void* pointer, size_t size, uint16_t slot) {
   return result;
 }
 
-void* AllocateMemwardBlock(size_t size) {
+void* AllocateMemwardBlock(size_t size, bool zero) {
   uint32_t slot = MemwardArenaSlot();
   if (slot == 0) return nullptr;
-  void* block = mwje_mallocx(size, SlotAt(slot).arena_flag | kMallocxTcacheNone);
+  void* block =
+      mwje_mallocx(size, SlotAt(slot).arena_flag | kMallocxTcacheNone | (zero ? kMallocxZero : 0));
   if (block == nullptr) return nullptr;
   TenantDelta delta;
   delta.AddAllocation(static_cast<int64_t>(mwje_sallocx(block, 0)));

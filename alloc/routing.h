@@ -48,8 +48,9 @@ void PublishThreadBatch(ThreadState& state);
 void DetachFromScope(ThreadState& state);
 
 // Memory for memward's own bookkeeping, from its own arena without a thread
-// cache, counted for the memward tenant. Called outside malloc.
-void* AllocateMemwardBlock(size_t size);
+// cache, counted for the memward tenant. Called outside malloc. With `zero`,
+// the block is zeroed, and fresh pages are left untouched (not resident).
+void* AllocateMemwardBlock(size_t size, bool zero = false);
 void FreeMemwardBlock(void* block, size_t size);
 
 }  // namespace memward::alloc

@@ -1,6 +1,6 @@
 // memward's per-thread state: one small initial-exec TLS block.
 //
-// It stays small (under 100 bytes): a library loaded after start-up is served
+// It stays small (under 160 bytes): a library loaded after start-up is served
 // from glibc's static TLS surplus, and the embedded jemalloc already takes
 // about 2.6 KiB of it. The per-thread table of explicit thread caches is
 // larger and lives in a ThreadBlock allocated on the thread's first scope.
@@ -48,6 +48,20 @@ struct ThreadState {
   uint32_t scope_depth = 0;
   // Set to 1 by the C API's allocator probe. The slow path sets it to 2.
   uint8_t probe = 0;
+
+  // The allocation sampler (alloc/sampling.h). Every allocation subtracts its
+  // requested size from `sample_countdown`; the allocation that takes it
+  // below 0 enters the sampler's slow path. 0 in the TLS image, so each
+  // thread's first allocation sets the sampler up. Gaps longer than the
+  // sampler's recheck step are fed in steps, with the rest in
+  // `sample_gap_rest`, so that a changed interval (a new `sample_epoch`)
+  // takes effect within one step.
+  int64_t sample_countdown = 0;
+  int64_t sample_gap_rest = 0;
+  uint64_t sample_random = 0;  // xorshift64* state; 0 until seeded
+  uint32_t sample_epoch = 0;
+  // Set once the thread's unwinder cache has been warmed up.
+  uint8_t sample_unwinder_warm = 0;
 };
 
 // constinit: the TLS image holds the initial value, so no per-access

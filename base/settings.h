@@ -41,6 +41,10 @@ enum class SettingId : int {
   kLeakWindow,
   kLeakWindows,
   kLeakSiteDepth,
+  kSampleInterval,
+  kSampleFramePointers,
+  kSampleMaxEntries,
+  kSampleMaxBytes,
   kNumSettings,
 };
 
@@ -137,6 +141,21 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kLeakSiteDepth, "leak_site_depth", SettingKind::kCount, 0, 0, 64, false,
      "Innermost frames outside memward, libc and libstdc++ that make a leak site; 0 "
      "makes the whole stack the site."},
+    {SettingId::kSampleInterval, "sample_interval", SettingKind::kSize, 512 * kKiB, 0, kGiB,
+     false,
+     "Mean number of allocated bytes between two sampled allocations (with their stacks); "
+     "0 turns sampling off."},
+    {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
+     "Capture sampled stacks by following frame pointers instead of with libunwind; only "
+     "for hosts built with -fno-omit-frame-pointer."},
+    {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
+     1 << 20, false,
+     "Max live samples and max distinct sampled call sites kept; later samples are dropped "
+     "and counted. Read at start-up."},
+    {SettingId::kSampleMaxBytes, "sample_max_bytes", SettingKind::kSize, 8 * kMiB, 64 * kKiB,
+     kGiB, false,
+     "Max bytes of memward's arena for the sample tables (about 700 bytes per entry); "
+     "lowers sample_max_entries to fit. Read at start-up."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

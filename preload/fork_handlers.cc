@@ -1,11 +1,15 @@
-// memward's locks across fork: the warden's table lock, then the cgroup
-// monitor's, then in the order of alloc/arena_registry.h (registry, arenas,
+// memward's locks across fork: the warden's table lock, the cgroup
+// monitor's, the profile service's, the sampler's control and snapshot
+// locks, then in the order of alloc/arena_registry.h (registry, arenas,
 // thread list); then jemalloc's own handlers take its locks.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
 
 #include "accounting/cgroup_monitor.h"
+#include "accounting/profile_service.h"
+#include "accounting/sample_table.h"
+#include "accounting/sampler.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
@@ -23,6 +27,11 @@ void Prepare() {
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
+  // The profile service takes the sample table's snapshot lock under its
+  // own, and allocates under it.
+  accounting::LockProfileForFork();
+  accounting::LockSamplerForFork();
+  accounting::LockSampleTableForFork();
   accounting::LockRegistryForFork();
   alloc::LockArenasForFork();
   alloc::LockThreadListForFork();
@@ -32,6 +41,9 @@ void Parent() {
   alloc::UnlockThreadListInParent();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
+  accounting::UnlockProfileAfterFork();
   accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
 }
@@ -42,6 +54,9 @@ void Child() {
   alloc::ResetThreadListInChild();
   alloc::UnlockArenasAfterFork();
   accounting::UnlockRegistryAfterFork();
+  accounting::UnlockSampleTableAfterFork();
+  accounting::UnlockSamplerAfterFork();
+  accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();

@@ -1,5 +1,7 @@
 // libmemward.so: the library that programs link against to use memward's API.
 #include "accounting/pressure_service.h"
+#include "accounting/profile_service.h"
+#include "accounting/sampler.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -14,6 +16,8 @@ __attribute__((constructor)) void StartLinkedLibrary() {
   if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
     memward::accounting::StartPressureService();
   }
+  memward::accounting::StartSampler();
+  memward::accounting::StartProfileService();
 }
 
 }  // namespace

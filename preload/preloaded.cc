@@ -2,6 +2,8 @@
 // LD_PRELOAD. It serves the same API as libmemward.so, for programs that look
 // it up with dlsym or declare it weak (include/memward/memward.h).
 #include "accounting/pressure_service.h"
+#include "accounting/profile_service.h"
+#include "accounting/sampler.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -16,6 +18,8 @@ __attribute__((constructor)) void StartPreloadedLibrary() {
   if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
     memward::accounting::StartPressureService();
   }
+  memward::accounting::StartSampler();
+  memward::accounting::StartProfileService();
 }
 
 }  // namespace

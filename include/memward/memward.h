@@ -129,6 +129,19 @@ typedef struct memward_overhead {
   uint64_t total_bytes;
 } memward_overhead;
 
+/* The allocation sampler (leak tracking). */
+typedef struct memward_sampler_stats {
+  int64_t interval_bytes;         /* mean bytes between samples; 0 when off */
+  uint64_t samples_taken;         /* since start, including freed samples */
+  uint64_t samples_dropped;       /* not recorded: tables full or not set up */
+  uint64_t live_samples;
+  uint64_t table_bytes;           /* the sample tables' block in memward's arena */
+  uint64_t table_resident_bytes;  /* of those, in resident pages */
+  uint64_t unwinder_cache_bytes;  /* estimate of libunwind's per-thread caches */
+  int64_t process_sampled_bytes;  /* untagged sampled blocks, which the sampler's
+                                     arena holds instead of jemalloc's own */
+} memward_sampler_stats;
+
 MEMWARD_API const char* memward_version(void);
 MEMWARD_API const char* memward_library_kind(void);
 MEMWARD_API const char* memward_strerror(int status);
@@ -161,6 +174,10 @@ MEMWARD_API int memward_tenant_stats_list(memward_tenant_stats* stats, size_t ca
  * memory to the arenas. */
 MEMWARD_API int memward_thread_flush(void);
 MEMWARD_API int memward_overhead_get(memward_overhead* overhead);
+MEMWARD_API int memward_sampler_stats_get(memward_sampler_stats* stats);
+/* Sets the mean sampling interval in bytes (0 turns sampling off, at most
+ * 1 GiB); MEMWARD_ERROR_INVALID for a value out of range. */
+MEMWARD_API int memward_sample_interval_set(int64_t bytes);
 
 /* Pressure and reclaim (the warden thread). */
 typedef enum memward_pressure_level {
@@ -258,6 +275,10 @@ static inline void memward_tenant_options_clear_(memward_tenant_options* options
   ((memward_thread_flush) ? (memward_thread_flush)() : MEMWARD_ERROR_NOT_LOADED)
 #define memward_overhead_get(...) \
   MEMWARD_CHECKED_CALL_(memward_overhead_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_sampler_stats_get(...) \
+  MEMWARD_CHECKED_CALL_(memward_sampler_stats_get, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_sample_interval_set(...) \
+  MEMWARD_CHECKED_CALL_(memward_sample_interval_set, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #define memward_reclaimer_register(...) \
   MEMWARD_CHECKED_CALL_(memward_reclaimer_register, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #define memward_reclaimer_unregister(...) \

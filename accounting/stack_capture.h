@@ -1,0 +1,35 @@
+// Stack capture for sampled allocations: libunwind's unw_backtrace, or a walk
+// of the frame-pointer chain (the sample_frame_pointers setting).
+//
+// libunwind is loaded with dlopen(RTLD_LOCAL) instead of being linked:
+// Debian's libunwind.so.8 (1.6.2) exports a weak `backtrace` and strong
+// `_Unwind_*` functions, and as a dependency of a preloaded library it would
+// join the global symbol scope ahead of libgcc_s for libraries loaded later,
+// changing how they unwind C++ exceptions. Its static archive is not built
+// as position-independent code, so it cannot be linked into memward with
+// hidden symbols either.
+#ifndef MEMWARD_ACCOUNTING_STACK_CAPTURE_H_
+#define MEMWARD_ACCOUNTING_STACK_CAPTURE_H_
+
+#include <stdint.h>
+
+namespace memward::accounting {
+
+// Loads libunwind unless `frame_pointers` is set, and warms it up on the
+// calling thread. Returns false, selecting frame pointers, when libunwind
+// cannot be loaded. Called outside malloc; later calls change the mode.
+bool LoadUnwinder(bool frame_pointers);
+
+// Captures the calling thread's stack into `frames`, innermost first,
+// leaving out memward's own frames (those in the memward_text section).
+// Returns the number of frames, at most `max_frames`. Called inside malloc,
+// with the sampler's countdown raised so that allocations made by the
+// unwinder are not sampled. `warm` is the thread's warm-up flag, set here.
+uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
+
+// Estimated bytes of libunwind's per-thread caches (see stack_capture.cc).
+uint64_t UnwinderCacheBytes();
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_STACK_CAPTURE_H_

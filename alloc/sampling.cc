@@ -1,0 +1,303 @@
+// The sampler's slow path: the sampling decision, sampled allocations and
+// the frees of sampled blocks.
+#include "alloc/sampling.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "accounting/owner_map.h"
+#include "accounting/sample_table.h"
+#include "accounting/stack_capture.h"
+#include "accounting/tenant.h"
+#include "alloc/allocator.h"
+#include "alloc/arena_registry.h"
+#include "alloc/engine.h"
+#include "alloc/routing.h"
+#include "alloc/shared_header.h"
+#include "base/log.h"
+
+namespace memward::alloc {
+namespace {
+
+// Gaps are fed to the countdown in steps of at most this many bytes, so a
+// thread notices a changed interval within 4 MiB of its own allocations.
+constexpr int64_t kRecheckStep = 4 << 20;
+
+// The interval (low 40 bits) and a change counter (high 24 bits) in one
+// word, so a thread reads a consistent pair with one load. The counter is
+// never 0 once ConfigureSampling has run, and threads start at epoch 0.
+constinit std::atomic<uint64_t> g_config{0};
+constexpr unsigned kEpochShift = 40;
+constinit std::atomic<uint32_t> g_sampled_slot{0};
+constinit std::atomic<int64_t> g_process_sampled_bytes{0};
+
+int64_t IntervalOf(uint64_t config) {
+  return static_cast<int64_t>(config & ((uint64_t{1} << kEpochShift) - 1));
+}
+uint32_t EpochOf(uint64_t config) { return static_cast<uint32_t>(config >> kEpochShift); }
+
+// xorshift64* (Vigna, 2016): fast, 64-bit state, good enough for gaps.
+uint64_t NextRandom(ThreadState& state) {
+  if (MEMWARD_UNLIKELY(state.sample_random == 0)) {
+    uint64_t seed = static_cast<uint64_t>(accounting::SampleClockNs()) ^
+                    (static_cast<uint64_t>(syscall(SYS_gettid)) << 32) ^
+                    reinterpret_cast<uintptr_t>(&state);
+    state.sample_random = seed != 0 ? seed : 0x9e3779b97f4a7c15ull;
+  }
+  uint64_t x = state.sample_random;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  state.sample_random = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+// Returns an exponentially distributed gap with mean `interval`, at least 1.
+int64_t DrawGap(ThreadState& state, int64_t interval) {
+  // u is uniform in (0, 1], so -log(u) is finite.
+  double u = static_cast<double>((NextRandom(state) >> 11) + 1) * 0x1.0p-53;
+  double gap = -log(u) * static_cast<double>(interval);
+  if (gap < 1) return 1;
+  if (gap > 0x1.0p62) return int64_t{1} << 62;
+  return static_cast<int64_t>(gap);
+}
+
+// Adds up to kRecheckStep of the pending gap to the countdown.
+void FeedGap(ThreadState& state) {
+  int64_t step = state.sample_gap_rest < kRecheckStep ? state.sample_gap_rest : kRecheckStep;
+  state.sample_countdown += step;
+  state.sample_gap_rest -= step;
+}
+
+// Starts a new gap at the current position (the end of the last allocation).
+void StartGap(ThreadState& state, int64_t interval) {
+  state.sample_countdown = 0;
+  state.sample_gap_rest = DrawGap(state, interval);
+  FeedGap(state);
+}
+
+}  // namespace
+
+MEMWARD_TEXT bool DecideSample(size_t size) {
+  ThreadState& state = t_thread_state;
+  uint64_t config = g_config.load(std::memory_order_acquire);
+  int64_t interval = IntervalOf(config);
+  if (interval == 0) {
+    state.sample_epoch = EpochOf(config);
+    state.sample_countdown = kRecheckStep;
+    state.sample_gap_rest = 0;
+    return false;
+  }
+  if (state.sample_epoch != EpochOf(config)) {
+    // A new interval: the process restarts at this allocation, which is
+    // sampled if the first new gap ends inside it. Exponential gaps have no
+    // memory, so dropping the old gap's rest biases nothing.
+    state.sample_epoch = EpochOf(config);
+    StartGap(state, interval);
+    state.sample_countdown -= static_cast<int64_t>(size);
+  }
+  while (state.sample_countdown < 0 && state.sample_gap_rest > 0) FeedGap(state);
+  if (state.sample_countdown >= 0) return false;
+  StartGap(state, interval);
+  return true;
+}
+
+namespace {
+
+// Captures the stack with the thread taken out of its scope, so that what
+// the unwinder allocates (libunwind's own bookkeeping, on a thread's first
+// capture) is untagged memory of the process, never a user tenant's. The
+// countdown is raised out of reach meanwhile, so none of it is sampled.
+MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames) {
+  ThreadState& state = t_thread_state;
+  ThreadState saved = state;
+  state.slow_path = 0;
+  state.tenant = 0;
+  state.slot = 0;
+  state.generation = 0;
+  state.arena_flags = 0;
+  state.cache = nullptr;
+  state.shared_scope = false;
+  state.request_scope = false;
+  state.sample_countdown = INT64_MAX;
+  uint32_t depth =
+      accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &saved.sample_unwinder_warm);
+  state = saved;
+  return depth;
+}
+
+// Records the sample of `block` (charged `charge` bytes) in `index`.
+MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t charge,
+                               size_t header, const ThreadState& state, uint32_t request_slot) {
+  uintptr_t frames[accounting::kMaxSampleFrames];
+  uint32_t depth = CaptureOutsideScope(frames);
+
+  double interval = static_cast<double>(IntervalOf(g_config.load(std::memory_order_relaxed)));
+  double bytes = static_cast<double>(size == 0 ? 1 : size);
+  double probability = interval > 0 ? -expm1(-bytes / interval) : 1.0;
+  accounting::SampleFields fields = {};
+  fields.requested_bytes = size;
+  fields.usable_bytes = charge - header;
+  fields.unused_bytes = static_cast<uint32_t>(header);
+  fields.thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  fields.tenant = state.tenant;
+  fields.arena_slot = state.slot;
+  fields.request_slot = request_slot;
+  fields.request_generation = request_slot != 0 ? state.generation : 0;
+  fields.weight_bytes = bytes / probability;
+  fields.weight_objects = 1.0 / probability;
+  uint32_t site = accounting::AddToSite(frames, depth, fields.weight_bytes, fields.weight_objects);
+  accounting::PublishSample(index, block, site, fields);
+}
+
+// Charges or credits `delta` to the owner of a sampled block.
+void ChargeSampledBlock(accounting::TenantId tenant, uint32_t arena_slot,
+                        const accounting::TenantDelta& delta) {
+  if (tenant == accounting::kProcessTenant) {
+    g_process_sampled_bytes.fetch_add(delta.live, std::memory_order_relaxed);
+    return;
+  }
+  accounting::PublishDelta(accounting::TenantAt(tenant).counters, delta);
+  if (arena_slot != 0 && SlotAt(arena_slot).kind == ArenaKind::kRequest) {
+    accounting::PublishDelta(SlotAt(arena_slot).request, delta);
+  }
+}
+
+}  // namespace
+
+MEMWARD_TEXT void* AllocateSampled(size_t size, size_t alignment, bool zero) {
+  ThreadState& state = t_thread_state;
+  if (state.slot == 0) PrepareThread();
+  uint32_t sampled_slot = g_sampled_slot.load(std::memory_order_acquire);
+  uint32_t index = sampled_slot != 0 ? accounting::ReserveSample() : accounting::kNoSample;
+  if (index == accounting::kNoSample) {
+    accounting::CountDroppedSample();
+    return AllocateSlow(size, alignment, zero);
+  }
+
+  // In the shared arena the block would carry an owner header; the sampled
+  // block keeps the same room unused, so that its charge and usable size are
+  // those the unsampled block would have had.
+  int align_flags = alignment == 0 ? 0 : MallocxAlign(alignment);
+  size_t header = state.shared_scope ? SharedHeaderOffset(alignment) : 0;
+  size_t request = size == 0 ? 1 : size;
+  if (__builtin_add_overflow(request, header, &request)) {
+    accounting::ReleaseSample(index);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t charge = mwje_nallocx(request, align_flags);
+  accounting::Tenant& tenant = accounting::TenantAt(state.tenant);
+  if (charge == 0 || (state.tenant != accounting::kProcessTenant &&
+                      accounting::WouldPassHardLimit(tenant, state.batch.LiveBytes(), charge))) {
+    accounting::ReleaseSample(index);
+    if (charge != 0) tenant.counters.refused_allocations.fetch_add(1, std::memory_order_relaxed);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* block = mwje_mallocx(request, SlotAt(sampled_slot).arena_flag | kMallocxTcacheNone |
+                                          align_flags | (zero ? kMallocxZero : 0));
+  if (block == nullptr) {
+    accounting::ReleaseSample(index);
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (MEMWARD_UNLIKELY(accounting::OwnerSlotOf(block) != sampled_slot)) {
+    // jemalloc served another arena (it does so on a thread it has torn
+    // down): free and allocate the ordinary way, without a sample.
+    mwje_dallocx(block, kMallocxTcacheNone);
+    accounting::ReleaseSample(index);
+    accounting::CountDroppedSample();
+    return AllocateSlow(size, alignment, zero);
+  }
+
+  uint32_t request_slot = state.request_scope ? state.slot : 0;
+  RecordSample(index, block, size, charge, header, state, request_slot);
+  accounting::TenantDelta delta;
+  delta.AddAllocation(static_cast<int64_t>(charge));
+  ChargeSampledBlock(state.tenant, state.slot, delta);
+  return block;
+}
+
+MEMWARD_TEXT void* ReallocateSampled(void* pointer, size_t size, size_t alignment, bool zero) {
+  size_t old_size = UsableSize(pointer);
+  void* result = AllocateSampled(size, alignment, zero);
+  if (result == nullptr) return nullptr;
+  memcpy(result, pointer, old_size < size ? old_size : size);
+  Deallocate(pointer);
+  return result;
+}
+
+void FreeSampledBlock(void* pointer) {
+  accounting::SampleOwner owner;
+  if (!accounting::RemoveSample(pointer, &owner)) {
+    base::Fatal("free of %p in the sampler's arena, which has no sample: a pointer that "
+                "memward did not return, or a double free",
+                pointer);
+  }
+  size_t charge = mwje_sallocx(pointer, 0);
+  mwje_dallocx(pointer, kMallocxTcacheNone);
+  accounting::TenantDelta delta;
+  delta.AddFree(static_cast<int64_t>(charge));
+  ChargeSampledBlock(owner.tenant, owner.arena_slot, delta);
+}
+
+MEMWARD_TEXT void* AllocateAfterCountdown(size_t size) {
+  if (DecideSample(size)) return AllocateSampled(size, 0, false);
+  return AllocateUnsampled(size);
+}
+
+MEMWARD_TEXT void* AllocateZeroedAfterCountdown(size_t count, size_t size) {
+  size_t total = 0;
+  if (!__builtin_mul_overflow(count, size, &total) && DecideSample(total)) {
+    return AllocateSampled(total, 0, true);
+  }
+  return AllocateZeroedUnsampled(count, size);
+}
+
+MEMWARD_TEXT void* AllocateAlignedAfterCountdown(size_t size, size_t alignment) {
+  if (DecideSample(size)) return AllocateSampled(size, alignment, false);
+  return AllocateAlignedUnsampled(size, alignment);
+}
+
+MEMWARD_TEXT void* ReallocateAfterCountdown(void* pointer, size_t size) {
+  if (DecideSample(size)) return ReallocateSampled(pointer, size, 0, false);
+  return ReallocateUnsampled(pointer, size);
+}
+
+size_t SampledUsableSize(const void* pointer) {
+  accounting::SampleOwner owner;
+  if (!accounting::FindSample(pointer, &owner)) {
+    base::Fatal("size query for %p in the sampler's arena, which has no sample: a pointer "
+                "that memward did not return, or one already freed",
+                pointer);
+  }
+  return mwje_sallocx(pointer, 0) - owner.unused_bytes;
+}
+
+void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot) {
+  if (arena_slot != 0) g_sampled_slot.store(arena_slot, std::memory_order_release);
+  uint64_t config = g_config.load(std::memory_order_relaxed);
+  uint32_t epoch = EpochOf(config) + 1;
+  if (epoch >= (1u << (64 - kEpochShift))) epoch = 1;
+  g_config.store((static_cast<uint64_t>(epoch) << kEpochShift) | static_cast<uint64_t>(interval_bytes),
+                 std::memory_order_release);
+}
+
+int64_t CurrentSampleInterval() { return IntervalOf(g_config.load(std::memory_order_acquire)); }
+
+int64_t ProcessSampledBytes() { return g_process_sampled_bytes.load(std::memory_order_relaxed); }
+
+void ResetThreadSampling() {
+  ThreadState& state = t_thread_state;
+  state.sample_epoch = 0;
+  state.sample_countdown = 0;
+  state.sample_gap_rest = 0;
+}
+
+}  // namespace memward::alloc

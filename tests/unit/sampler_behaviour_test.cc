@@ -1,0 +1,287 @@
+// The sampler under every entry point, realloc, aligned allocations, other
+// threads, thread exit, fork and re-entry. Most tests sample every
+// allocation (interval 1 byte: an allocation of s bytes is then sampled with
+// probability 1 - exp(-s), which is 1 in double precision from 37 bytes).
+#include <dlfcn.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memward/memward.h"
+#include "tests/unit/sampler_test_util.h"
+
+// jemalloc's API, which memward exports.
+extern "C" {
+void* mallocx(size_t size, int flags);
+void* rallocx(void* pointer, size_t size, int flags);
+void dallocx(void* pointer, int flags);
+}
+
+namespace memward::testing {
+namespace {
+
+// Keys made before the sampler first loads libunwind, so that libunwind's
+// own key is past glibc's 32 inline keys and a thread's first capture calls
+// calloc inside the sampler (pthread_setspecific's second-level block).
+// Only meaningful when the program starts with sample_interval=0, as CTest
+// runs it; otherwise the re-entry test skips itself.
+struct EarlyKeys {
+  EarlyKeys() {
+    sampler_started = accounting::GetSamplerStats().interval_bytes != 0;
+    for (pthread_key_t& key : keys) pthread_key_create(&key, nullptr);
+  }
+  bool sampler_started = false;
+  pthread_key_t keys[40] = {};
+};
+EarlyKeys g_early_keys;
+
+class SamplerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(accounting::SetSampleInterval(1)); }
+  void TearDown() override { accounting::SetSampleInterval(512 * 1024); }
+};
+
+// Frees `block` with free() and checks that its sample went with it.
+void ExpectFreedWithSample(void* block) {
+  uint64_t before = LiveSamples();
+  free(block);
+  EXPECT_EQ(LiveSamples(), before - 1);
+}
+
+TEST_F(SamplerTest, ReentryIsNotSampled) {
+  if (g_early_keys.sampler_started) GTEST_SKIP() << "needs MEMWARD_CONF=sample_interval=0";
+  std::vector<accounting::SampleRecord> samples;
+  std::thread worker([&] {
+    SeedThreadSampler(5);
+    std::vector<void*> blocks;
+    blocks.reserve(100);
+    for (int i = 0; i < 100; i++) blocks.push_back(malloc(64));
+    samples = SamplesOfThread(CurrentThreadId());
+    for (void* block : blocks) free(block);
+  });
+  worker.join();
+  int sampled_64 = 0;
+  for (const accounting::SampleRecord& sample : samples) {
+    if (sample.requested_bytes == 64) sampled_64++;
+    // glibc's calloc of 32 key slots, made by libunwind inside the capture.
+    EXPECT_NE(sample.requested_bytes, 32u * 2 * sizeof(void*));
+    for (uint32_t i = 0; i < sample.depth; i++) {
+      Dl_info info{};
+      if (dladdr(reinterpret_cast<void*>(sample.frames[i] - 1), &info) == 0) continue;
+      ASSERT_NE(info.dli_fname, nullptr);
+      EXPECT_EQ(std::strstr(info.dli_fname, "libunwind"), nullptr) << "frame " << i;
+    }
+  }
+  EXPECT_EQ(sampled_64, 100);
+}
+
+TEST_F(SamplerTest, EveryEntryPointSamples) {
+  void* block = malloc(100);
+  EXPECT_TRUE(IsSampledBlock(block));
+  ExpectFreedWithSample(block);
+
+  block = calloc(10, 10);
+  ASSERT_TRUE(IsSampledBlock(block));
+  for (int i = 0; i < 100; i++) EXPECT_EQ(static_cast<char*>(block)[i], 0) << i;
+  ExpectFreedWithSample(block);
+
+  block = realloc(nullptr, 100);
+  EXPECT_TRUE(IsSampledBlock(block));
+  ExpectFreedWithSample(block);
+
+  block = valloc(100);
+  EXPECT_TRUE(IsSampledBlock(block));
+  ExpectFreedWithSample(block);
+
+  int* object = new int[40];
+  EXPECT_TRUE(IsSampledBlock(object));
+  delete[] object;
+
+  auto* nothrow_object = new (std::nothrow) char[100];
+  EXPECT_TRUE(IsSampledBlock(nothrow_object));
+  delete[] nothrow_object;
+
+  block = mallocx(100, 0);
+  EXPECT_TRUE(IsSampledBlock(block));
+  uint64_t before = LiveSamples();
+  dallocx(block, 0);
+  EXPECT_EQ(LiveSamples(), before - 1);
+}
+
+TEST_F(SamplerTest, AlignedAllocationsAreAligned) {
+  for (size_t alignment : {size_t{32}, size_t{64}, size_t{4096}, size_t{1} << 16}) {
+    SCOPED_TRACE(alignment);
+    void* block = aligned_alloc(alignment, 300);
+    EXPECT_TRUE(IsSampledBlock(block));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % alignment, 0u);
+    ExpectFreedWithSample(block);
+
+    ASSERT_EQ(posix_memalign(&block, alignment, 300), 0);
+    EXPECT_TRUE(IsSampledBlock(block));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % alignment, 0u);
+    ExpectFreedWithSample(block);
+
+    block = memalign(alignment, 300);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % alignment, 0u);
+    ExpectFreedWithSample(block);
+
+    void* object = ::operator new(300, std::align_val_t(alignment));
+    EXPECT_TRUE(IsSampledBlock(object));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(object) % alignment, 0u);
+    ::operator delete(object, 300, std::align_val_t(alignment));
+
+    block = mallocx(300, __builtin_ctzl(alignment));
+    EXPECT_TRUE(IsSampledBlock(block));
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % alignment, 0u);
+    dallocx(block, 0);
+  }
+}
+
+TEST_F(SamplerTest, ReallocKeepsContents) {
+  auto* block = static_cast<unsigned char*>(malloc(1000));
+  ASSERT_TRUE(IsSampledBlock(block));
+  for (int i = 0; i < 1000; i++) block[i] = static_cast<unsigned char>(i * 7);
+  uint64_t live = LiveSamples();
+
+  block = static_cast<unsigned char*>(realloc(block, 50000));
+  ASSERT_TRUE(IsSampledBlock(block));
+  EXPECT_EQ(LiveSamples(), live);
+  for (int i = 0; i < 1000; i++) ASSERT_EQ(block[i], static_cast<unsigned char>(i * 7)) << i;
+
+  block = static_cast<unsigned char*>(rallocx(block, 500, 0));
+  ASSERT_TRUE(IsSampledBlock(block));
+  EXPECT_EQ(LiveSamples(), live);
+  for (int i = 0; i < 500; i++) ASSERT_EQ(block[i], static_cast<unsigned char>(i * 7)) << i;
+  EXPECT_GE(malloc_usable_size(block), 500u);
+
+  // With sampling off, realloc moves the block out of the sampler's arena.
+  ASSERT_TRUE(accounting::SetSampleInterval(0));
+  block = static_cast<unsigned char*>(realloc(block, 3000));
+  EXPECT_FALSE(IsSampledBlock(block));
+  EXPECT_EQ(LiveSamples(), live - 1);
+  for (int i = 0; i < 500; i++) ASSERT_EQ(block[i], static_cast<unsigned char>(i * 7)) << i;
+  free(block);
+}
+
+TEST_F(SamplerTest, FreeOnAnotherThread) {
+  const uint64_t live = LiveSamples();
+  memward_sampler_stats stats{};
+  ASSERT_EQ(memward_sampler_stats_get(&stats), MEMWARD_OK);
+  const int64_t process_bytes = stats.process_sampled_bytes;
+  std::vector<void*> blocks;
+  std::thread producer([&] {
+    for (int i = 0; i < 200; i++) blocks.push_back(malloc(64 + i));
+  });
+  producer.join();
+  EXPECT_GE(LiveSamples(), live + 200);
+  std::thread consumer([&] {
+    for (void* block : blocks) free(block);
+    blocks.clear();
+    blocks.shrink_to_fit();
+  });
+  consumer.join();
+  EXPECT_EQ(LiveSamples(), live);
+  ASSERT_EQ(memward_sampler_stats_get(&stats), MEMWARD_OK);
+  EXPECT_EQ(stats.process_sampled_bytes, process_bytes);
+}
+
+// Threads exit while others sample; their blocks outlive them.
+TEST_F(SamplerTest, ThreadExitWhileSampling) {
+  const uint64_t live = LiveSamples();
+  std::mutex mutex;
+  std::vector<void*> survivors;
+  survivors.reserve(64 * 50);
+  for (int wave = 0; wave < 4; wave++) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 16; t++) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 100; i++) {
+          void* block = malloc(40 + (i * t) % 500);
+          if (i % 2 == 0) {
+            free(block);
+            continue;
+          }
+          std::lock_guard<std::mutex> lock(mutex);
+          survivors.push_back(block);
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  // Thread start-up and exit allocate too (glibc, libstdc++), so the count
+  // is checked across the survivors' frees only.
+  EXPECT_GE(LiveSamples(), live + survivors.size());
+  for (void* block : survivors) EXPECT_TRUE(IsSampledBlock(block));
+  const uint64_t before_free = LiveSamples();
+  for (void* block : survivors) free(block);
+  EXPECT_EQ(LiveSamples(), before_free - survivors.size());
+}
+
+// Four threads sample while the main thread forks; each child samples,
+// frees an inherited sampled block, snapshots and changes the interval.
+TEST_F(SamplerTest, ForkWhileThreadsSample) {
+  ASSERT_TRUE(accounting::SetSampleInterval(4096));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([&] {
+      std::vector<void*> blocks;
+      while (!stop.load(std::memory_order_relaxed)) {
+        blocks.push_back(malloc(700));
+        if (blocks.size() > 64) {
+          for (void* block : blocks) free(block);
+          blocks.clear();
+        }
+      }
+      for (void* block : blocks) free(block);
+    });
+  }
+  void* inherited = malloc(100000);
+  for (int round = 0; round < 20; round++) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      alarm(20);  // a deadlock ends the child with SIGALRM
+      free(inherited);
+      if (!accounting::SetSampleInterval(1)) _exit(2);
+      void* block = malloc(200);
+      if (!IsSampledBlock(block)) _exit(3);
+      std::vector<accounting::SampleRecord> samples;
+      accounting::SnapshotSamples(&samples);
+      free(block);
+      _exit(samples.empty() ? 4 : 0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "child ended by signal " << WTERMSIG(status);
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+  }
+  stop.store(true);
+  for (std::thread& thread : threads) thread.join();
+  free(inherited);
+}
+
+TEST(SamplerSetting, RejectsOutOfRangeInterval) {
+  EXPECT_FALSE(accounting::SetSampleInterval(-1));
+  EXPECT_FALSE(accounting::SetSampleInterval((int64_t{1} << 30) + 1));
+  EXPECT_EQ(memward_sample_interval_set(-5), MEMWARD_ERROR_INVALID);
+  EXPECT_EQ(memward_sample_interval_set(512 * 1024), MEMWARD_OK);
+  memward_sampler_stats stats{};
+  ASSERT_EQ(memward_sampler_stats_get(&stats), MEMWARD_OK);
+  EXPECT_EQ(stats.interval_bytes, 512 * 1024);
+  EXPECT_GT(stats.table_bytes, 0u);
+}
+
+}  // namespace
+}  // namespace memward::testing
