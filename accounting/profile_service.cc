@@ -33,9 +33,12 @@ LeakDetector* g_detector = nullptr;  // created on first use, never freed
 std::atomic<bool> g_started{false};
 pthread_mutex_t g_start_lock = PTHREAD_MUTEX_INITIALIZER;
 
-// An address inside this library, so exports and sites drop memward's own
-// innermost frames (malloc, operator new, the sampler).
-uintptr_t OwnCodeAddress() { return reinterpret_cast<uintptr_t>(&OwnCodeAddress); }
+// The mapping whose innermost frames exports and sites drop: none, because
+// the sampler already leaves memward's own frames (malloc, operator new,
+// the sampler, all in the memward_text section) out when it captures. A
+// mapping would be wrong where memward's objects are linked into the
+// program itself, as in the endpoint tests.
+constexpr uintptr_t kNoTrimming = 0;
 
 int64_t RealtimeNs() {
   timespec now = {};
@@ -50,7 +53,7 @@ LeakDetector& DetectorLocked() {
     LeakDetectorOptions options;
     options.windows = static_cast<int>(settings.Get(SettingId::kLeakWindows));
     options.site_depth = static_cast<uint32_t>(settings.Get(SettingId::kLeakSiteDepth));
-    options.trim_address = OwnCodeAddress();
+    options.trim_address = kNoTrimming;
     g_detector = new LeakDetector(options);
   }
   return *g_detector;
@@ -141,7 +144,7 @@ bool WriteHeapProfile(HeapFormat format, std::string* out, std::string* error) {
   switch (format) {
     case HeapFormat::kPprof: {
       PprofOptions options;
-      options.trim_address = OwnCodeAddress();
+      options.trim_address = kNoTrimming;
       if (!WritePprof(snapshot, &symbolizer, options, out)) {
         *error = "gzip compression of the heap profile failed";
         return false;
@@ -149,10 +152,10 @@ bool WriteHeapProfile(HeapFormat format, std::string* out, std::string* error) {
       return true;
     }
     case HeapFormat::kFolded:
-      *out = WriteFolded(snapshot, &symbolizer, FoldedValue::kInuseSpace, OwnCodeAddress());
+      *out = WriteFolded(snapshot, &symbolizer, FoldedValue::kInuseSpace, kNoTrimming);
       return true;
     case HeapFormat::kJson:
-      *out = WriteHeapJson(snapshot, &symbolizer, OwnCodeAddress());
+      *out = WriteHeapJson(snapshot, &symbolizer, kNoTrimming);
       return true;
   }
   return false;
