@@ -44,13 +44,15 @@ namespace memward::accounting {
 struct LeakDetectorOptions {
   int windows = 6;           // intervals a trend is judged over; at least 2
   uint32_t site_depth = 0;   // 0: the whole stack is the site
-  uintptr_t trim_address = 0;  // an address in memward's code; 0 in tests
+  // Innermost frames in the mapping of this address are dropped; 0 drops
+  // none (the sampler already leaves memward's frames out).
+  uintptr_t trim_address = 0;
   size_t max_suspects = 20;  // suspects kept, the fastest growing first
 };
 
 struct LeakSuspect {
   std::vector<uintptr_t> site;  // the site's key frames, innermost first
-  std::vector<uintptr_t> stack;  // one full stack seen there, memward trimmed
+  std::vector<uintptr_t> stack;  // one full stack seen at the site
   double live_bytes = 0;         // estimated, at the last window
   double growth_bytes_per_second = 0;
   int windows_grown = 0;         // intervals in which live bytes rose

@@ -1,11 +1,10 @@
 // The leak report as JSON: GET /leaks and memward_leak_report_write.
 //
-// For each suspect, fastest growing first: its growth rate in bytes per
+// Each suspect, fastest growing first, has its growth rate in bytes per
 // second, its estimated live bytes and objects, the windows in which it
-// grew, its live bytes per window, the symbolized stack, the age
-// distribution of its live samples, and its live bytes by tenant and by
-// request, with the bytes that escaped their request (still live after the
-// request ended). A list of every site with escaped live samples follows,
+// grew and its live bytes per window. It also has the symbolized stack, the
+// age distribution of its live samples, and its live bytes by tenant and by
+// request, with the bytes still live after their request ended (escaped). A list of every site with escaped live samples follows,
 // whether or not it is a suspect. Field meanings are in docs/admin-api.md.
 #ifndef MEMWARD_ACCOUNTING_LEAK_REPORT_H_
 #define MEMWARD_ACCOUNTING_LEAK_REPORT_H_

@@ -1,6 +1,6 @@
-// A reader for pprof's profile.proto: the subset memward's own profiles
-// and Go's heap profiles use (sample types, samples with labels, locations
-// with their lines, functions and the string table). Used by the
+// A reader for pprof's profile.proto: the subset that memward's own
+// profiles use (sample types, samples with labels, locations with their
+// lines, functions and the string table). Used by the
 // memward-profile tool and the tests; it is not part of the libraries.
 #ifndef MEMWARD_ACCOUNTING_PROFILE_READER_H_
 #define MEMWARD_ACCOUNTING_PROFILE_READER_H_

@@ -18,7 +18,10 @@
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
+#include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
+#include "alloc/scope.h"
+#include "alloc/thread_state.h"
 #include "base/log.h"
 #include "base/settings.h"
 
@@ -45,6 +48,36 @@ int64_t RealtimeNs() {
   clock_gettime(CLOCK_REALTIME, &now);
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
+
+// Runs the service's work as memward's own, on whichever thread calls it: in
+// memward's tenant scope, so no user tenant is charged, and with the
+// thread's sampling countdown out of reach, so memward's bookkeeping (the
+// detector's copy of the samples, the symbolizer) never shows up in the
+// profiles and leak reports it writes.
+class OwnWorkScope {
+ public:
+  OwnWorkScope() {
+    alloc::ThreadState& state = alloc::t_thread_state;
+    saved_countdown_ = state.sample_countdown;
+    state.sample_countdown = INT64_MAX;
+    const uint32_t slot = alloc::MemwardArenaSlot();
+    if (slot != 0) {
+      saved_scope_ = alloc::EnterScope(kMemwardTenant, slot, 0);
+      entered_ = true;
+    }
+  }
+  ~OwnWorkScope() {
+    if (entered_) alloc::ExitScope(saved_scope_);
+    alloc::t_thread_state.sample_countdown = saved_countdown_;
+  }
+  OwnWorkScope(const OwnWorkScope&) = delete;
+  OwnWorkScope& operator=(const OwnWorkScope&) = delete;
+
+ private:
+  int64_t saved_countdown_ = 0;
+  alloc::SavedScope saved_scope_;
+  bool entered_ = false;
+};
 
 // Returns the detector, creating it from the settings. Requires g_lock.
 LeakDetector& DetectorLocked() {
@@ -139,6 +172,7 @@ bool StartProfileService() {
 }
 
 bool WriteHeapProfile(HeapFormat format, std::string* out, std::string* error) {
+  OwnWorkScope own_work;
   HeapSnapshot snapshot = TakeHeapSnapshot();
   Symbolizer symbolizer;
   switch (format) {
@@ -162,12 +196,14 @@ bool WriteHeapProfile(HeapFormat format, std::string* out, std::string* error) {
 }
 
 void CloseLeakWindowNow() {
+  OwnWorkScope own_work;
   pthread_mutex_lock(&g_lock);
   DetectorLocked().CloseWindow(TakeHeapSnapshot());
   pthread_mutex_unlock(&g_lock);
 }
 
 std::string LeakReportJsonNow() {
+  OwnWorkScope own_work;
   LeakReportOptions options;
   options.window_ms = alloc::CurrentSettings().Get(SettingId::kLeakWindow);
   pthread_mutex_lock(&g_lock);

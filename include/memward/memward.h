@@ -222,8 +222,8 @@ typedef enum memward_profile_format {
 /* Writes a heap profile of the sampled allocations to a new file at `path`
  * (mode 0600, replacing a file there), symbolized in the calling thread.
  * Returns MEMWARD_ERROR_INVALID for a null path or an unknown format and
- * MEMWARD_ERROR_IO when the file cannot be written. The call allocates, and
- * its allocations are charged to the caller's scope. */
+ * MEMWARD_ERROR_IO when the file cannot be written. The call allocates as
+ * memward (charged to memward's own tenant, never sampled). */
 MEMWARD_API int memward_heap_profile_write(const char* path, int format);
 /* Closes the leak detector's current window now, as the warden does every
  * leak_window: a program can align windows with its own work cycles. */
