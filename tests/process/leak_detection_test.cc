@@ -1,7 +1,7 @@
 // The leak detector and the heap profile exports with real sampling, in a
-// process that runs on memward linked or preloaded: simulated requests leak
-// 300 bytes each at one site, among temporary allocations at 24 other sites
-// and a cache that fills and then only replaces its entries.
+// process that runs on memward linked or preloaded. Simulated requests leak
+// 300 bytes each at one site. Temporary allocations at 24 other sites and a
+// cache that fills and then only replaces its entries are the noise.
 #include <gtest/gtest.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -60,10 +60,10 @@ using testing::MakeRecord;
 constexpr double kInterval = 512 * 1024;  // the default sampling interval
 constexpr int64_t kWindowNs = 10'000'000'000;
 
-// A synthetic process: at each window, the leak site has gained about four
-// samples (never freed); the cache gains 30 samples in each of the first
-// two windows and then keeps them; 20 noise sites each have a fresh
-// Poisson(5) number of live samples, all taken since the last window.
+// A synthetic process. At each window the leak site has gained about four
+// samples, never freed. The cache gains 30 samples in each of the first two
+// windows and then keeps them. Each of 20 noise sites has a fresh Poisson(5)
+// number of live samples, all taken since the last window.
 class SyntheticHeap {
  public:
   explicit SyntheticHeap(unsigned seed) : random_(seed) {
@@ -126,9 +126,9 @@ class SyntheticHeap {
 
 TEST(LeakDetector, NamesLeakFirstAndNotCache) {
   // A window in which the leak gained no sample (probability e^-4, about 2%)
-  // counts as no growth, so the leak may drop out for a window; it must be
+  // counts as no growth, so the leak may drop out for a window. It must be
   // named within three windows of the first judgement, and whenever any
-  // site is named it is the leak alone.
+  // site is named, it is the leak alone.
   for (unsigned seed = 1; seed <= 20; seed++) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     SyntheticHeap heap(seed);

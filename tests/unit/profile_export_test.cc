@@ -60,10 +60,10 @@ constexpr uint32_t kWidgetSite = 1;
 constexpr uint32_t kCacheSite = 2;
 constexpr uint32_t kTenantAcme = 7;
 
-// Ten live samples of 64 bytes standing for 1,000 bytes each at the widget
-// site, half in request 3:9 of tenant "acme"; five of 512 bytes standing for
-// 2,000 bytes each at the cache site. Cumulative totals: 40,000 bytes at the
-// widget site and 10,000 at the cache site.
+// Returns ten live samples of 64 bytes at the widget site, each standing for
+// 1,000 bytes, half of them in request 3:9 of tenant "acme". Five samples of
+// 512 bytes at the cache site stand for 2,000 bytes each. The cumulative
+// totals are 40,000 bytes at the widget site and 10,000 at the cache site.
 // The widget and cache stacks, captured once so that every snapshot of the
 // test has the same ones.
 const std::vector<uintptr_t>& WidgetStack() {
