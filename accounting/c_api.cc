@@ -5,10 +5,11 @@
 #include <string.h>
 
 #include "accounting/owner_map.h"
+#include "accounting/sample_table.h"
 #include "accounting/pressure_service.h"
 #include "accounting/pressure_state.h"
 #include "accounting/reclaimer_registry.h"
-#include "accounting/sample_table.h"
+#include "accounting/request_log.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
 #include "alloc/allocator.h"
@@ -151,6 +152,19 @@ void FillStats(TenantId id, memward_tenant_stats* stats) {
   stats->rejected = counters.admissions[2].load(std::memory_order_relaxed);
   stats->refused_allocations = counters.refused_allocations.load(std::memory_order_relaxed);
   if (id == accounting::kProcessTenant) stats->live_bytes = ProcessLiveBytes();
+}
+
+// Adds an ended request to the log that GET /requests reads.
+void LogRequest(TenantId tenant, const memward_request_summary& summary) {
+  accounting::RequestRecord record;
+  record.tenant = tenant;
+  record.had_arena = static_cast<uint32_t>(summary.had_arena);
+  record.peak_bytes = summary.peak_bytes;
+  record.allocated_bytes = summary.allocated_bytes;
+  record.escaped_bytes = summary.escaped_bytes;
+  record.allocations = summary.allocations;
+  record.frees = summary.frees;
+  accounting::LogEndedRequest(record);
 }
 
 }  // namespace
@@ -309,6 +323,7 @@ MEMWARD_EXPORT int memward_request_end(memward_request* request,
   // next request on it does not count this thread as inside.
   if (is_current) alloc::ExitScope(FromScope(request->saved));
   if (request->slot != 0) alloc::ReleaseRequestArena(request->slot);
+  LogRequest(request->tenant, result);
   request->tenant = 0;  // Marks the handle as ended.
   request->generation = 0;
   request->slot = 0;
@@ -384,8 +399,8 @@ MEMWARD_EXPORT int memward_reclaimer_register(const memward_reclaimer* reclaimer
   if (reclaimer == nullptr || id == nullptr) return MEMWARD_ERROR_INVALID;
   if (int status = CheckAllocator(); status != MEMWARD_OK) return status;
   int status = accounting::RegisterReclaimer(*reclaimer, id);
-  // A warden that cannot start has been reported; the registration stands
-  // and is used if a later start succeeds.
+  // A warden that cannot start has been reported. The registration is kept
+  // and used if a later start succeeds.
   if (status == MEMWARD_OK) accounting::StartPressureService();
   return status;
 }

@@ -13,7 +13,7 @@ namespace memward::accounting {
 // Reads `monitor` now and appends the JSON object that GET /cgroup returns.
 void AppendCgroupJson(CgroupMonitor& monitor, std::string* out);
 
-// Answers one request for GET /cgroup from `monitor`. The endpoint takes no
+// Serves one request for GET /cgroup from `monitor`. The endpoint takes no
 // query parameters, so any query is rejected with 400.
 void ServeCgroupRequest(CgroupMonitor& monitor, const AdminRequest& request,
                         AdminResponse* response);

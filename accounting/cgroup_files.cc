@@ -10,7 +10,7 @@
 namespace memward::accounting {
 namespace {
 
-// The most subjects remembered for the report-once rule. Problems with
+// The maximum number of subjects remembered for the report-once rule. Problems with
 // further subjects are not logged at all, which bounds memory and output.
 constexpr size_t kMaxReportedSubjects = 256;
 
@@ -66,6 +66,27 @@ bool FindKeyedValue(std::string_view text, std::string_view key, uint64_t* value
     if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ') {
       return ParseByteCount(line.substr(key.size() + 1), false, value);
     }
+  }
+  return false;
+}
+
+bool FindMeminfoBytes(std::string_view text, std::string_view key, uint64_t* bytes) {
+  while (!text.empty()) {
+    size_t newline = text.find('\n');
+    std::string_view line = text.substr(0, newline);
+    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+    if (line.size() <= key.size() || line.substr(0, key.size()) != key ||
+        line[key.size()] != ':') {
+      continue;
+    }
+    std::string_view value = TrimSpace(line.substr(key.size() + 1));
+    if (value.size() < 3 || value.substr(value.size() - 3) != " kB") return false;
+    uint64_t kib = 0;
+    if (!ParseByteCount(value.substr(0, value.size() - 3), false, &kib) || kib > UINT64_MAX / 1024) {
+      return false;
+    }
+    *bytes = kib * 1024;
+    return true;
   }
   return false;
 }

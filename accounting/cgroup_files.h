@@ -23,10 +23,14 @@ bool ParseByteCount(std::string_view text, bool allow_max, uint64_t* value);
 // memory.events, memory.oom_control) and parses the number.
 bool FindKeyedValue(std::string_view text, std::string_view key, uint64_t* value);
 
-// Reads files and reports problems. Each path's first problem is logged
-// (which file, what was wrong, what memward uses instead); later problems
-// with the same path are not, so a broken file cannot flood stderr.
-// Not thread-safe: the cgroup monitor guards it with its mutex.
+// Finds "<key>: <number> kB" in the text of /proc/meminfo and returns the
+// number in bytes.
+bool FindMeminfoBytes(std::string_view text, std::string_view key, uint64_t* bytes);
+
+// Reads files and reports problems. Only each path's first problem is
+// logged (which file, what was wrong, what memward uses instead), so a
+// broken file cannot flood stderr. Not thread-safe, because the cgroup
+// monitor guards it with its mutex.
 class CgroupFileReader {
  public:
   enum class Result { kOk, kMissing, kFailed };

@@ -100,6 +100,18 @@ const CgroupMount* ChooseMount(const std::vector<const CgroupMount*>& candidates
 
 }  // namespace
 
+const ProcCgroupEntry* FindMemoryEntry(const std::vector<ProcCgroupEntry>& entries,
+                                       CgroupVersion version) {
+  for (const ProcCgroupEntry& entry : entries) {
+    bool v2_line = entry.hierarchy_id == 0 && entry.controllers.empty();
+    if (version == CgroupVersion::kV2 && v2_line) return &entry;
+    if (version == CgroupVersion::kV1 && !v2_line && ListContains(entry.controllers, "memory")) {
+      return &entry;
+    }
+  }
+  return nullptr;
+}
+
 std::vector<ProcCgroupEntry> ParseProcCgroup(std::string_view text, int* malformed_lines) {
   std::vector<ProcCgroupEntry> entries;
   int malformed = 0;
@@ -187,12 +199,8 @@ bool ResolveCgroupLayout(std::string_view prefix, const std::vector<ProcCgroupEn
                          std::string* problem) {
   *layout = CgroupLayout();
 
-  const ProcCgroupEntry* v1_memory = nullptr;
-  const ProcCgroupEntry* v2_entry = nullptr;
-  for (const ProcCgroupEntry& entry : entries) {
-    if (entry.hierarchy_id == 0 && entry.controllers.empty()) v2_entry = &entry;
-    if (entry.hierarchy_id != 0 && ListContains(entry.controllers, "memory")) v1_memory = &entry;
-  }
+  const ProcCgroupEntry* v1_memory = FindMemoryEntry(entries, CgroupVersion::kV1);
+  const ProcCgroupEntry* v2_entry = FindMemoryEntry(entries, CgroupVersion::kV2);
   std::vector<const CgroupMount*> v1_mounts, v2_mounts;
   for (const CgroupMount& mount : mounts) {
     if (mount.v2) {
@@ -208,7 +216,7 @@ bool ResolveCgroupLayout(std::string_view prefix, const std::vector<ProcCgroupEn
   bool v2_mapped = v2_mount != nullptr && MapCgroupPath(prefix, *v2_mount, v2_entry->path, &v2_dir);
   if (v2_mount != nullptr && !v2_mapped && problem != nullptr) {
     *problem = "the cgroup2 mount's root " + v2_mount->root + " does not contain the cgroup " +
-               v2_entry->path + "; using the mount point";
+               v2_entry->path + " (a mount from outside the cgroup namespace)";
   }
 
   const CgroupMount* memory_mount =
@@ -220,7 +228,7 @@ bool ResolveCgroupLayout(std::string_view prefix, const std::vector<ProcCgroupEn
     if (!MapCgroupPath(prefix, *memory_mount, v1_memory->path, &layout->memory_dir) &&
         problem != nullptr) {
       *problem = "the memory mount's root " + memory_mount->root + " does not contain the cgroup " +
-                 v1_memory->path + "; using the mount point";
+                 v1_memory->path + " (a mount from outside the cgroup namespace)";
     }
     layout->hybrid = v2_mount != nullptr;
     if (layout->hybrid) layout->pressure_dir = v2_dir;

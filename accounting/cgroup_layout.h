@@ -71,6 +71,11 @@ std::vector<ProcCgroupEntry> ParseProcCgroup(std::string_view text, int* malform
 // (other mounts are ignored; octal escapes such as "\040" are decoded).
 std::vector<CgroupMount> ParseCgroupMounts(std::string_view text, int* malformed_lines);
 
+// Returns the line of the memory hierarchy for `version` (the v1 line whose
+// controllers list memory, or the v2 line "0::<path>"), or nullptr.
+const ProcCgroupEntry* FindMemoryEntry(const std::vector<ProcCgroupEntry>& entries,
+                                       CgroupVersion version);
+
 // Maps `cgroup_path` inside `mount` to a directory under `prefix`. Returns
 // false, leaving `*dir` at the mount point, when the path is not inside
 // the mount's root (a mount from outside the reader's cgroup namespace).

@@ -12,9 +12,9 @@ namespace {
 
 // PSI trigger: wake the warden when tasks of the cgroup stalled on memory
 // for 150 ms within 1 s (15 %), a level at which reclaim is already
-// costing latency. The kernel accepts windows of 0.5 s to 10 s; an
-// unprivileged process (Linux 6.4 and later) needs a multiple of 2 s, so
-// the same share over 2 s is tried next.
+// costing latency. Windows may be at most 10 s long. An unprivileged
+// process (Linux 6.4 and later) needs a multiple of 2 s, so the same share
+// over 2 s is tried when the first trigger is rejected.
 constexpr uint32_t kPsiStallUs = 150 * 1000;
 constexpr uint32_t kPsiWindowUs = 1000 * 1000;
 constexpr uint32_t kUnprivilegedPsiStallUs = 300 * 1000;
@@ -62,30 +62,14 @@ uint64_t SystemPhysicalMemory() {
 
 bool FileExists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
 
-// The memory cgroup's path in `entries` for a layout of `version`.
-const std::string* FindMemoryPath(const std::vector<ProcCgroupEntry>& entries,
-                                  CgroupVersion version) {
-  for (const ProcCgroupEntry& entry : entries) {
-    bool v2_line = entry.hierarchy_id == 0 && entry.controllers.empty();
-    if (version == CgroupVersion::kV2 && v2_line) return &entry.path;
-    if (version == CgroupVersion::kV1 && !v2_line) {
-      std::string_view list = entry.controllers;
-      while (!list.empty()) {
-        size_t comma = list.find(',');
-        if (list.substr(0, comma) == "memory") return &entry.path;
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-      }
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 bool CgroupMonitor::Discover(const char* cgroup_fs_prefix, const char* proc_self_dir) {
   std::lock_guard<std::mutex> lock(mutex_);
+  // Kept without a trailing '/', so the live system's "/" is "" and paths
+  // such as prefix_ + "/proc/meminfo" read naturally in messages.
   prefix_ = cgroup_fs_prefix;
+  while (!prefix_.empty() && prefix_.back() == '/') prefix_.pop_back();
   proc_self_dir_ = proc_self_dir;
   return DiscoverLocked();
 }
@@ -128,8 +112,8 @@ bool CgroupMonitor::DiscoverLocked() {
     std::string problem;
     found = ResolveCgroupLayout(prefix_, entries, mounts, &layout_, &problem);
     if (!problem.empty()) {
-      reader.Report("discovery under " + prefix_, problem,
-                    found ? "reading the cgroup found there" : fallback);
+      reader.Report("discovery under " + (prefix_.empty() ? "/" : prefix_), problem,
+                    found ? "reading the cgroup at the mount point instead" : fallback);
     }
   }
 
@@ -177,8 +161,8 @@ bool CgroupMonitor::MemoryPathChangedLocked() {
     return false;
   }
   std::vector<ProcCgroupEntry> entries = ParseProcCgroup(text, nullptr);
-  const std::string* path = FindMemoryPath(entries, layout_.memory_version);
-  return path != nullptr && *path != layout_.memory_cgroup_path;
+  const ProcCgroupEntry* entry = FindMemoryEntry(entries, layout_.memory_version);
+  return entry != nullptr && entry->path != layout_.memory_cgroup_path;
 }
 
 CgroupReading CgroupMonitor::Read() {
@@ -213,12 +197,14 @@ uint64_t CgroupMonitor::ReadPhysicalMemoryLocked() {
   // MemTotal under the prefix lets a prepared tree state its machine's size;
   // a tree without proc/meminfo gets this machine's.
   std::string meminfo = prefix_ + "/proc/meminfo";
-  uint64_t kib = 0;
-  if (reader_.ReadKey(meminfo, "MemTotal:", false, "using sysconf(_SC_PHYS_PAGES)", &kib) ==
-          CgroupFileReader::Result::kOk &&
-      kib > 0) {
-    return kib * 1024;
+  const char* fallback = "using sysconf(_SC_PHYS_PAGES)";
+  std::string text;
+  if (reader_.ReadText(meminfo, false, fallback, &text) != CgroupFileReader::Result::kOk) {
+    return SystemPhysicalMemory();
   }
+  uint64_t bytes = 0;
+  if (FindMeminfoBytes(text, "MemTotal", &bytes) && bytes > 0) return bytes;
+  reader_.Report(meminfo, "no valid \"MemTotal: <number> kB\" line", fallback);
   return SystemPhysicalMemory();
 }
 
@@ -298,8 +284,8 @@ void CgroupMonitor::ReadV1Locked(CgroupReading* reading) {
 
   reader.ReadBytes(dir + "/memory.failcnt", false, true, "the max event counter stays 0",
                    &reading->events.max);
-  // oom_kill was added to memory.oom_control in Linux 4.13; older kernels
-  // show only oom_kill_disable and under_oom, and the counter stays 0.
+  // Older kernels show only oom_kill_disable and under_oom here, without
+  // the oom_kill line, and the counter then stays 0.
   std::string oom_control;
   if (reader.ReadText(dir + "/memory.oom_control", true, "the oom_kill counter stays 0",
                       &oom_control) == CgroupFileReader::Result::kOk) {
@@ -373,7 +359,7 @@ void CgroupMonitor::ResetInChild() {
   // in the child, so it can release it. close(2) is all that runs here;
   // reopening allocates and waits for the next Read().
   pressure_.Close();
-  if (!prefix_.empty()) reopen_pressure_ = true;
+  if (!proc_self_dir_.empty()) reopen_pressure_ = true;
   generation_++;
   mutex_.unlock();
 }

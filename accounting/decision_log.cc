@@ -93,6 +93,8 @@ void WriteDecisionsJson(std::string* out) {
   }
   json.Key("reclaimed_bytes").Uint(counts.reclaimed_bytes);
   json.Key("purged_bytes").Uint(counts.purged_bytes);
+  json.Key("shed_under_pressure").Uint(PressureShedCount());
+  json.Key("rejected_under_pressure").Uint(PressureRejectCount());
   json.EndObject();
 
   json.Key("decisions").BeginArray();

@@ -1,9 +1,9 @@
 // The warden's decisions under memory pressure: counters of each kind and a
 // short ring of the latest, for GET /decisions and the metrics.
 //
-// Thread safety: one mutex guards the ring and the counters. Record copies
-// the decision in and Snapshot copies the ring out under it; neither
-// allocates under the lock, and no allocation path takes it.
+// Thread safety: one mutex guards the ring and the counters. RecordDecision
+// copies a decision in and SnapshotDecisions copies the ring out under it.
+// Neither allocates under the lock, and no allocation path takes it.
 #ifndef MEMWARD_ACCOUNTING_DECISION_LOG_H_
 #define MEMWARD_ACCOUNTING_DECISION_LOG_H_
 
@@ -18,7 +18,7 @@ namespace memward::accounting {
 
 enum class DecisionKind : uint8_t {
   kLevelChange,   // `level` is the new level, `value` the working set in bytes
-  kReclaim,       // reclaimer `name` was asked for `requested` and freed `value`
+  kReclaim,       // reclaimer `name` was called for `requested` and freed `value`
   kBackoff,       // reclaimer `name` freed nothing; next call in `value` ms
   kCpuCapped,     // reclaim skipped: `value` ns of reclaim CPU time this second
   kPurge,         // dirty pages purged: `value` bytes
@@ -61,7 +61,8 @@ size_t SnapshotDecisions(Decision* out);
 // Forgets every decision and count; for tests.
 void ClearDecisionLog();
 
-// Writes {"counts": {...}, "decisions": [...]} for GET /decisions.
+// Writes {"counts": {...}, "decisions": [...]} for GET /decisions. The
+// counts include the admissions shed and rejected for pressure.
 void WriteDecisionsJson(std::string* out);
 
 }  // namespace memward::accounting

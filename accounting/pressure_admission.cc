@@ -33,8 +33,10 @@ int UpdatePressureAdmission(PressureLevel level, uint64_t limit_bytes, uint64_t 
   }
   SetFairShareBytes(user_tenants == 0 ? 0 : limit_bytes / user_tenants);
 
-  ClearRejectedUnderPressure();
-  if (level < PressureLevel::kCritical) return 0;
+  if (level < PressureLevel::kCritical) {
+    ClearRejectedUnderPressure();
+    return 0;
+  }
 
   int over = 0;
   for (TenantId id = kFirstUserTenant; id < count; id++) {
@@ -46,13 +48,15 @@ int UpdatePressureAdmission(PressureLevel level, uint64_t limit_bytes, uint64_t 
   }
   std::sort(g_excess, g_excess + over,
             [](const Excess& a, const Excess& b) { return a.bytes > b.bytes; });
+  uint64_t words[kRejectWords] = {};
   uint64_t covered = 0;
   int marked = 0;
   for (int i = 0; i < over && (marked == 0 || covered < excess_bytes); i++) {
-    SetRejectedUnderPressure(g_excess[i].id, true);
+    words[g_excess[i].id / 64] |= uint64_t{1} << (g_excess[i].id % 64);
     covered += g_excess[i].bytes;
     marked++;
   }
+  StoreRejectedUnderPressure(words);
   return marked;
 }
 

@@ -10,11 +10,11 @@
 
 namespace memward::accounting {
 
-// Updates the fair share (the limit divided among the registered user
-// tenants) and, at the critical level, marks the tenants with the most live
-// bytes over their share until their excess covers `excess_bytes` (at least
-// one tenant over its share); below critical it clears the marks. Returns
-// the number of tenants marked. Call on the warden thread.
+// Updates the fair share: the limit divided among the registered user
+// tenants. At the critical level it marks tenants over their share, the
+// furthest over first, until their excess covers `excess_bytes`; it marks
+// at least one when any is over. Below critical it clears the marks. Returns the
+// number of tenants marked. Call on the warden thread.
 int UpdatePressureAdmission(PressureLevel level, uint64_t limit_bytes, uint64_t excess_bytes);
 
 }  // namespace memward::accounting

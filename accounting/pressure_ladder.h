@@ -1,5 +1,5 @@
 // The pressure ladder: from a reading of the container's memory to a level
-// (normal, soft, high, critical) and the actions that level asks for.
+// (normal, soft, high, critical) and the actions that level requires.
 //
 // The ladder is pure: Evaluate takes a reading and returns a step, and the
 // caller (accounting/pressure_service.cc, on the warden thread) carries the
@@ -57,7 +57,7 @@ struct LadderThresholds {
 // the defaults.
 LadderThresholds ThresholdsFromSettings(const base::Settings& settings);
 
-// What the decay of dirty pages should become after a step.
+// The change to the decay time of dirty pages after a step.
 enum class DecayChange : uint8_t { kNone, kShorten, kRestore };
 
 // The result of one evaluation.

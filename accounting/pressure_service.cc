@@ -11,6 +11,7 @@
 #include "accounting/cgroup_monitor.h"
 #include "accounting/decision_log.h"
 #include "accounting/pressure_admission.h"
+#include "accounting/pressure_endpoints.h"
 #include "accounting/reclaimer_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
@@ -60,6 +61,10 @@ constinit pthread_cond_t g_state_changed = PTHREAD_COND_INITIALIZER;
 constinit PressureInput g_last_input{};
 constinit LadderStep g_last_step{};
 constinit uint64_t g_ticks = 0;
+// EvaluatePressureNow requests, and the last request a finished tick had
+// seen before it read its input.
+constinit uint64_t g_tick_requests = 0;
+constinit uint64_t g_tick_requests_served = 0;
 constinit uint64_t g_reclaim_request_bytes = 0;
 constinit uint64_t g_reclaim_requests = 0;   // requests handed over
 constinit uint64_t g_reclaim_completed = 0;  // requests the warden finished
@@ -71,6 +76,12 @@ constinit std::atomic<bool> g_started{false};
 int64_t MonotonicNs() {
   timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
+}
+
+int64_t ThreadCpuNs() {
+  timespec now;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
@@ -147,21 +158,29 @@ void ApplyStep(const PressureInput& input, const LadderStep& step) {
   ReclaimPassResult pass =
       RunReclaimPass(step.reclaim_target_bytes, MonotonicNs(), CpuSharePercent());
   // What the reclaimers freed is dirty pages in jemalloc until purged, and
-  // the working set only falls once they are returned.
-  if (pass.freed_bytes > 0) PurgeAndRecord();
+  // the working set only falls once they are returned. The purge counts
+  // toward the reclaim CPU cap.
+  if (pass.freed_bytes > 0) {
+    const int64_t cpu_before = ThreadCpuNs();
+    PurgeAndRecord();
+    ChargeReclaimCpu(ThreadCpuNs() - cpu_before);
+  }
 }
 
-// Runs a ReclaimNow request that another thread handed over.
+// Runs the latest ReclaimNow request that another thread handed over.
+// Requests that arrive together are merged: the latest size wins, and every
+// waiting caller gets its result.
 void ServeReclaimRequest() {
   pthread_mutex_lock(&g_state_lock);
-  const bool pending = g_reclaim_requests != g_reclaim_completed;
+  const uint64_t latest = g_reclaim_requests;
+  const bool pending = latest != g_reclaim_completed;
   const uint64_t bytes = g_reclaim_request_bytes;
   pthread_mutex_unlock(&g_state_lock);
   if (!pending) return;
   const uint64_t freed = ReclaimNow(bytes);
   pthread_mutex_lock(&g_state_lock);
   g_reclaim_result = freed;
-  g_reclaim_completed = g_reclaim_requests;
+  g_reclaim_completed = latest;
   pthread_cond_broadcast(&g_state_changed);
   pthread_mutex_unlock(&g_state_lock);
 }
@@ -173,6 +192,31 @@ constinit int g_watched_fd = -1;
 constinit uint64_t g_watched_generation = UINT64_MAX;
 
 void Tick(void*);
+
+void WakeWarden() { Warden::Get().Wake(); }
+
+// The smallest wake-up step: below it the warden would wake for each tenant
+// batch (1 MiB) and cost more than it gains.
+constexpr uint64_t kMinWakeBytes = 2 << 20;
+
+// Sets the allocator's wake-up step to half the distance to the next
+// level's threshold, at most the pressure_wake_bytes setting, so growth
+// that could cross the threshold before the next tick wakes the warden.
+void AdaptGrowthWake(const PressureInput& input, PressureLevel level) {
+  const uint64_t configured =
+      static_cast<uint64_t>(Settings().Get(SettingId::kPressureWakeBytes));
+  if (configured == 0) return;
+  uint64_t step = configured;
+  if (input.ok && input.limit_bytes != 0 && level < PressureLevel::kCritical) {
+    const auto next = static_cast<PressureLevel>(static_cast<int>(level) + 1);
+    const uint64_t entry = g_ladder.EntryBytes(next, input.limit_bytes);
+    const uint64_t half_distance =
+        entry > input.working_set_bytes ? (entry - input.working_set_bytes) / 2 : 0;
+    if (half_distance < step) step = half_distance;
+  }
+  if (step < kMinWakeBytes) step = kMinWakeBytes;
+  alloc::SetGrowthWake(step, WakeWarden);
+}
 
 void OnPressureEvent(int fd, uint32_t events, void*) {
   ProcessCgroupMonitor().AcknowledgePressureEvent();
@@ -201,6 +245,9 @@ void RefreshPressureWatch() {
 }
 
 void Tick(void*) {
+  pthread_mutex_lock(&g_state_lock);
+  const uint64_t serving = g_tick_requests;
+  pthread_mutex_unlock(&g_state_lock);
   ServeReclaimRequest();
   alloc::ResetGrowth();
   PressureInputSource source = g_source.load(std::memory_order_acquire);
@@ -210,16 +257,17 @@ void Tick(void*) {
   if (!input.ok && previous.ok) RecordLevelDecision(DecisionKind::kReadFailed, 0);
   const LadderStep step = g_ladder.Evaluate(input);
   ApplyStep(input, step);
+  AdaptGrowthWake(input, step.level);
 
   pthread_mutex_lock(&g_state_lock);
   g_last_input = input;
   g_last_step = step;
   g_ticks++;
+  g_tick_requests_served = serving;
   pthread_cond_broadcast(&g_state_changed);
   pthread_mutex_unlock(&g_state_lock);
 }
 
-void WakeWarden() { Warden::Get().Wake(); }
 
 // Waits until `done` holds under g_state_lock or the timeout passes.
 template <typename Predicate>
@@ -276,6 +324,7 @@ bool StartPressureService() {
     alloc::SetGrowthWake(static_cast<uint64_t>(settings.Get(SettingId::kPressureWakeBytes)),
                          WakeWarden);
     g_started.store(ok, std::memory_order_release);
+    RegisterPressureEndpoints();
   }
   pthread_mutex_unlock(&g_start_lock);
   return ok && Warden::Get().Start();
@@ -287,12 +336,14 @@ bool EvaluatePressureNow() {
     Tick(nullptr);
     return true;
   }
+  // A tick that had already read its input when this request was made does
+  // not count: the caller may have changed what the next reading returns.
   pthread_mutex_lock(&g_state_lock);
-  const uint64_t target = g_ticks + 1;
+  const uint64_t request = ++g_tick_requests;
   pthread_mutex_unlock(&g_state_lock);
   WakeWarden();
   pthread_mutex_lock(&g_state_lock);
-  const bool done = WaitLocked([&] { return g_ticks >= target; });
+  const bool done = WaitLocked([&] { return g_tick_requests_served >= request; });
   pthread_mutex_unlock(&g_state_lock);
   return done;
 }

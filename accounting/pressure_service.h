@@ -32,8 +32,8 @@ bool StartPressureService();
 // when the warden is not running or the tick did not run within 10 s.
 bool EvaluatePressureNow();
 
-// Asks the reclaimers for `bytes` (ignoring their back-off, within the CPU
-// cap) and purges dirty pages. Runs on the warden thread: called from
+// Asks the reclaimers for `bytes` (within their back-off and the CPU cap,
+// as a tick does) and purges dirty pages. Runs on the warden thread: called from
 // another thread, it hands the request over and waits. Returns the bytes
 // the reclaimers reported freed.
 uint64_t ReclaimNow(uint64_t bytes);

@@ -117,8 +117,9 @@ bool PressureSource::OpenPsiTrigger(const std::string& pressure_path, uint32_t s
     return false;
   }
 
-  // The kernel replaces the last byte written with a NUL, so the NUL is
-  // written too: without it "1000000" would be read as "100000".
+  // The write handler of /proc/pressure files replaces the last byte
+  // written with a NUL (psi_write in kernel/sched/psi.c), so the NUL is
+  // written too. Without it, "1000000" would be read as "100000".
   std::string trigger = "some " + std::to_string(stall_us) + " " + std::to_string(window_us);
   if (!WriteAll(fd, trigger.c_str(), trigger.size() + 1)) {
     int saved = errno;

@@ -2,7 +2,7 @@
 // warden's epoll:
 //   PSI trigger    cgroup2 memory.pressure (or /proc/pressure/memory) opened
 //                  read-write with "some <stall us> <window us>" written to
-//                  it; the kernel signals EPOLLPRI when tasks stalled on
+//                  it. The kernel signals EPOLLPRI when tasks stalled on
 //                  memory for longer than the stall within one window.
 //                  Writing needs Linux 5.2 and write access; unprivileged
 //                  triggers need 6.4 and a window that is a multiple of 2 s.

@@ -4,8 +4,6 @@
 namespace memward::accounting {
 namespace {
 
-constexpr int kRejectWords = kMaxTenants / 64;
-
 constinit std::atomic<uint8_t> g_level{0};
 constinit std::atomic<uint64_t> g_fair_share_bytes{0};
 constinit std::atomic<uint64_t> g_pressure_shed{0};
@@ -40,14 +38,8 @@ void SetFairShareBytes(uint64_t bytes) {
   g_fair_share_bytes.store(bytes, std::memory_order_relaxed);
 }
 
-void SetRejectedUnderPressure(TenantId id, bool rejected) {
-  if (id >= kMaxTenants) return;
-  const uint64_t bit = uint64_t{1} << (id % 64);
-  if (rejected) {
-    g_rejected[id / 64].fetch_or(bit, std::memory_order_relaxed);
-  } else {
-    g_rejected[id / 64].fetch_and(~bit, std::memory_order_relaxed);
-  }
+void StoreRejectedUnderPressure(const uint64_t (&words)[kRejectWords]) {
+  for (int i = 0; i < kRejectWords; i++) g_rejected[i].store(words[i], std::memory_order_relaxed);
 }
 
 bool IsRejectedUnderPressure(TenantId id) {

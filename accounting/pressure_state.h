@@ -30,13 +30,16 @@ void SetCurrentPressureLevel(PressureLevel level);
 uint64_t FairShareBytes();
 void SetFairShareBytes(uint64_t bytes);
 
-// Marks or clears `id` as one of the tenants furthest over their share,
-// whose new work is rejected at the critical level.
-void SetRejectedUnderPressure(TenantId id, bool rejected);
+// The tenants furthest over their share, whose new work is rejected at the
+// critical level: bit `id % 64` of word `id / 64`.
+inline constexpr int kRejectWords = kMaxTenants / 64;
+// Replaces the whole set, word by word, so a tenant that stays in it is
+// never seen outside it by a concurrent admission.
+void StoreRejectedUnderPressure(const uint64_t (&words)[kRejectWords]);
 bool IsRejectedUnderPressure(TenantId id);
 void ClearRejectedUnderPressure();
 
-// Counts of admissions answered shed or reject for pressure.
+// Counts of admissions that returned shed or reject for pressure.
 void CountPressureAdmission(Admission answer);
 uint64_t PressureShedCount();
 uint64_t PressureRejectCount();

@@ -242,6 +242,8 @@ ReclaimPassResult RunReclaimPass(uint64_t target_bytes, int64_t now_ns, int cpu_
   return result;
 }
 
+void ChargeReclaimCpu(int64_t cpu_ns) { g_window_cpu_ns += cpu_ns; }
+
 uint64_t CountReclaimable() {
   Entry entries[kMaxReclaimers];
   int count = 0;

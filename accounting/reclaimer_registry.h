@@ -1,5 +1,5 @@
 // The registered reclaimers (caches and pools that give memory back) and the
-// reclaim pass that asks them, in priority order, for a number of bytes.
+// reclaim pass that calls them, in priority order, for a number of bytes.
 //
 // Death-spiral guards: a reclaimer whose reclaim call frees nothing is
 // backed off (no call for kBackoffBaseMs, doubling at each further empty
@@ -23,7 +23,7 @@ namespace memward::accounting {
 inline constexpr int kMaxReclaimers = 64;
 inline constexpr int64_t kBackoffBaseMs = 250;
 inline constexpr int64_t kBackoffMaxMs = 60 * 1000;
-// The time_budget_us used when a reclaimer gives 0.
+// The time_budget_us used when a reclaimer sets 0.
 inline constexpr uint32_t kDefaultReclaimBudgetUs = 10 * 1000;
 
 // Returns MEMWARD_OK, MEMWARD_ERROR_INVALID (null callbacks, a name that is
@@ -43,6 +43,10 @@ struct ReclaimPassResult {
 // until that much is freed. Call on the warden thread. `now_ns` is
 // CLOCK_MONOTONIC; `cpu_share_percent` is the reclaim_cpu_share setting.
 ReclaimPassResult RunReclaimPass(uint64_t target_bytes, int64_t now_ns, int cpu_share_percent);
+
+// Adds `cpu_ns` of other reclaim work (the purge after a pass) to the
+// current CPU-cap window. Call on the warden thread.
+void ChargeReclaimCpu(int64_t cpu_ns);
 
 // Sums the reclaimers' count(): bytes they could free now. Call on the
 // warden thread.

@@ -83,13 +83,19 @@ struct SamplerStats {
   uint64_t live_samples;
   uint64_t table_bytes;  // the tables' block in memward's arena
   uint64_t table_resident_bytes;  // of those, in resident pages
-  // Estimated memory held by libunwind's per-thread caches: 256 KiB for each
-  // thread that has captured a stack with libunwind (see sampler.cc).
+  // Estimate of libunwind's per-thread caches: 256 KiB for each live thread
+  // that has warmed libunwind up (see stack_capture.cc).
   uint64_t unwinder_cache_bytes;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off
 };
 
 SamplerStats GetSamplerStats();
+
+// Creates the table for `max_entries` samples within `max_bytes` of
+// memward's arena. Returns false when that memory is not available. Called
+// once, outside malloc; later calls return whether the table exists.
+bool CreateSampleTable(int64_t max_entries, int64_t max_bytes);
+bool SampleTableReady();
 
 // The sampler's side of the table, called inside malloc and free: none of
 // these allocates, locks or waits for another thread.
@@ -97,7 +103,7 @@ SamplerStats GetSamplerStats();
 inline constexpr uint32_t kNoSample = UINT32_MAX;
 inline constexpr uint32_t kNoSite = UINT32_MAX;
 
-// What a sample records about its allocation, besides the stack.
+// The facts a sample records about its allocation, besides the stack.
 struct SampleFields {
   uint64_t requested_bytes;
   uint64_t usable_bytes;
@@ -111,15 +117,9 @@ struct SampleFields {
   double weight_objects;
 };
 
-// Creates the table for `max_entries` samples within `max_bytes` of
-// memward's arena. Returns false when that memory is not available. Called
-// once, outside malloc; later calls return whether the table exists.
-bool CreateSampleTable(int64_t max_entries, int64_t max_bytes);
-bool SampleTableReady();
-
 // Returns a free record index, or kNoSample when the table is full.
 uint32_t ReserveSample();
-// Returns a reserved record that was not published.
+// Puts back a reserved record that was not published.
 void ReleaseSample(uint32_t index);
 // Returns the index of the site with this stack, adding it, or kNoSite when
 // the site table is full. Adds the sample's weights to the site's totals.

@@ -1,13 +1,12 @@
 // Stack capture for sampled allocations: libunwind's unw_backtrace, or a walk
 // of the frame-pointer chain (the sample_frame_pointers setting).
 //
-// libunwind is loaded with dlopen(RTLD_LOCAL) instead of being linked:
+// libunwind is loaded with dlopen(RTLD_LOCAL) instead of being linked.
 // Debian's libunwind.so.8 (1.6.2) exports a weak `backtrace` and strong
-// `_Unwind_*` functions, and as a dependency of a preloaded library it would
-// join the global symbol scope ahead of libgcc_s for libraries loaded later,
-// changing how they unwind C++ exceptions. Its static archive is not built
-// as position-independent code, so it cannot be linked into memward with
-// hidden symbols either.
+// `_Unwind_*` functions. As a dependency of a preloaded library it would join
+// the global symbol scope ahead of libgcc_s for libraries loaded later, and
+// change how they unwind C++ exceptions. Its static archive is not
+// position-independent code, so it cannot be linked in with hidden symbols.
 #ifndef MEMWARD_ACCOUNTING_STACK_CAPTURE_H_
 #define MEMWARD_ACCOUNTING_STACK_CAPTURE_H_
 
@@ -27,7 +26,17 @@ bool LoadUnwinder(bool frame_pointers);
 // unwinder are not sampled. `warm` is the thread's warm-up flag, set here.
 uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
 
-// Estimated bytes of libunwind's per-thread caches (see stack_capture.cc).
+// Waits until no capture runs and makes later ones skip the unwinder, so a
+// child is never forked while libunwind holds one of its mutexes. The fork
+// handlers call these first and last.
+void PauseCapturesForFork();
+void ResumeCapturesAfterFork();
+// In the child: `thread_warm` is whether the forking thread, the only
+// one left, has warmed libunwind up.
+void ResumeCapturesInChild(bool thread_warm);
+
+// Estimated bytes of libunwind's per-thread caches of the live threads that
+// have used it (see stack_capture.cc).
 uint64_t UnwinderCacheBytes();
 
 }  // namespace memward::accounting

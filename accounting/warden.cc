@@ -260,12 +260,20 @@ Warden& Warden::Get() {
 }
 
 bool Warden::Start() {
+  // memward_pressure_get calls this each time; a running warden costs one
+  // load, not the lock.
+  if (g_running.load(std::memory_order_acquire)) return true;
   LockGuard guard;
   if (g_running.load(std::memory_order_acquire)) return true;
   g_stop_requested.store(false, std::memory_order_release);
   if (!CreateDescriptorsLocked()) {
-    base::Log("warden: creating its epoll, timerfd or eventfd failed (errno %d); "
-              "memory pressure is not watched", errno);
+    // ENOSYS and EPERM come from a seccomp sandbox (man-db runs its
+    // formatters in one), where a message on stderr would end up in the
+    // host's output; the warden then stays off without a word.
+    if (errno != ENOSYS && errno != EPERM) {
+      base::Log("warden: creating its epoll, timerfd or eventfd failed (errno %d); "
+                "memory pressure is not watched", errno);
+    }
     CloseDescriptorsLocked();
     return false;
   }
@@ -348,9 +356,9 @@ bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task,
 void Warden::Wake() {
   int fd = g_event_fd.load(std::memory_order_acquire);
   if (fd < 0) return;
-  uint64_t one = 1;
+  const uint64_t increment = 1;
   // EAGAIN means the counter is full and a wake-up is pending anyway.
-  [[maybe_unused]] ssize_t written = write(fd, &one, sizeof(one));
+  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
 }
 
 void Warden::RestartInChild() {

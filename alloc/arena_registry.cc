@@ -187,6 +187,28 @@ RequestPoolCounts CountRequestArenas() {
   return counts;
 }
 
+uint32_t ListOpenRequests(OpenRequestInfo* out, uint32_t capacity) {
+  ArenaLock lock;
+  uint32_t count = 0;
+  for (uint32_t slot = 1; slot < g_slot_count; slot++) {
+    const ArenaSlot& entry = g_slots[slot];
+    if (entry.kind != ArenaKind::kRequest) continue;
+    if (entry.state.load(std::memory_order_acquire) != RequestState::kOpen) continue;
+    if (count < capacity) {
+      OpenRequestInfo& info = out[count];
+      info.slot = slot;
+      info.generation = entry.generation.load(std::memory_order_relaxed);
+      info.tenant = entry.tenant.load(std::memory_order_relaxed);
+      info.live_bytes = entry.request.live_bytes.load(std::memory_order_relaxed);
+      info.peak_bytes = entry.request.peak_bytes.load(std::memory_order_relaxed);
+      info.allocated_bytes = entry.request.allocated_bytes.load(std::memory_order_relaxed);
+      info.allocations = entry.request.allocations.load(std::memory_order_relaxed);
+    }
+    count++;
+  }
+  return count;
+}
+
 void LockArenasForFork() { pthread_mutex_lock(&g_arena_lock); }
 void UnlockArenasAfterFork() { pthread_mutex_unlock(&g_arena_lock); }
 

@@ -99,6 +99,22 @@ struct RequestPoolCounts {
 };
 RequestPoolCounts CountRequestArenas();
 
+// One open request, as GET /requests shows it.
+struct OpenRequestInfo {
+  uint32_t slot = 0;
+  uint32_t generation = 0;
+  accounting::TenantId tenant = 0;
+  int64_t live_bytes = 0;
+  int64_t peak_bytes = 0;
+  uint64_t allocated_bytes = 0;
+  uint64_t allocations = 0;
+};
+
+// Copies up to `capacity` open requests into `out` under g_arena_lock and
+// returns how many there are in all. Counts of threads still inside a
+// request may be unpublished (up to a batch, about 1 MiB, per thread).
+uint32_t ListOpenRequests(OpenRequestInfo* out, uint32_t capacity);
+
 }  // namespace memward::alloc
 
 #endif  // MEMWARD_ALLOC_ARENA_REGISTRY_H_

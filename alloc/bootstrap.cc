@@ -185,6 +185,11 @@ void RestartDeferredFeaturesInChild() {
   }
 }
 
+void StoreRuntimeSetting(base::SettingId id, int64_t value) {
+  if (!base::kSettingSpecs[static_cast<int>(id)].runtime) return;
+  g_settings.Set(id, value);
+}
+
 void StartDeferredFeatures() {
   Bootstrap();
   if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;

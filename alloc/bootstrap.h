@@ -23,6 +23,11 @@ void Bootstrap();
 // except through run-time setters that document their own rules.
 const base::Settings& CurrentSettings();
 
+// Stores a new value for a setting whose row is marked `runtime`, after the
+// caller has applied it (PUT /config on the warden thread). Readers may see
+// the old or the new value; each is a single aligned 64-bit store.
+void StoreRuntimeSetting(base::SettingId id, int64_t value);
+
 // Starts what must not start inside malloc (jemalloc's background threads when
 // enabled). Called from the libraries' constructors.
 void StartDeferredFeatures();

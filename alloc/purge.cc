@@ -40,6 +40,10 @@ size_t ReadUnusedPageBytes() {
 
 HeapStatistics ReadHeapStatistics() {
   RefreshEpoch();
+  return ReadHeapStatisticsAsOfLastEpoch();
+}
+
+HeapStatistics ReadHeapStatisticsAsOfLastEpoch() {
   HeapStatistics stats;
   stats.allocated = ReadSize("stats.allocated");
   stats.active = ReadSize("stats.active");

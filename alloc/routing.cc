@@ -12,6 +12,7 @@
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
 #include "alloc/sampling.h"
+#include "alloc/growth_signal.h"
 #include "alloc/shared_header.h"
 #include "alloc/thread_cache.h"
 
@@ -258,6 +259,7 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
 void PublishThreadBatch(ThreadState& state) {
   state.publish_countdown = accounting::kBatchBytes;
   if (state.batch.Empty()) return;
+  if (state.batch.live > 0) NoteHeapGrowth(static_cast<size_t>(state.batch.live));
   accounting::PublishDelta(accounting::TenantAt(state.tenant).counters, state.batch);
   if (state.request_scope) accounting::PublishDelta(SlotAt(state.slot).request, state.batch);
   state.batch = TenantDelta{};

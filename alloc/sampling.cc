@@ -99,7 +99,8 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
     // memory, so dropping the old gap's rest biases nothing.
     state.sample_epoch = EpochOf(config);
     StartGap(state, interval);
-    state.sample_countdown -= static_cast<int64_t>(size);
+    state.sample_countdown =
+        static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
   }
   while (state.sample_countdown < 0 && state.sample_gap_rest > 0) FeedGap(state);
   if (state.sample_countdown >= 0) return false;
@@ -144,7 +145,11 @@ MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t 
   fields.requested_bytes = size;
   fields.usable_bytes = charge - header;
   fields.unused_bytes = static_cast<uint32_t>(header);
-  fields.thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  ThreadState& writable = t_thread_state;
+  if (writable.sample_thread_id == 0) {
+    writable.sample_thread_id = static_cast<uint32_t>(syscall(SYS_gettid));
+  }
+  fields.thread_id = writable.sample_thread_id;
   fields.tenant = state.tenant;
   fields.arena_slot = state.slot;
   fields.request_slot = request_slot;
@@ -180,9 +185,9 @@ MEMWARD_TEXT void* AllocateSampled(size_t size, size_t alignment, bool zero) {
     return AllocateSlow(size, alignment, zero);
   }
 
-  // In the shared arena the block would carry an owner header; the sampled
-  // block keeps the same room unused, so that its charge and usable size are
-  // those the unsampled block would have had.
+  // In the shared arena the block would carry an owner header. The sampled
+  // block keeps that room unused, so its charge and usable size are those
+  // the unsampled block would have had.
   int align_flags = alignment == 0 ? 0 : MallocxAlign(alignment);
   size_t header = state.shared_scope ? SharedHeaderOffset(alignment) : 0;
   size_t request = size == 0 ? 1 : size;
@@ -292,6 +297,8 @@ void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot) {
 int64_t CurrentSampleInterval() { return IntervalOf(g_config.load(std::memory_order_acquire)); }
 
 int64_t ProcessSampledBytes() { return g_process_sampled_bytes.load(std::memory_order_relaxed); }
+
+void ForgetThreadIdInChild() { t_thread_state.sample_thread_id = 0; }
 
 void ResetThreadSampling() {
   ThreadState& state = t_thread_state;

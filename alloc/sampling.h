@@ -16,9 +16,9 @@
 // the owner header it would have had unused, so its charge and usable size
 // are those of the unsampled block. Its chunks are in the owner map, so free's existing owner
 // check sends it to FreeOwned, which removes its sample through the table's
-// lock-free address index. Its tenant (and request) is charged its usable
-// size exactly as an unsampled block would be; tenant 0's sampled bytes are
-// counted in tenant 0's counters and added to the process's live bytes.
+// lock-free address index. Its tenant (and request) is charged the usable
+// size an unsampled block would have had. Sampled blocks of tenant 0 are
+// counted apart (ProcessSampledBytes) and added to the process's live bytes.
 #ifndef MEMWARD_ALLOC_SAMPLING_H_
 #define MEMWARD_ALLOC_SAMPLING_H_
 
@@ -32,9 +32,12 @@ namespace memward::alloc {
 
 // Subtracts `size` from the thread's countdown; returns whether it crossed
 // zero, which sends the allocation to the sampler's slow path.
+// The subtraction is done modulo 2^64, so a size above INT64_MAX (an
+// allocation that fails anyway) cannot overflow the signed countdown.
 MEMWARD_ALWAYS_INLINE bool SampleCountdownCrossed(size_t size) {
   ThreadState& state = t_thread_state;
-  state.sample_countdown -= static_cast<int64_t>(size);
+  state.sample_countdown =
+      static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
   return MEMWARD_UNLIKELY(state.sample_countdown < 0);
 }
 
@@ -76,6 +79,9 @@ int64_t CurrentSampleInterval();
 // Bytes of sampled blocks charged to tenant 0 (the process), which live in
 // the sampler's arena instead of jemalloc's automatic arenas.
 int64_t ProcessSampledBytes();
+
+// Clears the thread id the sampler cached; called in a forked child.
+void ForgetThreadIdInChild();
 
 // Makes the calling thread's next allocation re-read the interval.
 void ResetThreadSampling();

@@ -22,15 +22,29 @@ void Apply(ThreadState& state, const SavedScope& scope) {
   state.tenant = scope.tenant;
   state.slot = scope.slot;
   state.generation = scope.generation;
-  state.cache = scope.slot == 0 ? nullptr : CacheForSlot(scope.slot);
-  if (state.cache != nullptr) {
-    state.arena_flags = state.cache->arena_flags;
-  } else {
-    state.arena_flags = scope.slot == 0 ? 0 : SlotAt(scope.slot).arena_flag | kMallocxTcacheNone;
+  if (scope.slot == 0) {
+    state.cache = nullptr;
+    state.arena_flags = 0;
+    state.shared_scope = false;
+    state.request_scope = false;
+    state.slow_path = 0;
+    return;
   }
-  state.shared_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kShared;
-  state.request_scope = scope.slot != 0 && SlotAt(scope.slot).kind == ArenaKind::kRequest;
-  state.slow_path = scope.slot != 0 ? 1 : 0;
+
+  SlotCache* cache = CacheForSlot(scope.slot);
+  ArenaKind kind;
+  if (cache != nullptr) {
+    state.arena_flags = cache->arena_flags;
+    kind = cache->kind;
+  } else {
+    const ArenaSlot& arena = SlotAt(scope.slot);
+    state.arena_flags = arena.arena_flag | kMallocxTcacheNone;
+    kind = arena.kind;
+  }
+  state.cache = cache;
+  state.shared_scope = kind == ArenaKind::kShared;
+  state.request_scope = kind == ArenaKind::kRequest;
+  state.slow_path = 1;
   if (state.request_scope) SlotAt(state.slot).inside.fetch_add(1, std::memory_order_acquire);
 }
 

@@ -200,6 +200,7 @@ SlotCache* CacheForSlot(uint32_t slot) {
   if (entry != 0) return &block->caches[entry - 1];
   SlotCache* cache = TakeFreeCache(block);
   cache->slot = slot;
+  cache->kind = SlotAt(slot).kind;
   // A request arena is emptied at every request end, and jemalloc 5.3 flushes
   // an explicit cache by destroying it (about 18,000 instructions), so request
   // arenas are cached by the SlotCache alone.

@@ -56,6 +56,7 @@ struct CacheBin {
 struct SlotCache {
   uint32_t slot;        // 0 when unused
   uint16_t tcache;      // jemalloc's explicit cache index + 1, or 0 for none
+  ArenaKind kind;       // the slot's kind, copied so scope entry need not read the slot
   int arena_flags;      // mallocx flags: the slot's arena and `tcache`
   CacheBin bins[kMaxCachedClasses];
 };

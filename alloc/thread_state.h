@@ -62,7 +62,12 @@ struct ThreadState {
   uint32_t sample_epoch = 0;
   // Set once the thread's unwinder cache has been warmed up.
   uint8_t sample_unwinder_warm = 0;
+  // gettid(), cached by the first sample; the fork handler clears it in the
+  // child, whose thread has a new id.
+  uint32_t sample_thread_id = 0;
 };
+
+static_assert(sizeof(ThreadState) <= 160, "keep the initial-exec TLS block small");
 
 // constinit: the TLS image holds the initial value, so no per-access
 // initialisation check is compiled into the fast path.

@@ -29,6 +29,10 @@ enum class SettingId : int {
   kDedicatedArenas,
   kRequestArenas,
   kCgroupRoot,
+  kSampleInterval,
+  kSampleFramePointers,
+  kSampleMaxEntries,
+  kSampleMaxBytes,
   kPressureSoft,
   kPressureHigh,
   kPressureCritical,
@@ -38,13 +42,16 @@ enum class SettingId : int {
   kPressureDirtyDecay,
   kReclaimCpuShare,
   kPressureMonitor,
+  kAdminSocket,
+  kAdminGroup,
+  kAdminTcpPort,
+  kAdminTcpAny,
+  kMetricsMaxTenants,
+  kAdminTimeout,
+  kAdminMaxConnections,
   kLeakWindow,
   kLeakWindows,
   kLeakSiteDepth,
-  kSampleInterval,
-  kSampleFramePointers,
-  kSampleMaxEntries,
-  kSampleMaxBytes,
   kNumSettings,
 };
 
@@ -64,6 +71,8 @@ struct SettingSpec {
   bool allows_never;
   const char* help;
   const char* default_text = nullptr;
+  // True when PUT /config may change the setting in a running process.
+  bool runtime = false;
 };
 
 inline constexpr int64_t kKiB = 1024;
@@ -83,9 +92,10 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
      "(4 per CPU)."},
     {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
-     "How long freed pages stay dirty before they are purged back to the kernel."},
+     "How long freed pages stay dirty before they are purged back to the kernel.", nullptr,
+     true},
     {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
-     "How long lazily purged (MADV_FREE) pages stay before a forced purge."},
+     "How long lazily purged (MADV_FREE) pages stay before a forced purge.", nullptr, true},
     {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,
      false,
      "Allocations at least this large go to jemalloc's dedicated huge arena, which "
@@ -104,6 +114,21 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "The directory the cgroup monitor reads proc/self/cgroup, proc/self/mountinfo and "
      "the cgroup mounts under; tests point it at a prepared tree.",
      "/"},
+    {SettingId::kSampleInterval, "sample_interval", SettingKind::kSize, 512 * kKiB, 0, kGiB,
+     false,
+     "Mean number of allocated bytes between two sampled allocations (with their stacks); "
+     "0 turns sampling off."},
+    {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
+     "Capture sampled stacks by following frame pointers instead of with libunwind; only "
+     "for hosts built with -fno-omit-frame-pointer."},
+    {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
+     1 << 20, false,
+     "Max live samples and max distinct sampled call sites kept; later samples are dropped "
+     "and counted. Read at start-up."},
+    {SettingId::kSampleMaxBytes, "sample_max_bytes", SettingKind::kSize, 8 * kMiB, 64 * kKiB,
+     kGiB, false,
+     "Max bytes of memward's arena for the sample tables (about 700 bytes per entry); "
+     "lowers sample_max_entries to fit. Read at start-up."},
     {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
      "Working set, in percent of the memory limit, at which the pressure level becomes "
      "soft: reclaimers are asked for memory and dirty pages are purged."},
@@ -121,8 +146,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      false, "How often the warden reads the cgroup's memory usage and pressure."},
     {SettingId::kPressureWakeBytes, "pressure_wake_bytes", SettingKind::kSize, 32 * kMiB, 0,
      64 * kGiB, false,
-     "Growth of memward's mapped memory since the warden last looked that wakes the "
-     "warden before its next interval; 0 turns the wake-up off."},
+     "Most heap growth (new mappings, tenant allocations) since the warden last looked "
+     "before the allocator wakes it; the warden lowers it near the next level's "
+     "threshold; 0 turns the wake-up off."},
     {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 1000, 0,
      kHourMs, false,
      "Dirty page decay while the level is soft (high and critical use 0); the "
@@ -133,6 +159,27 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kPressureMonitor, "pressure_monitor", SettingKind::kBool, 0, 0, 1, false,
      "Start the warden when the library loads and watch the memory cgroup; otherwise "
      "it starts at the first reclaimer registration or pressure query."},
+    {SettingId::kAdminSocket, "admin_socket", SettingKind::kText, 0, 0, 0, false,
+     "The admin server's Unix socket; %p is replaced by the process id, and off or an "
+     "empty value turns the server off. A missing directory is created with mode 0700.",
+     "/tmp/memward/%p.sock"},
+    {SettingId::kAdminGroup, "admin_group", SettingKind::kCount, 0, 0, 4294967294, false,
+     "A group id whose members may also use the admin socket; 0 allows only the process's "
+     "own user and root."},
+    {SettingId::kAdminTcpPort, "admin_tcp_port", SettingKind::kCount, 0, 0, 65535, false,
+     "A TCP port that serves only GET /metrics, for Prometheus; 0 turns it off."},
+    {SettingId::kAdminTcpAny, "admin_tcp_any", SettingKind::kBool, 0, 0, 1, false,
+     "Bind the metrics port on every interface instead of 127.0.0.1 only."},
+    {SettingId::kMetricsMaxTenants, "metrics_max_tenants", SettingKind::kCount, 50, 0, 4096,
+     false,
+     "Maximum number of tenants with their own label in /metrics, by live bytes; the rest "
+     "are summed under tenant=\"other\"."},
+    {SettingId::kAdminTimeout, "admin_timeout", SettingKind::kTime, 5 * 1000, 10, 60 * 1000,
+     false,
+     "How long an admin connection may take to send its request and read the response; "
+     "a slower one gets 408 and is closed."},
+    {SettingId::kAdminMaxConnections, "admin_max_connections", SettingKind::kCount, 32, 1, 1024,
+     false, "Maximum number of admin connections open at once; later ones get 503."},
     {SettingId::kLeakWindow, "leak_window", SettingKind::kTime, 10 * 1000, 100, kHourMs, false,
      "How often the leak detector records each call site's estimated live bytes."},
     {SettingId::kLeakWindows, "leak_windows", SettingKind::kCount, 6, 2, 360, false,
@@ -141,21 +188,6 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kLeakSiteDepth, "leak_site_depth", SettingKind::kCount, 0, 0, 64, false,
      "Innermost frames outside memward, libc and libstdc++ that make a leak site; 0 "
      "makes the whole stack the site."},
-    {SettingId::kSampleInterval, "sample_interval", SettingKind::kSize, 512 * kKiB, 0, kGiB,
-     false,
-     "Mean number of allocated bytes between two sampled allocations (with their stacks); "
-     "0 turns sampling off."},
-    {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
-     "Capture sampled stacks by following frame pointers instead of with libunwind; only "
-     "for hosts built with -fno-omit-frame-pointer."},
-    {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
-     1 << 20, false,
-     "Max live samples and max distinct sampled call sites kept; later samples are dropped "
-     "and counted. Read at start-up."},
-    {SettingId::kSampleMaxBytes, "sample_max_bytes", SettingKind::kSize, 8 * kMiB, 64 * kKiB,
-     kGiB, false,
-     "Max bytes of memward's arena for the sample tables (about 700 bytes per entry); "
-     "lowers sample_max_entries to fit. Read at start-up."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

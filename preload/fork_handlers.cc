@@ -1,7 +1,11 @@
-// memward's locks across fork: the warden's table lock, the cgroup
-// monitor's, the profile service's, the sampler's control and snapshot
-// locks, then in the order of alloc/arena_registry.h (registry, arenas,
-// thread list); then jemalloc's own handlers take its locks.
+// memward's locks across fork, taken in this order: the warden's table lock;
+// the cgroup monitor's (it allocates while holding its mutex, so it comes
+// before every lock an allocation may take); the profile service's (it
+// allocates and takes the sample table's snapshot lock while holding it);
+// running stack captures are waited for; the sampler's control and snapshot locks; then the order of
+// alloc/arena_registry.h (registry, arenas, thread list). jemalloc's own
+// handlers then take its locks. Parent and child release them in the reverse
+// order.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>
@@ -10,12 +14,16 @@
 #include "accounting/profile_service.h"
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
+#include "accounting/stack_capture.h"
+#include "accounting/admin_service.h"
 #include "accounting/tenant_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/sampling.h"
+#include "alloc/thread_state.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
 
@@ -27,9 +35,8 @@ void Prepare() {
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
-  // The profile service takes the sample table's snapshot lock under its
-  // own, and allocates under it.
   accounting::LockProfileForFork();
+  accounting::PauseCapturesForFork();
   accounting::LockSamplerForFork();
   accounting::LockSampleTableForFork();
   accounting::LockRegistryForFork();
@@ -43,6 +50,7 @@ void Parent() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
@@ -56,11 +64,16 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
+  accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
+  alloc::ForgetThreadIdInChild();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();
   accounting::Warden::Get().RestartInChild();
+  // After the warden's restart, so that the admin server's watch is removed
+  // from the child's new epoll set, not from the one shared with the parent.
+  accounting::ResetAdminServiceInChild();
 }
 
 void Install() {

@@ -53,11 +53,13 @@ SandboxRun run_sandboxed(const std::string& mode, bool preload, int linger_ms,
   const std::string loaded_name = std::filesystem::path(preload_path()).filename().string();
   options.argv = {SANDBOXED_ALLOC_PATH, mode, loaded_name, std::to_string(linger_ms)};
   if (preload) options.ld_preload = preload_path();
-  if (memward_conf.empty()) {
-    options.unset_env = {"MEMWARD_CONF"};
-  } else {
-    options.env = {{"MEMWARD_CONF", memward_conf}};
-  }
+  // The admin server is off in every case. Its warden thread waits in
+  // epoll_wait and its exit handler removes the socket file, and neither call
+  // is in the filter's allowlist, so a program that sandboxes itself this
+  // strictly must set admin_socket=off (docs/admin-api.md).
+  std::string conf = "admin_socket=off";
+  if (!memward_conf.empty()) conf += "," + memward_conf;
+  options.env = {{"MEMWARD_CONF", conf}};
 
   SandboxRun run;
   run.result = run_program(std::move(options), seconds(40));

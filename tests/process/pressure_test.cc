@@ -1,5 +1,5 @@
 // The pressure service on the real warden thread with fed readings: each
-// level's actions (reclaimer targets, purge, decay, admission answers), the
+// level's actions (reclaimer targets, purge, decay, admission results), the
 // hysteresis on the way down, the death-spiral guards and the JSON views.
 //
 // The binary contains memward's objects, so it calls the internal service
@@ -8,6 +8,7 @@
 #include "accounting/pressure_service.h"
 
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <atomic>
@@ -18,6 +19,7 @@
 
 #include <gtest/gtest.h>
 
+#include "accounting/admin_endpoints.h"
 #include "accounting/decision_log.h"
 #include "accounting/pressure_state.h"
 #include "accounting/reclaimer_registry.h"
@@ -123,8 +125,8 @@ class PressureServiceTest : public testing::Test {
 };
 
 TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
-  // Tenants: "heavy" holds 20 MiB over a 10 MiB soft limit; "light" has no
-  // limit and holds almost nothing.
+  // Tenants: "heavy" has 20 MiB live against a 10 MiB soft limit. "light"
+  // has no limit and almost nothing live.
   memward_tenant_options options;
   memward_tenant_options_init(&options);
   options.soft_limit = 10 * kMiB;
@@ -157,9 +159,9 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
   EXPECT_EQ(Admit(heavy).reason, MEMWARD_REASON_SOFT_LIMIT);
   EXPECT_EQ(Admit(light).answer, MEMWARD_ADMIT);
 
-  // Soft at 80 %: 50 MiB above the 75 % goal; "first" gives its 30 MiB,
-  // "second" the remaining 20 MiB; dirty pages are purged and decay is
-  // shortened to pressure_dirty_decay (1 s).
+  // Soft at 80 %, which is 50 MiB above the 75 % goal. "first" gives its
+  // 30 MiB and "second" the remaining 20 MiB. Dirty pages are purged, and
+  // the decay is shortened to pressure_dirty_decay (1 s).
   ASSERT_NO_FATAL_FAILURE(Step(800));
   memward_pressure_level level;
   ASSERT_EQ(memward_pressure_get(&level), MEMWARD_OK);
@@ -170,8 +172,9 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
   EXPECT_EQ(ReadDirtyDecayMs(), 1000);
   EXPECT_EQ(Admit(heavy).reason, MEMWARD_REASON_SOFT_LIMIT);
 
-  // High at 90 %: 150 MiB asked ("first" is empty and not asked); heavy is
-  // shed for pressure; light is within its fair share (1000 MiB / tenants).
+  // High at 90 %, so 150 MiB is requested, from "second" alone because
+  // "first" is empty. "heavy" is shed for pressure. "light" is within its
+  // fair share (1000 MiB divided among the tenants).
   purges = CountOf(DecisionKind::kPurge);
   ASSERT_NO_FATAL_FAILURE(Step(900));
   EXPECT_TRUE(first.TakeTargets().empty());
@@ -194,7 +197,7 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
   EXPECT_GE(PressureRejectCount(), 1u);
   EXPECT_GE(PressureShedCount(), 1u);
 
-  // Down with hysteresis: each level holds until 5 points below its entry.
+  // Down with hysteresis: each level stays until 5 points below its entry.
   struct Down {
     uint64_t working_set_mib;
     PressureLevel level;
@@ -354,6 +357,43 @@ TEST_F(PressureServiceTest, UnregisterWaitsForCallInProgress) {
   reclaim.join();
 }
 
+// A child forked while the warden runs and other threads allocate steps its
+// own ladder on its own warden and calls its copy of the reclaimer.
+TEST_F(PressureServiceTest, ForkedChildRunsLadder) {
+  RecordingReclaimer reclaimer;
+  reclaimer.Refill(500 * kMiB);
+  memward_reclaimer_id id = Register(&reclaimer, "forked", 0);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> workers;
+  for (int i = 0; i < 2; i++) {
+    workers.emplace_back([&stop] {
+      while (!stop.load()) std::vector<std::string> strings(32, std::string(300, 'q'));
+    });
+  }
+  for (int round = 0; round < 3; round++) {
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      reclaimer.TakeTargets();
+      g_working_set.store(850 * kMiB);
+      if (!EvaluatePressureNow()) _exit(2);
+      if (CurrentPressureLevel() != PressureLevel::kSoft) _exit(3);
+      if (reclaimer.TakeTargets() != std::vector<uint64_t>{100 * kMiB}) _exit(4);
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "child ended with status " << status;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "2: no tick, 3: wrong level, 4: wrong target";
+  }
+  stop.store(true);
+  for (std::thread& worker : workers) worker.join();
+  // The parent's ladder did not move.
+  EXPECT_EQ(CurrentPressureLevel(), PressureLevel::kNormal);
+  ASSERT_NO_FATAL_FAILURE(Step(0));
+  EXPECT_EQ(memward_reclaimer_unregister(id), MEMWARD_OK);
+}
+
 TEST_F(PressureServiceTest, JsonViewsNameLevelAndDecisions) {
   ASSERT_NO_FATAL_FAILURE(Step(850));
   std::string pressure;
@@ -366,6 +406,50 @@ TEST_F(PressureServiceTest, JsonViewsNameLevelAndDecisions) {
   EXPECT_NE(decisions.find("\"kind\":\"level_change\""), std::string::npos) << decisions;
   EXPECT_NE(decisions.find("\"purge\":"), std::string::npos) << decisions;
   ASSERT_NO_FATAL_FAILURE(Step(0));
+}
+
+// Calls the registered handler for `method` and `path` as the admin server
+// would, with `query` as the decoded query.
+AdminResponse CallEndpoint(const char* method, const char* path,
+                           std::vector<std::pair<std::string, std::string>> query = {}) {
+  AdminResponse response;
+  AdminEndpointMatch match = FindAdminEndpoint(method, path);
+  EXPECT_NE(match.handler, nullptr) << method << " " << path << " is not registered";
+  if (match.handler == nullptr) return response;
+  AdminRequest request;
+  request.method = method;
+  request.path = path;
+  request.query = std::move(query);
+  match.handler(request, &response);
+  return response;
+}
+
+TEST_F(PressureServiceTest, AdminEndpointsServeAndValidate) {
+  RecordingReclaimer reclaimer;
+  reclaimer.Refill(4 * kMiB);
+  memward_reclaimer_id id = Register(&reclaimer, "endpoint", 0);
+
+  AdminResponse pressure = CallEndpoint("GET", "/pressure");
+  EXPECT_EQ(pressure.status, 200);
+  EXPECT_NE(pressure.body.find("\"name\":\"endpoint\""), std::string::npos) << pressure.body;
+
+  AdminResponse decisions = CallEndpoint("GET", "/decisions");
+  EXPECT_EQ(decisions.status, 200);
+  EXPECT_NE(decisions.body.find("\"counts\""), std::string::npos) << decisions.body;
+  EXPECT_NE(decisions.body.find("\"shed_under_pressure\""), std::string::npos) << decisions.body;
+
+  AdminResponse reclaim = CallEndpoint("POST", "/reclaim", {{"bytes", "1m"}});
+  EXPECT_EQ(reclaim.status, 200);
+  EXPECT_NE(reclaim.body.find("\"freed_bytes\":1048576"), std::string::npos) << reclaim.body;
+  EXPECT_EQ(reclaimer.TakeTargets(), std::vector<uint64_t>{kMiB});
+
+  for (const char* bad : {"", "abc", "-5", "1t", "65g", "12q"}) {
+    SCOPED_TRACE(testing::Message() << "bytes=" << bad);
+    EXPECT_EQ(CallEndpoint("POST", "/reclaim", {{"bytes", bad}}).status, 400);
+  }
+  EXPECT_EQ(CallEndpoint("POST", "/reclaim").status, 400);
+  EXPECT_TRUE(reclaimer.TakeTargets().empty());
+  EXPECT_EQ(memward_reclaimer_unregister(id), MEMWARD_OK);
 }
 
 }  // namespace

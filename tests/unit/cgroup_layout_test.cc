@@ -64,6 +64,18 @@ TEST(ProcCgroup, CountsMalformedLines) {
   EXPECT_EQ(malformed, 4);
 }
 
+TEST(ProcCgroup, FindMemoryEntry) {
+  std::vector<ProcCgroupEntry> entries = Entries("5:cpu,memory:/v1path\n0::/v2path\n");
+  const ProcCgroupEntry* v1 = FindMemoryEntry(entries, CgroupVersion::kV1);
+  const ProcCgroupEntry* v2 = FindMemoryEntry(entries, CgroupVersion::kV2);
+  ASSERT_NE(v1, nullptr);
+  ASSERT_NE(v2, nullptr);
+  EXPECT_EQ(v1->path, "/v1path");
+  EXPECT_EQ(v2->path, "/v2path");
+  EXPECT_EQ(FindMemoryEntry(Entries("5:cpu,memoryx:/a\n"), CgroupVersion::kV1), nullptr);
+  EXPECT_EQ(FindMemoryEntry(entries, CgroupVersion::kNone), nullptr);
+}
+
 TEST(CgroupMounts, ParsesOnlyCgroupFileSystems) {
   int malformed = -1;
   std::vector<CgroupMount> mounts = ParseCgroupMounts(kHybridMountinfo, &malformed);

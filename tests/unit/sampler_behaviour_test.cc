@@ -199,6 +199,7 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
 // Threads exit while others sample; their blocks outlive them.
 TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t live = LiveSamples();
+  const uint64_t unwinder_bytes = accounting::GetSamplerStats().unwinder_cache_bytes;
   std::mutex mutex;
   std::vector<void*> survivors;
   survivors.reserve(64 * 50);
@@ -226,6 +227,8 @@ TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t before_free = LiveSamples();
   for (void* block : survivors) free(block);
   EXPECT_EQ(LiveSamples(), before_free - survivors.size());
+  // Each thread warmed libunwind up and counted its cache out at exit.
+  EXPECT_EQ(accounting::GetSamplerStats().unwinder_cache_bytes, unwinder_bytes);
 }
 
 // Four threads sample while the main thread forks; each child samples,
@@ -248,7 +251,7 @@ TEST_F(SamplerTest, ForkWhileThreadsSample) {
     });
   }
   void* inherited = malloc(100000);
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < 60; round++) {
     pid_t child = fork();
     ASSERT_GE(child, 0);
     if (child == 0) {
@@ -270,6 +273,58 @@ TEST_F(SamplerTest, ForkWhileThreadsSample) {
   stop.store(true);
   for (std::thread& thread : threads) thread.join();
   free(inherited);
+}
+
+// A sample taken inside a request names it, and is marked escaped once the
+// request ends while the block is still live.
+TEST_F(SamplerTest, RequestEndMarksEscaped) {
+  memward_tenant_options options;
+  memward_tenant_options_init(&options);
+  memward_tenant_id tenant = 0;
+  ASSERT_EQ(memward_tenant_register("escaping", &options, &tenant), MEMWARD_OK);
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(tenant, &request), MEMWARD_OK);
+  void* block = malloc(333);
+  ASSERT_TRUE(IsSampledBlock(block));
+
+  auto find = [&]() {
+    accounting::SampleRecord found = {};
+    for (const accounting::SampleRecord& sample : SamplesOfThread(CurrentThreadId())) {
+      if (sample.requested_bytes == 333) found = sample;
+    }
+    return found;
+  };
+  accounting::SampleRecord open = find();
+  EXPECT_EQ(open.tenant, tenant);
+  EXPECT_NE(open.request_slot, 0u);
+  EXPECT_FALSE(open.escaped);
+
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  EXPECT_EQ(summary.escaped_bytes, malloc_usable_size(block));
+  accounting::SampleRecord ended = find();
+  EXPECT_EQ(ended.id, open.id);
+  EXPECT_TRUE(ended.escaped);
+  free(block);
+}
+
+// A full table drops samples (counted) and serves the allocations the
+// ordinary way; freeing sampled blocks makes room again.
+TEST_F(SamplerTest, FullTableDropsSamples) {
+  const uint64_t dropped = accounting::GetSamplerStats().samples_dropped;
+  std::vector<void*> blocks;
+  blocks.reserve(1 << 20);
+  while (accounting::GetSamplerStats().samples_dropped == dropped && blocks.size() < (1 << 20)) {
+    blocks.push_back(malloc(64));
+  }
+  ASSERT_EQ(accounting::GetSamplerStats().samples_dropped, dropped + 1);
+  EXPECT_FALSE(IsSampledBlock(blocks.back()));
+  EXPECT_TRUE(IsSampledBlock(blocks.front()));
+  for (void* block : blocks) free(block);
+
+  void* block = malloc(64);
+  EXPECT_TRUE(IsSampledBlock(block));
+  free(block);
 }
 
 TEST(SamplerSetting, RejectsOutOfRangeInterval) {

@@ -9,8 +9,8 @@
 //   variance(objects) = sum over allocations of (1 - p) / p
 // and each check allows 4.5 standard deviations (a false failure has
 // probability about 7e-6 per check, about 3e-4 over the checks below). The
-// patterns aim at about 800 samples each, so a weight off by 15% or more
-// fails. Every trial runs on a fresh thread with a fixed seed.
+// patterns aim at about 800 samples each, so a weight off by more than
+// about 16% fails. Every trial runs on a fresh thread with a fixed seed.
 #include <dlfcn.h>
 #include <stdlib.h>
 
@@ -22,6 +22,7 @@
 
 #include "gtest/gtest.h"
 #include "memward/memward.h"
+#include "accounting/stack_capture.h"
 #include "tests/unit/sampler_test_util.h"
 
 namespace memward::testing {
@@ -46,8 +47,8 @@ struct Estimate {
 
 }  // namespace
 
-// Exported (the test program is linked with -rdynamic) so that dladdr names
-// it; the empty asm keeps the call to malloc from becoming a tail call.
+// Exported, because the test program is linked with -rdynamic and dladdr
+// must name it. The empty asm keeps the call to malloc from being a tail call.
 __attribute__((noinline, visibility("default"))) void* AllocateAtOneSite(size_t size) {
   void* block = malloc(size);
   asm volatile("" : : "r"(block) : "memory");
@@ -193,6 +194,26 @@ TEST_F(SamplerStatisticsTest, StackStartsAtCallSite) {
   ASSERT_NE(dladdr(reinterpret_cast<void*>(found->frames[0] - 1), &info), 0);
   ASSERT_NE(info.dli_sname, nullptr);
   EXPECT_NE(std::strstr(info.dli_sname, "AllocateAtOneSite"), nullptr) << info.dli_sname;
+}
+
+// The frame-pointer mode also starts at the program's call: this file is
+// compiled with frame pointers, and so is the sampler's slow path.
+TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
+  ASSERT_TRUE(accounting::SetSampleInterval(1));
+  EXPECT_FALSE(accounting::LoadUnwinder(/*frame_pointers=*/true));
+  std::vector<accounting::SampleRecord> samples;
+  std::thread worker([&] {
+    void* block = AllocateAtOneSite(100);
+    samples = SamplesOfThread(CurrentThreadId());
+    free(block);
+  });
+  worker.join();
+  EXPECT_TRUE(accounting::LoadUnwinder(/*frame_pointers=*/false));
+  int found = 0;
+  for (const accounting::SampleRecord& sample : samples) {
+    if (sample.requested_bytes == 100 && FromPatternSite(sample)) found++;
+  }
+  EXPECT_EQ(found, 1);
 }
 
 // Site totals keep the samples of freed blocks (pprof's alloc_space).

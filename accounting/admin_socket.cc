@@ -1,0 +1,172 @@
+#include "accounting/admin_socket.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace memward::accounting {
+namespace {
+
+constexpr int kListenBacklog = 64;
+
+std::string ErrnoText(int error) { return std::string(strerror(error)); }
+
+// Creates every missing directory of `directory` with mode 0700 and checks
+// that the last one is a directory owned by this user or root, so that
+// another user cannot plant or read the socket.
+bool EnsureDirectory(const std::string& directory, std::string* error) {
+  for (size_t slash = 1; slash <= directory.size(); slash++) {
+    if (slash != directory.size() && directory[slash] != '/') continue;
+    std::string prefix = directory.substr(0, slash);
+    if (mkdir(prefix.c_str(), 0700) != 0 && errno != EEXIST) {
+      *error = "cannot create directory " + prefix + ": " + ErrnoText(errno) +
+               "; set admin_socket to a writable path";
+      return false;
+    }
+  }
+  struct stat info;
+  if (lstat(directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    *error = directory + " is not a directory; set admin_socket to another path";
+    return false;
+  }
+  if (info.st_uid != geteuid() && info.st_uid != 0) {
+    *error = directory + " is owned by uid " + std::to_string(info.st_uid) +
+             ", not by this user or root; set admin_socket to a directory of your own";
+    return false;
+  }
+  return true;
+}
+
+sockaddr_un UnixAddress(const std::string& path) {
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  return address;
+}
+
+// Returns true when a process accepts connections on `path`; sets
+// `refused` when connect(2) reported ECONNREFUSED (no process listens).
+bool SocketIsLive(const sockaddr_un& address, bool* refused) {
+  *refused = false;
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return false;
+  int result = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  int error = errno;
+  close(probe);
+  if (result == 0) return true;
+  *refused = error == ECONNREFUSED;
+  return false;
+}
+
+// Handles EADDRINUSE: removes a stale socket file. Returns false with
+// `error` set when the file must stay.
+bool ReplaceStaleSocket(const std::string& path, const sockaddr_un& address,
+                        std::string* error) {
+  struct stat info;
+  if (lstat(path.c_str(), &info) != 0) return errno == ENOENT;
+  if (!S_ISSOCK(info.st_mode)) {
+    *error = path + " exists and is not a socket; remove it or set admin_socket";
+    return false;
+  }
+  bool refused = false;
+  if (SocketIsLive(address, &refused)) {
+    *error = "another process serves " + path + "; set admin_socket to another path";
+    return false;
+  }
+  if (!refused) {
+    *error = "cannot tell whether " + path + " is in use; remove it if its process is gone";
+    return false;
+  }
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) {
+    *error = "cannot remove the stale socket " + path + ": " + ErrnoText(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool OpenUnixListener(const std::string& path, UnixListener* listener, std::string* error) {
+  if (path.empty() || path[0] != '/') {
+    *error = "admin_socket must be an absolute path, not \"" + path + "\"";
+    return false;
+  }
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    *error = "admin_socket path is longer than " +
+             std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes: " + path;
+    return false;
+  }
+  size_t slash = path.rfind('/');
+  if (slash > 0 && !EnsureDirectory(path.substr(0, slash), error)) return false;
+
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = "socket(AF_UNIX) failed: " + ErrnoText(errno);
+    return false;
+  }
+  const sockaddr_un address = UnixAddress(path);
+  const sockaddr* generic = reinterpret_cast<const sockaddr*>(&address);
+  int bound = bind(fd, generic, sizeof(address));
+  if (bound != 0 && errno == EADDRINUSE) {
+    if (!ReplaceStaleSocket(path, address, error)) {
+      close(fd);
+      return false;
+    }
+    bound = bind(fd, generic, sizeof(address));
+  }
+  if (bound != 0) {
+    *error = "cannot bind " + path + ": " + ErrnoText(errno);
+    close(fd);
+    return false;
+  }
+  struct stat info;
+  if (chmod(path.c_str(), 0600) != 0 || stat(path.c_str(), &info) != 0 ||
+      listen(fd, kListenBacklog) != 0) {
+    *error = "cannot set up " + path + ": " + ErrnoText(errno);
+    unlink(path.c_str());
+    close(fd);
+    return false;
+  }
+  listener->fd = fd;
+  listener->device = info.st_dev;
+  listener->inode = info.st_ino;
+  return true;
+}
+
+int OpenTcpListener(int port, bool any_address, int* bound_port, std::string* error) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = "socket(AF_INET) failed: " + ErrnoText(errno);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(any_address ? INADDR_ANY : INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      listen(fd, kListenBacklog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    *error = "cannot listen on TCP port " + std::to_string(port) + ": " + ErrnoText(errno) +
+             "; set admin_tcp_port to a free port or 0";
+    close(fd);
+    return -1;
+  }
+  *bound_port = ntohs(address.sin_port);
+  return fd;
+}
+
+void RemoveSocketFile(const std::string& path, dev_t device, ino_t inode) {
+  struct stat info;
+  if (lstat(path.c_str(), &info) != 0) return;
+  if (info.st_dev == device && info.st_ino == inode) unlink(path.c_str());
+}
+
+}  // namespace memward::accounting

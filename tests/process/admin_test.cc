@@ -1,0 +1,619 @@
+// The admin server in a running process, linked and preloaded. Every
+// endpoint responds, and its numbers agree with jemalloc's and the C API's.
+// Malformed and slow clients leave the host serving with its memory
+// unchanged, and many clients work while the host allocates. A forked child
+// serves its own socket, and curl and memwardctl read the same numbers.
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process_test_support.h"
+
+extern char** environ;
+
+namespace memward_test {
+namespace {
+
+constexpr size_t kKiB = 1024;
+constexpr size_t kMiB = 1024 * kKiB;
+
+std::string SocketPathOf(pid_t pid) { return "/tmp/memward/" + std::to_string(pid) + ".sock"; }
+
+int ConnectUnix(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    int error = errno;
+    close(fd);
+    errno = error;
+    return -1;
+  }
+  return fd;
+}
+
+void SendAll(int fd, const std::string& text) {
+  size_t sent = 0;
+  while (sent < text.size()) {
+    ssize_t n = send(fd, text.data() + sent, text.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    sent += static_cast<size_t>(n);
+  }
+}
+
+std::string ReadAll(int fd, int timeout_ms = 15000) {
+  std::string text;
+  char buffer[8192];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd entry = {fd, POLLIN, 0};
+    if (poll(&entry, 1, 100) <= 0) continue;
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  return text;
+}
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+Reply Exchange(const std::string& path, const std::string& raw) {
+  Reply reply;
+  int fd = ConnectUnix(path);
+  if (fd < 0) return reply;
+  SendAll(fd, raw);
+  std::string text = ReadAll(fd);
+  close(fd);
+  if (text.rfind("HTTP/1.1 ", 0) == 0 && text.size() >= 12) {
+    reply.status = std::stoi(text.substr(9, 3));
+  }
+  size_t end = text.find("\r\n\r\n");
+  if (end != std::string::npos) reply.body = text.substr(end + 4);
+  return reply;
+}
+
+Reply Call(const std::string& method, const std::string& target, const std::string& body = "",
+           const std::string& path = SocketPathOf(getpid())) {
+  std::string raw = method + " " + target + " HTTP/1.1\r\nHost: test\r\n";
+  if (method != "GET") raw += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  return Exchange(path, raw + "\r\n" + body);
+}
+
+// Returns the integer after "key": at or after `from` in a JSON text, or -1.
+int64_t JsonNumber(const std::string& json, const std::string& key, size_t from = 0) {
+  size_t at = json.find("\"" + key + "\":", from);
+  if (at == std::string::npos) return -1;
+  return std::strtoll(json.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+// Returns the value of the sample `name{labels}` in Prometheus text, or -1.
+int64_t MetricValue(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(text.c_str() + at + series.size() + 2, nullptr, 10);
+}
+
+// Waits until the socket at `path` responds to GET /stats, for up to 5 s.
+bool WaitForServer(const std::string& path) {
+  for (int i = 0; i < 500; i++) {
+    if (Call("GET", "/stats", "", path).status == 200) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+memward_tenant_id RegisterTenant(const std::string& name) {
+  memward_tenant_options options;
+  memward_tenant_options_init(&options);
+  memward_tenant_id id = 0;
+  int status = memward_tenant_register(name.c_str(), &options, &id);
+  if (status == MEMWARD_ERROR_EXISTS) status = memward_tenant_find(name.c_str(), &id);
+  EXPECT_EQ(status, MEMWARD_OK) << name;
+  return id;
+}
+
+// Allocates `bytes` in `tenant`'s scope and returns the block (kept live).
+void* AllocateAs(memward_tenant_id tenant, size_t bytes) {
+  memward_scope saved;
+  EXPECT_EQ(memward_scope_enter(tenant, &saved), MEMWARD_OK);
+  void* block = malloc(bytes);
+  memset(block, 1, bytes);
+  memward_thread_flush();
+  EXPECT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+  return block;
+}
+
+class AdminTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(AssertMemwardIsAllocator());
+    ASSERT_TRUE(WaitForServer(SocketPathOf(getpid())))
+        << "no admin server at " << SocketPathOf(getpid());
+  }
+};
+
+TEST_F(AdminTest, EveryEndpointResponds) {
+  RegisterTenant("endpoints");
+  for (const char* target : {"/", "/stats", "/tenants", "/tenants/endpoints", "/tenants/process",
+                             "/requests", "/requests?limit=5", "/config", "/metrics"}) {
+    Reply reply = Call("GET", target);
+    EXPECT_EQ(reply.status, 200) << target << ": " << reply.body;
+    EXPECT_FALSE(reply.body.empty()) << target;
+  }
+  EXPECT_EQ(Call("POST", "/purge").status, 200);
+  EXPECT_EQ(Call("PUT", "/config", "dirty_decay=10s").status, 200);
+  EXPECT_EQ(Call("GET", "/tenants/no-such-tenant").status, 404);
+  EXPECT_EQ(Call("GET", "/requests?limit=0").status, 400);
+  EXPECT_EQ(Call("DELETE", "/stats").status, 405);
+  Reply index = Call("GET", "/");
+  for (const char* path : {"\"/stats\"", "\"/tenants/*\"", "\"/metrics\"", "\"/purge\""}) {
+    EXPECT_NE(index.body.find(path), std::string::npos) << path;
+  }
+}
+
+TEST_F(AdminTest, StatsAgreeWithJemalloc) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 32; i++) {
+    blocks.push_back(malloc(kMiB));
+    memset(blocks.back(), 2, kMiB);
+  }
+  size_t before = 0, after = 0;
+  ASSERT_TRUE(RefreshStats());
+  ASSERT_TRUE(ReadSizeValue("stats.allocated", &before));
+  Reply stats = Call("GET", "/stats");
+  ASSERT_TRUE(RefreshStats());
+  ASSERT_TRUE(ReadSizeValue("stats.allocated", &after));
+  ASSERT_EQ(stats.status, 200);
+  int64_t reported = JsonNumber(stats.body, "allocated_bytes");
+  // The server allocates its reply between the two readings; a few hundred
+  // KiB covers that and the thread caches, against 32 MiB held here.
+  const int64_t slack = 512 * kKiB;
+  EXPECT_GE(reported, static_cast<int64_t>(std::min(before, after)) - slack);
+  EXPECT_LE(reported, static_cast<int64_t>(std::max(before, after)) + slack);
+  EXPECT_GE(reported, static_cast<int64_t>(32 * kMiB));
+  EXPECT_EQ(JsonNumber(stats.body, "pid"), getpid());
+
+  // A tenant's numbers are the C API's, exactly.
+  memward_tenant_id tenant = RegisterTenant("agree");
+  void* held = AllocateAs(tenant, 8 * kMiB);
+  memward_tenant_stats expected;
+  ASSERT_EQ(memward_tenant_stats_get(tenant, &expected), MEMWARD_OK);
+  Reply one = Call("GET", "/tenants/agree");
+  EXPECT_EQ(JsonNumber(one.body, "live_bytes"), expected.live_bytes) << one.body;
+  EXPECT_EQ(JsonNumber(one.body, "allocations"), static_cast<int64_t>(expected.allocations));
+  std::string metrics = Call("GET", "/metrics").body;
+  EXPECT_EQ(MetricValue(metrics, "memward_tenant_live_bytes{tenant=\"agree\"}"),
+            expected.live_bytes);
+  EXPECT_GE(expected.live_bytes, static_cast<int64_t>(8 * kMiB));
+  free(held);
+  for (void* block : blocks) free(block);
+}
+
+TEST_F(AdminTest, RequestsShowOpenAndLargestRecent) {
+  memward_tenant_id tenant = RegisterTenant("requests-tenant");
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(tenant, &request), MEMWARD_OK);
+  void* block = malloc(3 * kMiB);
+  memset(block, 3, 3 * kMiB);
+  memward_thread_flush();
+  Reply open = Call("GET", "/requests");
+  EXPECT_EQ(open.status, 200);
+  size_t entry = open.body.find("\"tenant\":\"requests-tenant\"");
+  ASSERT_NE(entry, std::string::npos) << open.body;
+  EXPECT_GE(JsonNumber(open.body, "live_bytes", entry), static_cast<int64_t>(3 * kMiB));
+  free(block);
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  Reply ended = Call("GET", "/requests?limit=1");
+  size_t largest = ended.body.find("\"largest_recent\"");
+  ASSERT_NE(largest, std::string::npos);
+  EXPECT_EQ(JsonNumber(ended.body, "peak_bytes", largest),
+            static_cast<int64_t>(summary.peak_bytes))
+      << ended.body;
+}
+
+TEST_F(AdminTest, MetricsCapTenantLabels) {
+  std::vector<void*> blocks;
+  for (int i = 0; i < 60; i++) {
+    memward_tenant_id tenant = RegisterTenant("cap-" + std::to_string(i));
+    blocks.push_back(AllocateAs(tenant, (i + 1) * 4 * kKiB));
+  }
+
+  std::string metrics = Call("GET", "/metrics").body;
+  std::set<std::string> labels;
+  std::istringstream lines(metrics);
+  std::string line;
+  int64_t labelled_sum = 0;
+  const std::string prefix = "memward_tenant_live_bytes{tenant=\"";
+  while (std::getline(lines, line)) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::string label = line.substr(prefix.size(), line.find('"', prefix.size()) - prefix.size());
+    labels.insert(label);
+    if (label != "process" && label != "memward") {
+      labelled_sum += std::strtoll(line.c_str() + line.rfind(' ') + 1, nullptr, 10);
+    }
+  }
+
+  // metrics_max_tenants is 50 by default: 50 user tenants, the process,
+  // memward and "other".
+  EXPECT_EQ(labels.size(), 53u);
+  EXPECT_EQ(labels.count("other"), 1u);
+  EXPECT_EQ(labels.count("cap-59"), 1u) << "the tenant with the most live bytes keeps its label";
+  EXPECT_EQ(labels.count("cap-0"), 0u) << "a small tenant is summed under other";
+  // The labelled and "other" series add up to every user tenant's bytes.
+  std::vector<memward_tenant_stats> all(4096);
+  size_t count = 0;
+  ASSERT_EQ(memward_tenant_stats_list(all.data(), all.size(), &count), MEMWARD_OK);
+  int64_t user_sum = 0;
+  for (size_t i = 2; i < count; i++) user_sum += all[i].live_bytes;
+  EXPECT_EQ(labelled_sum, user_sum);
+  for (void* block : blocks) free(block);
+}
+
+TEST_F(AdminTest, MetricsTextThroughCApi) {
+  size_t length = 0;
+  char small[16];
+  EXPECT_EQ(memward_metrics_text(small, sizeof(small), &length), MEMWARD_ERROR_FULL);
+  EXPECT_GT(length, sizeof(small));
+  EXPECT_EQ(memward_metrics_text(nullptr, 0, &length), MEMWARD_ERROR_FULL);
+  EXPECT_EQ(memward_metrics_text(small, sizeof(small), nullptr), MEMWARD_ERROR_INVALID);
+
+  std::vector<char> buffer(length + 64 * kKiB);
+  size_t written = 0;
+  ASSERT_EQ(memward_metrics_text(buffer.data(), buffer.size(), &written), MEMWARD_OK);
+  std::string text(buffer.data(), written);
+  EXPECT_EQ(strlen(buffer.data()), written);
+  EXPECT_EQ(text.rfind("# HELP memward_heap_allocated_bytes ", 0), 0u) << text.substr(0, 80);
+  EXPECT_NE(text.find("\nmemward_tenant_live_bytes{tenant=\"process\"} "), std::string::npos);
+}
+
+TEST_F(AdminTest, PutConfigChangesDecay) {
+  Reply changed = Call("PUT", "/config", "dirty_decay=2s, muzzy_decay=1s");
+  EXPECT_EQ(changed.status, 200) << changed.body;
+  ssize_t decay = 0;
+  size_t length = sizeof(decay);
+  ASSERT_EQ(Mallctl()("arenas.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
+  EXPECT_EQ(decay, 2000);
+  ASSERT_EQ(Mallctl()("arena.0.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
+  EXPECT_EQ(decay, 2000);
+  ASSERT_EQ(Mallctl()("arena.0.muzzy_decay_ms", &decay, &length, nullptr, 0), 0);
+  EXPECT_EQ(decay, 1000);
+  EXPECT_NE(Call("GET", "/config").body.find("\"name\":\"dirty_decay\",\"value\":\"2s\""),
+            std::string::npos);
+
+  Reply refused = Call("PUT", "/config", "narenas=2");
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_NE(refused.body.find("narenas"), std::string::npos) << refused.body;
+  EXPECT_EQ(Call("PUT", "/config", "dirty_decay=soon").status, 400);
+  EXPECT_EQ(Call("PUT", "/config", "no_such_setting=1").status, 400);
+  // A rejected pair leaves the valid one before it unapplied.
+  EXPECT_EQ(Call("PUT", "/config", "dirty_decay=3s,narenas=2").status, 409);
+  ASSERT_EQ(Mallctl()("arenas.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
+  EXPECT_EQ(decay, 2000);
+  EXPECT_EQ(Call("PUT", "/config", "dirty_decay=10s,muzzy_decay=0").status, 200);
+}
+
+// Reads jemalloc's allocated bytes after flushing this thread's caches.
+int64_t SettledAllocated() {
+  memward_thread_flush();
+  size_t allocated = 0;
+  EXPECT_TRUE(RefreshStats());
+  EXPECT_TRUE(ReadSizeValue("stats.allocated", &allocated));
+  return static_cast<int64_t>(allocated);
+}
+
+// Sends each malformed request of a corpus (bad request lines, huge
+// headers, bodies without length, binary garbage) five times, each on its
+// own connection, and expects a 4xx for every one. The corpus is freed on
+// return, so callers can compare memory afterwards.
+void SendMalformedCorpus(const std::string& path) {
+  const std::vector<std::string> corpus = {
+      std::string(1 * kMiB, '\x00'),
+      std::string(200 * kKiB, '\xff'),
+      "GET / HTTP/1.1\r\nA: " + std::string(256 * kKiB, 'h') + "\r\n\r\n",
+      "GET /" + std::string(256 * kKiB, 'u') + " HTTP/1.1\r\n\r\n",
+      "POST /purge HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n" + std::string(64 * kKiB, 'b'),
+      "POST /purge HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      "POST /purge HTTP/1.1\r\n\r\nbody without a length",
+      "GET /stats HTTP/9.9\r\n\r\n",
+      "\r\n\r\n\r\n",
+      "GET /%zz HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\n" + [] {
+        std::string many;
+        for (int i = 0; i < 500; i++) many += "X-" + std::to_string(i) + ": v\r\n";
+        return many;
+      }() + "\r\n",
+  };
+  for (int round = 0; round < 5; round++) {
+    for (const std::string& raw : corpus) {
+      Reply reply = Exchange(path, raw);
+      EXPECT_GE(reply.status, 400) << testing::PrintToString(raw.substr(0, 40));
+      EXPECT_LT(reply.status, 500) << testing::PrintToString(raw.substr(0, 40));
+    }
+  }
+}
+
+TEST_F(AdminTest, MalformedCorpusLeavesHostServing) {
+  const std::string path = SocketPathOf(getpid());
+  // Warm the server's and this thread's caches before the baseline.
+  for (int i = 0; i < 20; i++) Call("GET", "/stats");
+  const int64_t baseline = SettledAllocated();
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> host_rounds{0};
+  std::thread host([&] {
+    while (!stop.load()) {
+      void* blocks[64];
+      for (int i = 0; i < 64; i++) blocks[i] = malloc(64 + i * 100);
+      for (int i = 0; i < 64; i++) free(blocks[i]);
+      host_rounds++;
+    }
+    memward_thread_flush();
+  });
+
+  SendMalformedCorpus(path);
+
+  // Slowloris: connections that send a byte at a time and never finish get
+  // 408 after admin_timeout (5 s by default), and the server keeps serving
+  // meanwhile.
+  std::vector<int> slow;
+  for (int i = 0; i < 8; i++) {
+    int fd = ConnectUnix(path);
+    ASSERT_GE(fd, 0);
+    SendAll(fd, "GET /stats HTTP/1.1\r\nX-Slow: ");
+    slow.push_back(fd);
+  }
+  const uint64_t rounds_before = host_rounds.load();
+  for (int i = 0; i < 10; i++) {
+    for (int fd : slow) SendAll(fd, "a");
+    EXPECT_EQ(Call("GET", "/stats").status, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(host_rounds.load(), rounds_before) << "the host thread stalled";
+  for (int fd : slow) {
+    std::string text = ReadAll(fd, 15000);
+    EXPECT_EQ(text.rfind("HTTP/1.1 408", 0), 0u) << text.substr(0, 60);
+    close(fd);
+  }
+  stop = true;
+  host.join();
+
+  EXPECT_EQ(Call("GET", "/stats").status, 200);
+  // The corpus sent over 8 MiB; the server's buffers must all be freed.
+  const int64_t growth = SettledAllocated() - baseline;
+  EXPECT_LT(growth, static_cast<int64_t>(512 * kKiB)) << "jemalloc's allocated bytes grew";
+}
+
+TEST_F(AdminTest, ManyClientsWhileHostAllocates) {
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> allocators;
+  for (int t = 0; t < 2; t++) {
+    allocators.emplace_back([&] {
+      while (!stop.load()) {
+        void* block = malloc(4096);
+        *static_cast<volatile char*>(block) = 1;
+        free(block);
+      }
+    });
+  }
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < 8; c++) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < 25; i++) {
+        Reply reply = Call("GET", (c + i) % 2 == 0 ? "/stats" : "/metrics");
+        (reply.status == 200 ? ok : failed)++;
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  stop = true;
+  for (std::thread& allocator : allocators) allocator.join();
+  // admin_max_connections is 32 and 8 clients never exceed it.
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(failed.load(), 0);
+}
+
+// Forks while two threads allocate and a client keeps the parent's server
+// busy, so the fork can land while the warden thread is inside a request.
+TEST_F(AdminTest, ForkedChildServesItsOwnSocket) {
+  const pid_t parent = getpid();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; t++) {
+    threads.emplace_back([&] {
+      while (!stop.load()) free(malloc(256));
+    });
+  }
+  std::atomic<int> busy_failures{0};
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      if (Call("GET", "/metrics").status != 200) busy_failures++;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+
+  pid_t child = fork();
+  if (child == 0) {
+    ArmChildAlarm();
+    const std::string own = SocketPathOf(getpid());
+    bool served = WaitForServer(own);
+    Reply stats = Call("GET", "/stats", "", own);
+    bool own_pid = JsonNumber(stats.body, "pid") == getpid();
+    exit(served && own_pid ? 0 : 3);  // exit, not _exit: the exit handler removes the socket
+  }
+  ChildOutcome outcome = WaitForChild(child, kChildDeadline);
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_TRUE(outcome.ExitedWithZero()) << outcome.Describe();
+  EXPECT_EQ(busy_failures.load(), 0);
+  struct stat info;
+  EXPECT_NE(stat(SocketPathOf(child).c_str(), &info), 0) << "the child's socket was not removed";
+  Reply stats = Call("GET", "/stats");
+  EXPECT_EQ(stats.status, 200);
+  EXPECT_EQ(JsonNumber(stats.body, "pid"), parent);
+}
+
+TEST_F(AdminTest, OtherUserCannotConnect) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to another user";
+  const std::string path = SocketPathOf(getpid());
+  pid_t child = fork();
+  if (child == 0) {
+    ArmChildAlarm();
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+    int fd = ConnectUnix(path);
+    _exit(fd < 0 && errno == EACCES ? 0 : 1);
+  }
+  ChildOutcome outcome = WaitForChild(child, kChildDeadline);
+  EXPECT_TRUE(outcome.ExitedWithZero()) << outcome.Describe();
+}
+
+// Runs `command` with /bin/sh and returns its standard output.
+std::string RunCommand(const std::string& command) {
+  std::string output;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return output;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
+  pclose(pipe);
+  return output;
+}
+
+TEST_F(AdminTest, CurlAndMemwardctlAgree) {
+  memward_tenant_id tenant = RegisterTenant("cli-tenant");
+  void* held = AllocateAs(tenant, 5 * kMiB);
+  memward_tenant_stats expected;
+  ASSERT_EQ(memward_tenant_stats_get(tenant, &expected), MEMWARD_OK);
+  const std::string path = SocketPathOf(getpid());
+  std::string curl =
+      RunCommand("curl -s --max-time 10 --unix-socket " + path + " http://memward/tenants/cli-tenant");
+  std::string ctl = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH +
+                               " --json -p " + std::to_string(getpid()) + " tenants cli-tenant");
+  EXPECT_EQ(JsonNumber(curl, "live_bytes"), expected.live_bytes) << curl;
+  EXPECT_EQ(JsonNumber(ctl, "live_bytes"), expected.live_bytes) << ctl;
+  std::string table = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " -p " +
+                                 std::to_string(getpid()) + " tenants");
+  EXPECT_NE(table.find("cli-tenant"), std::string::npos) << table;
+  std::string ps = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " --json ps");
+  EXPECT_NE(ps.find("\"pid\": " + std::to_string(getpid())), std::string::npos) << ps;
+  std::string top = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " -p " +
+                               std::to_string(getpid()) + " top -n 2 -d 0.1");
+  EXPECT_NE(top.find("cli-tenant"), std::string::npos) << top;
+  free(held);
+}
+
+TEST_F(AdminTest, MemwardctlExplainsErrors) {
+  const std::string ctl = std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH;
+  std::string missing = RunCommand(ctl + " -p 999999999 stats 2>&1");
+  EXPECT_NE(missing.find("no such process"), std::string::npos) << missing;
+  char directory[] = "/tmp/memwardctl-test-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string stale = std::string(directory) + "/1.sock";
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  snprintf(address.sun_path, sizeof(address.sun_path), "%s", stale.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  close(fd);
+  std::string output = RunCommand(ctl + " --socket " + stale + " stats 2>&1");
+  EXPECT_NE(output.find("stale socket"), std::string::npos) << output;
+  std::string ps = RunCommand(ctl + " --dir " + directory + " ps");
+  EXPECT_NE(ps.find("stale"), std::string::npos) << ps;
+  std::string clean = RunCommand(ctl + " --dir " + directory + " clean");
+  EXPECT_NE(clean.find("removed 1 stale sockets"), std::string::npos) << clean;
+  struct stat info;
+  EXPECT_NE(stat(stale.c_str(), &info), 0) << "clean left the stale socket";
+  unlink(stale.c_str());
+  rmdir(directory);
+}
+
+// Starts `program` with the preload library and `conf` as MEMWARD_CONF;
+// its stderr goes to `stderr_path`. Returns its pid.
+pid_t SpawnPreloaded(const char* program, const char* argument, const std::string& conf,
+                     const std::string& stderr_path) {
+  std::vector<std::string> environment = {std::string("LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY,
+                                          "MEMWARD_CONF=" + conf, "PATH=/usr/bin:/bin"};
+  std::vector<char*> envp;
+  for (std::string& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 2, stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0600);
+  char* argv[] = {const_cast<char*>(program), const_cast<char*>(argument), nullptr};
+  pid_t pid = -1;
+  posix_spawn(&pid, program, &actions, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return pid;
+}
+
+TEST_F(AdminTest, StaleSocketReplacedAndLiveOneKept) {
+  char directory[] = "/tmp/memward-stale-test-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string stale = std::string(directory) + "/stale.sock";
+  const std::string live = std::string(directory) + "/live.sock";
+  for (const std::string& path : {stale, live}) {
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address = {};
+    address.sun_family = AF_UNIX;
+    snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    if (path == live) {
+      ASSERT_EQ(listen(fd, 4), 0);  // kept open: a live server
+    } else {
+      close(fd);  // a dead one's leftover
+    }
+  }
+
+  const std::string errors = std::string(directory) + "/stderr";
+  pid_t replacer = SpawnPreloaded("/bin/sleep", "20", "admin_socket=" + stale, errors + ".1");
+  pid_t intruder = SpawnPreloaded("/bin/sleep", "20", "admin_socket=" + live, errors + ".2");
+  ASSERT_GT(replacer, 0);
+  ASSERT_GT(intruder, 0);
+  EXPECT_TRUE(WaitForServer(stale));
+  EXPECT_EQ(JsonNumber(Call("GET", "/stats", "", stale).body, "pid"), replacer);
+
+  std::string message;
+  for (int i = 0; i < 200 && message.find("another process") == std::string::npos; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::ifstream file(errors + ".2");
+    message.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+  }
+  EXPECT_NE(message.find("another process serves " + live), std::string::npos) << message;
+  struct stat info;
+  EXPECT_EQ(stat(live.c_str(), &info), 0) << "the live socket was removed";
+  for (pid_t pid : {replacer, intruder}) {
+    kill(pid, SIGTERM);
+    WaitForChild(pid, kChildDeadline);
+  }
+  std::system((std::string("rm -rf ") + directory).c_str());
+}
+
+}  // namespace
+}  // namespace memward_test
