@@ -187,6 +187,7 @@ MEMWARD_EXPORT const char* memward_strerror(int status) {
     case MEMWARD_ERROR_ARENA: return "jemalloc could not create an arena";
     case MEMWARD_ERROR_BUSY:
       return "the request is still current on another thread; exit its scope there first";
+    case MEMWARD_ERROR_IO: return "a file could not be written (see errno)";
   }
   return "unknown memward status";
 }

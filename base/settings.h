@@ -49,6 +49,9 @@ enum class SettingId : int {
   kMetricsMaxTenants,
   kAdminTimeout,
   kAdminMaxConnections,
+  kLeakWindow,
+  kLeakWindows,
+  kLeakSiteDepth,
   kNumSettings,
 };
 
@@ -177,6 +180,14 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "a slower one gets 408 and is closed."},
     {SettingId::kAdminMaxConnections, "admin_max_connections", SettingKind::kCount, 32, 1, 1024,
      false, "Maximum number of admin connections open at once; later ones get 503."},
+    {SettingId::kLeakWindow, "leak_window", SettingKind::kTime, 10 * 1000, 100, kHourMs, false,
+     "How often the leak detector records each call site's estimated live bytes."},
+    {SettingId::kLeakWindows, "leak_windows", SettingKind::kCount, 6, 2, 360, false,
+     "Number of recent leak windows a site's growth is judged over; a suspect grew in "
+     "at least three quarters of them."},
+    {SettingId::kLeakSiteDepth, "leak_site_depth", SettingKind::kCount, 0, 0, 64, false,
+     "Innermost frames outside memward, libc and libstdc++ that make a leak site; 0 "
+     "makes the whole stack the site."},
 };
 
 // Returns the row for `name` (of length `length`), or nullptr.

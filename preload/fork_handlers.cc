@@ -1,7 +1,8 @@
 // memward's locks across fork, taken in this order: the warden's table lock;
 // the cgroup monitor's (it allocates while holding its mutex, so it comes
-// before every lock an allocation may take); running stack captures are
-// waited for; the sampler's control and snapshot locks; then the order of
+// before every lock an allocation may take); the profile service's (it
+// allocates and takes the sample table's snapshot lock while holding it);
+// running stack captures are waited for; the sampler's control and snapshot locks; then the order of
 // alloc/arena_registry.h (registry, arenas, thread list). jemalloc's own
 // handlers then take its locks. Parent and child release them in the reverse
 // order.
@@ -10,6 +11,7 @@
 #include <pthread.h>
 
 #include "accounting/cgroup_monitor.h"
+#include "accounting/profile_service.h"
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
@@ -33,6 +35,7 @@ void Prepare() {
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
+  accounting::LockProfileForFork();
   accounting::PauseCapturesForFork();
   accounting::LockSamplerForFork();
   accounting::LockSampleTableForFork();
@@ -48,6 +51,7 @@ void Parent() {
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesAfterFork();
+  accounting::UnlockProfileAfterFork();
   accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
 }
@@ -62,6 +66,7 @@ void Child() {
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
   alloc::ForgetThreadIdInChild();
+  accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();

@@ -2,6 +2,7 @@
 #include "accounting/sampler.h"
 #include "accounting/pressure_service.h"
 #include "accounting/admin_service.h"
+#include "accounting/profile_service.h"
 #include "alloc/bootstrap.h"
 #include "alloc/macros.h"
 #include "preload/fork_handlers.h"
@@ -17,6 +18,9 @@ __attribute__((constructor)) void StartLinkedLibrary() {
   if (memward::alloc::CurrentSettings().GetBool(memward::base::SettingId::kPressureMonitor)) {
     memward::accounting::StartPressureService();
   }
+  // Before the admin server, so that GET /heap and GET /leaks are registered
+  // when it starts serving.
+  memward::accounting::StartProfileService();
   memward::accounting::StartAdminService();
 }
 

@@ -9,8 +9,13 @@ packages=(
   # engine and libraries
   libjemalloc-dev libjemalloc2 libunwind-dev libabsl-dev zlib1g-dev
   libboost1.81-dev libseccomp-dev
+  # symbolization of heap profiles (libdw.so.1 is loaded with dlopen; the
+  # headers are needed to build)
+  libdw-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # `go tool pprof` reads the exported heap profiles in the tests
+  golang-go
   # peers measured in the benchmarks
   libgoogle-perftools-dev libmimalloc-dev
   # real programs run under LD_PRELOAD in the integration tests

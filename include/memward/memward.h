@@ -43,7 +43,8 @@ typedef enum memward_status {
   MEMWARD_ERROR_FULL = 6,          /* the tenant table or an arena pool is full */
   MEMWARD_ERROR_STALE = 7,         /* the request or scope handle is no longer valid */
   MEMWARD_ERROR_ARENA = 8,         /* jemalloc could not create an arena */
-  MEMWARD_ERROR_BUSY = 9           /* the request is still current on another thread */
+  MEMWARD_ERROR_BUSY = 9,          /* the request is still current on another thread */
+  MEMWARD_ERROR_IO = 10            /* a file could not be written; errno tells why */
 } memward_status;
 
 /* Tenant id 0 is the process (untagged memory) and 1 is memward itself. */
@@ -212,6 +213,26 @@ MEMWARD_API int memward_purge(void);
  * writes nothing and returns MEMWARD_ERROR_FULL with *length the size needed. */
 MEMWARD_API int memward_metrics_text(char* buffer, size_t capacity, size_t* length);
 
+/* Heap profiles and leak reports from the allocation sampler. */
+typedef enum memward_profile_format {
+  MEMWARD_PROFILE_PPROF = 0,  /* pprof's profile.proto, gzipped (go tool pprof reads it) */
+  MEMWARD_PROFILE_FOLDED = 1, /* folded stacks for flame graphs, estimated in-use bytes */
+  MEMWARD_PROFILE_JSON = 2    /* call sites with their estimates and stacks */
+} memward_profile_format;
+
+/* Writes a heap profile of the sampled allocations to a new file at `path`
+ * (mode 0600, replacing a file there), symbolized in the calling thread.
+ * Returns MEMWARD_ERROR_INVALID for a null path or an unknown format and
+ * MEMWARD_ERROR_IO when the file cannot be written. The call allocates as
+ * memward (charged to memward's own tenant, never sampled). */
+MEMWARD_API int memward_heap_profile_write(const char* path, int format);
+/* Closes the leak detector's current window now, as the warden does every
+ * leak_window: a program can align windows with its own work cycles. */
+MEMWARD_API int memward_leak_window_close(void);
+/* Writes the leak report of the last closed window (JSON) to `path`, like
+ * memward_heap_profile_write. */
+MEMWARD_API int memward_leak_report_write(const char* path);
+
 #if !defined(MEMWARD_BUILDING_LIBRARY)
 #define MEMWARD_CHECKED_CALL_(function, fallback, ...) \
   ((function) ? (function)(__VA_ARGS__) : (fallback))
@@ -268,6 +289,12 @@ static inline void memward_tenant_options_clear_(memward_tenant_options* options
 #define memward_purge() ((memward_purge) ? (memward_purge)() : MEMWARD_ERROR_NOT_LOADED)
 #define memward_metrics_text(...) \
   MEMWARD_CHECKED_CALL_(memward_metrics_text, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_heap_profile_write(...) \
+  MEMWARD_CHECKED_CALL_(memward_heap_profile_write, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
+#define memward_leak_window_close() \
+  ((memward_leak_window_close) ? (memward_leak_window_close)() : MEMWARD_ERROR_NOT_LOADED)
+#define memward_leak_report_write(...) \
+  MEMWARD_CHECKED_CALL_(memward_leak_report_write, MEMWARD_ERROR_NOT_LOADED, __VA_ARGS__)
 #endif
 
 #ifdef __cplusplus
