@@ -189,15 +189,19 @@ def start_mock(build: Build, work_dir: Path, tokens_per_second: float = 50,
 
 
 def start_gateway(build: Build, work_dir: Path, config: Path, preload: str = "",
-                  memward_conf: str = "", name: str = "gateway") -> tuple:
-    """Start the gateway with an optional LD_PRELOAD; return (Program, port)."""
+                  memward_conf: str = "", name: str = "gateway", wrapper: list = ()) -> tuple:
+    """Start the gateway with an optional LD_PRELOAD; return (Program, port).
+
+    `wrapper` is prepended to the command line; it must exec its arguments,
+    so the Program's pid is the gateway's.
+    """
     env = {}
     if preload:
         env["LD_PRELOAD"] = preload
     if memward_conf:
         env["MEMWARD_CONF"] = memward_conf
-    program = Program(name, [str(build.gateway), f"--config={config}", "--listen=127.0.0.1:0"],
-                      work_dir, env)
+    program = Program(name, [*wrapper, str(build.gateway), f"--config={config}",
+                             "--listen=127.0.0.1:0"], work_dir, env)
     pattern = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
     found = {}
 

@@ -1,5 +1,8 @@
 // memward-trace-replay: the trace reader, the plan, and the program replaying
 // a short slice of the conversation trace against memward-mock-upstream.
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -301,6 +304,81 @@ TEST(TraceReplay, InvalidFlagsExitWithUsage) {
   EXPECT_TRUE(result.exited_with(1)) << result.description;
   EXPECT_NE(result.stderr_text.find("cannot open trace file /nonexistent/trace.csv"), std::string::npos)
       << result.stderr_text;
+}
+
+}  // namespace
+}  // namespace memward::gateway_test
+
+namespace memward::gateway_test {
+namespace {
+
+// memward-gateway in front of the mock, with three tenants; the replayer
+// reads their API keys from the same config.
+TEST(TraceReplay, ReplaysThroughGateway) {
+  Upstream upstream;
+  TempDir dir("memward-replay");
+  json::array tenants;
+  for (const char* name : {"alpha", "beta", "gamma"}) {
+    tenants.push_back(json::object{{"name", name},
+                                   {"api_keys", json::array{std::string("sk-test-") + name}}});
+  }
+  json::object config{
+      {"listen", "127.0.0.1:0"},
+      {"access_log", (dir / "access.log").string()},
+      {"tenants", std::move(tenants)},
+      {"models", json::array{json::object{
+                     {"name", "mock-chat"},
+                     {"upstreams", json::array{"127.0.0.1:" + std::to_string(upstream.port())}}}}},
+  };
+  integration::write_text_file(dir / "gateway.json", json::serialize(config));
+
+  ProcessOptions gateway_options;
+  gateway_options.argv = {GATEWAY_PATH, "--config=" + (dir / "gateway.json").string()};
+  Process gateway(std::move(gateway_options));
+  std::smatch match;
+  const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
+  auto deadline = std::chrono::steady_clock::now() + seconds(15);
+  std::string gateway_stderr;
+  while (!std::regex_search(gateway_stderr = gateway.stderr_text(), match, listening)) {
+    ASSERT_TRUE(gateway.running()) << gateway.describe();
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << gateway.describe();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  const std::string port = match[1];
+
+  ProcessOptions options;
+  options.argv = {REPLAY_PATH,
+                  "--trace=" TRACE_DIR "/AzureLLMInferenceTrace_conv.csv",
+                  "--gateway=127.0.0.1:" + port,
+                  "--gateway_config=" + (dir / "gateway.json").string(),
+                  "--trace_duration_s=20",
+                  "--time_compression=10",
+                  "--repeat_share=0.3",
+                  "--pid=" + std::to_string(gateway.pid()),
+                  "--summary_json=" + (dir / "summary.json").string()};
+  RunResult result = integration::run_program(std::move(options), seconds(60));
+  ASSERT_TRUE(result.exited_with(0)) << result.description;
+
+  const std::size_t rows = RowsInFirstSeconds(20);
+  const std::string& out = result.stdout_text;
+  EXPECT_NE(out.find("requests by status: 200=" + std::to_string(rows) + "\n"), std::string::npos)
+      << out << gateway.describe();
+  EXPECT_NE(out.find("incomplete 200 streams: 0"), std::string::npos) << out;
+  EXPECT_NE(out.find("  alpha: "), std::string::npos) << out;
+  EXPECT_NE(out.find("  gamma: "), std::string::npos) << out;
+  json::object summary = json::parse(integration::read_text_file(dir / "summary.json")).as_object();
+  EXPECT_GT(summary.at("rss_samples").as_int64(), 0);
+
+  // Every request reached the gateway with its tenant's key.
+  std::string log = integration::read_text_file(dir / "access.log");
+  EXPECT_EQ(static_cast<std::size_t>(std::count(log.begin(), log.end(), '\n')), rows) << log;
+  EXPECT_EQ(log.find("\"status\":401"), std::string::npos) << log;
+  EXPECT_NE(log.find("\"tenant\":\"alpha\""), std::string::npos) << log;
+
+  gateway.send_signal(SIGTERM);
+  std::optional<int> status = gateway.wait_for_exit(seconds(30));
+  ASSERT_TRUE(status.has_value()) << gateway.describe();
+  EXPECT_TRUE(WIFEXITED(*status)) << gateway.describe();
 }
 
 }  // namespace
