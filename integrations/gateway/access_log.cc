@@ -18,7 +18,7 @@ std::string FormatNow() {
   auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
   std::tm utc{};
   gmtime_r(&seconds, &utc);
-  char text[40];
+  char text[64];
   std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
                 utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
                 int(millis.count()));
@@ -58,7 +58,7 @@ void AccessLog::Write(const AccessRecord& record) {
   line["upstream"] = record.upstream;
   line["request_bytes"] = record.request_bytes;
   line["response_bytes"] = record.response_bytes;
-  line["latency_ms"] = double(std::int64_t(record.latency_ms * 10)) / 10;
+  line["latency_us"] = std::int64_t(record.latency_ms * 1000);
   line["memward_request"] = record.memward_request;
   line["peak_bytes"] = record.peak_bytes;
   line["escaped_bytes"] = record.escaped_bytes;
@@ -67,7 +67,7 @@ void AccessLog::Write(const AccessRecord& record) {
   text.push_back('\n');
   std::lock_guard lock(mutex_);
   std::fwrite(text.data(), 1, text.size(), file_);
-  // Flushed per line so that a tail -f or a test sees each request at once.
+  // Flushed per line so that a tail -f or a test reads each request at once.
   std::fflush(file_);
 }
 

@@ -14,7 +14,7 @@ struct AccessRecord {
   std::string_view model;
   std::string_view method;
   std::string_view path;
-  int status = 0;  // 0 when the client left before an answer was sent
+  int status = 0;  // 0 when the client left before a response was sent
   bool stream = false;
   std::string_view cache = "off";  // hit, miss, fill or off
   std::string_view upstream;

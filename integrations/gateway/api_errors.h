@@ -1,4 +1,4 @@
-// Error answers in OpenAI's shape:
+// Error responses in OpenAI's shape:
 // {"error":{"message":...,"type":...,"param":...,"code":...}}.
 #pragma once
 
@@ -15,7 +15,7 @@ struct ApiError {
   std::string_view param;    // the request field at fault, or empty for null
 };
 
-// The JSON body of an error answer.
+// The JSON body of an error response.
 std::string ErrorBody(const ApiError& error);
 
 ApiError InvalidRequest(std::string message, std::string_view param = {},

@@ -28,7 +28,7 @@ struct CompletionRequest {
 
 // Parses `body` and checks the fields the gateway relies on: an object with
 // a string "model", "messages" (chat) or "prompt" (legacy), and a boolean
-// "stream" when present. Returns the error to answer with otherwise.
+// "stream" when present. Returns the error to respond with otherwise.
 std::variant<std::monostate, ApiError> ParseCompletion(std::string_view body, CompletionKind kind,
                                                        bool use_memory_resource,
                                                        CompletionRequest& request);

@@ -1,4 +1,4 @@
-// HTTP helpers shared by the routes: building answers and writing them to
+// HTTP helpers shared by the routes: building responses and writing them to
 // the client with the write timeout.
 #pragma once
 
@@ -26,7 +26,7 @@ using ClientRequestParser = http::request_parser<http::string_body>;
 StringResponse MakeResponse(http::status status, std::string_view content_type, std::string body,
                             bool keep_alive);
 
-// An error answer in OpenAI's shape; 429 and 503 carry Retry-After.
+// An error response in OpenAI's shape; 429 and 503 carry Retry-After.
 StringResponse MakeErrorResponse(const ApiError& error, bool keep_alive, int retry_after_seconds);
 
 // Writes a whole message to the client within `timeout`. Returns false when

@@ -16,8 +16,8 @@ namespace memward::gateway {
 
 enum class AdmissionResult {
   kAdmit,
-  kTenantOverBudget,  // answered with 429
-  kPressure,          // answered with 503
+  kTenantOverBudget,  // rejected with 429
+  kPressure,          // rejected with 503
 };
 
 // The memward state of the whole process. Thread-safe after construction:

@@ -47,8 +47,8 @@ std::string RenderMetrics(const Metrics& metrics, const ResponseCache& cache,
   out.reserve(8 << 10);
 
   out.append(
-      "# HELP memward_gateway_responses_total Answers by status class; \"none\" counts requests "
-      "whose client left before an answer.\n"
+      "# HELP memward_gateway_responses_total Responses by status class; \"none\" counts requests "
+      "whose client left before a response.\n"
       "# TYPE memward_gateway_responses_total counter\n");
   const char* classes[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
   for (std::size_t i = 0; i < metrics.responses_by_class.size(); ++i) {
@@ -65,11 +65,11 @@ std::string RenderMetrics(const Metrics& metrics, const ResponseCache& cache,
   AppendMetric(out, "memward_gateway_request_body_bytes_total", "counter",
                "Bytes of completion request bodies.", get(metrics.request_body_bytes));
   AppendMetric(out, "memward_gateway_response_body_bytes_total", "counter",
-               "Bytes of completion answers sent.", get(metrics.response_body_bytes));
+               "Bytes of completion responses sent.", get(metrics.response_body_bytes));
   AppendMetric(out, "memward_gateway_rejected_over_budget_total", "counter",
-               "Requests answered 429 by memward admission.", get(metrics.rejected_over_budget));
+               "Requests rejected with 429 by memward admission.", get(metrics.rejected_over_budget));
   AppendMetric(out, "memward_gateway_rejected_pressure_total", "counter",
-               "Requests answered 503 under memory pressure.", get(metrics.rejected_pressure));
+               "Requests rejected with 503 under memory pressure.", get(metrics.rejected_pressure));
   AppendMetric(out, "memward_gateway_client_disconnects_total", "counter",
                "Requests whose client left early; their upstream requests were cancelled.",
                get(metrics.client_disconnects));

@@ -14,7 +14,7 @@ class UpstreamRegistry;
 // Relaxed atomics: each counter is read on its own, never as a consistent
 // snapshot of several.
 struct Metrics {
-  // Answers by status class: index 1 for 1xx up to 5 for 5xx; 0 counts
+  // Responses by status class: index 1 for 1xx up to 5 for 5xx; 0 counts
   // requests that ended before a status was sent (client gone).
   std::array<std::atomic<std::uint64_t>, 6> responses_by_class{};
   std::atomic<std::uint64_t> requests{0};

@@ -20,10 +20,13 @@ using Clock = std::chrono::steady_clock;
 // An estimate; the request's measured peak is in the access log.
 constexpr std::uint64_t kExpectedRequestOverheadBytes = 64 << 10;
 
-// Writes an error answer built inside the request's scope.
-asio::awaitable<void> AnswerError(Connection& connection,
-                                  const RequestMemory& memory, RequestRecord& record,
-                                  const Services& services, ApiError error, std::string_view what) {
+// Writes an error response built inside the request's scope.
+// NOTE: built with GCC 12.2, a temporary ApiError written inside the
+// co_await expression that calls this was freed while the call still read
+// it (the message came out as garbage), so callers pass a named ApiError.
+asio::awaitable<void> RespondWithError(Connection& connection, const RequestMemory& memory,
+                                  RequestRecord& record, const Services& services,
+                                  const ApiError& error, std::string_view what) {
   std::optional<StringResponse> response;
   {
     auto scope = memory.Enter();
@@ -39,8 +42,48 @@ asio::awaitable<void> AnswerError(Connection& connection,
   }
 }
 
-// Answers from a stored response: a JSON body, or a whole event stream.
-asio::awaitable<void> AnswerFromCache(Connection& connection, const Services& services,
+ApiError BodyTooLarge(const Limits& limits) {
+  return ApiError{413, "invalid_request_error", "request_too_large",
+                  "the request body is larger than the limit of " +
+                      std::to_string(limits.max_body_bytes) + " bytes",
+                  {}};
+}
+
+// The checks made from the headers alone, before the body is read: the API
+// key, the declared body size and memward's admission. Returns the error to
+// respond with, and sets record.error to its description.
+std::optional<ApiError> CheckBeforeBody(Services& services, std::optional<std::size_t> tenant,
+                                        boost::optional<std::uint64_t> length,
+                                        RequestRecord& record) {
+  const Limits& limits = services.config.limits;
+  if (!tenant.has_value()) {
+    record.error = "missing or unknown API key";
+    return ApiError{401, "authentication_error", "invalid_api_key",
+                    "a valid API key is required: send \"Authorization: Bearer KEY\"", {}};
+  }
+  if (length && *length > limits.max_body_bytes) {
+    record.error = "request body too large";
+    return BodyTooLarge(limits);
+  }
+  std::uint64_t expected = length.value_or(limits.max_body_bytes) * 4 + kExpectedRequestOverheadBytes;
+  AdmissionResult admission = services.hooks.Admit(*tenant, expected);
+  if (admission == AdmissionResult::kTenantOverBudget) {
+    services.metrics.rejected_over_budget.fetch_add(1, std::memory_order_relaxed);
+    record.error = "tenant over its memory budget";
+    return ApiError{429, "rate_limit_error", "tenant_over_budget",
+                    "the tenant is over its memory budget; retry later", {}};
+  }
+  if (admission == AdmissionResult::kPressure) {
+    services.metrics.rejected_pressure.fetch_add(1, std::memory_order_relaxed);
+    record.error = "shed under memory pressure";
+    return ApiError{503, "server_error", "memory_pressure",
+                    "the gateway is shedding load under memory pressure; retry later", {}};
+  }
+  return std::nullopt;
+}
+
+// Sends a stored response: a JSON body, or a whole event stream.
+asio::awaitable<void> RespondFromCache(Connection& connection, const Services& services,
                                       const RequestMemory& memory, RequestRecord& record,
                                       const CachedResponse& cached) {
   using SpanResponse = http::response<http::span_body<const char>>;
@@ -60,16 +103,16 @@ asio::awaitable<void> AnswerFromCache(Connection& connection, const Services& se
   if (!co_await WriteMessage(connection.client, *response,
                              services.config.limits.client_write_timeout)) {
     record.status = 499;
-    record.error = "client closed the connection during the answer";
+    record.error = "client closed the connection during the response";
     record.keep_alive = false;
   }
 }
 
-// Everything after admission: reads and checks the body, answers from the
+// Everything after admission: reads and checks the body, responds from the
 // cache or forwards upstream. Every allocation made inside the request's
 // scopes lives in this frame or the cache, so the frame's end frees all
 // that the request may not keep.
-asio::awaitable<void> RunCompletion(Worker& worker, std::shared_ptr<Connection> connection,
+asio::awaitable<void> RunCompletion(Worker& worker, const std::shared_ptr<Connection>& connection,
                                     ClientRequestParser& parser, beast::flat_buffer& buffer,
                                     CompletionKind kind, std::size_t tenant_index,
                                     const RequestMemory& memory, RequestRecord& record) {
@@ -90,22 +133,17 @@ asio::awaitable<void> RunCompletion(Worker& worker, std::shared_ptr<Connection> 
   services.metrics.request_body_bytes.fetch_add(body.size(), std::memory_order_relaxed);
   if (read_error == http::error::body_limit) {
     record.keep_alive = false;
-    co_await AnswerError(*connection, memory, record, services,
-                         ApiError{413, "invalid_request_error", "request_too_large",
-                                  "the request body is larger than the limit of " +
-                                      std::to_string(limits.max_body_bytes) + " bytes",
-                                  {}},
-                         "request body too large");
+    const ApiError error = BodyTooLarge(limits);
+    co_await RespondWithError(*connection, memory, record, services, error, "request body too large");
     co_return;
   }
   if (read_error == beast::error::timeout) {
     record.keep_alive = false;
-    co_await AnswerError(*connection, memory, record, services,
-                         ApiError{408, "invalid_request_error", "request_timeout",
-                                  "the request body did not arrive within " +
-                                      std::to_string(limits.client_read_timeout.count()) + " ms",
-                                  {}},
-                         "request body timed out");
+    const ApiError error{408, "invalid_request_error", "request_timeout",
+                         "the request body did not arrive within " +
+                             std::to_string(limits.client_read_timeout.count()) + " ms",
+                         {}};
+    co_await RespondWithError(*connection, memory, record, services, error, "request body timed out");
     co_return;
   }
   if (read_error) {
@@ -139,15 +177,14 @@ asio::awaitable<void> RunCompletion(Worker& worker, std::shared_ptr<Connection> 
       exchange->upstream_body = UpstreamBody(request, body, route->config->upstream_model);
     }
     // The document and the body are not needed past this point.
-    // The document goes before the resource that holds it.
+    // The document goes before the resource that contains it.
     request.document = nullptr;
     request.model = {};
     request.resource.reset();
     std::string().swap(body);
   }
   if (invalid.has_value()) {
-    co_await AnswerError(*connection, memory, record, services, std::move(*invalid),
-                         "invalid request");
+    co_await RespondWithError(*connection, memory, record, services, *invalid, "invalid request");
     co_return;
   }
   if (record.stream) services.metrics.streamed_requests.fetch_add(1, std::memory_order_relaxed);
@@ -156,7 +193,7 @@ asio::awaitable<void> RunCompletion(Worker& worker, std::shared_ptr<Connection> 
     std::shared_ptr<const CachedResponse> cached = services.cache.Lookup(exchange->cache_key);
     record.cache = cached ? "hit" : "miss";
     if (cached) {
-      co_await AnswerFromCache(*connection, services, memory, record, *cached);
+      co_await RespondFromCache(*connection, services, memory, record, *cached);
       co_return;
     }
   }
@@ -220,7 +257,7 @@ std::optional<std::size_t> FindTenant(const Services& services, std::string_view
   return found->second;
 }
 
-asio::awaitable<bool> HandleCompletion(Worker& worker, std::shared_ptr<Connection> connection,
+asio::awaitable<bool> HandleCompletion(Worker& worker, const std::shared_ptr<Connection>& connection,
                                        ClientRequestParser& parser, beast::flat_buffer& buffer,
                                        CompletionKind kind, std::string_view path,
                                        Clock::time_point start) {
@@ -228,62 +265,32 @@ asio::awaitable<bool> HandleCompletion(Worker& worker, std::shared_ptr<Connectio
   const Config& config = services.config;
   RequestRecord record;
   record.path = path == "/v1/completions" ? "/v1/completions" : "/v1/chat/completions";
-  // Answers given before the body is read close the connection, because the
+  // Responses sent before the body is read close the connection, because the
   // unread body would be taken for the next request.
   record.keep_alive = false;
   RequestMemory no_memory;
 
   std::optional<std::size_t> tenant =
       FindTenant(services, parser.get()[http::field::authorization]);
-  boost::optional<std::uint64_t> length = parser.content_length();
-  if (!tenant.has_value()) {
-    co_await AnswerError(*connection, no_memory, record, services,
-                         ApiError{401, "authentication_error", "invalid_api_key",
-                                  "a valid API key is required: send \"Authorization: Bearer KEY\"",
-                                  {}},
-                         "missing or unknown API key");
-  } else if (record.tenant = config.tenants[*tenant].name;
-             length && *length > config.limits.max_body_bytes) {
-    co_await AnswerError(*connection, no_memory, record, services,
-                         ApiError{413, "invalid_request_error", "request_too_large",
-                                  "the request body is larger than the limit of " +
-                                      std::to_string(config.limits.max_body_bytes) + " bytes",
-                                  {}},
-                         "request body too large");
-  } else {
-    std::uint64_t expected =
-        length.value_or(config.limits.max_body_bytes) * 4 + kExpectedRequestOverheadBytes;
-    AdmissionResult admission = services.hooks.Admit(*tenant, expected);
-    if (admission == AdmissionResult::kTenantOverBudget) {
-      services.metrics.rejected_over_budget.fetch_add(1, std::memory_order_relaxed);
-      co_await AnswerError(*connection, no_memory, record, services,
-                           ApiError{429, "rate_limit_error", "tenant_over_budget",
-                                    "the tenant is over its memory budget; retry later", {}},
-                           "tenant over its memory budget");
-    } else if (admission == AdmissionResult::kPressure) {
-      services.metrics.rejected_pressure.fetch_add(1, std::memory_order_relaxed);
-      co_await AnswerError(*connection, no_memory, record, services,
-                           ApiError{503, "server_error", "memory_pressure",
-                                    "the gateway is shedding load under memory pressure; retry "
-                                    "later",
-                                    {}},
-                           "shed under memory pressure");
-    } else {
-      services.metrics.open_requests.fetch_add(1, std::memory_order_relaxed);
-      RequestMemory memory(services.hooks, *tenant);
-      co_await RunCompletion(worker, connection, parser, buffer, kind, *tenant, memory, record);
-      const memward_request_summary& summary = memory.End();
-      services.metrics.open_requests.fetch_sub(1, std::memory_order_relaxed);
-      services.activity_epoch.fetch_add(1, std::memory_order_relaxed);
-      RecordMetrics(services.metrics, record, memory, summary);
-      WriteAccessLog(services.access_log, record, memory, summary, start);
-      co_return record.keep_alive;
-    }
+  if (tenant.has_value()) record.tenant = config.tenants[*tenant].name;
+  std::optional<ApiError> early = CheckBeforeBody(services, tenant, parser.content_length(), record);
+  if (early.has_value()) {
+    co_await RespondWithError(*connection, no_memory, record, services, *early, record.error);
+    services.activity_epoch.fetch_add(1, std::memory_order_relaxed);
+    RecordMetrics(services.metrics, record, no_memory, memward_request_summary{});
+    WriteAccessLog(services.access_log, record, no_memory, memward_request_summary{}, start);
+    co_return false;
   }
+
+  services.metrics.open_requests.fetch_add(1, std::memory_order_relaxed);
+  RequestMemory memory(services.hooks, *tenant);
+  co_await RunCompletion(worker, connection, parser, buffer, kind, *tenant, memory, record);
+  const memward_request_summary& summary = memory.End();
+  services.metrics.open_requests.fetch_sub(1, std::memory_order_relaxed);
   services.activity_epoch.fetch_add(1, std::memory_order_relaxed);
-  RecordMetrics(services.metrics, record, no_memory, memward_request_summary{});
-  WriteAccessLog(services.access_log, record, no_memory, memward_request_summary{}, start);
-  co_return false;
+  RecordMetrics(services.metrics, record, memory, summary);
+  WriteAccessLog(services.access_log, record, memory, summary, start);
+  co_return record.keep_alive;
 }
 
 }  // namespace memward::gateway

@@ -19,7 +19,7 @@ namespace memward::gateway {
 // body from `buffer` and the client. Writes the access-log line. Returns
 // whether the client connection may be kept alive.
 boost::asio::awaitable<bool> HandleCompletion(Worker& worker,
-                                              std::shared_ptr<Connection> connection,
+                                              const std::shared_ptr<Connection>& connection,
                                               ClientRequestParser& parser,
                                               boost::beast::flat_buffer& buffer,
                                               CompletionKind kind, std::string_view path,

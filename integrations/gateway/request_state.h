@@ -27,7 +27,7 @@ struct RequestRecord {
   std::string_view upstream;
   std::string_view cache = "off";
   std::string_view error;  // a literal describing the failure, or empty
-  int status = 0;          // 0 until an answer was sent; 499 when the client left
+  int status = 0;          // 0 until a response was sent; 499 when the client left
   bool stream = false;
   bool keep_alive = false;
   bool cache_filled = false;
@@ -47,9 +47,9 @@ struct Exchange {
   std::string cache_key;  // empty when the cache is off
 };
 
-// Sends the request upstream and passes the answer to the client: streamed
-// answers chunk by chunk as they arrive, others whole. Stores cacheable
-// answers. Fills `exchange.record`.
+// Sends the request upstream and passes the response to the client: streamed
+// responses chunk by chunk as they arrive, others whole. Stores cacheable
+// responses. Fills `exchange.record`.
 boost::asio::awaitable<void> ForwardUpstream(Exchange& exchange, std::string_view path);
 
 }  // namespace memward::gateway

@@ -41,10 +41,14 @@ bool ResponseCache::RegisterReclaimer() {
   reclaimer.reclaim = ReclaimBytes;
   int status = memward_reclaimer_register(&reclaimer, &reclaimer_id_);
   if (status != MEMWARD_OK) {
+    // With memward loaded, NOT_LOADED means this memward lacks reclaimers.
+    const char* reason = status == MEMWARD_ERROR_NOT_LOADED && memward_version() != nullptr
+                             ? "this memward has no memward_reclaimer_register"
+                             : memward_strerror(status);
     std::fprintf(stderr,
                  "memward-gateway: the response cache is not registered as a memward reclaimer: "
                  "%s; it stays bounded by cache.max_bytes only\n",
-                 memward_strerror(status));
+                 reason);
     return false;
   }
   registered_ = true;

@@ -37,7 +37,7 @@ constexpr Route kRoutes[] = {
     {"/metrics", http::verb::get},
 };
 
-// Answers GET routes and the errors found from the headers alone. The body,
+// Responds to GET routes and to the errors found from the headers alone. The body,
 // if any, is read and dropped first, so the connection stays usable.
 asio::awaitable<bool> HandleSimple(Worker& worker, Connection& connection,
                                    ClientRequestParser& parser, beast::flat_buffer& buffer,
@@ -105,8 +105,8 @@ asio::awaitable<bool> HandleSimple(Worker& worker, Connection& connection,
   co_return keep_alive;
 }
 
-// Answers a request whose headers could not be read as HTTP, then closes.
-asio::awaitable<void> AnswerBadHeaders(Worker& worker, Connection& connection,
+// Responds to a request whose headers could not be read as HTTP.
+asio::awaitable<void> RespondToBadHeaders(Worker& worker, Connection& connection,
                                        const boost::system::error_code& error) {
   const Limits& limits = worker.services.config.limits;
   ApiError api_error =
@@ -120,6 +120,30 @@ asio::awaitable<void> AnswerBadHeaders(Worker& worker, Connection& connection,
   StringResponse response = MakeErrorResponse(api_error, false, limits.retry_after_seconds);
   worker.services.metrics.CountResponse(api_error.status);
   co_await WriteMessage(connection.client, response, limits.client_write_timeout);
+}
+
+// How long, and how many bytes, a closing connection keeps reading what the
+// client still sends. Closing a socket with unread data makes the kernel
+// send a reset, which can destroy the response before the client read it
+// (for example an early 413 while the client still sends its body).
+constexpr Milliseconds kLingerTime{1000};
+constexpr std::size_t kLingerBytes = 1 << 20;
+
+// Sends FIN, then reads and drops the client's data until it closes its side
+// or the linger time or byte count runs out.
+asio::awaitable<void> LingeringClose(Connection& connection) {
+  boost::system::error_code ignored;
+  connection.client.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  connection.client.expires_after(kLingerTime);
+  std::size_t discarded = 0;
+  char scratch[4096];
+  while (discarded < kLingerBytes && !connection.force_closed) {
+    auto [error, read] =
+        co_await connection.client.async_read_some(asio::buffer(scratch), kNoThrow);
+    if (error) break;
+    discarded += read;
+  }
+  connection.client.socket().close(ignored);
 }
 
 bool IsDisconnect(const boost::system::error_code& error) {
@@ -143,7 +167,7 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     ClientRequestParser parser;
     parser.header_limit(std::uint32_t(limits.max_header_bytes));
     // No body limit while reading the headers, so that a too large
-    // Content-Length reaches the route, which answers 413 and logs the
+    // Content-Length reaches the route, which responds with 413 and logs the
     // tenant; the limit applies from the body's first byte.
     parser.body_limit(boost::none);
     connection->client.expires_after(limits.client_idle_timeout);
@@ -153,7 +177,7 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     parser.body_limit(limits.max_body_bytes);
     if (error) {
       if (!IsDisconnect(error) && !connection->force_closed) {
-        co_await AnswerBadHeaders(worker, *connection, error);
+        co_await RespondToBadHeaders(worker, *connection, error);
       }
       break;
     }
@@ -173,9 +197,7 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     if (!keep_alive) break;
   }
 
-  boost::system::error_code ignored;
-  connection->client.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-  connection->client.socket().close(ignored);
+  if (connection->client.socket().is_open()) co_await LingeringClose(*connection);
   services.metrics.open_connections.fetch_sub(1, std::memory_order_relaxed);
   worker.connections.erase(it);
 }

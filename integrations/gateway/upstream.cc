@@ -122,7 +122,7 @@ asio::awaitable<std::unique_ptr<beast::tcp_stream>> ConnectUpstream(
 namespace {
 
 // One health check: GET the configured path on a fresh connection. Returns
-// true for a 2xx answer within the timeout.
+// true for a 2xx response within the timeout.
 asio::awaitable<bool> CheckEndpoint(EndpointHealth& endpoint, const UpstreamSettings& settings) {
   boost::system::error_code error;
   auto stream = co_await ConnectUpstream(endpoint, settings.health_check_timeout,

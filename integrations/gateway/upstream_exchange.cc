@@ -1,4 +1,4 @@
-// Forwarding one completion request upstream and passing the answer back.
+// Forwarding one completion request upstream and passing the response back.
 #include <sys/socket.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -20,7 +20,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 
 // The size of one read from the upstream, and so the largest piece a
-// streamed answer is passed on in.
+// streamed response is passed on in.
 constexpr std::size_t kRelayBufferBytes = 16 << 10;
 
 using UpstreamParser = http::response_parser<http::buffer_body>;
@@ -97,6 +97,7 @@ asio::awaitable<UpstreamResult> SendRequest(Exchange& exchange,
   UpstreamResult result;
   result.endpoint = services.upstreams.PickEndpoint(exchange.route);
   bool fresh_only = false;
+  bool connect_failed = false;
   for (int attempt = 0; attempt < 3 && result.endpoint != nullptr; ++attempt) {
     EndpointHealth& endpoint = *result.endpoint;
     result.stream = fresh_only ? nullptr : exchange.worker.pool.TakeIdle(endpoint);
@@ -106,6 +107,7 @@ asio::awaitable<UpstreamResult> SendRequest(Exchange& exchange,
       result.stream = co_await ConnectUpstream(endpoint, config.limits.upstream_connect_timeout,
                                                config.upstream.unhealthy_after, connect_error);
       if (!result.stream) {
+        connect_failed = true;
         services.metrics.upstream_errors.fetch_add(1, std::memory_order_relaxed);
         result.endpoint = services.upstreams.PickEndpoint(exchange.route, &endpoint);
         if (result.endpoint == &endpoint) result.endpoint = nullptr;
@@ -141,7 +143,7 @@ asio::awaitable<UpstreamResult> SendRequest(Exchange& exchange,
     if (IsTimeout(error)) {
       services.metrics.upstream_timeouts.fetch_add(1, std::memory_order_relaxed);
       result.error = ApiError{504, "server_error", "upstream_timeout",
-                              "the upstream did not answer within " +
+                              "the upstream sent no response headers within " +
                                   std::to_string(config.limits.upstream_header_timeout.count()) +
                                   " ms",
                               {}};
@@ -154,10 +156,14 @@ asio::awaitable<UpstreamResult> SendRequest(Exchange& exchange,
     }
     co_return result;
   }
-  if (!result.error.has_value()) {
+  if (!result.error.has_value() && !connect_failed) {
     result.error = ApiError{503, "server_error", "upstream_unavailable",
-                            "no upstream of the model could be reached", {}};
-    result.error_text = "no upstream reachable";
+                            "no upstream of the model is healthy", {}};
+    result.error_text = "no healthy upstream";
+  } else if (!result.error.has_value()) {
+    result.error = ApiError{502, "server_error", "upstream_unreachable",
+                            "no upstream of the model could be connected to", {}};
+    result.error_text = "upstream connection failed";
   }
   co_return result;
 }
@@ -169,7 +175,7 @@ bool EndsWithDone(std::string_view events) {
   return events.ends_with("data: [DONE]");
 }
 
-// Stores a finished answer in the cache. Runs inside the request's scope, so
+// Stores a finished response in the cache. Runs inside the request's scope, so
 // the entry is charged to the request as escaped bytes, as it should be.
 bool FillCache(Exchange& exchange, std::shared_ptr<const CachedResponse> entry) {
   if (exchange.cache_key.empty()) return false;
@@ -180,7 +186,7 @@ bool FillCache(Exchange& exchange, std::shared_ptr<const CachedResponse> entry) 
   return stored;
 }
 
-// Writes the headers of a streamed answer; its body follows in chunks.
+// Writes the headers of a streamed response; its body follows in chunks.
 asio::awaitable<bool> StartStream(Exchange& exchange, std::string_view content_type) {
   const Config& config = exchange.worker.services.config;
   std::optional<http::response<http::empty_body>> head;
@@ -203,7 +209,7 @@ asio::awaitable<bool> StartStream(Exchange& exchange, std::string_view content_t
 }
 
 // Reads the upstream's body and passes it on: chunk by chunk for a streamed
-// 200 answer, whole for anything else.
+// 200 response, whole for anything else.
 asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
                                     beast::flat_buffer& upstream_buffer, UpstreamParser& parser,
                                     char* chunk) {
@@ -322,17 +328,17 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
     auto scope = exchange.memory.Enter();
     if (too_large) {
       failure = ApiError{502, "server_error", "upstream_response_too_large",
-                         "the upstream's answer is larger than the limit of " +
+                         "the upstream's response is larger than the limit of " +
                              std::to_string(config.limits.max_response_bytes) + " bytes",
                          {}};
     } else if (!complete && IsTimeout(upstream_error)) {
       failure = ApiError{504, "server_error", "upstream_timeout",
-                         "the upstream's answer stalled for more than " +
+                         "the upstream's response stalled for more than " +
                              std::to_string(config.limits.upstream_read_timeout.count()) + " ms",
                          {}};
     } else if (!complete) {
       failure = ApiError{502, "server_error", "upstream_error",
-                         "the upstream's answer broke off: " + upstream_error.message(), {}};
+                         "the upstream's response broke off: " + upstream_error.message(), {}};
     } else {
       entry = std::make_shared<CachedResponse>(CachedResponse{
           std::string(content_type.empty() ? "application/json" : content_type),
@@ -347,9 +353,9 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
                                          config.limits.retry_after_seconds));
     }
     record.status = failure->status;
-    record.error = too_large ? "upstream answer too large"
-                             : (IsTimeout(upstream_error) ? "upstream timed out during the answer"
-                                                          : "upstream failed during the answer");
+    record.error = too_large ? "upstream response too large"
+                             : (IsTimeout(upstream_error) ? "upstream timed out during the response"
+                                                          : "upstream failed during the response");
     if (!co_await WriteMessage(connection.client, *response, config.limits.client_write_timeout)) {
       record.keep_alive = false;
     }
@@ -370,10 +376,10 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
     response->prepare_payload();
   }
   record.status = status;
-  if (status != 200) record.error = "upstream answered with an error status";
+  if (status != 200) record.error = "upstream responded with an error status";
   if (!co_await WriteMessage(connection.client, *response, config.limits.client_write_timeout)) {
     record.status = 499;
-    record.error = "client closed the connection during the answer";
+    record.error = "client closed the connection during the response";
     record.keep_alive = false;
   }
 }
