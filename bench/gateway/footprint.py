@@ -68,6 +68,8 @@ def parse_args():
                         help="runs per allocator; the order rotates and medians are reported")
     parser.add_argument("--tokens-per-second", type=float, default=50, help="mock upstream pace")
     parser.add_argument("--threads", type=int, default=1, help="gateway I/O threads")
+    parser.add_argument("--cache-max", default="64m",
+                        help="the gateway's cache.max_bytes (default 64m, the gateway's default)")
     parser.add_argument("--allocators", default=",".join(ALLOCATORS),
                         help="comma-separated subset of " + ",".join(ALLOCATORS))
     args = parser.parse_args()
@@ -101,7 +103,8 @@ def run_one(name: str, args, build: run.Build, work_dir: Path) -> dict:
         hooks = run.HOOKS_ON if name == "memward" else run.HOOKS_OFF
         config = work_dir / "gateway.json"
         run.write_gateway_config(config, run.GatewaySettings(
-            upstream_port=mock_port, threads=args.threads, hooks=dict(hooks)))
+            upstream_port=mock_port, threads=args.threads, hooks=dict(hooks),
+            cache_max_bytes=args.cache_max))
         gateway, port = run.start_gateway(build, work_dir, config, preload=preload_for(name, build))
         summary = run.run_replay(
             build, work_dir, port, config, gateway.pid, trace=Path(args.trace),
@@ -221,7 +224,8 @@ def markdown(results: dict, targets: list, args, chart_name: str) -> str:
         f"{args.trace_start_s + args.trace_duration_s:g} of `{Path(args.trace).name}`, "
         f"{args.time_compression:g}x compressed, 8 Zipf-drawn tenants, 70% streamed, 10% "
         f"repeated prompts, against memward-mock-upstream at {args.tokens_per_second:g} "
-        f"tokens/s with a 100 ms first-token delay. VmRSS sampled every 100 ms until "
+        f"tokens/s with a 100 ms first-token delay, response cache of {args.cache_max}. "
+        f"VmRSS sampled every 100 ms until "
         f"{args.settle_s:g} s after the last response. {args.repeats} run(s) per allocator "
         f"(medians). Measured by `bench/gateway/footprint.py` on {machine_description()}, "
         "shared with other jobs, so the latency columns carry noise.",
