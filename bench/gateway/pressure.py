@@ -161,6 +161,10 @@ def run_one(name: str, args, build: run.Build, parent: Path, out: Path) -> dict:
                                  extra=["--repeat_share=0", "--stream_share=0.5"],
                                  timeout_s=1800)
         alive = gateway.running()
+        metrics = {}
+        if alive:
+            metrics = {key: value for key, value in run.parse_metrics(run.http_get(port, "/metrics")).items()
+                       if key.startswith(("memward_gateway_cache", "memward_gateway_rejected"))}
     finally:
         sampler.stop_event.set()
         status = gateway.stop() if gateway else None
@@ -178,6 +182,7 @@ def run_one(name: str, args, build: run.Build, parent: Path, out: Path) -> dict:
         "transport_errors": summary["transport_errors"],
         "only_answered_statuses": set(statuses) <= ANSWERED,
         "rss_peak_bytes": summary["rss_peak_bytes"],
+        "gateway_metrics": metrics,
         "printed": summary["printed"],
     }
 
@@ -220,6 +225,12 @@ def main() -> int:
               f"{c['oom_kill']}, gateway alive after the replay: {result['alive_after_replay']}, "
               f"exit status {result['exit_status']}, statuses {result['by_status']}, "
               f"transport errors {result['transport_errors']}")
+        metrics = result["gateway_metrics"]
+        if metrics:
+            print(f"  cache: {metrics.get('memward_gateway_cache_bytes', 0) / 1048576:.1f} MiB held, "
+                  f"{metrics.get('memward_gateway_cache_reclaimed_bytes_total', 0) / 1048576:.1f} MiB "
+                  f"given back at memward's request; 503 under pressure: "
+                  f"{metrics.get('memward_gateway_rejected_pressure_total', 0):.0f}")
         print(f"  {'expected' if met else 'NOT as expected'}: {explanation}", flush=True)
     (out / "pressure.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {out}/pressure.json")
