@@ -18,6 +18,8 @@ packages=(
   golang-go
   # peers measured in the benchmarks
   libgoogle-perftools-dev libmimalloc-dev
+  # the gateway footprint benchmark's chart (bench/gateway/footprint.py)
+  python3-matplotlib
   # real programs run under LD_PRELOAD in the integration tests
   nginx-light redis-server redis-tools wrk python3 coreutils time procps curl man-db openssl
 )
