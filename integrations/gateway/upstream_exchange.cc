@@ -261,8 +261,11 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
     }
     if (relay) {
       connection.client.expires_after(config.limits.client_write_timeout);
-      auto [write_error, written] = co_await asio::async_write(
-          connection.client, http::make_chunk(asio::buffer(chunk, got)), kNoThrow);
+      // A named value, not a temporary inside the co_await expression (see
+      // RespondWithError in proxy.cc for the GCC 12.2 fault).
+      auto chunk_buffers = http::make_chunk(asio::buffer(chunk, got));
+      auto [write_error, written] =
+          co_await asio::async_write(connection.client, chunk_buffers, kNoThrow);
       client_failed = bool(write_error);
     }
   }
@@ -301,8 +304,9 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
       co_return;
     }
     connection.client.expires_after(config.limits.client_write_timeout);
+    auto last_chunk = http::make_chunk_last();
     auto [write_error, written] =
-        co_await asio::async_write(connection.client, http::make_chunk_last(), kNoThrow);
+        co_await asio::async_write(connection.client, last_chunk, kNoThrow);
     if (write_error) {
       record.status = 499;
       record.error = "client closed the connection at the end of the stream";

@@ -74,7 +74,7 @@ class MockUpstream {
 
 // A config with three tenants (acme, globex, and tiny, whose hard limit is
 // below any request's admission estimate) and one model on the given
-// upstreams. `edit` changes it before it is written.
+// upstreams.
 json::object BaseConfig(const std::vector<std::string>& upstreams) {
   json::array upstream_list;
   for (const std::string& address : upstreams) upstream_list.push_back(json::value(address));
@@ -504,6 +504,86 @@ TEST_F(GatewayTest, SmallRoutesRespond) {
   EXPECT_EQ(wrong_method.headers["allow"], "POST");
 }
 
+TEST(GatewayThreads, ConcurrentClientsOnTwoThreads) {
+  MockUpstream mock({"--tokens_per_second=200", "--first_token_delay_ms=0", "--threads=2"});
+  json::object config = BaseConfig({mock.address()});
+  config["threads"] = 2;
+  config["cache"].as_object()["max_bytes"] = 0;
+  Gateway gateway(config);
+  constexpr int kClients = 8;
+  constexpr int kRequestsPerClient = 5;
+  std::vector<int> ok(kClients, 0);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kRequestsPerClient; ++i) {
+        bool stream = (c + i) % 2 == 0;
+        HttpReply reply = gateway.Post("/v1/chat/completions",
+                                       ChatBody("client " + std::to_string(c), 10, stream));
+        if (reply.status == 200) ++ok[c];
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(ok[c], kRequestsPerClient) << "client " << c;
+  EXPECT_EQ(mock.Stat("completions"), kClients * kRequestsPerClient);
+  ASSERT_TRUE(WaitFor([&] { return gateway.AccessLog().size() == kClients * kRequestsPerClient; }));
+  for (const json::object& record : gateway.AccessLog()) {
+    EXPECT_EQ(record.at("escaped_bytes").as_int64(), 0) << json::serialize(record);
+  }
+}
+
+TEST(GatewayHooks, IdlePeriodPurgesOnce) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"idle_purge_after_ms", 100}};
+  Gateway gateway(config);
+  ASSERT_EQ(gateway.Post("/v1/chat/completions", ChatBody("purge", 4, false)).status, 200);
+  EXPECT_TRUE(WaitFor([&] { return gateway.Metric("memward_gateway_idle_purges_total") == 1; }));
+  // No request since: no second purge.
+  std::this_thread::sleep_for(milliseconds(400));
+  EXPECT_EQ(gateway.Metric("memward_gateway_idle_purges_total"), 1);
+}
+
+TEST(GatewayHooks, HooksOffRunsWithoutMemwardRequests) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"scopes", false},
+                                 {"request_memory_resource", false},
+                                 {"admission", false},
+                                 {"cache_reclaimer", false},
+                                 {"idle_purge", false}};
+  Gateway gateway(config);
+  // Without admission, the tiny tenant's budget is not checked.
+  HttpReply reply = gateway.Post("/v1/chat/completions", ChatBody("off", 4, false), kTinyKey);
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  ASSERT_TRUE(WaitFor([&] { return gateway.AccessLog().size() == 1; }));
+  EXPECT_FALSE(gateway.AccessLog()[0].at("memward_request").as_bool());
+  EXPECT_EQ(gateway.Metric("memward_gateway_measured_requests_total"), 0);
+}
+
+TEST(GatewayHooks, EnforcedHardLimitGets500) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["limits"].as_object()["max_body_bytes"] = "4k";
+  config["tenants"].as_array().push_back(json::object{{"name", "strict"},
+                                                      {"api_keys", json::array{"sk-strict-1"}},
+                                                      {"hard_limit", "128k"},
+                                                      {"enforce_hard_limit", true}});
+  Gateway gateway(config);
+  // Admitted (a small body is estimated at about 80 KiB), but collecting a
+  // response of 40,000 tokens (about 300 KB) inside the request passes the
+  // enforced limit.
+  HttpReply reply =
+      gateway.Post("/v1/chat/completions", ChatBody("large", 40000, false), "sk-strict-1");
+  EXPECT_EQ(reply.status, 500) << reply.body;
+  EXPECT_EQ(ErrorOf(reply).at("code").as_string(), "tenant_memory_exhausted");
+  // The gateway keeps serving, the strict tenant too.
+  EXPECT_EQ(gateway.Post("/v1/chat/completions", ChatBody("small", 2, false)).status, 200);
+  EXPECT_EQ(gateway.Post("/v1/chat/completions", ChatBody("small", 2, false), "sk-strict-1").status,
+            200);
+}
+
 TEST(GatewayShutdown, SigtermDrainsOpenStream) {
   MockUpstream mock;
   Gateway gateway(BaseConfig({mock.address()}));
@@ -523,6 +603,30 @@ TEST(GatewayShutdown, SigtermDrainsOpenStream) {
   ASSERT_TRUE(status.has_value()) << gateway.Describe();
   ASSERT_TRUE(WIFEXITED(*status)) << gateway.Describe();
   EXPECT_EQ(WEXITSTATUS(*status), 0) << gateway.Describe();
+}
+
+TEST(GatewayShutdown, DrainTimeoutClosesLongStream) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["limits"].as_object()["shutdown_drain_ms"] = 300;
+  Gateway gateway(config);
+  // 200 tokens at 10 a second: 20 s, far past the drain time.
+  StreamReader reader(gateway.port(), "/v1/chat/completions",
+                      ChatBody("mock-tokens-per-second=10 long", 200, true),
+                      {{"authorization", std::string("Bearer ") + kAcmeKey}});
+  ASSERT_EQ(reader.status(), 200);
+  ASSERT_TRUE(reader.NextChunk().has_value());
+  gateway.process().send_signal(SIGTERM);
+  std::optional<int> status = gateway.process().wait_for_exit(seconds(5));
+  ASSERT_TRUE(status.has_value()) << gateway.Describe();
+  ASSERT_TRUE(WIFEXITED(*status)) << gateway.Describe();
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << gateway.Describe();
+  std::string events;
+  EXPECT_ANY_THROW({
+    while (auto chunk = reader.NextChunk()) events += *chunk;
+  });
+  EXPECT_TRUE(WaitFor([&] { return mock.Stat("client_disconnects") == 1; }))
+      << "the upstream stream was not cancelled at shutdown";
 }
 
 struct BadConfigCase {
