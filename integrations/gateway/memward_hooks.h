@@ -62,7 +62,7 @@ class RequestMemory {
   // scope, then the request inside it. Exits both on destruction.
   class Scope {
    public:
-    explicit Scope(const RequestMemory* memory);
+    Scope(const RequestMemory* memory, bool include_request);
     ~Scope();
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -82,7 +82,11 @@ class RequestMemory {
   RequestMemory(const RequestMemory&) = delete;
   RequestMemory& operator=(const RequestMemory&) = delete;
 
-  Scope Enter() const { return Scope(this); }
+  Scope Enter() const { return Scope(this, true); }
+  // Makes only the tenant current, for memory that outlives the request
+  // (cache entries): it is charged to the tenant, and the request's arena
+  // can still be emptied and reused when the request ends.
+  Scope EnterTenant() const { return Scope(this, false); }
 
   // Ends the request. Everything allocated in its scopes that is still live
   // counts as escaped. Safe to call once; later calls return the first
