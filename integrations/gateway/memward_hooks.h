@@ -52,10 +52,10 @@ class MemwardHooks {
   std::vector<memward_tenant_id> tenant_ids_;
 };
 
-// The memward request of one HTTP request. Begun on the thread that handles
-// the connection; between co_awaits, each synchronous step runs inside an
-// Enter() guard, because memward scopes are per thread and must be exited in
+// The memward request of one HTTP request, begun on the thread that handles
+// the connection. memward scopes are per thread and must be exited in
 // reverse order, so no scope may stay open while another coroutine runs.
+// Between co_awaits, each synchronous step runs inside an Enter() guard.
 class RequestMemory {
  public:
   // Makes the request current around one synchronous step: the tenant's

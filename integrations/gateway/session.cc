@@ -170,7 +170,7 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     parser.header_limit(std::uint32_t(limits.max_header_bytes));
     // No body limit while reading the headers, so that a too large
     // Content-Length reaches the route, which responds with 413 and logs the
-    // tenant; the limit applies from the body's first byte.
+    // tenant. The limit applies from the body's first byte.
     parser.body_limit(boost::none);
     connection->client.expires_after(limits.client_idle_timeout);
     auto [error, read] =

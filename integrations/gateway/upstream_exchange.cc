@@ -304,8 +304,8 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
 
   if (relay) {
     if (!complete) {
-      // The client already has a 200; closing without the last chunk tells
-      // it the stream is incomplete.
+      // The client already has a 200. Closing the connection without the
+      // last chunk marks the stream as incomplete.
       record.error = IsTimeout(upstream_error) ? "upstream timed out during the stream"
                                                : "upstream failed during the stream";
       record.keep_alive = false;
