@@ -561,6 +561,19 @@ TEST(GatewayHooks, HooksOffRunsWithoutMemwardRequests) {
   EXPECT_EQ(gateway.Metric("memward_gateway_measured_requests_total"), 0);
 }
 
+TEST(GatewayHooks, TenantOverSoftLimitIsShedWith429) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["tenants"].as_array().push_back(json::object{
+      {"name", "soft"}, {"api_keys", json::array{"sk-soft-1"}}, {"soft_limit", "16k"}});
+  Gateway gateway(config);
+  HttpReply reply = gateway.Post("/v1/chat/completions", ChatBody("hi", 1, false), "sk-soft-1");
+  EXPECT_EQ(reply.status, 429) << reply.body;
+  EXPECT_EQ(ErrorOf(reply).at("code").as_string(), "tenant_over_budget");
+  EXPECT_EQ(reply.headers["retry-after"], "1");
+  EXPECT_EQ(gateway.Metric("memward_gateway_rejected_over_budget_total"), 1);
+}
+
 TEST(GatewayHooks, EnforcedHardLimitGets500) {
   MockUpstream mock;
   json::object config = BaseConfig({mock.address()});
