@@ -26,7 +26,7 @@ using boost::asio::ip::tcp;
 }
 
 // Reads the fields of one JSON object and remembers which ones were read, so
-// that Finish() can reject the fields nobody asked for (misspellings).
+// that Finish() can reject fields that no reader requested (misspellings).
 class ObjectReader {
  public:
   ObjectReader(const json::value& value, std::string path) : path_(std::move(path)) {

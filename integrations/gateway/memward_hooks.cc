@@ -87,10 +87,10 @@ const memward_request_summary& RequestMemory::End() {
   return summary_;
 }
 
-RequestMemory::Scope::Scope(const RequestMemory* memory) {
+RequestMemory::Scope::Scope(const RequestMemory* memory, bool include_request) {
   if (memory->tenant_ == MEMWARD_PROCESS_TENANT || memory->ended_) return;
   tenant_entered_ = memward_scope_enter(memory->tenant_, &tenant_saved_) == MEMWARD_OK;
-  if (memory->begun_) {
+  if (include_request && memory->begun_) {
     request_entered_ = memward_request_enter(&memory->request_, &request_saved_) == MEMWARD_OK;
   }
 }

@@ -52,17 +52,17 @@ class MemwardHooks {
   std::vector<memward_tenant_id> tenant_ids_;
 };
 
-// The memward request of one HTTP request. Begun on the thread that handles
-// the connection; between co_awaits, each synchronous step runs inside an
-// Enter() guard, because memward scopes are per thread and must be exited in
+// The memward request of one HTTP request, begun on the thread that handles
+// the connection. memward scopes are per thread and must be exited in
 // reverse order, so no scope may stay open while another coroutine runs.
+// Between co_awaits, each synchronous step runs inside an Enter() guard.
 class RequestMemory {
  public:
   // Makes the request current around one synchronous step: the tenant's
   // scope, then the request inside it. Exits both on destruction.
   class Scope {
    public:
-    explicit Scope(const RequestMemory* memory);
+    Scope(const RequestMemory* memory, bool include_request);
     ~Scope();
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
@@ -82,7 +82,11 @@ class RequestMemory {
   RequestMemory(const RequestMemory&) = delete;
   RequestMemory& operator=(const RequestMemory&) = delete;
 
-  Scope Enter() const { return Scope(this); }
+  Scope Enter() const { return Scope(this, true); }
+  // Makes only the tenant current, for memory that outlives the request
+  // (cache entries): it is charged to the tenant, and the request's arena
+  // can still be emptied and reused when the request ends.
+  Scope EnterTenant() const { return Scope(this, false); }
 
   // Ends the request. Everything allocated in its scopes that is still live
   // counts as escaped. Safe to call once; later calls return the first

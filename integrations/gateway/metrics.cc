@@ -90,7 +90,7 @@ std::string RenderMetrics(const Metrics& metrics, const ResponseCache& cache,
   AppendMetric(out, "memward_gateway_request_peak_bytes_total", "counter",
                "Sum of the measured requests' peak bytes.", get(metrics.request_peak_bytes_total));
   AppendMetric(out, "memward_gateway_escaped_bytes_cache_fill_total", "counter",
-               "Bytes still live at the end of requests that stored a cache entry.",
+               "Bytes still live at the end of requests that stored a cache entry (0 unless a leak).",
                get(metrics.escaped_bytes_cache_fill));
   AppendMetric(out, "memward_gateway_escaped_bytes_other_total", "counter",
                "Bytes still live at the end of requests that stored nothing (0 unless a leak).",

@@ -30,7 +30,8 @@ struct Metrics {
   std::atomic<std::int64_t> open_requests{0};
   std::atomic<std::int64_t> open_connections{0};
   // memward request summaries, split by whether the request stored a cache
-  // entry (the only memory a request is meant to leave behind).
+  // entry. Entries are built outside the request, so both stay 0 unless
+  // something leaks.
   std::atomic<std::uint64_t> measured_requests{0};
   std::atomic<std::uint64_t> escaped_bytes_cache_fill{0};
   std::atomic<std::uint64_t> escaped_bytes_other{0};

@@ -284,7 +284,24 @@ asio::awaitable<bool> HandleCompletion(Worker& worker, const std::shared_ptr<Con
 
   services.metrics.open_requests.fetch_add(1, std::memory_order_relaxed);
   RequestMemory memory(services.hooks, *tenant);
-  co_await RunCompletion(worker, connection, parser, buffer, kind, *tenant, memory, record);
+  // A tenant registered with enforce_hard_limit makes allocations past its
+  // hard limit throw std::bad_alloc inside the request's scopes.
+  bool out_of_memory = false;
+  try {
+    co_await RunCompletion(worker, connection, parser, buffer, kind, *tenant, memory, record);
+  } catch (const std::bad_alloc&) {
+    out_of_memory = true;
+  }
+  if (out_of_memory) {
+    record.error = "allocation failed: the tenant reached its enforced hard limit";
+    record.keep_alive = false;
+    if (record.status == 0) {
+      // Built outside the request's scopes, so it is charged to the process.
+      const ApiError error{500, "server_error", "tenant_memory_exhausted",
+                           "the tenant's memory limit was reached while serving the request", {}};
+      co_await RespondWithError(*connection, no_memory, record, services, error, record.error);
+    }
+  }
   const memward_request_summary& summary = memory.End();
   services.metrics.open_requests.fetch_sub(1, std::memory_order_relaxed);
   services.activity_epoch.fetch_add(1, std::memory_order_relaxed);

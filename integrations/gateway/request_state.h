@@ -17,9 +17,10 @@
 
 namespace memward::gateway {
 
-// What the access log and metrics record about a request. Holds only views
-// of the config and string literals, so that nothing in it is allocated
-// inside the request's memward scope and outlives the request.
+// The facts about a request that the access log and metrics record. It
+// contains only views of the config and string literals, so that nothing in
+// it is allocated inside the request's memward scope and outlives the
+// request.
 struct RequestRecord {
   std::string_view tenant;
   std::string_view model;

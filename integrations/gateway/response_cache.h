@@ -36,8 +36,9 @@ struct CacheStats {
 
 // Thread-safe: one mutex guards the map, the LRU list and the byte count.
 // memward calls the reclaimer on its warden thread, which takes the same
-// mutex; entries are released outside it where they can be, because a
-// hit's shared_ptr may keep a body alive past eviction.
+// mutex. Removed entries are freed after the mutex is released, to keep the
+// critical section short. A hit holds its body through a shared_ptr, so an
+// eviction never frees a body that is still being sent.
 class ResponseCache {
  public:
   using Clock = std::chrono::steady_clock;
@@ -59,8 +60,8 @@ class ResponseCache {
   bool Insert(std::string key, std::shared_ptr<const CachedResponse> response);
 
   // Registers the cache as a memward reclaimer. Logs on stderr and returns
-  // false when memward does not take it (not loaded, or no reclaimers in
-  // this memward); the cache then works without it.
+  // false when memward rejects it (not loaded, or no reclaimers in this
+  // memward). The cache then works without it.
   bool RegisterReclaimer();
 
   // Frees at least `target_bytes` by evicting expired, then least recently

@@ -4,6 +4,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
+#include <cstdio>
+
 #include "gateway_context.h"
 #include "http_util.h"
 #include "proxy.h"
@@ -168,7 +170,7 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     parser.header_limit(std::uint32_t(limits.max_header_bytes));
     // No body limit while reading the headers, so that a too large
     // Content-Length reaches the route, which responds with 413 and logs the
-    // tenant; the limit applies from the body's first byte.
+    // tenant. The limit applies from the body's first byte.
     parser.body_limit(boost::none);
     connection->client.expires_after(limits.client_idle_timeout);
     auto [error, read] =
@@ -185,14 +187,22 @@ asio::awaitable<void> ServeConnection(Worker& worker,
     services.metrics.requests.fetch_add(1, std::memory_order_relaxed);
     const std::string path(TargetPath(parser.get().target()));
     bool keep_alive = false;
-    if (parser.get().method() == http::verb::post && path == "/v1/chat/completions") {
-      keep_alive = co_await HandleCompletion(worker, connection, parser, buffer,
-                                             CompletionKind::kChat, path, start);
-    } else if (parser.get().method() == http::verb::post && path == "/v1/completions") {
-      keep_alive = co_await HandleCompletion(worker, connection, parser, buffer,
-                                             CompletionKind::kLegacy, path, start);
-    } else {
-      keep_alive = co_await HandleSimple(worker, *connection, parser, buffer, path, start);
+    try {
+      if (parser.get().method() == http::verb::post && path == "/v1/chat/completions") {
+        keep_alive = co_await HandleCompletion(worker, connection, parser, buffer,
+                                               CompletionKind::kChat, path, start);
+      } else if (parser.get().method() == http::verb::post && path == "/v1/completions") {
+        keep_alive = co_await HandleCompletion(worker, connection, parser, buffer,
+                                               CompletionKind::kLegacy, path, start);
+      } else {
+        keep_alive = co_await HandleSimple(worker, *connection, parser, buffer, path, start);
+      }
+    } catch (const std::exception& error) {
+      // One failed request closes its connection, never the gateway.
+      std::fprintf(stderr, "memward-gateway: %s %s failed: %s; closing the connection\n",
+                   std::string(http::to_string(parser.get().method())).c_str(), path.c_str(),
+                   error.what());
+      keep_alive = false;
     }
     if (!keep_alive) break;
   }

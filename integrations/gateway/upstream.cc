@@ -112,7 +112,7 @@ asio::awaitable<std::unique_ptr<beast::tcp_stream>> ConnectUpstream(
   auto [connect_error] = co_await stream->async_connect(endpoint.config().address, kNoThrow);
   error = connect_error;
   if (error) {
-    endpoint.RecordFailure(unhealthy_after);
+    if (unhealthy_after > 0) endpoint.RecordFailure(unhealthy_after);
     co_return nullptr;
   }
   stream->socket().set_option(asio::ip::tcp::no_delay(true));
@@ -125,8 +125,7 @@ namespace {
 // true for a 2xx response within the timeout.
 asio::awaitable<bool> CheckEndpoint(EndpointHealth& endpoint, const UpstreamSettings& settings) {
   boost::system::error_code error;
-  auto stream = co_await ConnectUpstream(endpoint, settings.health_check_timeout,
-                                         std::numeric_limits<int>::max(), error);
+  auto stream = co_await ConnectUpstream(endpoint, settings.health_check_timeout, 0, error);
   if (!stream) co_return false;
   stream->expires_after(settings.health_check_timeout);
   http::request<http::empty_body> request{http::verb::get, settings.health_check_path, 11};

@@ -92,8 +92,9 @@ class ConnectionPool {
   std::vector<std::vector<std::unique_ptr<boost::beast::tcp_stream>>> idle_;  // per endpoint
 };
 
-// Connects a new stream to the endpoint within the connect timeout. Records
-// a failure on the endpoint when the connection fails.
+// Connects a new stream to the endpoint within the connect timeout. When the
+// connection fails, records a failure on the endpoint unless
+// `unhealthy_after` is 0 (the health check records its own result).
 boost::asio::awaitable<std::unique_ptr<boost::beast::tcp_stream>> ConnectUpstream(
     EndpointHealth& endpoint, Milliseconds timeout, int unhealthy_after,
     boost::system::error_code& error);

@@ -74,7 +74,7 @@ class MockUpstream {
 
 // A config with three tenants (acme, globex, and tiny, whose hard limit is
 // below any request's admission estimate) and one model on the given
-// upstreams. `edit` changes it before it is written.
+// upstreams.
 json::object BaseConfig(const std::vector<std::string>& upstreams) {
   json::array upstream_list;
   for (const std::string& address : upstreams) upstream_list.push_back(json::value(address));
@@ -454,7 +454,7 @@ TEST(GatewayUpstream, RoundRobinSkipsUnhealthyEndpoint) {
   EXPECT_EQ(first.Stat("completions"), 6);
 }
 
-TEST_F(GatewayTest, RequestsWithoutCacheFillLeaveNoEscapedBytes) {
+TEST_F(GatewayTest, RequestsLeaveNoEscapedBytes) {
   // Misses that fill the cache, hits, streams, errors and rejections.
   for (int i = 0; i < 3; ++i) {
     std::string n = std::to_string(i);
@@ -474,17 +474,16 @@ TEST_F(GatewayTest, RequestsWithoutCacheFillLeaveNoEscapedBytes) {
   for (const json::object& record : log) {
     if (!record.at("memward_request").as_bool()) continue;
     ++measured;
-    if (record.at("cache").as_string() == "fill") {
-      ++fills;
-      EXPECT_GT(record.at("escaped_bytes").as_int64(), 0) << json::serialize(record);
-      continue;
-    }
+    // Cache entries are built in the tenant's scope, outside the request,
+    // so requests that fill the cache leave nothing behind either.
+    if (record.at("cache").as_string() == "fill") ++fills;
     EXPECT_EQ(record.at("escaped_bytes").as_int64(), 0) << json::serialize(record);
     EXPECT_GT(record.at("peak_bytes").as_int64(), 0) << json::serialize(record);
   }
   EXPECT_EQ(measured, 18) << "requests ran without a memward request: " << gateway_->Describe();
   EXPECT_EQ(fills, 6);
   EXPECT_EQ(gateway_->Metric("memward_gateway_requests_with_escapes_other_total"), 0);
+  EXPECT_EQ(gateway_->Metric("memward_gateway_escaped_bytes_cache_fill_total"), 0);
 }
 
 TEST_F(GatewayTest, SmallRoutesRespond) {
@@ -502,6 +501,99 @@ TEST_F(GatewayTest, SmallRoutesRespond) {
   HttpReply wrong_method = Fetch(gateway_->port(), "GET", "/v1/chat/completions");
   EXPECT_EQ(wrong_method.status, 405);
   EXPECT_EQ(wrong_method.headers["allow"], "POST");
+}
+
+TEST(GatewayThreads, ConcurrentClientsOnTwoThreads) {
+  MockUpstream mock({"--tokens_per_second=200", "--first_token_delay_ms=0", "--threads=2"});
+  json::object config = BaseConfig({mock.address()});
+  config["threads"] = 2;
+  config["cache"].as_object()["max_bytes"] = 0;
+  Gateway gateway(config);
+  constexpr int kClients = 8;
+  constexpr int kRequestsPerClient = 5;
+  std::vector<int> ok(kClients, 0);
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&, c] {
+      for (int i = 0; i < kRequestsPerClient; ++i) {
+        bool stream = (c + i) % 2 == 0;
+        HttpReply reply = gateway.Post("/v1/chat/completions",
+                                       ChatBody("client " + std::to_string(c), 10, stream));
+        if (reply.status == 200) ++ok[c];
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int c = 0; c < kClients; ++c) EXPECT_EQ(ok[c], kRequestsPerClient) << "client " << c;
+  EXPECT_EQ(mock.Stat("completions"), kClients * kRequestsPerClient);
+  ASSERT_TRUE(WaitFor([&] { return gateway.AccessLog().size() == kClients * kRequestsPerClient; }));
+  for (const json::object& record : gateway.AccessLog()) {
+    EXPECT_EQ(record.at("escaped_bytes").as_int64(), 0) << json::serialize(record);
+  }
+}
+
+TEST(GatewayHooks, IdlePeriodPurgesOnce) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"idle_purge_after_ms", 100}};
+  Gateway gateway(config);
+  ASSERT_EQ(gateway.Post("/v1/chat/completions", ChatBody("purge", 4, false)).status, 200);
+  EXPECT_TRUE(WaitFor([&] { return gateway.Metric("memward_gateway_idle_purges_total") == 1; }));
+  // No request since: no second purge.
+  std::this_thread::sleep_for(milliseconds(400));
+  EXPECT_EQ(gateway.Metric("memward_gateway_idle_purges_total"), 1);
+}
+
+TEST(GatewayHooks, HooksOffRunsWithoutMemwardRequests) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"scopes", false},
+                                 {"request_memory_resource", false},
+                                 {"admission", false},
+                                 {"cache_reclaimer", false},
+                                 {"idle_purge", false}};
+  Gateway gateway(config);
+  // Without admission, the tiny tenant's budget is not checked.
+  HttpReply reply = gateway.Post("/v1/chat/completions", ChatBody("off", 4, false), kTinyKey);
+  ASSERT_EQ(reply.status, 200) << reply.body;
+  ASSERT_TRUE(WaitFor([&] { return gateway.AccessLog().size() == 1; }));
+  EXPECT_FALSE(gateway.AccessLog()[0].at("memward_request").as_bool());
+  EXPECT_EQ(gateway.Metric("memward_gateway_measured_requests_total"), 0);
+}
+
+TEST(GatewayHooks, TenantOverSoftLimitIsShedWith429) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["tenants"].as_array().push_back(json::object{
+      {"name", "soft"}, {"api_keys", json::array{"sk-soft-1"}}, {"soft_limit", "16k"}});
+  Gateway gateway(config);
+  HttpReply reply = gateway.Post("/v1/chat/completions", ChatBody("hi", 1, false), "sk-soft-1");
+  EXPECT_EQ(reply.status, 429) << reply.body;
+  EXPECT_EQ(ErrorOf(reply).at("code").as_string(), "tenant_over_budget");
+  EXPECT_EQ(reply.headers["retry-after"], "1");
+  EXPECT_EQ(gateway.Metric("memward_gateway_rejected_over_budget_total"), 1);
+}
+
+TEST(GatewayHooks, EnforcedHardLimitGets500) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["limits"].as_object()["max_body_bytes"] = "4k";
+  config["tenants"].as_array().push_back(json::object{{"name", "strict"},
+                                                      {"api_keys", json::array{"sk-strict-1"}},
+                                                      {"hard_limit", "128k"},
+                                                      {"enforce_hard_limit", true}});
+  Gateway gateway(config);
+  // Admitted (a small body is estimated at about 80 KiB), but collecting a
+  // response of 40,000 tokens (about 300 KB) inside the request passes the
+  // enforced limit.
+  HttpReply reply =
+      gateway.Post("/v1/chat/completions", ChatBody("large", 40000, false), "sk-strict-1");
+  EXPECT_EQ(reply.status, 500) << reply.body;
+  EXPECT_EQ(ErrorOf(reply).at("code").as_string(), "tenant_memory_exhausted");
+  // The gateway keeps serving, the strict tenant too.
+  EXPECT_EQ(gateway.Post("/v1/chat/completions", ChatBody("small", 2, false)).status, 200);
+  EXPECT_EQ(gateway.Post("/v1/chat/completions", ChatBody("small", 2, false), "sk-strict-1").status,
+            200);
 }
 
 TEST(GatewayShutdown, SigtermDrainsOpenStream) {
@@ -523,6 +615,30 @@ TEST(GatewayShutdown, SigtermDrainsOpenStream) {
   ASSERT_TRUE(status.has_value()) << gateway.Describe();
   ASSERT_TRUE(WIFEXITED(*status)) << gateway.Describe();
   EXPECT_EQ(WEXITSTATUS(*status), 0) << gateway.Describe();
+}
+
+TEST(GatewayShutdown, DrainTimeoutClosesLongStream) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["limits"].as_object()["shutdown_drain_ms"] = 300;
+  Gateway gateway(config);
+  // 200 tokens at 10 a second: 20 s, far past the drain time.
+  StreamReader reader(gateway.port(), "/v1/chat/completions",
+                      ChatBody("mock-tokens-per-second=10 long", 200, true),
+                      {{"authorization", std::string("Bearer ") + kAcmeKey}});
+  ASSERT_EQ(reader.status(), 200);
+  ASSERT_TRUE(reader.NextChunk().has_value());
+  gateway.process().send_signal(SIGTERM);
+  std::optional<int> status = gateway.process().wait_for_exit(seconds(5));
+  ASSERT_TRUE(status.has_value()) << gateway.Describe();
+  ASSERT_TRUE(WIFEXITED(*status)) << gateway.Describe();
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << gateway.Describe();
+  std::string events;
+  EXPECT_ANY_THROW({
+    while (auto chunk = reader.NextChunk()) events += *chunk;
+  });
+  EXPECT_TRUE(WaitFor([&] { return mock.Stat("client_disconnects") == 1; }))
+      << "the upstream stream was not cancelled at shutdown";
 }
 
 struct BadConfigCase {
