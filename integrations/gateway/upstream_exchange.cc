@@ -19,8 +19,9 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 
-// The size of one read from the upstream, and so the largest piece a
-// streamed response is passed on in.
+// The maximum body bytes one read from the upstream returns, and so the
+// largest piece a streamed response is passed on in. A read returns as
+// soon as any body bytes arrive, so smaller pieces go out without waiting.
 constexpr std::size_t kRelayBufferBytes = 16 << 10;
 
 using UpstreamParser = http::response_parser<http::buffer_body>;
@@ -245,8 +246,11 @@ asio::awaitable<void> RelayResponse(Exchange& exchange, UpstreamResult& sent,
     parser.get().body().data = chunk;
     parser.get().body().size = kRelayBufferBytes;
     sent.stream->expires_after(config.limits.upstream_read_timeout);
+    // read_some, not read: with a buffer_body, async_read completes only
+    // when the buffer is full or the message ends, which held streamed
+    // events back until 16 KiB of them had arrived.
     auto [read_error, read] =
-        co_await http::async_read(*sent.stream, upstream_buffer, parser, kNoThrow);
+        co_await http::async_read_some(*sent.stream, upstream_buffer, parser, kNoThrow);
     if (read_error && read_error != http::error::need_buffer) {
       upstream_error = read_error;
       break;

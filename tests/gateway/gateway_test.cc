@@ -220,6 +220,33 @@ TEST_F(GatewayTest, StreamedChatPassesEventsThrough) {
   EXPECT_EQ(json::parse(data.front()).at("object").as_string(), "chat.completion.chunk");
 }
 
+TEST_F(GatewayTest, StreamedEventArrivesBeforeUpstreamEnds) {
+  // 30 tokens at 10 a second: the upstream produces events for 3 s, and
+  // the whole stream (about 7.5 KB) fits in the gateway's 16 KiB relay
+  // buffer. A gateway that passes each chunk on delivers the first event
+  // while the mock still has the stream open. A gateway that waits for a
+  // full buffer delivers it only after the mock has finished.
+  StreamReader reader(gateway_->port(), "/v1/chat/completions",
+                      ChatBody("mock-tokens-per-second=10 first", 30, true),
+                      {{"authorization", std::string("Bearer ") + kAcmeKey}});
+  ASSERT_EQ(reader.status(), 200);
+  // A read may return only a chunk header, so read until one event ends.
+  std::string received;
+  while (received.find("\n\n") == std::string::npos) {
+    std::optional<std::string> chunk = reader.NextChunk();
+    ASSERT_TRUE(chunk.has_value()) << "the stream ended before its first event: " << received;
+    received += *chunk;
+  }
+  std::vector<std::string> data = SseData(received);
+  ASSERT_FALSE(data.empty()) << received;
+  EXPECT_EQ(json::parse(data.front()).at("object").as_string(), "chat.completion.chunk");
+
+  EXPECT_EQ(mock_->Stat("open_streams"), 1) << "the first event arrived after the upstream stream";
+  EXPECT_EQ(mock_->Stat("streams_finished"), 0)
+      << "the first event arrived after the upstream stream";
+  reader.Abort();
+}
+
 TEST_F(GatewayTest, RepeatedRequestIsServedFromCache) {
   std::string body = ChatBody("cache this", 8, false);
   HttpReply first = gateway_->Post("/v1/chat/completions", body);
