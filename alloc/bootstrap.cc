@@ -169,7 +169,19 @@ void WaitForBackgroundThread() {
 
 namespace {
 
+// jemalloc 5.3 serves arena i from background thread i % max_background_threads
+// and starts a thread only when its first arena is created, from another
+// background thread and at that thread's next wake-up. memward creates arenas
+// while the program runs (tenants, requests, the sampler), so with several
+// threads a clone could come long after start-up, inside a program that has
+// since installed a seccomp filter. One thread serves every arena and is
+// running before the program's main.
 bool EnableBackgroundThreads() {
+  size_t one_thread = 1;
+  if (mwje_mallctl("max_background_threads", nullptr, nullptr, &one_thread,
+                   sizeof(one_thread)) != 0) {
+    return false;
+  }
   bool enable = true;
   return mwje_mallctl("background_thread", nullptr, nullptr, &enable, sizeof(enable)) == 0;
 }
