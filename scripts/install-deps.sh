@@ -16,6 +16,8 @@ packages=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # `go tool pprof` reads the exported heap profiles in the tests
   golang-go
+  # clang's libFuzzer runs the admin request parser's fuzz target in the tests
+  clang libclang-rt-14-dev
   # peers measured in the benchmarks
   libgoogle-perftools-dev libmimalloc-dev
   # the gateway footprint benchmark's chart (bench/gateway/footprint.py)
