@@ -170,7 +170,7 @@ asio::awaitable<void> RunCompletion(Worker& worker, const std::shared_ptr<Connec
     } else {
       record.model = route->config->name;
       record.stream = request.stream;
-      exchange.emplace(Exchange{worker, connection, memory, record, *route, request.stream});
+      exchange.emplace(Exchange{worker, connection, memory, record, *route, request.stream, {}, {}});
       if (services.cache.enabled()) {
         exchange->cache_key = CacheKey(record.tenant, record.path, request.document);
       }

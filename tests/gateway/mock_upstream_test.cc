@@ -187,7 +187,9 @@ TEST(MockUpstream, FailHeaderSetsStatus) {
     json::object error = ParseObject(reply.body).at("error").as_object();
     EXPECT_NE(error.at("message").as_string().find(std::to_string(status)), std::string::npos);
     EXPECT_TRUE(error.contains("type"));
-    if (status == 429 || status == 503) EXPECT_EQ(reply.headers["retry-after"], "1");
+    if (status == 429 || status == 503) {
+      EXPECT_EQ(reply.headers["retry-after"], "1");
+    }
   }
   EXPECT_EQ(mock.Stats().at("injected_failures").as_int64(), 3);
 }

@@ -195,9 +195,9 @@ TEST(NginxAdminTest, PreloadedNginxServesEveryEndpoint) {
   EXPECT_EQ(http_get(metrics_port, "/stats").status, 404);
 
   // memwardctl reads the same process.
-  RunResult ctl = run_program(
-      ProcessOptions{{"/usr/bin/python3", MEMWARD_CTL_PATH, "--json", "--socket", master, "stats"}},
-      seconds(20));
+  ProcessOptions ctl_options;
+  ctl_options.argv = {"/usr/bin/python3", MEMWARD_CTL_PATH, "--json", "--socket", master, "stats"};
+  RunResult ctl = run_program(std::move(ctl_options), seconds(20));
   EXPECT_TRUE(ctl.exited_with(0)) << ctl.description;
   EXPECT_EQ(JsonNumber(ctl.stdout_text, "pid"), nginx.pid()) << ctl.stdout_text;
 

@@ -543,8 +543,10 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   close(fd);
   std::string output = RunCommand(ctl + " --socket " + stale + " stats 2>&1");
   EXPECT_NE(output.find("stale socket"), std::string::npos) << output;
-  std::string ps = RunCommand(ctl + " --dir " + directory + " ps");
-  EXPECT_NE(ps.find("stale"), std::string::npos) << ps;
+  std::string ps = RunCommand(ctl + " --dir " + directory + " ps 2>&1");
+  EXPECT_NE(ps.find("1 stale socket hidden"), std::string::npos) << ps;
+  std::string ps_all = RunCommand(ctl + " --dir " + directory + " ps --all");
+  EXPECT_NE(ps_all.find("stale"), std::string::npos) << ps_all;
   std::string clean = RunCommand(ctl + " --dir " + directory + " clean");
   EXPECT_NE(clean.find("removed 1 stale sockets"), std::string::npos) << clean;
   struct stat info;
