@@ -98,6 +98,14 @@ const CgroupMount* ChooseMount(const std::vector<const CgroupMount*>& candidates
   return best;
 }
 
+// Removes the first line (without its newline) from `text` and returns it.
+std::string_view TakeLine(std::string_view* text) {
+  size_t newline = text->find('\n');
+  std::string_view line = text->substr(0, newline);
+  text->remove_prefix(newline == std::string_view::npos ? text->size() : newline + 1);
+  return line;
+}
+
 }  // namespace
 
 const ProcCgroupEntry* FindMemoryEntry(const std::vector<ProcCgroupEntry>& entries,
@@ -116,9 +124,7 @@ std::vector<ProcCgroupEntry> ParseProcCgroup(std::string_view text, int* malform
   std::vector<ProcCgroupEntry> entries;
   int malformed = 0;
   while (!text.empty()) {
-    size_t newline = text.find('\n');
-    std::string_view line = text.substr(0, newline);
-    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+    std::string_view line = TakeLine(&text);
     if (line.empty()) continue;
 
     // The path is everything after the second colon; it may contain colons.
@@ -148,9 +154,7 @@ std::vector<CgroupMount> ParseCgroupMounts(std::string_view text, int* malformed
   std::vector<CgroupMount> mounts;
   int malformed = 0;
   while (!text.empty()) {
-    size_t newline = text.find('\n');
-    std::string_view line = text.substr(0, newline);
-    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+    std::string_view line = TakeLine(&text);
     if (line.empty()) continue;
 
     // "<id> <parent> <major:minor> <root> <mount point> <options> [optional
