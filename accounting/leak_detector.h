@@ -11,7 +11,7 @@
 // Once `windows` windows have been closed (the leak_windows setting, 6 by
 // default), a site is a suspect when, over its last `windows` intervals:
 //   1. its live bytes rose in at least kGrowthFraction (3/4, rounded up) of
-//      them, so a cache that fills and then holds steady stops being a
+//      them, so a cache that fills and then stays level stops being a
 //      suspect within `windows` windows of its last growth; and
 //   2. the net rise exceeds kSignificance (2) standard deviations of the
 //      sampling noise of the samples taken and freed at the site in that

@@ -40,7 +40,7 @@ void ForgetWarmThread(void*) { g_warm_threads.fetch_sub(1, std::memory_order_rel
 // frames, and a child forked while another thread held one would block on it
 // at its first capture. Captures therefore announce themselves in
 // `g_captures_running`, and the fork handler sets `g_fork_pending` and waits
-// until none runs; a capture that sees the flag skips the unwinder. Both
+// until none runs; a capture that finds the flag set skips the unwinder. Both
 // sides use sequentially consistent operations, so one always sees the other.
 constinit std::atomic<uint32_t> g_captures_running{0};
 constinit std::atomic<bool> g_fork_pending{false};

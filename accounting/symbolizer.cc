@@ -90,7 +90,7 @@ std::string HexBytes(const unsigned char* bytes, size_t length) {
 
 size_t AlignNote(size_t size) { return (size + 3) & ~static_cast<size_t>(3); }
 
-// The longest build ID kept: GNU ld writes 20 bytes (SHA-1), 16 for MD5.
+// The maximum build ID length kept: GNU ld writes 20 bytes (SHA-1), 16 for MD5.
 constexpr size_t kMaxBuildId = 64;
 
 // One object as the dl_iterate_phdr callback copies it. The callback runs

@@ -6,7 +6,7 @@
 // dlopen the first time a profile is written, so that the preloaded library
 // gains no link dependency. libdw reads .symtab and, where the binary has
 // it, DWARF .debug_line. Names are demangled with abi::__cxa_demangle. When
-// libdw.so.1 cannot be loaded, dladdr is used instead: it sees only the
+// libdw.so.1 cannot be loaded, dladdr is used instead: it reads only the
 // dynamic symbol table (exported functions) and gives no file or line.
 //
 // A Symbolizer allocates, reads files and may take the dynamic loader's

@@ -59,7 +59,7 @@ inline constexpr int kNumSettings = static_cast<int>(SettingId::kNumSettings);
 
 // One row of the settings table. Times are stored in milliseconds and sizes
 // in bytes; -1 stands for `never` in a time that allows it. A text setting
-// (a path, a name) keeps its value in Settings' own buffer; its row's
+// (a path, a name) keeps its value in Settings' own buffer. Its row's
 // default_text is the default, and its number is the text's length.
 struct SettingSpec {
   SettingId id;
@@ -79,7 +79,7 @@ inline constexpr int64_t kKiB = 1024;
 inline constexpr int64_t kMiB = 1024 * kKiB;
 inline constexpr int64_t kGiB = 1024 * kMiB;
 inline constexpr int64_t kHourMs = 3600 * 1000;
-// The longest value of a text setting, in bytes. MEMWARD_CONF separates
+// The maximum length of a text setting's value, in bytes. MEMWARD_CONF separates
 // pairs with commas, so a text value cannot contain one.
 inline constexpr size_t kMaxSettingText = 255;
 

@@ -1,11 +1,14 @@
-// memward's locks across fork, taken in this order: the warden's table lock;
-// the cgroup monitor's (it allocates while holding its mutex, so it comes
-// before every lock an allocation may take); the profile service's (it
-// allocates and takes the sample table's snapshot lock while holding it);
-// running stack captures are waited for; the sampler's control and snapshot locks; then the order of
-// alloc/arena_registry.h (registry, arenas, thread list). jemalloc's own
-// handlers then take its locks. Parent and child release them in the reverse
-// order.
+// memward's locks across fork, taken in this order:
+//   1. the warden's table lock;
+//   2. the cgroup monitor's, which allocates while holding its mutex, so it
+//      comes before every lock an allocation may take;
+//   3. the profile service's, which allocates and takes the sample table's
+//      snapshot lock while holding it;
+//   4. running stack captures are waited for;
+//   5. the sampler's control and snapshot locks;
+//   6. the order of alloc/arena_registry.h: registry, arenas, thread list.
+// jemalloc's own handlers then take its locks. Parent and child release them
+// in the reverse order.
 #include "preload/fork_handlers.h"
 
 #include <pthread.h>

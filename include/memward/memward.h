@@ -44,7 +44,7 @@ typedef enum memward_status {
   MEMWARD_ERROR_STALE = 7,         /* the request or scope handle is no longer valid */
   MEMWARD_ERROR_ARENA = 8,         /* jemalloc could not create an arena */
   MEMWARD_ERROR_BUSY = 9,          /* the request is still current on another thread */
-  MEMWARD_ERROR_IO = 10            /* a file could not be written; errno tells why */
+  MEMWARD_ERROR_IO = 10            /* a file could not be written; errno gives the reason */
 } memward_status;
 
 /* Tenant id 0 is the process (untagged memory) and 1 is memward itself. */

@@ -37,7 +37,7 @@ struct CacheStats {
 // Thread-safe: one mutex guards the map, the LRU list and the byte count.
 // memward calls the reclaimer on its warden thread, which takes the same
 // mutex. Removed entries are freed after the mutex is released, to keep the
-// critical section short. A hit holds its body through a shared_ptr, so an
+// critical section short. A hit keeps its body alive through a shared_ptr, so an
 // eviction never frees a body that is still being sent.
 class ResponseCache {
  public:

@@ -39,7 +39,7 @@ constexpr size_t kCacheEntries = 2000;  // 8 MB once full
 }
 
 // Fills the cache to kCacheEntries; once full, each insertion evicts the
-// oldest entry, so its size holds steady.
+// oldest entry, so its size stays level.
 [[gnu::noinline]] void InsertIntoCache() {
   if (g_cache.size() >= kCacheEntries) {
     free(g_cache.front());
@@ -52,7 +52,7 @@ constexpr size_t kCacheEntries = 2000;  // 8 MB once full
 }
 
 // A temporary buffer at one of many call sites, freed before the request
-// ends: noise that allocates a lot but holds nothing.
+// ends: noise that allocates a lot but keeps nothing live.
 template <int kSite>
 [[gnu::noinline]] void ParseField(std::mt19937* random) {
   size_t size = 64 + (*random)() % 4096;

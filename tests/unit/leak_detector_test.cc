@@ -1,5 +1,5 @@
 // The leak detector on synthetic sample records: a leak among churning
-// noise sites and a cache that fills and then holds steady.
+// noise sites and a cache that fills and then stays level.
 #include "accounting/leak_detector.h"
 
 #include <gtest/gtest.h>
