@@ -66,6 +66,9 @@ int CheckAllocator() {
   int known = g_allocator_check.load(std::memory_order_acquire);
   if (MEMWARD_LIKELY(known == 1)) return MEMWARD_OK;
   if (known == 2) return MEMWARD_ERROR_NOT_ALLOCATOR;
+  // Scope entry relies on this: a call that passes the check finds memward
+  // bootstrapped.
+  alloc::Bootstrap();
   void* (*process_malloc)(size_t) = &malloc;
   bool ours = process_malloc == &memward_own_malloc || ProbeProcessMalloc();
   g_allocator_check.store(ours ? 1 : 2, std::memory_order_release);

@@ -8,10 +8,18 @@
 // kernel while their arena lives (jemalloc 5.3 retains address space), and
 // memward never destroys an arena, so an entry never changes once written.
 //
-// The map is one flat array of uint16_t entries over the 47-bit user address
-// space: 2^26 entries, 128 MiB of address space reserved with MAP_NORESERVE on
+// The map is one flat array of 32-bit entries over the 47-bit user address
+// space: 2^26 entries, 256 MiB of address space reserved with MAP_NORESERVE on
 // the first tenant's set-up, of which only the pages for chunks in use are
-// touched (one 4 KiB page of map covers 4 GiB of heap).
+// touched (one 4 KiB page of map covers 2 GiB of heap). An entry holds the
+// slot in its low 16 bits and the chunk's number in its high 16 bits.
+//
+// Page tags: each numbered chunk has one byte per 4 KiB page, which the
+// allocator sets when it hands out a block that starts on that page (see
+// alloc/page_tags.h for what the byte means). The first 65,535 chunks (128 GiB
+// of memward arenas) get a number; later ones get 0, whose tags read 0. The
+// tag table takes 32 MiB of address space, reserved with the map, and 512
+// bytes resident per numbered chunk in use.
 #ifndef MEMWARD_ACCOUNTING_OWNER_MAP_H_
 #define MEMWARD_ACCOUNTING_OWNER_MAP_H_
 
@@ -26,6 +34,9 @@ inline constexpr unsigned kLgChunkSize = 21;
 inline constexpr size_t kChunkSize = size_t{1} << kLgChunkSize;
 inline constexpr unsigned kLgAddressSpace = 47;
 inline constexpr size_t kOwnerMapEntries = size_t{1} << (kLgAddressSpace - kLgChunkSize);
+inline constexpr unsigned kLgTagPage = 12;
+inline constexpr size_t kTagsPerChunk = size_t{1} << (kLgChunkSize - kLgTagPage);
+inline constexpr uint32_t kMaxChunkNumbers = 1u << 16;  // number 0 means "no tags"
 
 // Until the map is reserved, its mask is 0 and its entries point to a single
 // zero entry, so the lookup needs no null check. The reservation
@@ -33,33 +44,62 @@ inline constexpr size_t kOwnerMapEntries = size_t{1} << (kLgAddressSpace - kLgCh
 // first (acquire), so a new mask never indexes the single entry.
 struct OwnerMap {
   std::atomic<uintptr_t> mask;
-  std::atomic<uint16_t*> entries;
+  std::atomic<uint32_t*> entries;
+  // kMaxChunkNumbers rows of kTagsPerChunk bytes; row 0 is never written.
+  std::atomic<uint8_t*> page_tags;
 };
 // Hidden, so the free path reads it with one RIP-relative load per field.
 extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 
-// Returns the arena slot that owns `pointer`, or 0 (also for nullptr).
-// Addresses above the 47-bit user space (possible only with 5-level paging
-// and an explicit mmap hint) wrap around and are not supported.
+// Returns the map's entry for `pointer`: 0 (also for nullptr) when no
+// memward arena owns it. Addresses above the 47-bit user space (possible only
+// with 5-level paging and an explicit mmap hint) wrap around and are not
+// supported.
 //
 // A process that never registered a tenant pays one load and one branch: the
 // zero mask shows that no memward arena exists.
-inline uint16_t OwnerSlotOf(const void* pointer) {
+inline uint32_t OwnerEntryOf(const void* pointer) {
   uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
   if (__builtin_expect(mask == 0, 1)) return 0;
-  uint16_t* entries = g_owner_map.entries.load(std::memory_order_relaxed);
+  uint32_t* entries = g_owner_map.entries.load(std::memory_order_relaxed);
   return entries[(reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & mask];
+}
+
+inline uint16_t SlotOfEntry(uint32_t entry) { return static_cast<uint16_t>(entry); }
+
+// Returns the arena slot that owns `pointer`, or 0.
+inline uint16_t OwnerSlotOf(const void* pointer) { return SlotOfEntry(OwnerEntryOf(pointer)); }
+
+// Returns the address of the tag of the page that holds `pointer`, whose
+// entry is `entry` (not 0); row 0, for chunks without a number, reads 0.
+inline uint8_t* PageTagAddress(uint32_t entry, const void* pointer) {
+  uint8_t* tags = g_owner_map.page_tags.load(std::memory_order_relaxed);
+  uintptr_t page = (reinterpret_cast<uintptr_t>(pointer) >> kLgTagPage) & (kTagsPerChunk - 1);
+  return tags + ((static_cast<uintptr_t>(entry >> 16) << (kLgChunkSize - kLgTagPage)) | page);
+}
+
+// Returns the tag of the page that holds `pointer` (entry not 0).
+inline uint8_t PageTagOf(uint32_t entry, const void* pointer) {
+  return __atomic_load_n(PageTagAddress(entry, pointer), __ATOMIC_RELAXED);
+}
+
+// Sets the tag of the page that holds `pointer` (entry not 0); a chunk without
+// a number keeps reading 0.
+inline void SetPageTag(uint32_t entry, const void* pointer, uint8_t tag) {
+  if ((entry >> 16) == 0) return;
+  __atomic_store_n(PageTagAddress(entry, pointer), tag, __ATOMIC_RELAXED);
 }
 
 // Reserves the map. Returns false if the kernel refuses the reservation.
 // Called outside malloc, before the first memward arena is created.
 bool EnsureOwnerMap();
 
-// Returns the resident bytes of the map.
+// Returns the resident bytes of the map and its page tags.
 size_t OwnerMapResidentBytes();
 
-// Records `slot` as the owner of every chunk in [address, address + size);
-// both are multiples of kChunkSize.
+// Records `slot` as the owner of every chunk in [address, address + size),
+// and gives each chunk the next free number; both are multiples of
+// kChunkSize.
 void RecordChunks(const void* address, size_t size, uint16_t slot);
 
 }  // namespace memward::accounting

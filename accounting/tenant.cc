@@ -29,9 +29,8 @@ void PublishDelta(TenantCounters& counters, const TenantDelta& delta) {
                                        std::memory_order_relaxed);
     RaisePeak(counters.peak_bytes, before + delta.peak_live);
   }
-  if (delta.freed_bytes != 0) {
-    counters.freed_bytes.fetch_add(static_cast<uint64_t>(delta.freed_bytes),
-                                   std::memory_order_relaxed);
+  if (int64_t freed = delta.FreedBytes(); freed != 0) {
+    counters.freed_bytes.fetch_add(static_cast<uint64_t>(freed), std::memory_order_relaxed);
   }
   if (delta.allocations != 0) {
     counters.allocations.fetch_add(static_cast<uint64_t>(delta.allocations),

@@ -51,12 +51,11 @@ struct alignas(64) TenantCounters {
 };
 
 // A net change to one tenant's counters, as batched by a thread.
-// `live` is allocated_bytes - freed_bytes, kept so the hot path need not
-// subtract; `peak_live` is the highest `live` reached during the batch, so the
+// The freed bytes are allocated_bytes - live, so a free updates two fields;
+// `peak_live` is the highest `live` reached during the batch, so the
 // published peak is exact when one thread drives the counters.
 struct TenantDelta {
   int64_t allocated_bytes = 0;
-  int64_t freed_bytes = 0;
   int64_t live = 0;
   int64_t peak_live = 0;
   int32_t allocations = 0;
@@ -64,6 +63,7 @@ struct TenantDelta {
 
   bool Empty() const { return allocations == 0 && frees == 0; }
   int64_t LiveBytes() const { return live; }
+  int64_t FreedBytes() const { return allocated_bytes - live; }
 
   void AddAllocation(int64_t bytes) {
     allocated_bytes += bytes;
@@ -72,7 +72,6 @@ struct TenantDelta {
     if (live > peak_live) peak_live = live;
   }
   void AddFree(int64_t bytes) {
-    freed_bytes += bytes;
     frees++;
     live -= bytes;
   }

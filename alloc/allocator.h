@@ -9,7 +9,9 @@
 // alloc/routing.h.
 //
 // Free: two loads (the owner map's base and the chunk's entry) tell whether a
-// memward arena owns the pointer; untagged memory goes straight to jemalloc.
+// memward arena owns the pointer; untagged memory goes straight to jemalloc,
+// and memory of the thread's own scope goes to its bin by the page tag
+// (alloc/page_tags.h).
 //
 // Errors follow C and POSIX: a null result has errno set to ENOMEM unless the
 // comment of the function says otherwise.
@@ -122,12 +124,12 @@ MEMWARD_ALWAYS_INLINE void* Reallocate(void* pointer, size_t size) {
 
 // Frees `pointer`; NULL is ignored.
 MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) {
-  uint16_t slot = accounting::OwnerSlotOf(pointer);
-  if (MEMWARD_UNLIKELY(slot != 0)) return FreeOwned(pointer, slot);
+  uint32_t entry = accounting::OwnerEntryOf(pointer);
+  if (MEMWARD_UNLIKELY(entry != 0)) return FreeOwnedEntry(pointer, entry);
   mwje_free(pointer);
 }
 
-// Frees `pointer` (not null) whose requested size was `size`, which must be
+// Frees `pointer` (null is ignored) whose requested size was `size`, which must be
 // the one allocated. Memory of memward's arenas uses the size to skip a
 // lookup. Untagged memory goes to jemalloc's free, not sdallocx: in Debian's
 // jemalloc 5.3.0 sdallocx always takes its general path, 98 instructions per

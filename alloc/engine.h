@@ -19,27 +19,27 @@
 #include <stddef.h>
 
 extern "C" {
-void* mwje_malloc(size_t size);
-void* mwje_calloc(size_t count, size_t size);
-int mwje_posix_memalign(void** result, size_t alignment, size_t size);
-void* mwje_aligned_alloc(size_t alignment, size_t size);
-void* mwje_realloc(void* pointer, size_t size);
-void mwje_free(void* pointer);
-void* mwje_mallocx(size_t size, int flags);
-void* mwje_rallocx(void* pointer, size_t size, int flags);
-size_t mwje_xallocx(void* pointer, size_t size, size_t extra, int flags);
-size_t mwje_sallocx(const void* pointer, int flags);
-void mwje_dallocx(void* pointer, int flags);
-void mwje_sdallocx(void* pointer, size_t size, int flags);
-size_t mwje_nallocx(size_t size, int flags);
+void* mwje_malloc(size_t size) noexcept;
+void* mwje_calloc(size_t count, size_t size) noexcept;
+int mwje_posix_memalign(void** result, size_t alignment, size_t size) noexcept;
+void* mwje_aligned_alloc(size_t alignment, size_t size) noexcept;
+void* mwje_realloc(void* pointer, size_t size) noexcept;
+void mwje_free(void* pointer) noexcept;
+void* mwje_mallocx(size_t size, int flags) noexcept;
+void* mwje_rallocx(void* pointer, size_t size, int flags) noexcept;
+size_t mwje_xallocx(void* pointer, size_t size, size_t extra, int flags) noexcept;
+size_t mwje_sallocx(const void* pointer, int flags) noexcept;
+void mwje_dallocx(void* pointer, int flags) noexcept;
+void mwje_sdallocx(void* pointer, size_t size, int flags) noexcept;
+size_t mwje_nallocx(size_t size, int flags) noexcept;
 int mwje_mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
-                 size_t new_length);
-int mwje_mallctlnametomib(const char* name, size_t* mib, size_t* mib_length);
+                 size_t new_length) noexcept;
+int mwje_mallctlnametomib(const char* name, size_t* mib, size_t* mib_length) noexcept;
 int mwje_mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
-                      size_t* old_length, void* new_value, size_t new_length);
+                      size_t* old_length, void* new_value, size_t new_length) noexcept;
 void mwje_malloc_stats_print(void (*write)(void*, const char*), void* context,
-                             const char* options);
-size_t mwje_malloc_usable_size(const void* pointer);
+                             const char* options) noexcept;
+size_t mwje_malloc_usable_size(const void* pointer) noexcept;
 
 // jemalloc reads this once, when it initialises itself; bootstrap sets it first.
 extern const char* mwje_malloc_conf;

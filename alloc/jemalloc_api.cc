@@ -14,6 +14,7 @@
 #include "accounting/owner_map.h"
 #include "alloc/allocator.h"
 #include "alloc/macros.h"
+#include "alloc/page_tags.h"
 
 using namespace memward::alloc;
 using memward::accounting::OwnerSlotOf;
@@ -42,6 +43,12 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
     return AllocateSlow(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
+  if (MEMWARD_UNLIKELY(NamesArena(flags))) {
+    // The caller may name one of memward's arenas (alloc/page_tags.h).
+    void* block = mwje_mallocx(size, flags);
+    ClearBlockTag(block);
+    return block;
+  }
   return mwje_mallocx(size, flags);
 }
 
@@ -51,7 +58,12 @@ MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
     return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   uint16_t slot = OwnerSlotOf(pointer);
-  if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) return mwje_rallocx(pointer, size, flags);
+  if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) {
+    if (MEMWARD_LIKELY(!NamesArena(flags))) return mwje_rallocx(pointer, size, flags);
+    void* block = mwje_rallocx(pointer, size, flags);
+    ClearBlockTag(block);
+    return block;
+  }
   if (AlignmentOfFlags(flags) == 0 && (flags & kMallocxZero) == 0) {
     return ReallocateSlow(pointer, size, slot);
   }

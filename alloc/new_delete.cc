@@ -54,12 +54,12 @@ MEMWARD_ALWAYS_INLINE void* NewNothrow(std::size_t size, std::size_t alignment =
   return RetryWithNewHandler(size, alignment, /*nothrow=*/true);
 }
 
-MEMWARD_ALWAYS_INLINE void Delete(void* pointer) noexcept {
-  if (pointer != nullptr) Deallocate(pointer);
-}
+// A null pointer needs no test here: no memward arena owns it, and jemalloc's
+// free ignores it.
+MEMWARD_ALWAYS_INLINE void Delete(void* pointer) noexcept { Deallocate(pointer); }
 
 MEMWARD_ALWAYS_INLINE void DeleteSized(void* pointer, std::size_t size) noexcept {
-  if (pointer != nullptr) DeallocateSized(pointer, size);
+  DeallocateSized(pointer, size);
 }
 
 MEMWARD_ALWAYS_INLINE void DeleteSizedAligned(void* pointer, std::size_t size,

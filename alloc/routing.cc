@@ -13,6 +13,7 @@
 #include "alloc/engine.h"
 #include "alloc/sampling.h"
 #include "alloc/growth_signal.h"
+#include "alloc/page_tags.h"
 #include "alloc/shared_header.h"
 #include "alloc/thread_cache.h"
 
@@ -108,6 +109,7 @@ void* AllocateShared(ThreadState& state, size_t size, size_t alignment, bool zer
     DetachFromScope(state);
     return block;
   }
+  ClearBlockTag(block);
   void* pointer = static_cast<char*>(block) + offset;
   WriteSharedHeader(pointer, state.tenant, offset);
   CountAllocation(state, charge);
@@ -179,6 +181,7 @@ void* AllocateRouted(ThreadState& state, size_t size, size_t alignment, bool zer
     DetachFromScope(state);
     return pointer;
   }
+  ClearBlockTag(pointer);
   CountAllocation(state, charge);
   return pointer;
 }
@@ -246,6 +249,7 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
     return nullptr;
   }
   state.batch.AddFree(static_cast<int64_t>(old_charge));
+  ClearBlockTag(result);
   if (MEMWARD_UNLIKELY(!FromScopeArena(state, result))) {
     DetachFromScope(state);
     return result;
@@ -319,7 +323,7 @@ MEMWARD_ALWAYS_INLINE void CacheFreedBlock(ThreadState& state, void* block, uint
   CreditFree(state, owner, slot, g_size_classes.size_of[size_class]);
 }
 
-void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) {
+void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) noexcept {
   ThreadState& state = t_thread_state;
   const size_t header = state.shared_scope ? kSharedHeaderSize : 0;
   if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr ||
@@ -339,7 +343,7 @@ void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) {
 // The common case is a free in the scope that allocated the block: the owner
 // is the scope's tenant (or the shared header's), and the block goes to the
 // thread's SlotCache.
-void FreeOwned(void* pointer, uint16_t slot) {
+void FreeOwned(void* pointer, uint16_t slot) noexcept {
   ThreadState& state = t_thread_state;
   if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr)) {
     return FreeOwnedUncached(pointer, slot);
@@ -360,6 +364,36 @@ void FreeOwned(void* pointer, uint16_t slot) {
   }
   // `charge` is a size class, so its step indexes its own class.
   CacheFreedBlock(state, block, g_size_classes.index_by_step[charge >> 3], owner, slot);
+}
+
+// The common free: a block of the thread's own scope whose page is tagged,
+// pushed onto its bin. Every call it makes is a tail call, so it saves no
+// registers; anything else goes to FreeOwned.
+void FreeOwnedEntry(void* pointer, uint32_t entry) noexcept {
+  ThreadState& state = t_thread_state;
+  const uint16_t slot = accounting::SlotOfEntry(entry);
+  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr)) {
+    return FreeOwned(pointer, slot);
+  }
+  char* block = static_cast<char*>(pointer);
+  if (state.shared_scope) {
+    if (MEMWARD_UNLIKELY(!HasNaturalHeaderOf(pointer, state.tenant))) {
+      return FreeOwned(pointer, slot);
+    }
+    block -= kSharedHeaderSize;
+  }
+  const uint8_t tag = accounting::PageTagOf(entry, block);
+  if (MEMWARD_UNLIKELY(tag == 0)) return FreeOwned(pointer, slot);
+  const uint32_t size_class = tag - 1u;
+  CacheBin& bin = state.cache->bins[size_class];
+  if (MEMWARD_UNLIKELY(bin.count >= g_size_classes.limit_of[size_class])) {
+    return FreeOwned(pointer, slot);
+  }
+  bin.objects[bin.count++] = block;
+  const size_t charge = g_size_classes.size_of[size_class];
+  state.batch.AddFree(static_cast<int64_t>(charge));
+  state.publish_countdown -= static_cast<int64_t>(charge) + kOperationWeight;
+  if (MEMWARD_UNLIKELY(state.publish_countdown <= 0)) return PublishThreadBatch(state);
 }
 
 size_t UsableSizeOwned(const void* pointer, uint16_t slot) {
@@ -400,6 +434,7 @@ void* AllocateMemwardBlock(size_t size, bool zero) {
   void* block =
       mwje_mallocx(size, SlotAt(slot).arena_flag | kMallocxTcacheNone | (zero ? kMallocxZero : 0));
   if (block == nullptr) return nullptr;
+  ClearBlockTag(block);
   TenantDelta delta;
   delta.AddAllocation(static_cast<int64_t>(mwje_sallocx(block, 0)));
   accounting::PublishDelta(accounting::TenantAt(accounting::kMemwardTenant).counters, delta);

@@ -26,12 +26,17 @@ MEMWARD_NOINLINE void* AllocateSlow(size_t size, size_t alignment, bool zero);
 MEMWARD_NOINLINE void* AllocateSlowMalloc(size_t size);
 
 // Frees `pointer`, which the arena in `slot` owns, crediting its owner.
-MEMWARD_NOINLINE void FreeOwned(void* pointer, uint16_t slot);
+MEMWARD_NOINLINE void FreeOwned(void* pointer, uint16_t slot) noexcept;
+
+// FreeOwned for a caller that has the owner map's whole `entry` (not 0): a
+// block of the thread's own scope goes to its bin by its page tag
+// (alloc/page_tags.h) without asking jemalloc for its size.
+MEMWARD_NOINLINE void FreeOwnedEntry(void* pointer, uint32_t entry) noexcept;
 
 // FreeOwned for a caller that passes the requested size (sized delete,
 // free_sized, sdallocx): the size class comes from a table instead of
 // jemalloc's lookup.
-MEMWARD_NOINLINE void FreeOwnedSized(void* pointer, uint16_t slot, size_t size);
+MEMWARD_NOINLINE void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) noexcept;
 
 // Resizes `pointer` (not null) to `size` (not 0) when the thread is in a
 // scope or the pointer belongs to a memward arena (`slot`, or 0).

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "accounting/tenant.h"
 #include "base/log.h"
@@ -48,6 +49,19 @@ inline void WriteSharedHeader(void* pointer, accounting::TenantId tenant, size_t
   header->tenant = tenant;
   header->offset = static_cast<uint32_t>(offset);
   header->check = SharedHeaderCheck(pointer, tenant, header->offset);
+}
+
+// Returns whether `pointer` carries the header that WriteSharedHeader writes
+// for `tenant` with malloc's natural offset: two 8-byte compares against the
+// expected words, for the free path of the owning scope. Any other header,
+// corrupt or not, is for ReadSharedHeader to judge.
+inline bool HasNaturalHeaderOf(const void* pointer, accounting::TenantId tenant) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the words follow x86-64's order");
+  uint64_t words[2];
+  memcpy(words, static_cast<const char*>(pointer) - kSharedHeaderSize, sizeof(words));
+  uint64_t check = SharedHeaderCheck(pointer, tenant, kSharedHeaderSize);
+  return words[0] == (kSharedHeaderMagic | (uint64_t{tenant} << 32)) &&
+         words[1] == (kSharedHeaderSize | (check << 32));
 }
 
 // Returns the validated header of `pointer`, or reports the corruption.

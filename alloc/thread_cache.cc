@@ -9,6 +9,7 @@
 
 #include "accounting/owner_map.h"
 #include "alloc/engine.h"
+#include "alloc/page_tags.h"
 #include "alloc/purge.h"
 #include "alloc/routing.h"
 #include "alloc/thread_state.h"
@@ -17,21 +18,6 @@
 namespace memward::alloc {
 
 constinit SizeClasses g_size_classes = {};
-
-// A thread's caches, allocated on its first scope from memward's own arena.
-struct ThreadBlock {
-  // Index + 1 into `caches` for each arena slot, 0 for none. Written only by
-  // the owning thread; read by a forked child's clean-up after it is gone.
-  uint8_t cache_by_slot[kMaxArenaSlots];
-  SlotCache caches[kMaxCachesPerThread];
-  uint32_t oldest;  // the cache to evict next once all are in use
-  // Guarded by the thread list lock.
-  ThreadBlock* next;
-  ThreadBlock* previous;
-  // The owner's TLS state, so a forked child can publish the batch of a
-  // thread that did not survive the fork.
-  ThreadState* owner_state;
-};
 
 namespace {
 
@@ -193,7 +179,7 @@ SlotCache* TakeFreeCache(ThreadBlock* block) {
 
 }  // namespace
 
-SlotCache* CacheForSlot(uint32_t slot) {
+SlotCache* CreateCacheForSlot(uint32_t slot) {
   ThreadBlock* block = BlockOfThisThread();
   if (block == nullptr) return nullptr;
   uint8_t entry = block->cache_by_slot[slot];
@@ -219,15 +205,19 @@ int FreeFlagsForSlot(uint32_t slot) {
 void* RefillAndTake(SlotCache* cache, uint32_t size_class) {
   const size_t size = g_size_classes.size_of[size_class];
   void* taken = mwje_mallocx(size, cache->arena_flags);
+  if (taken == nullptr) return nullptr;
   // A block from another arena means jemalloc has torn down this thread's
   // state and ignores the arena flag: the caller detaches, and nothing from
   // another arena may enter the bins.
-  if (taken == nullptr || accounting::OwnerSlotOf(taken) != cache->slot) return taken;
+  const uint32_t entry = accounting::OwnerEntryOf(taken);
+  if (accounting::SlotOfEntry(entry) != cache->slot) return taken;
+  TagCachedBlock(entry, taken, size_class);
   CacheBin& bin = cache->bins[size_class];
   const uint32_t limit = g_size_classes.limit_of[size_class];
   for (uint32_t i = 1; i < kRefillCount && bin.count < limit; i++) {
     void* block = mwje_mallocx(size, cache->arena_flags);
     if (block == nullptr) break;
+    TagCachedBlock(accounting::OwnerEntryOf(block), block, size_class);
     bin.objects[bin.count++] = block;
   }
   return taken;

@@ -32,6 +32,8 @@
 #include <stdint.h>
 
 #include "alloc/arena_registry.h"
+#include "alloc/macros.h"
+#include "alloc/thread_state.h"
 
 namespace memward::alloc {
 
@@ -40,8 +42,10 @@ inline constexpr uint32_t kMaxExplicitCaches = 1024;
 // up to 16 objects. A bin holds at most kBinBytes of free objects (and at
 // least 2), so a slot cache holds at most about 0.6 MiB.
 inline constexpr uint32_t kMaxCachesPerThread = 4;
-inline constexpr size_t kCachedMaxSize = 16384;
-// jemalloc 5.3 with 4 KiB pages has 37 size classes up to 16 KiB.
+// 20 KiB rather than 16 KiB, so that a 16 KiB block in the shared arena (16
+// KiB plus its owner header) is cached too.
+inline constexpr size_t kCachedMaxSize = 20480;
+// jemalloc 5.3 with 4 KiB pages has 38 size classes up to 20 KiB.
 inline constexpr uint32_t kMaxCachedClasses = 40;
 inline constexpr uint32_t kBinCapacity = 16;
 inline constexpr size_t kBinBytes = 32768;
@@ -69,10 +73,36 @@ struct SizeClasses {
 };
 extern SizeClasses g_size_classes __attribute__((visibility("hidden")));
 
-// Returns the calling thread's cache for `slot`, creating it (and jemalloc's
-// explicit cache behind it) on first use; nullptr if memory for the thread's
-// block is not available. Called at scope entry, outside malloc.
-SlotCache* CacheForSlot(uint32_t slot);
+// A thread's caches, allocated on its first scope from memward's own arena.
+struct ThreadBlock {
+  // Index + 1 into `caches` for each arena slot, 0 for none. Written only by
+  // the owning thread; read by a forked child's clean-up after it is gone.
+  uint8_t cache_by_slot[kMaxArenaSlots];
+  SlotCache caches[kMaxCachesPerThread];
+  uint32_t oldest;  // the cache to evict next once all are in use
+  // Guarded by the thread list lock.
+  ThreadBlock* next;
+  ThreadBlock* previous;
+  // The owner's TLS state, so a forked child can publish the batch of a
+  // thread that did not survive the fork.
+  ThreadState* owner_state;
+};
+
+// The slow part of CacheForSlot: creates the thread's block and the cache (and
+// jemalloc's explicit cache behind it) on first use.
+SlotCache* CreateCacheForSlot(uint32_t slot);
+
+// Returns the calling thread's cache for `slot`, creating it on first use;
+// nullptr if memory for the thread's block is not available. Called at scope
+// entry, outside malloc.
+MEMWARD_ALWAYS_INLINE SlotCache* CacheForSlot(uint32_t slot) {
+  ThreadBlock* block = t_thread_state.block;
+  if (MEMWARD_LIKELY(block != nullptr)) {
+    uint8_t entry = block->cache_by_slot[slot];
+    if (MEMWARD_LIKELY(entry != 0)) return &block->caches[entry - 1];
+  }
+  return CreateCacheForSlot(slot);
+}
 
 // Returns the mallocx flags that free an object of `slot` on the calling
 // thread: its explicit cache for that slot if any, MALLOCX_TCACHE_NONE else.

@@ -303,6 +303,41 @@ void AllocateInKeyDestructor(void* value) {
   free(value);
 }
 
+// Small blocks tag their pages with their size class (alloc/page_tags.h).
+// Once they are freed and the thread's caches are emptied, jemalloc reuses
+// those pages for other blocks: over-aligned, zeroed, large and resized ones,
+// which take other paths. Each free must still charge the block's own size;
+// a stale tag would file a block under the old class and charge too little.
+TEST(Tenant, ReusedPagesChargeTheirOwnSize) {
+  for (bool dedicated : {true, false}) {
+    memward_tenant_id id = Register(UniqueName("page-reuse"), dedicated);
+    // The vectors' own buffers are allocated before the scope.
+    std::vector<void*> small;
+    small.reserve(4096);
+    std::vector<void*> reused;
+    reused.reserve(3 * 64);
+    memward_scope saved;
+    ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+    for (int i = 0; i < 4096; i++) small.push_back(Allocate(48));
+    for (void* block : small) free(block);
+    memward_thread_flush();  // the slabs go back to the arena, empty
+    for (int i = 0; i < 64; i++) {
+      void* aligned = nullptr;
+      ASSERT_EQ(posix_memalign(&aligned, 4096, 4096 * (1 + i % 3)), 0);
+      reused.push_back(aligned);
+      reused.push_back(calloc(1, 24 * 1024));
+      void* resized = Allocate(40 * 1024);
+      reused.push_back(realloc(resized, 36 * 1024));
+    }
+    for (void* block : reused) free(block);
+    memward_scope_exit(&saved);
+    memward_thread_flush();
+    memward_tenant_stats stats = Stats(id);
+    EXPECT_EQ(stats.live_bytes, 0) << (dedicated ? "dedicated" : "shared");
+    EXPECT_EQ(stats.allocated_bytes, stats.freed_bytes);
+  }
+}
+
 TEST(Tenant, ThreadExitsInsideScope) {
   memward_tenant_id id = Register(UniqueName("exit-in-scope"), true);
   // memward's own key exists after the first scope; this one is created
