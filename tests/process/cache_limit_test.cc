@@ -1,7 +1,13 @@
 // The cache-growth program (cache_growth.cc) runs in a real memory cgroup
 // with a limit. With its LRU cache registered as a reclaimer, the cgroup's
-// usage never reaches the limit and the cache ends under the soft
-// threshold. Without it, the program runs into the limit.
+// peak usage (memory.max_usage_in_bytes on v1, memory.peak on v2: the
+// memory the kernel charges against the limit, at its highest) stays under
+// the soft threshold, 80 % of the limit. Without it, the program runs into
+// the limit.
+//
+// The process's VmHWM is printed but not asserted: it counts the pages of
+// shared libraries that other cgroups were charged for, and misses the
+// kernel memory charged to this one.
 //
 // The test creates a child of its own memory cgroup (cgroup v1's
 // memory.limit_in_bytes, or v2's memory.max), moves the program into it
@@ -28,13 +34,14 @@ namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
 constexpr uint64_t kLimit = 160 * kMiB;
+constexpr uint64_t kSoftThreshold = kLimit / 100 * 80;
 // The cache inserts twice the limit at 100 MiB/s (about 3.2 s).
 constexpr const char* kTotalMib = "320";
 constexpr const char* kRateMibPerSecond = "100";
-// A short interval and a small wake-up step, so the warden keeps up with a
-// 160 MiB container; the defaults are sized for larger ones.
-constexpr const char* kMemwardConf =
-    "pressure_interval=20ms,pressure_wake_bytes=4m,reclaim_cpu_share=50";
+// memward's defaults: the warden measures the growth rate and asks the
+// reclaimers up to half the hysteresis band (4 MiB here) before the working
+// set is projected to reach the soft threshold.
+constexpr const char* kMemwardConf = "";
 
 std::string ReadFile(const std::string& path) {
   std::ifstream file(path);
@@ -166,23 +173,20 @@ class CacheLimitTest : public testing::Test {
   bool v2_ = false;
 };
 
-TEST_F(CacheLimitTest, ReclaimerKeepsUsageUnderThresholds) {
+TEST_F(CacheLimitTest, ReclaimerKeepsPeakUnderSoftThreshold) {
   RunResult run = Run("reclaimer");
   ASSERT_TRUE(WIFEXITED(run.status)) << "the program was killed by signal "
                                      << (WIFSIGNALED(run.status) ? WTERMSIG(run.status) : 0);
   ASSERT_EQ(WEXITSTATUS(run.status), 0);
-  EXPECT_GE(std::stoi(run.fields["max_level"]), 1) << "memward never saw pressure";
-  EXPECT_GT(std::stoull(run.fields["reclaimed_bytes"]), 0u);
+  EXPECT_GT(std::stoull(run.fields["reclaimed_bytes"]), 0u) << "memward never reclaimed";
   EXPECT_EQ(run.limit_hits, 0u) << "usage reached the limit";
-  EXPECT_LT(run.peak_usage, kLimit) << "peak " << run.peak_usage / kMiB << " MiB";
-  // Usage oscillates between the soft level's goal (75 %) and the soft
-  // threshold (80 %) plus the growth until the warden's next tick, so the
-  // cache ends under the soft threshold.
-  // NOTE: the peak is printed, not asserted against the soft or high
-  // threshold: how far it passes 80 % depends on how soon the warden thread
-  // gets a CPU (131 MiB of 160 on an idle 2-CPU machine, 145 MiB at a load
-  // average of 22).
-  EXPECT_LT(std::stoull(run.fields["cache_bytes"]), kLimit / 100 * 80);
+  // The working set cycles between the soft level's goal (75 %) and the
+  // point where the warden asks the reclaimers early (76-80 %), plus the
+  // growth while the warden thread waits for a CPU, reclaims and purges.
+  EXPECT_LT(run.peak_usage, kSoftThreshold)
+      << "peak " << run.peak_usage / kMiB << " MiB, soft threshold " << kSoftThreshold / kMiB
+      << " MiB";
+  EXPECT_LT(std::stoull(run.fields["cache_bytes"]), kSoftThreshold);
 }
 
 TEST_F(CacheLimitTest, WithoutReclaimerRunsIntoLimit) {

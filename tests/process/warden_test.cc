@@ -127,6 +127,41 @@ TEST(WardenTest, WakeRunsTasksBeforeTheirPeriod) {
   }
 }
 
+TEST(WardenTest, WakeTaskRunsOnlyThatTask) {
+  static TaskProbe woken;
+  static TaskProbe other;
+  int woken_id = -1;
+  int other_id = -1;
+  ASSERT_TRUE(Warden::Get().Start());
+  ASSERT_TRUE(Warden::Get().AddPeriodic("woken", 3600 * 1000, RecordRun, &woken, &woken_id));
+  ASSERT_TRUE(Warden::Get().AddPeriodic("other", 3600 * 1000, RecordRun, &other, &other_id));
+  EXPECT_NE(woken_id, other_id);
+  // Both run once at registration, then only when woken.
+  ASSERT_TRUE(WaitFor([] { return woken.runs.load() >= 1 && other.runs.load() >= 1; }));
+  const int other_before = other.runs.load();
+  const int woken_before = woken.runs.load();
+  for (int wake = 1; wake <= 3; wake++) {
+    Warden::Get().WakeTask(woken_id);
+    ASSERT_TRUE(WaitFor([&] { return woken.runs.load() >= woken_before + wake; }))
+        << "WakeTask " << wake << " did not run the task";
+  }
+  EXPECT_EQ(other.runs.load(), other_before) << "WakeTask ran a task it did not name";
+}
+
+TEST(WardenTest, RunTaskAfterRunsBeforeThePeriod) {
+  static TaskProbe probe;
+  int id = -1;
+  ASSERT_TRUE(Warden::Get().Start());
+  ASSERT_TRUE(Warden::Get().AddPeriodic("delayed", 3600 * 1000, RecordRun, &probe, &id));
+  ASSERT_TRUE(WaitFor([] { return probe.runs.load() >= 1; }));
+  const int before = probe.runs.load();
+  Warden::Get().RunTaskAfter(id, 5 * 1000 * 1000);
+  EXPECT_TRUE(WaitFor([&] { return probe.runs.load() == before + 1; }))
+      << "the task did not run after 5 ms; its period is one hour";
+  std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_EQ(probe.runs.load(), before + 1) << "one RunTaskAfter ran the task more than once";
+}
+
 TEST(WardenTest, RejectsInvalidRegistrations) {
   EXPECT_FALSE(Warden::Get().AddPeriodic("zero", 0, RecordRun, nullptr));
   EXPECT_FALSE(Warden::Get().AddPeriodic("null", 10, nullptr, nullptr));
