@@ -154,7 +154,7 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kPressureForecast, "pressure_forecast", SettingKind::kBool, 1, 0, 1, false,
      "Measure how fast the working set grows and read the cgroup's usage again shortly "
      "before it is projected to reach the next threshold (at most every 2 ms)."},
-    {SettingId::kPressureLead, "pressure_lead", SettingKind::kTime, 50, 0, 10 * 1000, false,
+    {SettingId::kPressureLead, "pressure_lead", SettingKind::kTime, 100, 0, 10 * 1000, false,
      "With pressure_forecast, ask the reclaimers for memory once the working set is "
      "projected to reach the soft threshold within this time, at most half the hysteresis "
      "early; 0 waits for the crossing."},
