@@ -379,10 +379,17 @@ void FullTick(uint64_t serving) {
   const LadderStep step = g_ladder.Evaluate(input);
   uint64_t target = step.reclaim_target_bytes;
   if (target == 0 && ForecastEnabled()) target = EarlyReclaimTarget(input, step);
-  if (ApplyStep(input, step, target)) g_forecast.Restart();
+  const bool lowered = ApplyStep(input, step, target);
   AdaptGrowthWake(input.ok ? input.working_set_bytes : 0, input.ok ? input.limit_bytes : 0,
                   step.level);
-  if (input.ok) ScheduleNextRead(input.working_set_bytes, input.limit_bytes, step.level);
+  if (lowered) {
+    // The reading predates the reclaim and purge, so it cannot place the
+    // next read: take a usage-only reading of the lowered working set soon.
+    g_forecast.Restart();
+    if (ForecastEnabled()) Warden::Get().RunTaskAfter(g_task_id.load(), kMinReadDelayNs);
+  } else if (input.ok) {
+    ScheduleNextRead(input.working_set_bytes, input.limit_bytes, step.level);
+  }
 
   pthread_mutex_lock(&g_state_lock);
   g_last_input = input;

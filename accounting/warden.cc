@@ -215,15 +215,15 @@ void RunLoop() {
       usleep(10000);
       continue;
     }
-    bool ticked = false;
+    bool run_tasks = false;
     for (int i = 0; i < ready; i++) {
       const int fd = events[i].data.fd;
       if (fd == g_event_fd.load(std::memory_order_relaxed)) {
         DrainCounter(fd);
-        ticked = true;
+        run_tasks = true;
       } else if (fd == g_timer_fd) {
         DrainCounter(fd);
-        ticked = true;
+        run_tasks = true;
       } else {
         Dispatch(fd, events[i].events);
       }
@@ -231,7 +231,7 @@ void RunLoop() {
     if (g_stop_requested.load(std::memory_order_acquire)) break;
     // A WakeTask whose write lands after this exchange leaves the eventfd
     // readable, so its task runs in the next round.
-    if (ticked) RunTasks(g_woken_tasks.exchange(0, std::memory_order_acq_rel));
+    if (run_tasks) RunTasks(g_woken_tasks.exchange(0, std::memory_order_acq_rel));
   }
 }
 

@@ -29,9 +29,9 @@ CONFIGURATIONS = [
     ("timer only, 250 ms", "steady", 256, 100, 10, TIMER_ONLY),
     ("timer + allocator wake-up", "steady", 256, 100, 10, WAKE_ONLY),
     ("timer + wake-up + forecast reads", "steady", 256, 100, 10, NO_LEAD),
-    ("defaults (forecast, 50 ms lead)", "steady", 256, 100, 10, ""),
+    ("defaults (forecast, 100 ms lead)", "steady", 256, 100, 10, ""),
     ("timer + wake-up + forecast reads", "steady", 64, 100, 10, NO_LEAD),
-    ("defaults (forecast, 50 ms lead)", "steady", 64, 100, 10, ""),
+    ("defaults (forecast, 100 ms lead)", "steady", 64, 100, 10, ""),
 ]
 
 
