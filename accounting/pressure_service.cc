@@ -140,6 +140,10 @@ uint64_t PurgeAndRecord() {
 
 int CpuSharePercent() { return static_cast<int>(Settings().Get(SettingId::kReclaimCpuShare)); }
 
+// Whether the reclaim pass of the last full tick freed memory. Touched only
+// on the warden thread.
+constinit bool g_last_pass_freed = false;
+
 // Carries out one ladder step. `reclaim_target_bytes` is the step's target,
 // or the early reclaim's at the normal level. Returns whether memory was
 // freed or purged.
@@ -164,6 +168,7 @@ bool ApplyStep(const PressureInput& input, const LadderStep& step, uint64_t recl
   if (reclaim_target_bytes > 0) {
     pass = RunReclaimPass(reclaim_target_bytes, MonotonicNs(), CpuSharePercent());
   }
+  g_last_pass_freed = pass.freed_bytes > 0;
   if (pass.freed_bytes > 0) {
     // Freed memory is dirty pages in jemalloc until purged, and the working
     // set only falls once they are returned. This purge counts toward the
@@ -282,21 +287,24 @@ void ScheduleNextRead(uint64_t working_set, uint64_t limit_bytes, PressureLevel 
 }
 
 // Returns whether a usage-only reading of `working_set` needs the full
-// tick now: a level to enter or leave, or memory to reclaim. Reclaim and
-// falls wait kRateWindowNs after the last full tick, so reclaimers that
-// cannot bring the working set down are not asked at every 2 ms read.
+// tick now: a level to enter or leave, or memory to reclaim. A fall, and a
+// reclaim after a pass that freed nothing, wait kRateWindowNs after the
+// last full tick, so reclaimers that cannot bring the working set down are
+// not asked at every 2 ms read.
 bool NeedsFullTick(uint64_t working_set, uint64_t limit_bytes, int64_t now_ns) {
   const PressureLevel level = g_ladder.level();
   if (level < PressureLevel::kCritical) {
     const auto next = static_cast<PressureLevel>(static_cast<int>(level) + 1);
     if (working_set >= g_ladder.EntryBytes(next, limit_bytes)) return true;
   }
+  const bool reclaim_due = working_set >= EarlyReclaimPoint(limit_bytes) &&
+                           working_set > g_ladder.ExitBytes(PressureLevel::kSoft, limit_bytes);
+  if (reclaim_due && g_last_pass_freed) return true;
   if (now_ns - g_last_full_read_ns < kRateWindowNs) return false;
   if (level > PressureLevel::kNormal && working_set < g_ladder.ExitBytes(level, limit_bytes)) {
     return true;
   }
-  return working_set >= EarlyReclaimPoint(limit_bytes) &&
-         working_set > g_ladder.ExitBytes(PressureLevel::kSoft, limit_bytes);
+  return reclaim_due;
 }
 
 // Reads the cgroup's usage alone and, when nothing needs the full tick,

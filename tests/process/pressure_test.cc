@@ -153,6 +153,7 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
 
   // Normal: nothing is asked, the soft limit alone sheds "heavy".
   uint64_t purges = CountOf(DecisionKind::kPurge);
+  const uint64_t reclaims = CountOf(DecisionKind::kReclaim);
   ASSERT_NO_FATAL_FAILURE(Step(500));
   EXPECT_TRUE(first.TakeTargets().empty());
   EXPECT_TRUE(second.TakeTargets().empty());
@@ -172,6 +173,7 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
   // One purge on the rise, after the reclaim: it returns the pages that
   // were dirty and those the reclaimers freed.
   EXPECT_EQ(CountOf(DecisionKind::kPurge), purges + 1);
+  EXPECT_EQ(CountOf(DecisionKind::kReclaim), reclaims + 2) << "one per reclaimer called";
   EXPECT_EQ(ReadDirtyDecayMs(), 1000);
   EXPECT_EQ(Admit(heavy).reason, MEMWARD_REASON_SOFT_LIMIT);
 
