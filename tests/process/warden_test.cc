@@ -137,7 +137,8 @@ TEST(WardenTest, WakeTaskRunsOnlyThatTask) {
   ASSERT_TRUE(Warden::Get().AddPeriodic("other", 3600 * 1000, RecordRun, &other, &other_id));
   EXPECT_NE(woken_id, other_id);
   // Both run once at registration, then only when woken.
-  ASSERT_TRUE(WaitFor([] { return woken.runs.load() >= 1 && other.runs.load() >= 1; }));
+  ASSERT_TRUE(WaitFor([] { return woken.runs.load() >= 1; }));
+  ASSERT_TRUE(WaitFor([] { return other.runs.load() >= 1; }));
   const int other_before = other.runs.load();
   const int woken_before = woken.runs.load();
   for (int wake = 1; wake <= 3; wake++) {
