@@ -3,7 +3,7 @@
 // to ask the reclaimers before the soft threshold is reached.
 //
 // The rate comes from two readings at least kRateWindowNs apart, so the
-// kernel's per-CPU charge batches (64 pages per CPU) do not make it jump.
+// kernel's per-CPU batching of memory charges does not make it jump.
 // Each window without growth halves it, and below kMinRateBytesPerS it is
 // 0. The class is pure: callers pass the time, so tests drive it directly.
 #ifndef MEMWARD_ACCOUNTING_PRESSURE_FORECAST_H_

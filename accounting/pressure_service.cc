@@ -478,6 +478,8 @@ bool StartPressureService() {
     int task_id = -1;
     ok = Warden::Get().AddPeriodic("pressure", interval_ms, Tick, nullptr, &task_id);
     g_task_id.store(task_id, std::memory_order_release);
+    // The first reading comes at once, not one interval later.
+    if (ok) Warden::Get().RunTaskAfter(task_id, 0);
     if (!ok) base::Log("pressure: the warden's task table is full; memory pressure is not watched");
     alloc::SetGrowthWake(static_cast<uint64_t>(settings.Get(SettingId::kPressureWakeBytes)),
                          WakePressureTask);

@@ -357,7 +357,7 @@ bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task,
   entry.period_ms = period_ms;
   entry.task = task;
   entry.context = context;
-  entry.next_due_ns = 0;  // due at once
+  entry.next_due_ns = MonotonicNs() + period_ms * 1000000;
   if (task_id != nullptr) *task_id = g_task_count;
   g_task_count++;
   ArmTimerLocked();

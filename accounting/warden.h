@@ -45,9 +45,10 @@ class Warden {
   bool Watch(int fd, uint32_t events, FdHandler handler, void* context);
   void Unwatch(int fd);
 
-  // Runs `task` every `period_ms` milliseconds, counted from its last run.
-  // Stores the task's id in `task_id` when it is not null. Returns false
-  // when the table is full.
+  // Runs `task` every `period_ms` milliseconds, counted from its last run;
+  // the first run comes one period after the registration. Stores the
+  // task's id in `task_id` when it is not null. Returns false when the
+  // table is full.
   bool AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context,
                    int* task_id = nullptr);
 
