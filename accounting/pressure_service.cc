@@ -235,9 +235,9 @@ int64_t IntervalNs() { return Settings().Get(SettingId::kPressureInterval) * 100
 // The working set at which the warden reclaims at the normal level: the
 // soft threshold, or earlier by pressure_lead of growth at the measured
 // rate. The default lead, 100 ms, covers the warden's wait for a CPU, the
-// reclaim and the purge: on a 2-CPU machine at a load average of 14, the
-// cache test's working set grew up to 7.4 MiB (74 ms at 100 MiB/s) past
-// the early reclaim point before the purge brought it down.
+// reclaim and the purge. On a 2-CPU machine at a load average of 14, the
+// cache test's working set grew up to 7.4 MiB past the early reclaim point
+// before the purge brought it down: 74 ms at 100 MiB/s.
 uint64_t EarlyReclaimPoint(uint64_t limit_bytes) {
   const uint64_t soft_entry = g_ladder.EntryBytes(PressureLevel::kSoft, limit_bytes);
   if (!ForecastEnabled()) return soft_entry;
