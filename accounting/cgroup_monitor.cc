@@ -1,5 +1,7 @@
 #include "accounting/cgroup_monitor.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,6 +88,7 @@ bool CgroupMonitor::DiscoverLocked() {
   const char* fallback = "no memory cgroup, so memward uses physical memory as the limit";
   layout_ = CgroupLayout();
   psi_path_.clear();
+  CloseUsageFileLocked();
   generation_++;
 
   std::string cgroup_text, mountinfo_text;
@@ -153,6 +156,34 @@ void CgroupMonitor::OpenPressureSourceLocked() {
                  "the warden reads usage and PSI averages on its timer instead");
 }
 
+void CgroupMonitor::OpenUsageFileLocked() {
+  const char* name = nullptr;
+  if (layout_.memory_version == CgroupVersion::kV2) name = "/memory.current";
+  if (layout_.memory_version == CgroupVersion::kV1) name = "/memory.usage_in_bytes";
+  if (name == nullptr) return;
+  // A failure needs no report here: Read() reports the same file.
+  usage_fd_ = open((layout_.memory_dir + name).c_str(), O_RDONLY | O_CLOEXEC);
+}
+
+void CgroupMonitor::CloseUsageFileLocked() {
+  if (usage_fd_ >= 0) close(usage_fd_);
+  usage_fd_ = -1;
+}
+
+bool CgroupMonitor::ReadUsage(uint64_t* usage_bytes) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (usage_fd_ < 0) return false;
+  char text[32];
+  const ssize_t length = pread(usage_fd_, text, sizeof(text) - 1, 0);
+  if (length <= 0) return false;
+  text[length] = '\0';
+  char* end = nullptr;
+  const unsigned long long value = strtoull(text, &end, 10);
+  if (end == text) return false;
+  *usage_bytes = value;
+  return true;
+}
+
 bool CgroupMonitor::MemoryPathChangedLocked() {
   if (layout_.memory_version == CgroupVersion::kNone) return false;
   std::string text;
@@ -169,6 +200,7 @@ CgroupReading CgroupMonitor::Read() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (MemoryPathChangedLocked()) DiscoverLocked();
   if (reopen_pressure_) OpenPressureSourceLocked();
+  if (usage_fd_ < 0) OpenUsageFileLocked();
 
   CgroupReading reading{};
   reading.ok = false;
@@ -359,6 +391,7 @@ void CgroupMonitor::ResetInChild() {
   // in the child, so it can release it. close(2) is all that runs here;
   // reopening allocates and waits for the next Read().
   pressure_.Close();
+  CloseUsageFileLocked();
   if (!proc_self_dir_.empty()) reopen_pressure_ = true;
   generation_++;
   mutex_.unlock();

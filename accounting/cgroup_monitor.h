@@ -74,6 +74,13 @@ class CgroupMonitor {
   // Reads every value now. Called on the warden thread each tick.
   CgroupReading Read();
 
+  // Reads the cgroup's usage alone (memory.current or
+  // memory.usage_in_bytes) with one pread(2) on a descriptor kept open
+  // since the last Read(), so the warden can poll it often. Returns false
+  // when there is no such descriptor yet or the read failed; limits and
+  // the cgroup path are only checked by Read().
+  bool ReadUsage(uint64_t* usage_bytes);
+
   int pressure_event_fd() const;         // -1 when none
   uint32_t pressure_event_mask() const;  // EPOLLPRI or EPOLLIN
   void AcknowledgePressureEvent();
@@ -98,6 +105,8 @@ class CgroupMonitor {
  private:
   bool DiscoverLocked();
   void OpenPressureSourceLocked();
+  void OpenUsageFileLocked();
+  void CloseUsageFileLocked();
   bool MemoryPathChangedLocked();
   uint64_t ReadPhysicalMemoryLocked();
   void ReadV2Locked(CgroupReading* reading);
@@ -115,6 +124,8 @@ class CgroupMonitor {
   std::string psi_path_;
   CgroupFileReader reader_;
   bool reopen_pressure_ = false;
+  // The usage file of the memory cgroup, opened by Read(); -1 when closed.
+  int usage_fd_ = -1;
   uint64_t generation_ = 0;
 };
 

@@ -37,6 +37,7 @@ struct PressureInput {
   bool ok = false;                 // false: no limit or usage could be read
   uint64_t limit_bytes = 0;        // the effective limit; 0 for none
   uint64_t working_set_bytes = 0;  // usage minus inactive file pages
+  uint64_t usage_bytes = 0;        // 0 when the source reads no usage
   double psi_some_avg10 = -1;      // percent; negative when unavailable
   double psi_full_avg10 = -1;
 };

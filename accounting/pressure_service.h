@@ -3,6 +3,12 @@
 // wakes the warden), runs the ladder and carries out its steps: reclaim,
 // purge, decay times and the admission state.
 //
+// Between those full readings, the allocator's wake-up and the forecast
+// (accounting/pressure_forecast.h) run usage-only reads: one pread(2) of
+// the usage file, minus the inactive file pages of the last full reading.
+// A usage-only read that reaches a threshold or the early reclaim point
+// runs the full reading at once.
+//
 // Thread safety: the tick runs on the warden thread only. g_state_lock
 // (pressure_service.cc) guards the last reading and the pending ReclaimNow
 // request; it is never held around a callback or mallctl.

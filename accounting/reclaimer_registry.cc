@@ -104,6 +104,7 @@ void EndCall() { g_calling.store(0, std::memory_order_release); }
 void FinishCall(const Entry& copy, uint64_t requested, uint64_t freed, int64_t elapsed_ns,
                 int64_t now_ns) {
   Decision decision;
+  decision.kind = DecisionKind::kReclaim;
   decision.level = CurrentPressureLevel();
   memcpy(decision.name, copy.name, sizeof(decision.name));
   decision.requested = requested;

@@ -1,12 +1,14 @@
-// The warden thread's event loop: one epoll set over a timerfd (periodic
-// tasks), an eventfd (Wake) and the descriptors services watch.
+// The warden thread's event loop: one epoll set over a timerfd (armed for
+// the earliest task due), an eventfd (Wake, WakeTask) and the descriptors
+// services watch.
 //
 // Locking: g_lock guards the watch and task tables and the descriptors. It
 // is taken by Start, Stop, Watch, Unwatch, AddPeriodic and the loop while it
 // copies a table, never around a callback, and no allocation path takes it,
 // so a callback may allocate and may call Watch or AddPeriodic. Across fork
 // it is taken in the prepare handler before the registry lock (LockForFork)
-// and released in both processes. Wake reads only the atomic eventfd number.
+// and released in both processes. Wake and WakeTask touch only atomics: the
+// eventfd number and the mask of woken tasks.
 #include "accounting/warden.h"
 
 #include <errno.h>
@@ -68,6 +70,10 @@ constinit std::atomic<int> g_event_fd{-1};
 // Unwatch from another thread can wait for that call to return.
 constinit std::atomic<int> g_dispatching_fd{-1};
 constinit std::atomic<bool> g_was_running_at_fork{false};
+// Bit i set: task i was woken by WakeTask (Wake sets every bit). The loop
+// takes the whole mask after each wait.
+constinit std::atomic<uint32_t> g_woken_tasks{0};
+static_assert(kMaxTasks <= 32, "g_woken_tasks has one bit per task");
 
 base::LogLimit g_error_log_limit(8);
 
@@ -85,27 +91,27 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
-// Returns the smallest registered period, or 0 when no task is registered.
+// Returns the earliest time a task is due, or 0 when no task is registered.
 // Requires g_lock.
-int64_t SmallestPeriodMsLocked() {
-  int64_t smallest = 0;
+int64_t EarliestDueNsLocked() {
+  int64_t earliest = 0;
   for (int i = 0; i < g_task_count; i++) {
-    if (smallest == 0 || g_tasks[i].period_ms < smallest) smallest = g_tasks[i].period_ms;
+    const int64_t due = g_tasks[i].next_due_ns > 0 ? g_tasks[i].next_due_ns : 1;
+    if (earliest == 0 || due < earliest) earliest = due;
   }
-  return smallest;
+  return earliest;
 }
 
-// Arms the timerfd to fire every smallest period. Requires g_lock.
+// Arms the timerfd, once, for the earliest task due; a time already past
+// fires at once. Requires g_lock.
 void ArmTimerLocked() {
   if (g_timer_fd < 0) return;
-  int64_t period_ms = SmallestPeriodMsLocked();
+  const int64_t due_ns = EarliestDueNsLocked();
   itimerspec spec = {};
-  if (period_ms > 0) {
-    spec.it_interval.tv_sec = period_ms / 1000;
-    spec.it_interval.tv_nsec = (period_ms % 1000) * 1000000;
-    spec.it_value = spec.it_interval;
-  }
-  if (timerfd_settime(g_timer_fd, 0, &spec, nullptr) != 0 && g_error_log_limit.Allow()) {
+  spec.it_value.tv_sec = due_ns / 1000000000;
+  spec.it_value.tv_nsec = due_ns % 1000000000;
+  if (timerfd_settime(g_timer_fd, TFD_TIMER_ABSTIME, &spec, nullptr) != 0 &&
+      g_error_log_limit.Allow()) {
     base::Log("warden: timerfd_settime failed (errno %d); periodic tasks will not run", errno);
   }
 }
@@ -162,9 +168,10 @@ void DrainCounter(int fd) {
   }
 }
 
-// Runs the tasks that are due, or every task when `all` is set. The table is
-// copied under the lock and the tasks run without it.
-void RunTasks(bool all) {
+// Runs the tasks that are due and those whose bit is set in `woken`, then
+// arms the timer for the next. The table is copied under the lock and the
+// tasks run without it, so a task may call RunTaskAfter.
+void RunTasks(uint32_t woken) {
   TaskEntry due[kMaxTasks];
   int due_count = 0;
   const int64_t now = MonotonicNs();
@@ -172,14 +179,15 @@ void RunTasks(bool all) {
     LockGuard guard;
     for (int i = 0; i < g_task_count; i++) {
       TaskEntry& entry = g_tasks[i];
-      if (!all && entry.next_due_ns > now) continue;
-      // Half a tick of slack, so a task whose period equals the tick is not
-      // skipped because the timer fired a few microseconds early.
-      entry.next_due_ns = now + entry.period_ms * 1000000 - entry.period_ms * 500000;
+      const bool is_woken = (woken >> i & 1) != 0;
+      if (!is_woken && entry.next_due_ns > now) continue;
+      entry.next_due_ns = now + entry.period_ms * 1000000;
       due[due_count++] = entry;
     }
   }
   for (int i = 0; i < due_count; i++) due[i].task(due[i].context);
+  LockGuard guard;
+  ArmTimerLocked();
 }
 
 // Calls the handler of a watched fd, if it is still watched.
@@ -207,22 +215,23 @@ void RunLoop() {
       usleep(10000);
       continue;
     }
-    bool woken = false;
-    bool ticked = false;
+    bool run_tasks = false;
     for (int i = 0; i < ready; i++) {
       const int fd = events[i].data.fd;
       if (fd == g_event_fd.load(std::memory_order_relaxed)) {
         DrainCounter(fd);
-        woken = true;
+        run_tasks = true;
       } else if (fd == g_timer_fd) {
         DrainCounter(fd);
-        ticked = true;
+        run_tasks = true;
       } else {
         Dispatch(fd, events[i].events);
       }
     }
     if (g_stop_requested.load(std::memory_order_acquire)) break;
-    if (woken || ticked) RunTasks(woken);
+    // A WakeTask whose write lands after this exchange leaves the eventfd
+    // readable, so its task runs in the next round.
+    if (run_tasks) RunTasks(g_woken_tasks.exchange(0, std::memory_order_acq_rel));
   }
 }
 
@@ -337,7 +346,8 @@ void Warden::Unwatch(int fd) {
   while (g_dispatching_fd.load(std::memory_order_acquire) == fd) usleep(100);
 }
 
-bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context) {
+bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context,
+                         int* task_id) {
   if (task == nullptr || period_ms <= 0) return false;
   LockGuard guard;
   if (g_task_count == kMaxTasks) return false;
@@ -347,18 +357,39 @@ bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task,
   entry.period_ms = period_ms;
   entry.task = task;
   entry.context = context;
-  entry.next_due_ns = 0;  // due at the next tick
+  entry.next_due_ns = MonotonicNs() + period_ms * 1000000;
+  if (task_id != nullptr) *task_id = g_task_count;
   g_task_count++;
   ArmTimerLocked();
   return true;
 }
 
 void Warden::Wake() {
+  g_woken_tasks.store(~uint32_t{0}, std::memory_order_release);
   int fd = g_event_fd.load(std::memory_order_acquire);
   if (fd < 0) return;
   const uint64_t increment = 1;
   // EAGAIN means the counter is full and a wake-up is pending anyway.
   [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
+}
+
+void Warden::WakeTask(int task_id) {
+  if (task_id < 0 || task_id >= kMaxTasks) return;
+  g_woken_tasks.fetch_or(uint32_t{1} << task_id, std::memory_order_acq_rel);
+  int fd = g_event_fd.load(std::memory_order_acquire);
+  if (fd < 0) return;
+  const uint64_t increment = 1;
+  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
+}
+
+void Warden::RunTaskAfter(int task_id, int64_t delay_ns) {
+  LockGuard guard;
+  if (task_id < 0 || task_id >= g_task_count) return;
+  TaskEntry& entry = g_tasks[task_id];
+  const int64_t due = MonotonicNs() + (delay_ns > 0 ? delay_ns : 0);
+  if (entry.next_due_ns <= due) return;
+  entry.next_due_ns = due;
+  ArmTimerLocked();
 }
 
 void Warden::RestartInChild() {

@@ -13,9 +13,10 @@
 // descriptors that a service wants renewed in the child (an inherited
 // listening socket, say) are re-created through the service's fork handler.
 //
-// Thread safety: Watch, Unwatch, AddPeriodic and Wake may be called from
-// any thread, including a callback on the warden thread. The registration
-// table is guarded by one mutex that no allocation path takes.
+// Thread safety: Watch, Unwatch, AddPeriodic, Wake, WakeTask and
+// RunTaskAfter may be called from any thread, including a callback on the
+// warden thread. The registration table is guarded by one mutex that no
+// allocation path takes.
 #ifndef MEMWARD_ACCOUNTING_WARDEN_H_
 #define MEMWARD_ACCOUNTING_WARDEN_H_
 
@@ -44,14 +45,24 @@ class Warden {
   bool Watch(int fd, uint32_t events, FdHandler handler, void* context);
   void Unwatch(int fd);
 
-  // Runs `task` every `period_ms` milliseconds (the loop's tick is the
-  // smallest period registered). Returns false when the table is full.
-  bool AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context);
+  // Runs `task` every `period_ms` milliseconds, counted from its last run;
+  // the first run comes one period after the registration. Stores the
+  // task's id in `task_id` when it is not null. Returns false when the
+  // table is full.
+  bool AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context,
+                   int* task_id = nullptr);
 
   // Makes the loop run every periodic task now. Safe to call from a
   // signal handler and from the allocation slow path: one write(2) on an
   // eventfd, no lock and no allocation.
   void Wake();
+  // Makes the loop run the task `task_id` now, and no other task. As safe
+  // as Wake: one atomic OR and one write(2).
+  void WakeTask(int task_id);
+  // Runs the task `task_id` once `delay_ns` from now, unless it is due
+  // sooner; after that run its period starts again. Takes the table lock,
+  // so it must not be called inside malloc.
+  void RunTaskAfter(int task_id, int64_t delay_ns);
 
   // Called by the fork handlers: the child starts the thread again if the
   // parent had it running.

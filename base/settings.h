@@ -39,6 +39,8 @@ enum class SettingId : int {
   kPressureHysteresis,
   kPressureInterval,
   kPressureWakeBytes,
+  kPressureForecast,
+  kPressureLead,
   kPressureDirtyDecay,
   kReclaimCpuShare,
   kPressureMonitor,
@@ -149,6 +151,13 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Most heap growth (new mappings, tenant allocations) since the warden last looked "
      "before the allocator wakes it; the warden lowers it near the next level's "
      "threshold; 0 turns the wake-up off."},
+    {SettingId::kPressureForecast, "pressure_forecast", SettingKind::kBool, 1, 0, 1, false,
+     "Measure how fast the working set grows and read the cgroup's usage again shortly "
+     "before it is projected to reach the next threshold (at most every 2 ms)."},
+    {SettingId::kPressureLead, "pressure_lead", SettingKind::kTime, 100, 0, 10 * 1000, false,
+     "With pressure_forecast, ask the reclaimers for memory once the working set is "
+     "projected to reach the soft threshold within this time, at most half the hysteresis "
+     "early; 0 waits for the crossing."},
     {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 1000, 0,
      kHourMs, false,
      "Dirty page decay while the level is soft (high and critical use 0); the "

@@ -9,13 +9,16 @@
 //   - the overshoot: the cgroup's peak usage (memory.max_usage_in_bytes on
 //     v1, memory.peak on v2) above the soft threshold and above the limit.
 //     In `steady` mode the cache only grows, and memward keeps it near the
-//     soft level's goal (75 %) for the whole run.
+//     soft level's goal (75 %) for the whole run; and
+//   - the CPU time of the warden thread (user and system, from
+//     /proc/self/task/<tid>/stat, in clock ticks of 10 ms) over the run.
 //
 // Usage: pressure_bench cycles|steady LIMIT_MIB RATE_MIB_PER_S SECONDS
 // MEMWARD_CONF selects the wake-up sources (pressure_interval,
 // pressure_wake_bytes). The program needs root: it creates a child of its
 // own memory cgroup, moves itself in, and removes the child at exit.
 // Output: one JSON object on stdout.
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +145,33 @@ class BlockCache : public memward::Reclaimer {
   size_t first_ = 0;  // blocks before it are freed
 };
 
+// Returns the user and system CPU time of the thread named memward-warden in
+// milliseconds, or -1 when there is none.
+double WardenCpuMs() {
+  DIR* tasks = opendir("/proc/self/task");
+  if (tasks == nullptr) return -1;
+  double cpu_ms = -1;
+  while (dirent* entry = readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    const std::string dir = std::string("/proc/self/task/") + entry->d_name;
+    if (ReadFile(dir + "/comm") != "memward-warden\n") continue;
+    // Fields 14 and 15 (utime, stime) follow the name in parentheses.
+    const std::string stat = ReadFile(dir + "/stat");
+    const size_t name_end = stat.rfind(')');
+    if (name_end == std::string::npos) continue;
+    std::istringstream fields(stat.substr(name_end + 2));
+    std::string field;
+    unsigned long long utime = 0, stime = 0;
+    for (int index = 3; index <= 15 && fields >> field; index++) {
+      if (index == 14) utime = std::stoull(field);
+      if (index == 15) stime = std::stoull(field);
+    }
+    cpu_ms = static_cast<double>(utime + stime) * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  closedir(tasks);
+  return cpu_ms;
+}
+
 double Percentile(std::vector<double> values, double fraction) {
   if (values.empty()) return -1;
   std::sort(values.begin(), values.end());
@@ -199,6 +229,7 @@ int main(int argc, char** argv) {
     memward::TenantScope scope(*tenant);
     cache.Register("bench-cache", 0, 5000);
     memward::CurrentPressure();  // starts the warden, which reads the new cgroup
+    const double warden_cpu_start_ms = WardenCpuMs();
 
     const uint64_t soft = limit / 100 * 80;
     const uint64_t rearm = limit / 100 * 75;
@@ -254,11 +285,13 @@ int main(int argc, char** argv) {
         ReadFile(dir + (v2 ? "/memory.peak" : "/memory.max_usage_in_bytes")).c_str(), nullptr, 10);
     const uint64_t limit_hits =
         v2 ? 0 : strtoull(ReadFile(dir + "/memory.failcnt").c_str(), nullptr, 10);
+    const double run_seconds = static_cast<double>(NowNs() - start) / 1e9;
+    const double warden_cpu_ms = WardenCpuMs() - warden_cpu_start_ms;
     printf("{\"mode\": \"%s\", \"limit_mib\": %llu, \"rate_mib_per_s\": %.0f, \"seconds\": %.1f, "
            "\"crossings\": %zu, \"latency_ms_p50\": %.1f, \"latency_ms_p99\": %.1f, "
            "\"latency_ms_max\": %.1f, \"reclaim_calls\": %llu, \"peak_mib\": %.1f, "
            "\"overshoot_over_soft_mib\": %.1f, \"overshoot_over_limit_mib\": %.1f, "
-           "\"limit_hits\": %llu}\n",
+           "\"limit_hits\": %llu, \"warden_cpu_percent\": %.2f}\n",
            mode.c_str(), static_cast<unsigned long long>(limit / kMiB), rate, seconds,
            latencies_ms.size(),
            Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99),
@@ -266,7 +299,8 @@ int main(int argc, char** argv) {
            static_cast<double>(peak) / kMiB,
            peak > soft ? static_cast<double>(peak - soft) / kMiB : 0.0,
            peak > limit ? static_cast<double>(peak - limit) / kMiB : 0.0,
-           static_cast<unsigned long long>(limit_hits));
+           static_cast<unsigned long long>(limit_hits),
+           warden_cpu_ms / 10.0 / run_seconds);
   }
 
   // Leave the cgroup before removing it; the parent takes the charges.

@@ -1,7 +1,13 @@
 // The cache-growth program (cache_growth.cc) runs in a real memory cgroup
 // with a limit. With its LRU cache registered as a reclaimer, the cgroup's
-// usage never reaches the limit and the cache ends under the soft
-// threshold. Without it, the program runs into the limit.
+// peak usage (memory.max_usage_in_bytes on v1, memory.peak on v2: the
+// memory the kernel charges against the limit, at its highest) stays under
+// the soft threshold, 80 % of the limit. Without it, the program runs into
+// the limit.
+//
+// The process's VmHWM is printed but not asserted: it counts the pages of
+// shared libraries that other cgroups were charged for, and misses the
+// kernel memory charged to this one.
 //
 // The test creates a child of its own memory cgroup (cgroup v1's
 // memory.limit_in_bytes, or v2's memory.max), moves the program into it
@@ -27,14 +33,22 @@
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
-constexpr uint64_t kLimit = 160 * kMiB;
-// The cache inserts twice the limit at 100 MiB/s (about 3.2 s).
-constexpr const char* kTotalMib = "320";
+// With the default thresholds the soft level's goal is 240 MiB and the
+// soft threshold 256 MiB.
+constexpr uint64_t kLimit = 320 * kMiB;
+constexpr uint64_t kSoftThreshold = kLimit * 80 / 100;
+// The cache inserts twice the limit at 100 MiB/s (about 6.4 s).
+constexpr const char* kTotalMib = "640";
 constexpr const char* kRateMibPerSecond = "100";
-// A short interval and a small wake-up step, so the warden keeps up with a
-// 160 MiB container; the defaults are sized for larger ones.
-constexpr const char* kMemwardConf =
-    "pressure_interval=20ms,pressure_wake_bytes=4m,reclaim_cpu_share=50";
+// memward's defaults: the warden measures the growth rate and asks the
+// reclaimers 100 ms of growth before the working set is projected to reach
+// the soft threshold, but at most half the hysteresis band (8 MiB, 80 ms at
+// 100 MiB/s) early. That is the time the warden has to get a CPU, reclaim
+// and purge.
+// NOTE: on a 2-CPU machine at a load average of 14 the peak came within
+// 0.6 MiB of the soft threshold. In a 160 MiB cgroup (4 MiB early) the same
+// load once took it 0.9 MiB over.
+constexpr const char* kMemwardConf = "";
 
 std::string ReadFile(const std::string& path) {
   std::ifstream file(path);
@@ -154,7 +168,8 @@ class CacheLimitTest : public testing::Test {
           std::strtoull(ReadFile(dir_ + "/memory.max_usage_in_bytes").c_str(), nullptr, 10);
       result.limit_hits = std::strtoull(ReadFile(dir_ + "/memory.failcnt").c_str(), nullptr, 10);
     }
-    std::cout << mode << ": peak usage " << result.peak_usage / kMiB << " MiB of "
+    std::cout << mode << ": peak usage " << static_cast<double>(result.peak_usage) / kMiB
+              << " MiB (soft threshold " << kSoftThreshold / kMiB << ") of "
               << kLimit / kMiB << " MiB, limit hits " << result.limit_hits << ", exit status "
               << result.status;
     for (const auto& [key, value] : result.fields) std::cout << ", " << key << "=" << value;
@@ -166,23 +181,20 @@ class CacheLimitTest : public testing::Test {
   bool v2_ = false;
 };
 
-TEST_F(CacheLimitTest, ReclaimerKeepsUsageUnderThresholds) {
+TEST_F(CacheLimitTest, ReclaimerKeepsPeakUnderSoftThreshold) {
   RunResult run = Run("reclaimer");
   ASSERT_TRUE(WIFEXITED(run.status)) << "the program was killed by signal "
                                      << (WIFSIGNALED(run.status) ? WTERMSIG(run.status) : 0);
   ASSERT_EQ(WEXITSTATUS(run.status), 0);
-  EXPECT_GE(std::stoi(run.fields["max_level"]), 1) << "memward never saw pressure";
-  EXPECT_GT(std::stoull(run.fields["reclaimed_bytes"]), 0u);
+  EXPECT_GT(std::stoull(run.fields["reclaimed_bytes"]), 0u) << "memward never reclaimed";
   EXPECT_EQ(run.limit_hits, 0u) << "usage reached the limit";
-  EXPECT_LT(run.peak_usage, kLimit) << "peak " << run.peak_usage / kMiB << " MiB";
-  // Usage oscillates between the soft level's goal (75 %) and the soft
-  // threshold (80 %) plus the growth until the warden's next tick, so the
-  // cache ends under the soft threshold.
-  // NOTE: the peak is printed, not asserted against the soft or high
-  // threshold: how far it passes 80 % depends on how soon the warden thread
-  // gets a CPU (131 MiB of 160 on an idle 2-CPU machine, 145 MiB at a load
-  // average of 22).
-  EXPECT_LT(std::stoull(run.fields["cache_bytes"]), kLimit / 100 * 80);
+  // The working set cycles between the soft level's goal (75 %) and the
+  // point where the warden asks the reclaimers early (76-80 %), plus the
+  // growth while the warden thread waits for a CPU, reclaims and purges.
+  EXPECT_LT(run.peak_usage, kSoftThreshold)
+      << "peak " << static_cast<double>(run.peak_usage) / kMiB << " MiB, soft threshold "
+      << kSoftThreshold / kMiB << " MiB";
+  EXPECT_LT(std::stoull(run.fields["cache_bytes"]), kSoftThreshold);
 }
 
 TEST_F(CacheLimitTest, WithoutReclaimerRunsIntoLimit) {

@@ -77,7 +77,8 @@ void RunInner(const Layout& layout) {
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    const std::string conf = "pressure_interval=60s,cgroup_root=" + tree.root();
+    const std::string conf =
+        "pressure_interval=60s,pressure_forecast=false,cgroup_root=" + tree.root();
     setenv("MEMWARD_CONF", conf.c_str(), 1);
     setenv(kRootVariable, tree.root().c_str(), 1);
     setenv(kLayoutVariable, layout.name, 1);

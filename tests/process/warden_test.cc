@@ -90,7 +90,7 @@ void RecordReadable(int fd, uint32_t events, void* context) {
 
 // The probes live for the whole binary: registrations survive Stop, and
 // there is no way to remove a periodic task.
-TaskProbe g_slow_task;  // one-hour period: runs only on Start's first tick and on Wake
+TaskProbe g_slow_task;  // one-hour period: runs only on Wake
 
 void RegisterSlowTaskOnce() {
   static bool registered = false;
@@ -125,6 +125,39 @@ TEST(WardenTest, WakeRunsTasksBeforeTheirPeriod) {
     ASSERT_TRUE(WaitFor([&] { return g_slow_task.runs.load() >= before + wake; }))
         << "wake-up " << wake << " did not run the one-hour task";
   }
+}
+
+TEST(WardenTest, WakeTaskRunsOnlyThatTask) {
+  static TaskProbe woken;
+  static TaskProbe other;
+  int woken_id = -1;
+  int other_id = -1;
+  ASSERT_TRUE(Warden::Get().Start());
+  ASSERT_TRUE(Warden::Get().AddPeriodic("woken", 3600 * 1000, RecordRun, &woken, &woken_id));
+  ASSERT_TRUE(Warden::Get().AddPeriodic("other", 3600 * 1000, RecordRun, &other, &other_id));
+  EXPECT_NE(woken_id, other_id);
+  // With a one-hour period, both run only when woken.
+  const int other_before = other.runs.load();
+  const int woken_before = woken.runs.load();
+  for (int wake = 1; wake <= 3; wake++) {
+    Warden::Get().WakeTask(woken_id);
+    ASSERT_TRUE(WaitFor([&] { return woken.runs.load() >= woken_before + wake; }))
+        << "WakeTask " << wake << " did not run the task";
+  }
+  EXPECT_EQ(other.runs.load(), other_before) << "WakeTask ran a task it did not name";
+}
+
+TEST(WardenTest, RunTaskAfterRunsBeforeThePeriod) {
+  static TaskProbe probe;
+  int id = -1;
+  ASSERT_TRUE(Warden::Get().Start());
+  ASSERT_TRUE(Warden::Get().AddPeriodic("delayed", 3600 * 1000, RecordRun, &probe, &id));
+  const int before = probe.runs.load();
+  Warden::Get().RunTaskAfter(id, 5 * 1000 * 1000);
+  EXPECT_TRUE(WaitFor([&] { return probe.runs.load() == before + 1; }))
+      << "the task did not run after 5 ms; its period is one hour";
+  std::this_thread::sleep_for(milliseconds(50));
+  EXPECT_EQ(probe.runs.load(), before + 1) << "one RunTaskAfter ran the task more than once";
 }
 
 TEST(WardenTest, RejectsInvalidRegistrations) {

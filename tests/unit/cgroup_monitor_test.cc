@@ -291,6 +291,36 @@ TEST(CgroupMonitor, RuntimeLimitChangeIsSeen) {
   EXPECT_EQ(monitor.Read().limit_bytes, kTreeMemory);
 }
 
+TEST(CgroupMonitor, ReadUsageFollowsUsageFile) {
+  CgroupTree tree;
+  WriteV2Tree(tree, std::to_string(512 * kMiB), 100 * kMiB, 0);
+  CgroupMonitor monitor;
+  ASSERT_TRUE(monitor.DiscoverUnderRoot(tree.root().c_str()));
+  uint64_t usage = 0;
+  EXPECT_FALSE(monitor.ReadUsage(&usage)) << "the usage file opens at the first Read()";
+
+  ASSERT_TRUE(monitor.Read().ok);
+  ASSERT_TRUE(monitor.ReadUsage(&usage));
+  EXPECT_EQ(usage, 100 * kMiB);
+  tree.Write(std::string(kV2Dir) + "/memory.current", std::to_string(150 * kMiB) + "\n");
+  ASSERT_TRUE(monitor.ReadUsage(&usage));
+  EXPECT_EQ(usage, 150 * kMiB);
+
+  tree.Write(std::string(kV2Dir) + "/memory.current", "garbage\n");
+  EXPECT_FALSE(monitor.ReadUsage(&usage));
+}
+
+TEST(CgroupMonitorV1, ReadUsageReadsUsageInBytes) {
+  CgroupTree tree;
+  WriteV1Tree(tree, 512 * kMiB, 64 * kMiB);
+  CgroupMonitor monitor;
+  ASSERT_TRUE(monitor.DiscoverUnderRoot(tree.root().c_str()));
+  ASSERT_TRUE(monitor.Read().ok);
+  uint64_t usage = 0;
+  ASSERT_TRUE(monitor.ReadUsage(&usage));
+  EXPECT_EQ(usage, 64 * kMiB);
+}
+
 TEST(CgroupMonitor, PathChangeRediscovers) {
   CgroupTree tree;
   WriteV2Tree(tree, std::to_string(512 * kMiB), 100 * kMiB, 0);
@@ -308,6 +338,9 @@ TEST(CgroupMonitor, PathChangeRediscovers) {
   EXPECT_EQ(reading.limit_bytes, 128 * kMiB);
   EXPECT_EQ(reading.usage_bytes, 5 * kMiB);
   EXPECT_NE(monitor.generation(), generation);
+  uint64_t usage = 0;
+  ASSERT_TRUE(monitor.ReadUsage(&usage));
+  EXPECT_EQ(usage, 5 * kMiB) << "ReadUsage still reads the cgroup the process left";
 }
 
 }  // namespace
