@@ -6,17 +6,25 @@
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
 //                        free does;
+//   BM_OneSample         capture and bookkeeping together, the cost of one
+//                        sample without its block, at about `depth` frames;
 //   BM_SampledArenaPair  mallocx and dallocx in the sampler's arena without a
 //                        thread cache, as a sampled block is served;
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
-// Counters report the sample table's resident bytes and the estimate of the
-// unwinder's caches after the run.
+//   BM_UnwinderThreadMemory  a new thread's first capture: the bytes libunwind
+//                        maps for it, as counted by memward and as seen in
+//                        the process's resident set.
+// Counters report the sample table's resident bytes and the bytes libunwind
+// has mapped for its caches after the run.
 #include <benchmark/benchmark.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <thread>
 
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
@@ -74,6 +82,69 @@ void BM_SampleBookkeeping(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_SampleBookkeeping);
+
+void BM_OneSample(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  uintptr_t frames[kMaxSampleFrames];
+  uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+  memward::accounting::SampleFields fields = {};
+  fields.requested_bytes = 64;
+  fields.usable_bytes = 64;
+  fields.weight_bytes = 512 * 1024;
+  fields.weight_objects = 8192;
+  static char block[1];
+  uint32_t depth = 0;
+  AtDepth(static_cast<int>(state.range(0)), [&] {
+    for (auto _ : state) {
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+      uint32_t index = memward::accounting::ReserveSample();
+      uint32_t site = memward::accounting::AddToSite(frames, depth, 512.0 * 1024, 8192);
+      memward::accounting::PublishSample(index, block, site, fields);
+      memward::accounting::SampleOwner owner;
+      memward::accounting::RemoveSample(block, &owner);
+    }
+  });
+  state.counters["frames"] = depth;
+}
+BENCHMARK(BM_OneSample)->Arg(30)->Arg(60);
+
+// Returns the process's resident bytes from /proc/self/statm.
+double ResidentBytes() {
+  FILE* file = fopen("/proc/self/statm", "r");
+  if (file == nullptr) return 0;
+  long size = 0;
+  long resident = 0;
+  if (fscanf(file, "%ld %ld", &size, &resident) != 2) resident = 0;
+  fclose(file);
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// Not a timing: each iteration starts a thread, captures once on it and
+// reads both measures while the thread is still alive.
+void BM_UnwinderThreadMemory(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  double counted = 0;
+  double resident = 0;
+  double after_exit = 0;
+  for (auto _ : state) {
+    uint64_t counted_before = memward::accounting::UnwinderCacheBytes();
+    double resident_before = ResidentBytes();
+    std::thread worker([&] {
+      uintptr_t frames[kMaxSampleFrames];
+      uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+      memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+      counted += static_cast<double>(memward::accounting::UnwinderCacheBytes() - counted_before);
+      resident += ResidentBytes() - resident_before;
+    });
+    worker.join();
+    after_exit += static_cast<double>(memward::accounting::UnwinderCacheBytes()) -
+                  static_cast<double>(counted_before);
+  }
+  state.counters["counted_bytes_per_thread"] = benchmark::Counter(counted, benchmark::Counter::kAvgIterations);
+  state.counters["resident_delta_per_thread"] = benchmark::Counter(resident, benchmark::Counter::kAvgIterations);
+  state.counters["counted_after_exit"] = benchmark::Counter(after_exit, benchmark::Counter::kAvgIterations);
+}
+BENCHMARK(BM_UnwinderThreadMemory)->Iterations(20);
 
 // The sampler's arena without a thread cache, which a sampled block costs on
 // top of the capture and the bookkeeping.
