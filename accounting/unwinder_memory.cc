@@ -30,10 +30,61 @@ constinit std::atomic<uint64_t> g_refused_mappings{0};
 
 uint64_t WholePages(size_t length) { return (length + g_page_size - 1) & ~(g_page_size - 1); }
 
+// A thread's trace cache in libunwind 1.6.2: 2^14 entries of 16 bytes,
+// mapped at the thread's first capture and unmapped when it exits.
+constexpr size_t kTraceCacheBytes = size_t{1} << 18;
+
+// Trace caches of exited threads, kept mapped for the next new thread.
+// Mapping a fresh one and unmapping it again cost a short-lived thread
+// about 20 us of system time (page faults, and the TLB shootdown of munmap);
+// a spare is only zeroed. The spares stay counted in g_mapped_bytes.
+constexpr int kSpareTraceCaches = 4;
+constinit std::atomic<uintptr_t> g_spare_trace_caches[kSpareTraceCaches] = {};
+// Set, for good, before libunwind maps anything else of a trace cache's
+// length (a file, say). From then on an unmapped block of that length may
+// not be a trace cache, so none is kept as a spare.
+constinit std::atomic<bool> g_other_mapping_of_cache_length{false};
+
+bool IsTraceCacheRequest(void* address, size_t length, int protection, int flags) {
+  return address == nullptr && length == kTraceCacheBytes &&
+         protection == (PROT_READ | PROT_WRITE) && flags == (MAP_PRIVATE | MAP_ANONYMOUS);
+}
+
+// Returns a spare trace cache, zeroed as a new anonymous mapping is, or
+// nullptr when there is none.
+MEMWARD_TEXT void* TakeSpareTraceCache() {
+  for (std::atomic<uintptr_t>& spare : g_spare_trace_caches) {
+    if (spare.load(std::memory_order_relaxed) == 0) continue;
+    uintptr_t block = spare.exchange(0, std::memory_order_acquire);
+    if (block == 0) continue;
+    memset(reinterpret_cast<void*>(block), 0, kTraceCacheBytes);
+    return reinterpret_cast<void*>(block);
+  }
+  return nullptr;
+}
+
+// Keeps `block` as a spare; returns false when every spare slot is taken.
+MEMWARD_TEXT bool KeepSpareTraceCache(void* block) {
+  for (std::atomic<uintptr_t>& spare : g_spare_trace_caches) {
+    uintptr_t empty = 0;
+    if (spare.compare_exchange_strong(empty, reinterpret_cast<uintptr_t>(block),
+                                      std::memory_order_release, std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Runs inside malloc (libunwind maps a thread's cache at its first capture),
 // so it only calls the real mmap and atomics.
 MEMWARD_TEXT void* CountingMmap(void* address, size_t length, int protection, int flags, int fd,
                                 off_t offset) {
+  if (IsTraceCacheRequest(address, length, protection, flags)) {
+    void* spare = TakeSpareTraceCache();
+    if (spare != nullptr) return spare;
+  } else if (length == kTraceCacheBytes) {
+    g_other_mapping_of_cache_length.store(true);
+  }
   uint64_t bytes = WholePages(length);
   uint64_t before = g_mapped_bytes.fetch_add(bytes, std::memory_order_relaxed);
   if ((flags & MAP_ANONYMOUS) != 0 && before + bytes > g_max_bytes) {
@@ -49,6 +100,10 @@ MEMWARD_TEXT void* CountingMmap(void* address, size_t length, int protection, in
 
 // libunwind unmaps only whole mappings of its own, with their mapped length.
 MEMWARD_TEXT int CountingMunmap(void* address, size_t length) {
+  if (length == kTraceCacheBytes && !g_other_mapping_of_cache_length.load() &&
+      KeepSpareTraceCache(address)) {
+    return 0;
+  }
   int result = g_real_munmap(address, length);
   if (result == 0) g_mapped_bytes.fetch_sub(WholePages(length), std::memory_order_relaxed);
   return result;

@@ -6,7 +6,9 @@
 // differs from the default. memward points libunwind's PLT slots for mmap and
 // munmap at counting wrappers, so the sampler's statistics report the bytes
 // that libunwind really holds, and an anonymous mapping that would pass the
-// sample_unwinder_max_bytes setting is refused with ENOMEM.
+// sample_unwinder_max_bytes setting is refused with ENOMEM. Up to four
+// trace caches of exited threads are kept mapped, and counted, for new
+// threads.
 //
 // A thread whose trace cache could not be created or grown still gets its
 // stack: unw_backtrace falls back to stepping frame by frame with unw_step,

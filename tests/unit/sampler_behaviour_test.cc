@@ -196,6 +196,9 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
   EXPECT_EQ(stats.process_sampled_bytes, process_bytes);
 }
 
+// libunwind 1.6.2's trace cache of one thread.
+constexpr uint64_t kTraceCacheBytes = 256 * 1024;
+
 // Threads exit while others sample; their blocks outlive them.
 TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t live = LiveSamples();
@@ -227,8 +230,10 @@ TEST_F(SamplerTest, ThreadExitWhileSampling) {
   const uint64_t before_free = LiveSamples();
   for (void* block : survivors) free(block);
   EXPECT_EQ(LiveSamples(), before_free - survivors.size());
-  // Each thread warmed libunwind up and counted its cache out at exit.
-  EXPECT_EQ(accounting::GetSamplerStats().unwinder_cache_bytes, unwinder_bytes);
+  // Each thread mapped a 256 KiB trace cache in libunwind, and gave it back
+  // at exit: unmapped, or kept as one of at most four spares.
+  EXPECT_LE(accounting::GetSamplerStats().unwinder_cache_bytes,
+            unwinder_bytes + 4 * kTraceCacheBytes);
 }
 
 // Four threads sample while the main thread forks; each child samples,
