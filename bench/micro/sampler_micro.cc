@@ -13,9 +13,9 @@
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
-//   BM_UnwinderThreadMemory  a new thread's first capture: the bytes libunwind
-//                        maps for it, as counted by memward and as seen in
-//                        the process's resident set.
+//   BM_UnwinderThreadMemory  eight new threads' first captures: the bytes
+//                        libunwind has mapped, as memward counts them, and
+//                        the growth of the process's resident set.
 // Counters report the sample table's resident bytes and the bytes libunwind
 // has mapped for its caches after the run.
 #include <benchmark/benchmark.h>
@@ -23,8 +23,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <thread>
+#include <vector>
 
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
@@ -119,32 +121,43 @@ double ResidentBytes() {
   return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
 
-// Not a timing: each iteration starts a thread, captures once on it and
-// reads both measures while the thread is still alive.
+// Not a timing: each iteration starts kThreads threads that capture once
+// and wait until every one has, then reads what libunwind has mapped in all
+// (spare trace caches included) and the growth of the resident set.
 void BM_UnwinderThreadMemory(benchmark::State& state) {
+  constexpr int kThreads = 8;
   memward::accounting::SetSampleInterval(512 * 1024);
   double counted = 0;
   double resident = 0;
   double after_exit = 0;
   for (auto _ : state) {
-    uint64_t counted_before = memward::accounting::UnwinderCacheBytes();
     double resident_before = ResidentBytes();
-    std::thread worker([&] {
-      uintptr_t frames[kMaxSampleFrames];
-      uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
-      memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
-      counted += static_cast<double>(memward::accounting::UnwinderCacheBytes() - counted_before);
-      resident += ResidentBytes() - resident_before;
-    });
-    worker.join();
-    after_exit += static_cast<double>(memward::accounting::UnwinderCacheBytes()) -
-                  static_cast<double>(counted_before);
+    std::atomic<int> captured{0};
+    std::atomic<bool> measured{false};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; t++) {
+      workers.emplace_back([&] {
+        uintptr_t frames[kMaxSampleFrames];
+        uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+        memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+        captured.fetch_add(1);
+        while (!measured.load()) std::this_thread::yield();
+      });
+    }
+    while (captured.load() < kThreads) std::this_thread::yield();
+    counted += static_cast<double>(memward::accounting::UnwinderCacheBytes());
+    resident += ResidentBytes() - resident_before;
+    measured.store(true);
+    for (std::thread& worker : workers) worker.join();
+    after_exit += static_cast<double>(memward::accounting::UnwinderCacheBytes());
   }
-  state.counters["counted_bytes_per_thread"] = benchmark::Counter(counted, benchmark::Counter::kAvgIterations);
-  state.counters["resident_delta_per_thread"] = benchmark::Counter(resident, benchmark::Counter::kAvgIterations);
-  state.counters["counted_after_exit"] = benchmark::Counter(after_exit, benchmark::Counter::kAvgIterations);
+  state.counters["threads"] = kThreads;
+  state.counters["unwinder_bytes"] = benchmark::Counter(counted, benchmark::Counter::kAvgIterations);
+  state.counters["resident_growth"] = benchmark::Counter(resident, benchmark::Counter::kAvgIterations);
+  state.counters["unwinder_bytes_after_exit"] =
+      benchmark::Counter(after_exit, benchmark::Counter::kAvgIterations);
 }
-BENCHMARK(BM_UnwinderThreadMemory)->Iterations(20);
+BENCHMARK(BM_UnwinderThreadMemory)->Iterations(5);
 
 // The sampler's arena without a thread cache, which a sampled block costs on
 // top of the capture and the bookkeeping.
