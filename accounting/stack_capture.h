@@ -25,8 +25,10 @@ bool LoadUnwinder(bool frame_pointers, uint64_t max_cache_bytes);
 // leaving out memward's own frames (those in the memward_text section).
 // Returns the number of frames, at most `max_frames`. Called inside malloc,
 // with the sampler's countdown raised so that allocations made by the
-// unwinder are not sampled. `warm` is the thread's warm-up flag, set here.
-uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm);
+// unwinder are not sampled. `captures` is the thread's count of captures,
+// which selects the unwinder's slow path for its first ones (see
+// stack_capture.cc); it stops growing at a few.
+uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures);
 
 // Waits until no capture runs and makes later ones skip the unwinder, so a
 // child is never forked while libunwind holds one of its mutexes. The fork

@@ -11,6 +11,10 @@ gateway's CPU time per answered request.
 
     /usr/bin/python3 bench/sampling_overhead.py --build-dir build --repetitions 5
 
+With --instructions it also counts, with callgrind (valgrind), the
+instructions each workload's small preset executes both ways: a measure
+that a machine shared with other jobs does not disturb.
+
 Uses only the Python standard library. Build the programs first:
 BUILD_TARGETS="memward_preload workload_server workload_producer_consumer
 workload_thread_churn workload_fragmentation workload_large_blocks
@@ -82,6 +86,36 @@ def run_workload(program: Path, argv: list, preload: Path, conf: str) -> dict:
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "maxrss_mib": usage.ru_maxrss / 1024,
     }
+
+
+def count_instructions(program: Path, preload: Path, conf: str, scratch: Path) -> int:
+    """Run one workload's small preset under callgrind; return the instructions it executed."""
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = str(preload)
+    env.pop("MEMWARD_CONF", None)
+    if conf:
+        env["MEMWARD_CONF"] = conf
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch / 'callgrind.out'}",
+            str(program), "--preset=small"]
+    completed = subprocess.run(argv, env=env, capture_output=True, text=True,
+                               timeout=RUN_TIMEOUT_SECONDS * 4)
+    match = re.search(r"I\s+refs:\s+([0-9,]+)", completed.stderr)
+    if completed.returncode != 0 or match is None:
+        raise RuntimeError(f"callgrind on {program.name} with MEMWARD_CONF={conf!r} failed "
+                           f"(status {completed.returncode}): {completed.stderr.strip()[-500:]}")
+    return int(match.group(1).replace(",", ""))
+
+
+def measure_instructions(args, build_dir: Path, preload: Path) -> list:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="memward-sampling-") as scratch:
+        for name in args.workloads.split(","):
+            program = build_dir / "bin" / f"workload_{name}"
+            counts = {variant: count_instructions(program, preload, conf, Path(scratch))
+                      for variant, conf in VARIANTS.items()}
+            rows.append({"name": name, **counts})
+            print(f"  {name} under callgrind: done", file=sys.stderr, flush=True)
+    return rows
 
 
 def ratio(on: float, off: float) -> str:
@@ -160,6 +194,14 @@ def measure_gateway(args, build_dir: Path) -> dict:
             for variant, results in runs.items()}
 
 
+def print_instruction_table(rows: list) -> None:
+    print("\nInstructions of each workload's small preset, one callgrind run each way\n")
+    print("| workload | instructions off | instructions on | on/off |")
+    print("| --- | --- | --- | --- |")
+    for row in rows:
+        print(f"| {row['name']} | {row['off']:,} | {row['on']:,} | {row['on'] / row['off']:.4f} |")
+
+
 def print_tables(rows: list, gateway_result: dict, args) -> None:
     print(f"Workloads, median of {args.repetitions} runs each (off: `sample_interval=0`, "
           "on: default `512k`)\n")
@@ -200,6 +242,8 @@ def main() -> int:
                         help="runs of each workload per variant (default: 5)")
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help="comma-separated workloads (default: all)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions with callgrind (needs valgrind)")
     parser.add_argument("--gateway-repetitions", type=int, default=3,
                         help="replays per variant; 0 skips the gateway (default: 3)")
     parser.add_argument("--trace-start-s", type=float, default=0,
@@ -217,8 +261,11 @@ def main() -> int:
         parser.error(f"{preload} not found; build memward_preload with scripts/build.sh")
 
     rows = measure_workloads(args, build_dir, preload) if args.workloads else []
+    instruction_rows = measure_instructions(args, build_dir, preload) if args.instructions else []
     gateway_result = measure_gateway(args, build_dir) if args.gateway_repetitions > 0 else {}
     print_tables(rows, gateway_result, args)
+    if instruction_rows:
+        print_instruction_table(instruction_rows)
     return 0
 
 

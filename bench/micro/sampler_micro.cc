@@ -3,6 +3,8 @@
 //   BM_CaptureStack      libunwind's unw_backtrace (or the frame-pointer walk)
 //                        at a stack of about `depth` frames, memward's frames
 //                        cut off;
+//   BM_FirstCapturesOfThread  the same for a thread's first captures, which
+//                        step with unw_step instead;
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
 //                        free does;
@@ -53,7 +55,7 @@ __attribute__((noinline)) void AtDepth(int depth, const Body& body) {
 void BM_CaptureStack(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
-  uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+  uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
@@ -64,6 +66,22 @@ void BM_CaptureStack(benchmark::State& state) {
   state.counters["frames"] = depth;
 }
 BENCHMARK(BM_CaptureStack)->Arg(8)->Arg(30)->Arg(60);
+
+// A thread's first captures, which step frame by frame with unw_step.
+void BM_FirstCapturesOfThread(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  uintptr_t frames[kMaxSampleFrames];
+  uint32_t depth = 0;
+  AtDepth(static_cast<int>(state.range(0)), [&] {
+    for (auto _ : state) {
+      uint8_t captures = 0;
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      benchmark::DoNotOptimize(frames);
+    }
+  });
+  state.counters["frames"] = depth;
+}
+BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
 
 void BM_SampleBookkeeping(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
@@ -88,7 +106,7 @@ BENCHMARK(BM_SampleBookkeeping);
 void BM_OneSample(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
-  uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+  uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
   memward::accounting::SampleFields fields = {};
   fields.requested_bytes = 64;
   fields.usable_bytes = 64;
@@ -138,8 +156,12 @@ void BM_UnwinderThreadMemory(benchmark::State& state) {
     for (int t = 0; t < kThreads; t++) {
       workers.emplace_back([&] {
         uintptr_t frames[kMaxSampleFrames];
-        uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
-        memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+        uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
+        // The first few captures of a thread leave libunwind's trace cache
+        // alone; enough follow to create it.
+        for (int i = 0; i < 8; i++) {
+          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+        }
         captured.fetch_add(1);
         while (!measured.load()) std::this_thread::yield();
       });

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "accounting/stack_capture.h"
 #include "memward/memward.h"
 #include "tests/unit/sampler_test_util.h"
 
@@ -194,6 +195,31 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
   EXPECT_EQ(LiveSamples(), live);
   ASSERT_EQ(memward_sampler_stats_get(&stats), MEMWARD_OK);
   EXPECT_EQ(stats.process_sampled_bytes, process_bytes);
+}
+
+// Captures the stack from one call site. `captures` is the thread's count of
+// captures that CaptureStack sees, which selects the unwinder's path.
+__attribute__((noinline)) uint32_t CaptureFromHere(uintptr_t* frames, uint8_t captures) {
+  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures);
+  asm volatile("" ::: "memory");  // keeps the call above from becoming a jump
+  return depth;
+}
+
+// A thread's first captures step with unw_step and later ones use
+// unw_backtrace's trace cache; both must find the same stack.
+TEST_F(SamplerTest, UnwinderPathsAgree) {
+  uintptr_t stepped[accounting::kMaxSampleFrames] = {};
+  uintptr_t traced[accounting::kMaxSampleFrames] = {};
+  uint32_t depths[2] = {};
+  // Both captures must come from one call site, so the compiler must not
+  // unroll the loop: its trip count is read from a volatile.
+  volatile int paths = 2;
+  for (int path = 0; path < paths; path++) {
+    depths[path] = CaptureFromHere(path == 0 ? stepped : traced, path == 0 ? 0 : 200);
+  }
+  ASSERT_GT(depths[0], 2u);
+  ASSERT_EQ(depths[0], depths[1]);
+  for (uint32_t i = 0; i < depths[0]; i++) EXPECT_EQ(stepped[i], traced[i]) << "frame " << i;
 }
 
 // libunwind 1.6.2's trace cache of one thread.
