@@ -75,7 +75,7 @@ SamplerStats GetSamplerStats() {
   stats.table_bytes = counts.table_bytes;
   stats.table_resident_bytes = counts.resident_bytes;
   stats.unwinder_cache_bytes = UnwinderCacheBytes();
-  stats.unwinder_refused_mappings = UnwinderRefusedMappings();
+  stats.unwinder_rejected_mappings = UnwinderRejectedMappings();
   stats.interval_bytes = alloc::CurrentSampleInterval();
   return stats;
 }

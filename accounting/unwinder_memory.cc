@@ -26,7 +26,7 @@ constinit uint64_t g_max_bytes = 0;
 constinit uint64_t g_page_size = 4096;
 
 constinit std::atomic<uint64_t> g_mapped_bytes{0};
-constinit std::atomic<uint64_t> g_refused_mappings{0};
+constinit std::atomic<uint64_t> g_rejected_mappings{0};
 
 uint64_t WholePages(size_t length) { return (length + g_page_size - 1) & ~(g_page_size - 1); }
 
@@ -89,7 +89,7 @@ MEMWARD_TEXT void* CountingMmap(void* address, size_t length, int protection, in
   uint64_t before = g_mapped_bytes.fetch_add(bytes, std::memory_order_relaxed);
   if ((flags & MAP_ANONYMOUS) != 0 && before + bytes > g_max_bytes) {
     g_mapped_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-    g_refused_mappings.fetch_add(1, std::memory_order_relaxed);
+    g_rejected_mappings.fetch_add(1, std::memory_order_relaxed);
     errno = ENOMEM;
     return MAP_FAILED;
   }
@@ -218,6 +218,6 @@ bool CountLibraryMappings(void* library, uint64_t max_bytes) {
 
 uint64_t UnwinderMappedBytes() { return g_mapped_bytes.load(std::memory_order_relaxed); }
 
-uint64_t UnwinderRefusedMappings() { return g_refused_mappings.load(std::memory_order_relaxed); }
+uint64_t UnwinderRejectedMappings() { return g_rejected_mappings.load(std::memory_order_relaxed); }
 
 }  // namespace memward::accounting

@@ -6,7 +6,7 @@
 // differs from the default. memward points libunwind's PLT slots for mmap and
 // munmap at counting wrappers, so the sampler's statistics report the bytes
 // that libunwind really holds, and an anonymous mapping that would pass the
-// sample_unwinder_max_bytes setting is refused with ENOMEM. Up to four
+// sample_unwinder_max_bytes setting is rejected with ENOMEM. Up to four
 // trace caches of exited threads are kept mapped, and counted, for new
 // threads.
 //
@@ -23,7 +23,7 @@
 namespace memward::accounting {
 
 // Redirects the mmap and munmap calls of `library` (a dlopen handle) to the
-// counting wrappers, refusing anonymous mappings past `max_bytes` in total.
+// counting wrappers, rejecting anonymous mappings past `max_bytes` in total.
 // Returns false, changing nothing, when the library's relocations for them
 // are not found. Called once, outside malloc, before the library is used.
 bool CountLibraryMappings(void* library, uint64_t max_bytes);
@@ -31,8 +31,8 @@ bool CountLibraryMappings(void* library, uint64_t max_bytes);
 // Bytes (whole pages) that the library has mapped and not unmapped.
 uint64_t UnwinderMappedBytes();
 
-// Anonymous mappings refused because of the bound.
-uint64_t UnwinderRefusedMappings();
+// Anonymous mappings rejected because of the bound.
+uint64_t UnwinderRejectedMappings();
 
 }  // namespace memward::accounting
 

@@ -52,13 +52,19 @@ VARIANTS = {"off": "sample_interval=0", "on": ""}
 RUN_TIMEOUT_SECONDS = 300
 
 
-def run_workload(program: Path, argv: list, preload: Path, conf: str) -> dict:
-    """Run one workload; return its own seconds, its CPU seconds and its peak RSS."""
+def variant_environment(preload: Path, conf: str) -> dict:
+    """This process's environment with memward preloaded and MEMWARD_CONF set to `conf`."""
     env = dict(os.environ)
     env["LD_PRELOAD"] = str(preload)
     env.pop("MEMWARD_CONF", None)
     if conf:
         env["MEMWARD_CONF"] = conf
+    return env
+
+
+def run_workload(program: Path, argv: list, preload: Path, conf: str) -> dict:
+    """Run one workload; return its own seconds, its CPU seconds and its peak RSS."""
+    env = variant_environment(preload, conf)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen([str(program), *argv], stdout=out, stderr=err, env=env)
         deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
@@ -90,11 +96,7 @@ def run_workload(program: Path, argv: list, preload: Path, conf: str) -> dict:
 
 def count_instructions(program: Path, preload: Path, conf: str, scratch: Path) -> int:
     """Run one workload's small preset under callgrind; return the instructions it executed."""
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = str(preload)
-    env.pop("MEMWARD_CONF", None)
-    if conf:
-        env["MEMWARD_CONF"] = conf
+    env = variant_environment(preload, conf)
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch / 'callgrind.out'}",
             str(program), "--preset=small"]
     completed = subprocess.run(argv, env=env, capture_output=True, text=True,

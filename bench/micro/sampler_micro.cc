@@ -15,7 +15,7 @@
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
-//   BM_UnwinderThreadMemory  eight new threads' first captures: the bytes
+//   BM_UnwinderThreadMemory  eight new threads' captures: the bytes
 //                        libunwind has mapped, as memward counts them, and
 //                        the growth of the process's resident set.
 // Counters report the sample table's resident bytes and the bytes libunwind
@@ -83,23 +83,28 @@ void BM_FirstCapturesOfThread(benchmark::State& state) {
 }
 BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
 
-void BM_SampleBookkeeping(benchmark::State& state) {
-  memward::accounting::SetSampleInterval(512 * 1024);
-  uintptr_t frames[kMaxSampleFrames];
-  for (int i = 0; i < 30; i++) frames[i] = 0x400000 + 64 * i;
+// Records a sample of a 64-byte block at 512 KiB with the stack `frames`,
+// and removes it as its free would: the table's whole work for one sample.
+inline void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
   memward::accounting::SampleFields fields = {};
   fields.requested_bytes = 64;
   fields.usable_bytes = 64;
   fields.weight_bytes = 512 * 1024;
   fields.weight_objects = 8192;
   static char block[1];
-  for (auto _ : state) {
-    uint32_t index = memward::accounting::ReserveSample();
-    uint32_t site = memward::accounting::AddToSite(frames, 30, 512.0 * 1024, 8192);
-    memward::accounting::PublishSample(index, block, site, fields);
-    memward::accounting::SampleOwner owner;
-    memward::accounting::RemoveSample(block, &owner);
-  }
+  uint32_t index = memward::accounting::ReserveSample();
+  uint32_t site = memward::accounting::AddToSite(frames, depth, fields.weight_bytes,
+                                                 fields.weight_objects);
+  memward::accounting::PublishSample(index, block, site, fields);
+  memward::accounting::SampleOwner owner;
+  memward::accounting::RemoveSample(block, &owner);
+}
+
+void BM_SampleBookkeeping(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  uintptr_t frames[kMaxSampleFrames];
+  for (int i = 0; i < 30; i++) frames[i] = 0x400000 + 64 * i;
+  for (auto _ : state) RecordAndRemoveSample(frames, 30);
 }
 BENCHMARK(BM_SampleBookkeeping);
 
@@ -107,21 +112,11 @@ void BM_OneSample(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
   uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
-  memward::accounting::SampleFields fields = {};
-  fields.requested_bytes = 64;
-  fields.usable_bytes = 64;
-  fields.weight_bytes = 512 * 1024;
-  fields.weight_objects = 8192;
-  static char block[1];
   uint32_t depth = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
       depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
-      uint32_t index = memward::accounting::ReserveSample();
-      uint32_t site = memward::accounting::AddToSite(frames, depth, 512.0 * 1024, 8192);
-      memward::accounting::PublishSample(index, block, site, fields);
-      memward::accounting::SampleOwner owner;
-      memward::accounting::RemoveSample(block, &owner);
+      RecordAndRemoveSample(frames, depth);
     }
   });
   state.counters["frames"] = depth;
@@ -139,7 +134,7 @@ double ResidentBytes() {
   return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
 }
 
-// Not a timing: each iteration starts kThreads threads that capture once
+// Not a timing: each iteration starts kThreads threads that capture 8 times
 // and wait until every one has, then reads what libunwind has mapped in all
 // (spare trace caches included) and the growth of the resident set.
 void BM_UnwinderThreadMemory(benchmark::State& state) {

@@ -197,8 +197,8 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
   EXPECT_EQ(stats.process_sampled_bytes, process_bytes);
 }
 
-// Captures the stack from one call site. `captures` is the thread's count of
-// captures that CaptureStack sees, which selects the unwinder's path.
+// Captures the stack from one call site. `captures` is passed to
+// CaptureStack as the thread's count of captures, which selects its path.
 __attribute__((noinline)) uint32_t CaptureFromHere(uintptr_t* frames, uint8_t captures) {
   uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures);
   asm volatile("" ::: "memory");  // keeps the call above from becoming a jump
