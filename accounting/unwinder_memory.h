@@ -1,9 +1,8 @@
 // The memory that libunwind maps for its caches, counted and bounded.
 //
 // libunwind 1.6 takes its cache memory straight from mmap: each thread's
-// trace cache (256 KiB, quadrupled whenever half of it is in use), the pool
-// that holds the caches' headers, and the register-state cache when its size
-// differs from the default. memward points libunwind's PLT slots for mmap and
+// trace cache (256 KiB, quadrupled whenever half of it is in use), and a few
+// pages per process for the pool that contains the caches' headers. memward points libunwind's PLT slots for mmap and
 // munmap at counting wrappers, so the sampler's statistics report the bytes
 // that libunwind really holds, and an anonymous mapping that would pass the
 // sample_unwinder_max_bytes setting is rejected with ENOMEM. Up to four

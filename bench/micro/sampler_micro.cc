@@ -52,19 +52,29 @@ __attribute__((noinline)) void AtDepth(int depth, const Body& body) {
   benchmark::ClobberMemory();
 }
 
-void BM_CaptureStack(benchmark::State& state) {
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth);
+
+// Captures the stack at about state.range(0) frames deep in every
+// iteration, and records and removes a sample of it when `record` is set.
+void CaptureAtDepth(benchmark::State& state, bool record) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
-  uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
+  uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
-      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
-      benchmark::DoNotOptimize(frames);
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      if (record) {
+        RecordAndRemoveSample(frames, depth);
+      } else {
+        benchmark::DoNotOptimize(frames);
+      }
     }
   });
   state.counters["frames"] = depth;
 }
+
+void BM_CaptureStack(benchmark::State& state) { CaptureAtDepth(state, false); }
 BENCHMARK(BM_CaptureStack)->Arg(8)->Arg(30)->Arg(60);
 
 // A thread's first captures, which step frame by frame with unw_step.
@@ -85,7 +95,7 @@ BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
 
 // Records a sample of a 64-byte block at 512 KiB with the stack `frames`,
 // and removes it as its free would: the table's whole work for one sample.
-inline void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
   memward::accounting::SampleFields fields = {};
   fields.requested_bytes = 64;
   fields.usable_bytes = 64;
@@ -108,19 +118,7 @@ void BM_SampleBookkeeping(benchmark::State& state) {
 }
 BENCHMARK(BM_SampleBookkeeping);
 
-void BM_OneSample(benchmark::State& state) {
-  memward::accounting::SetSampleInterval(512 * 1024);
-  uintptr_t frames[kMaxSampleFrames];
-  uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
-  uint32_t depth = 0;
-  AtDepth(static_cast<int>(state.range(0)), [&] {
-    for (auto _ : state) {
-      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
-      RecordAndRemoveSample(frames, depth);
-    }
-  });
-  state.counters["frames"] = depth;
-}
+void BM_OneSample(benchmark::State& state) { CaptureAtDepth(state, true); }
 BENCHMARK(BM_OneSample)->Arg(30)->Arg(60);
 
 // Returns the process's resident bytes from /proc/self/statm.
@@ -151,11 +149,11 @@ void BM_UnwinderThreadMemory(benchmark::State& state) {
     for (int t = 0; t < kThreads; t++) {
       workers.emplace_back([&] {
         uintptr_t frames[kMaxSampleFrames];
-        uint8_t& warm = memward::alloc::t_thread_state.sample_captures;
+        uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
         // The first few captures of a thread leave libunwind's trace cache
         // alone; enough follow to create it.
         for (int i = 0; i < 8; i++) {
-          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
         }
         captured.fetch_add(1);
         while (!measured.load()) std::this_thread::yield();
