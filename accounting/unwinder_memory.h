@@ -2,9 +2,10 @@
 //
 // libunwind 1.6 takes its cache memory straight from mmap: each thread's
 // trace cache (256 KiB, quadrupled whenever half of it is in use), and a few
-// pages per process for the pool that contains the caches' headers. memward points libunwind's PLT slots for mmap and
-// munmap at counting wrappers, so the sampler's statistics report the bytes
-// that libunwind really holds, and an anonymous mapping that would pass the
+// pages per process for the pool that contains the caches' headers.
+// memward points libunwind's PLT slots for mmap and munmap at counting
+// wrappers, so the sampler's statistics report the bytes that libunwind
+// really has mapped. An anonymous mapping that would pass the
 // sample_unwinder_max_bytes setting is rejected with ENOMEM. Up to four
 // trace caches of exited threads are kept mapped, and counted, for new
 // threads.
