@@ -84,8 +84,9 @@ constinit std::atomic<uint64_t> g_free_head{kEndOfList};
 // Records never used yet are handed out in order, after the free list.
 constinit std::atomic<uint32_t> g_unused_records{0};
 
+// The next sample's id; ids start at 1, so it is also the number of samples
+// taken plus one.
 constinit std::atomic<uint64_t> g_next_id{1};
-constinit std::atomic<uint64_t> g_samples_taken{0};
 constinit std::atomic<uint64_t> g_samples_dropped{0};
 constinit std::atomic<uint64_t> g_live_samples{0};
 // Site numbers handed out; at most `capacity`.
@@ -113,13 +114,20 @@ uint64_t HashPointer(uintptr_t pointer) {
   return hash ^ (hash >> 29);
 }
 
+// Hashes the frames in four independent lanes, so that the multiplications
+// of neighbouring frames overlap instead of waiting for each other.
 uint64_t HashStack(const uintptr_t* frames, uint32_t depth) {
-  uint64_t hash = 0xcbf29ce484222325ull ^ depth;
+  constexpr uint64_t kMultiplier = 0x9e3779b97f4a7c15ull;
+  uint64_t lanes[4] = {depth, 0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull};
   for (uint32_t i = 0; i < depth; i++) {
-    hash = (hash ^ frames[i]) * 0x100000001b3ull;
-    hash ^= hash >> 32;
+    uint64_t& lane = lanes[i & 3];
+    lane = (lane ^ frames[i]) * kMultiplier;
   }
-  return hash;
+  uint64_t hash = 0;
+  for (uint64_t lane : lanes) {
+    hash = (hash ^ lane ^ (lane >> 29)) * kMultiplier;
+  }
+  return hash ^ (hash >> 32);
 }
 
 size_t TableBytes(uint64_t capacity, uint64_t* index_capacity, uint64_t* site_index_capacity) {
@@ -294,7 +302,6 @@ void PublishSample(uint32_t index, const void* pointer, uint32_t site,
     entry.record.store(index, std::memory_order_release);
     break;
   }
-  g_samples_taken.fetch_add(1, std::memory_order_relaxed);
   g_live_samples.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -434,7 +441,7 @@ size_t SnapshotSiteTotals(std::vector<SiteTotals>* out) {
 
 SampleTableCounts ReadSampleTableCounts() {
   SampleTableCounts counts;
-  counts.samples_taken = g_samples_taken.load(std::memory_order_relaxed);
+  counts.samples_taken = g_next_id.load(std::memory_order_relaxed) - 1;
   counts.samples_dropped = g_samples_dropped.load(std::memory_order_relaxed);
   counts.live_samples = g_live_samples.load(std::memory_order_relaxed);
   if (g_ready.load(std::memory_order_acquire)) {

@@ -83,9 +83,10 @@ struct SamplerStats {
   uint64_t live_samples;
   uint64_t table_bytes;  // the tables' block in memward's arena
   uint64_t table_resident_bytes;  // of those, in resident pages
-  // Estimate of libunwind's per-thread caches: 256 KiB for each live thread
-  // that has warmed libunwind up (see stack_capture.cc).
+  // Bytes libunwind has mapped for its caches (accounting/unwinder_memory.h),
+  // and the mappings rejected at the sample_unwinder_max_bytes bound.
   uint64_t unwinder_cache_bytes;
+  uint64_t unwinder_rejected_mappings;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off
 };
 

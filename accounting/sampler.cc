@@ -5,6 +5,7 @@
 
 #include "accounting/sample_table.h"
 #include "accounting/stack_capture.h"
+#include "accounting/unwinder_memory.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
 #include "alloc/sampling.h"
@@ -36,7 +37,8 @@ bool SetUpSampler() {
     base::Log("sampling: could not create the sampler's arena; sampling stays off");
     return false;
   }
-  LoadUnwinder(settings.GetBool(base::SettingId::kSampleFramePointers));
+  LoadUnwinder(settings.GetBool(base::SettingId::kSampleFramePointers),
+               static_cast<uint64_t>(settings.Get(base::SettingId::kSampleUnwinderMaxBytes)));
   alloc::ConfigureSampling(0, slot);
   set_up = true;
   return true;
@@ -73,6 +75,7 @@ SamplerStats GetSamplerStats() {
   stats.table_bytes = counts.table_bytes;
   stats.table_resident_bytes = counts.resident_bytes;
   stats.unwinder_cache_bytes = UnwinderCacheBytes();
+  stats.unwinder_rejected_mappings = UnwinderRejectedMappings();
   stats.interval_bytes = alloc::CurrentSampleInterval();
   return stats;
 }

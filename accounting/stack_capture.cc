@@ -4,11 +4,11 @@
 #include <dlfcn.h>
 #include <sched.h>
 #include <libunwind.h>
-#include <pthread.h>
 #include <string.h>
 
 #include <atomic>
 
+#include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
 #include "base/log.h"
 
@@ -23,18 +23,34 @@ namespace {
 
 using BacktraceFunction = int (*)(void**, int);
 using SetCachingPolicyFunction = int (*)(unw_addr_space_t, unw_caching_policy_t);
-using SetCacheSizeFunction = int (*)(unw_addr_space_t, size_t, int);
+using GetContextFunction = int (*)(unw_context_t*);
+using InitLocalFunction = int (*)(unw_cursor_t*, unw_context_t*);
+using StepFunction = int (*)(unw_cursor_t*);
+using GetRegisterFunction = int (*)(unw_cursor_t*, unw_regnum_t, unw_word_t*);
+
+// libunwind's functions for stepping frame by frame. Written by
+// LoadUnwinder outside malloc before g_backtrace; read inside malloc.
+struct StepFunctions {
+  GetContextFunction get_context = nullptr;
+  InitLocalFunction init_local = nullptr;
+  StepFunction step = nullptr;
+  GetRegisterFunction get_register = nullptr;
+};
+constinit StepFunctions g_step_functions;
+
+// A thread's first captures step through its frames with unw_step, and only
+// later ones use unw_backtrace. unw_backtrace's first call on a thread steps
+// through every frame anyway, to fill its trace cache, and first maps and
+// fills that 256 KiB cache (about 313,000 instructions in libunwind 1.6.2,
+// counted with callgrind). Short-lived threads, which take one or two
+// samples, thus skip the cache. A thread with more samples pays for three
+// extra stepped captures once, 35 to 43 us each at 42 frames against 0.7 us
+// with the cache (sampler_micro, on a loaded 2-CPU machine).
+constexpr uint8_t kCapturesBeforeTraceCache = 4;
 
 // Written by LoadUnwinder outside malloc; read inside malloc.
 constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<bool> g_frame_pointers{false};
-// Live threads that have warmed libunwind up. Each such thread sets
-// `g_warm_key`, whose destructor counts the thread out when it exits.
-constinit std::atomic<uint64_t> g_warm_threads{0};
-constinit pthread_key_t g_warm_key = 0;
-constinit std::atomic<bool> g_warm_key_ready{false};
-
-void ForgetWarmThread(void*) { g_warm_threads.fetch_sub(1, std::memory_order_relaxed); }
 
 // Fork safety: libunwind takes internal mutexes while it steps through
 // frames, and a child forked while another thread held one would block on it
@@ -45,20 +61,13 @@ void ForgetWarmThread(void*) { g_warm_threads.fetch_sub(1, std::memory_order_rel
 constinit std::atomic<uint32_t> g_captures_running{0};
 constinit std::atomic<bool> g_fork_pending{false};
 
-// libunwind 1.6 keeps a per-thread trace cache of 2^14 entries of 16 bytes
-// (256 KiB, from mmap) that it quadruples, dropping its contents, once half
-// of it is used, i.e. past 8,192 distinct return addresses on one thread
-// (src/x86_64/Gtrace.c). unw_set_cache_size bounds only the DWARF
-// register-state cache, set below to 1,024 entries per thread.
-// NOTE: libunwind offers no call to cap the trace cache, so
-// UnwinderCacheBytes counts its initial size only; a thread that samples
-// more than 8,192 distinct return addresses uses 1 MiB or more.
-constexpr uint64_t kTraceCacheBytes = 256 * 1024;
-constexpr size_t kRegisterStateCacheEntries = 1024;
-
-// Frames that the unwinder reports beyond kMaxSampleFrames, to leave room
-// for memward's own frames that are cut off.
-constexpr int kSpareFrames = 16;
+// The most of memward's own frames seen on top of a captured stack. The
+// unwinder is asked for that many frames beyond the sample's maximum, since
+// each frame it walks costs about 80 instructions in libunwind 1.6.2. It
+// starts at the depth of the deepest entry path plus one (realloc, then
+// ReallocateAfterCountdown, ReallocateSampled, AllocateSampled,
+// RecordSample, CaptureStack) and grows when a capture finds more.
+constinit std::atomic<int> g_memward_frames{7};
 
 bool InMemwardText(uintptr_t address) {
   return address >= reinterpret_cast<uintptr_t>(__start_memward_text) &&
@@ -86,7 +95,37 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int
   return depth;
 }
 
-bool OpenLibunwind() {
+// Returns the return addresses of the caller's frames, stepping with
+// unw_step, as unw_backtrace does without its trace cache.
+MEMWARD_TEXT __attribute__((noinline)) int StepThroughFrames(uintptr_t* out, int max_frames) {
+  unw_context_t context;
+  unw_cursor_t cursor;
+  if (g_step_functions.get_context(&context) != 0) return 0;
+  if (g_step_functions.init_local(&cursor, &context) != 0) return 0;
+  int depth = 0;
+  while (depth < max_frames && g_step_functions.step(&cursor) > 0) {
+    unw_word_t address = 0;
+    if (g_step_functions.get_register(&cursor, UNW_REG_IP, &address) != 0 || address == 0) break;
+    out[depth++] = address;
+  }
+  return depth;
+}
+
+// Looks up the functions that StepThroughFrames calls; returns whether all
+// were found.
+bool FindStepFunctions(void* library) {
+  g_step_functions.get_context =
+      reinterpret_cast<GetContextFunction>(dlsym(library, "_Ux86_64_getcontext"));
+  g_step_functions.init_local =
+      reinterpret_cast<InitLocalFunction>(dlsym(library, "_ULx86_64_init_local"));
+  g_step_functions.step = reinterpret_cast<StepFunction>(dlsym(library, "_ULx86_64_step"));
+  g_step_functions.get_register =
+      reinterpret_cast<GetRegisterFunction>(dlsym(library, "_ULx86_64_get_reg"));
+  return g_step_functions.get_context != nullptr && g_step_functions.init_local != nullptr &&
+         g_step_functions.step != nullptr && g_step_functions.get_register != nullptr;
+}
+
+bool OpenLibunwind(uint64_t max_cache_bytes) {
   if (g_backtrace.load(std::memory_order_acquire) != nullptr) return true;
   void* library = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
@@ -95,35 +134,43 @@ bool OpenLibunwind() {
               dlerror());
     return false;
   }
+  // Before the first call into the library, so that every mapping it makes
+  // is counted.
+  if (!CountLibraryMappings(library, max_cache_bytes)) {
+    base::Log("sampling: could not find libunwind.so.8's relocations for mmap and munmap; "
+              "the unwinder's caches are neither counted nor bounded");
+  }
   auto backtrace = reinterpret_cast<BacktraceFunction>(dlsym(library, "unw_backtrace"));
   auto set_policy =
       reinterpret_cast<SetCachingPolicyFunction>(dlsym(library, "_ULx86_64_set_caching_policy"));
-  auto set_size = reinterpret_cast<SetCacheSizeFunction>(dlsym(library, "_ULx86_64_set_cache_size"));
   auto* address_space = static_cast<unw_addr_space_t*>(dlsym(library, "_ULx86_64_local_addr_space"));
-  if (backtrace == nullptr || set_policy == nullptr || address_space == nullptr) {
-    base::Log("sampling: libunwind.so.8 lacks unw_backtrace or its cache controls; stacks are "
-              "captured with frame pointers");
+  if (backtrace == nullptr || set_policy == nullptr || address_space == nullptr ||
+      !FindStepFunctions(library)) {
+    base::Log("sampling: libunwind.so.8 lacks unw_backtrace, unw_step or its cache controls; "
+              "stacks are captured with frame pointers");
     return false;
   }
-  if (pthread_key_create(&g_warm_key, ForgetWarmThread) == 0) {
-    g_warm_key_ready.store(true, std::memory_order_release);
-  }
+  // Per-thread register-state caches need no lock. unw_set_cache_size is
+  // not called: in libunwind 1.6.2 it sizes only the global cache, which
+  // this policy leaves unused (strace showed the same mappings, per thread
+  // too, with and without it).
   set_policy(*address_space, UNW_CACHE_PER_THREAD);
-  if (set_size != nullptr) set_size(*address_space, kRegisterStateCacheEntries, 0);
   g_backtrace.store(backtrace, std::memory_order_release);
   return true;
 }
 
 }  // namespace
 
-bool LoadUnwinder(bool frame_pointers) {
-  bool loaded = !frame_pointers && OpenLibunwind();
+bool LoadUnwinder(bool frame_pointers, uint64_t max_cache_bytes) {
+  bool loaded = !frame_pointers && OpenLibunwind(max_cache_bytes);
   g_frame_pointers.store(!loaded, std::memory_order_release);
   if (loaded) {
-    // The first call on a thread creates its caches and reads the unwind
-    // tables; doing it here keeps that cost out of the first sample.
-    void* scratch[32];
-    g_backtrace.load(std::memory_order_relaxed)(scratch, 32);
+    // libunwind's first use in the process sets it up and reads the unwind
+    // tables of the calling thread's frames. Doing it here keeps that cost
+    // out of the first sample. Stepping leaves this thread without a trace
+    // cache until it samples often enough to need one.
+    uintptr_t scratch[32];
+    StepThroughFrames(scratch, 32);
   }
   return loaded;
 }
@@ -137,52 +184,54 @@ void ResumeCapturesAfterFork() { g_fork_pending.store(false); }
 
 // A thread of the parent may have counted itself in just before the fork
 // and seen the flag too late to leave; no such thread exists in the child.
-void ResumeCapturesInChild(bool thread_warm) {
+void ResumeCapturesInChild() {
   g_captures_running.store(0);
   g_fork_pending.store(false);
-  g_warm_threads.store(thread_warm ? 1 : 0, std::memory_order_relaxed);
 }
 
-MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* warm) {
+// Returns how many of the innermost `depth` frames are memward's own, and
+// raises g_memward_frames when a capture finds more than it expected.
+MEMWARD_TEXT int CountMemwardFrames(const uintptr_t* buffer, int depth) {
+  int count = 0;
+  while (count < depth && InMemwardText(buffer[count])) count++;
+  int expected = g_memward_frames.load(std::memory_order_relaxed);
+  while (count > expected &&
+         !g_memward_frames.compare_exchange_weak(expected, count, std::memory_order_relaxed)) {
+  }
+  return count;
+}
+
+MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures) {
   g_captures_running.fetch_add(1);
   if (g_fork_pending.load()) {
     // A fork is under way: the sample is kept without its stack.
     g_captures_running.fetch_sub(1);
     return 0;
   }
-  uintptr_t buffer[128];
-  int capacity = static_cast<int>(max_frames) + kSpareFrames;
-  if (capacity > 128) capacity = 128;
+  constexpr int kBufferFrames = 128;
+  uintptr_t buffer[kBufferFrames];
+  int capacity = static_cast<int>(max_frames) + g_memward_frames.load(std::memory_order_relaxed);
+  if (capacity > kBufferFrames) capacity = kBufferFrames;
   int depth = 0;
   BacktraceFunction backtrace = g_backtrace.load(std::memory_order_acquire);
   if (backtrace != nullptr && !g_frame_pointers.load(std::memory_order_relaxed)) {
-    if (*warm == 0) {
-      // Warm-up: a thread's first unw_backtrace creates its trace cache and
-      // parses unwind tables, so it costs far more than later calls. The
-      // sample's own capture comes after it.
-      backtrace(reinterpret_cast<void**>(buffer), capacity);
-      *warm = 1;
-      g_warm_threads.fetch_add(1, std::memory_order_relaxed);
-      // May allocate (glibc's second-level key block); the caller has made
-      // such allocations untagged and unsampled.
-      if (g_warm_key_ready.load(std::memory_order_acquire)) {
-        pthread_setspecific(g_warm_key, reinterpret_cast<void*>(1));
-      }
+    if (*captures < kCapturesBeforeTraceCache) {
+      ++*captures;
+      depth = StepThroughFrames(buffer, capacity);
+    } else {
+      depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
     }
-    depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
   } else {
     depth = WalkFramePointers(buffer, capacity);
   }
   g_captures_running.fetch_sub(1);
-  int first = 0;
-  while (first < depth && InMemwardText(buffer[first])) first++;
-  uint32_t copied = 0;
-  for (int i = first; i < depth && copied < max_frames; i++) frames[copied++] = buffer[i];
+  int first = CountMemwardFrames(buffer, depth);
+  uint32_t copied = static_cast<uint32_t>(depth - first);
+  if (copied > max_frames) copied = max_frames;
+  memcpy(frames, buffer + first, copied * sizeof(uintptr_t));
   return copied;
 }
 
-uint64_t UnwinderCacheBytes() {
-  return g_warm_threads.load(std::memory_order_relaxed) * kTraceCacheBytes;
-}
+uint64_t UnwinderCacheBytes() { return UnwinderMappedBytes(); }
 
 }  // namespace memward::accounting

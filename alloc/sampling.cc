@@ -127,7 +127,7 @@ MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames) {
   state.request_scope = false;
   state.sample_countdown = INT64_MAX;
   uint32_t depth =
-      accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &saved.sample_unwinder_warm);
+      accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &saved.sample_captures);
   state = saved;
   return depth;
 }

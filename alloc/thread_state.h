@@ -60,8 +60,9 @@ struct ThreadState {
   int64_t sample_gap_rest = 0;
   uint64_t sample_random = 0;  // xorshift64* state; 0 until seeded
   uint32_t sample_epoch = 0;
-  // Set once the thread's unwinder cache has been warmed up.
-  uint8_t sample_unwinder_warm = 0;
+  // Stack captures of this thread so far, counted up to a few
+  // (accounting/stack_capture.cc).
+  uint8_t sample_captures = 0;
   // gettid(), cached by the first sample; the fork handler clears it in the
   // child, whose thread has a new id.
   uint32_t sample_thread_id = 0;

@@ -67,7 +67,7 @@ void Child() {
   accounting::UnlockRegistryAfterFork();
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
-  accounting::ResumeCapturesInChild(alloc::t_thread_state.sample_unwinder_warm != 0);
+  accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();

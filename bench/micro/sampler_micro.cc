@@ -3,20 +3,32 @@
 //   BM_CaptureStack      libunwind's unw_backtrace (or the frame-pointer walk)
 //                        at a stack of about `depth` frames, memward's frames
 //                        cut off;
+//   BM_FirstCapturesOfThread  the same for a thread's first captures, which
+//                        step with unw_step instead;
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
 //                        free does;
+//   BM_OneSample         capture and bookkeeping together, the cost of one
+//                        sample without its block, at about `depth` frames;
 //   BM_SampledArenaPair  mallocx and dallocx in the sampler's arena without a
 //                        thread cache, as a sampled block is served;
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
-// Counters report the sample table's resident bytes and the estimate of the
-// unwinder's caches after the run.
+//   BM_UnwinderThreadMemory  eight new threads' captures: the bytes
+//                        libunwind has mapped, as memward counts them, and
+//                        the growth of the process's resident set.
+// Counters report the sample table's resident bytes and the bytes libunwind
+// has mapped for its caches after the run.
 #include <benchmark/benchmark.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
+#include <thread>
+#include <vector>
 
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
@@ -40,40 +52,127 @@ __attribute__((noinline)) void AtDepth(int depth, const Body& body) {
   benchmark::ClobberMemory();
 }
 
-void BM_CaptureStack(benchmark::State& state) {
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth);
+
+// Captures the stack at about state.range(0) frames deep in every
+// iteration, and records and removes a sample of it when `record` is set.
+void CaptureAtDepth(benchmark::State& state, bool record) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
-  uint8_t& warm = memward::alloc::t_thread_state.sample_unwinder_warm;
+  uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
-      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &warm);
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      if (record) {
+        RecordAndRemoveSample(frames, depth);
+      } else {
+        benchmark::DoNotOptimize(frames);
+      }
+    }
+  });
+  state.counters["frames"] = depth;
+}
+
+void BM_CaptureStack(benchmark::State& state) { CaptureAtDepth(state, false); }
+BENCHMARK(BM_CaptureStack)->Arg(8)->Arg(30)->Arg(60);
+
+// A thread's first captures, which step frame by frame with unw_step.
+void BM_FirstCapturesOfThread(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  uintptr_t frames[kMaxSampleFrames];
+  uint32_t depth = 0;
+  AtDepth(static_cast<int>(state.range(0)), [&] {
+    for (auto _ : state) {
+      uint8_t captures = 0;
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
       benchmark::DoNotOptimize(frames);
     }
   });
   state.counters["frames"] = depth;
 }
-BENCHMARK(BM_CaptureStack)->Arg(8)->Arg(30)->Arg(60);
+BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
 
-void BM_SampleBookkeeping(benchmark::State& state) {
-  memward::accounting::SetSampleInterval(512 * 1024);
-  uintptr_t frames[kMaxSampleFrames];
-  for (int i = 0; i < 30; i++) frames[i] = 0x400000 + 64 * i;
+// Records a sample of a 64-byte block at 512 KiB with the stack `frames`,
+// and removes it as its free would: the table's whole work for one sample.
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
   memward::accounting::SampleFields fields = {};
   fields.requested_bytes = 64;
   fields.usable_bytes = 64;
   fields.weight_bytes = 512 * 1024;
   fields.weight_objects = 8192;
   static char block[1];
-  for (auto _ : state) {
-    uint32_t index = memward::accounting::ReserveSample();
-    uint32_t site = memward::accounting::AddToSite(frames, 30, 512.0 * 1024, 8192);
-    memward::accounting::PublishSample(index, block, site, fields);
-    memward::accounting::SampleOwner owner;
-    memward::accounting::RemoveSample(block, &owner);
-  }
+  uint32_t index = memward::accounting::ReserveSample();
+  uint32_t site = memward::accounting::AddToSite(frames, depth, fields.weight_bytes,
+                                                 fields.weight_objects);
+  memward::accounting::PublishSample(index, block, site, fields);
+  memward::accounting::SampleOwner owner;
+  memward::accounting::RemoveSample(block, &owner);
+}
+
+void BM_SampleBookkeeping(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  uintptr_t frames[kMaxSampleFrames];
+  for (int i = 0; i < 30; i++) frames[i] = 0x400000 + 64 * i;
+  for (auto _ : state) RecordAndRemoveSample(frames, 30);
 }
 BENCHMARK(BM_SampleBookkeeping);
+
+void BM_OneSample(benchmark::State& state) { CaptureAtDepth(state, true); }
+BENCHMARK(BM_OneSample)->Arg(30)->Arg(60);
+
+// Returns the process's resident bytes from /proc/self/statm.
+double ResidentBytes() {
+  FILE* file = fopen("/proc/self/statm", "r");
+  if (file == nullptr) return 0;
+  long size = 0;
+  long resident = 0;
+  if (fscanf(file, "%ld %ld", &size, &resident) != 2) resident = 0;
+  fclose(file);
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+// Not a timing: each iteration starts kThreads threads that capture 8 times
+// and wait until every one has, then reads what libunwind has mapped in all
+// (spare trace caches included) and the growth of the resident set.
+void BM_UnwinderThreadMemory(benchmark::State& state) {
+  constexpr int kThreads = 8;
+  memward::accounting::SetSampleInterval(512 * 1024);
+  double counted = 0;
+  double resident = 0;
+  double after_exit = 0;
+  for (auto _ : state) {
+    double resident_before = ResidentBytes();
+    std::atomic<int> captured{0};
+    std::atomic<bool> measured{false};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; t++) {
+      workers.emplace_back([&] {
+        uintptr_t frames[kMaxSampleFrames];
+        uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
+        // The first few captures of a thread leave libunwind's trace cache
+        // alone; enough follow to create it.
+        for (int i = 0; i < 8; i++) {
+          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+        }
+        captured.fetch_add(1);
+        while (!measured.load()) std::this_thread::yield();
+      });
+    }
+    while (captured.load() < kThreads) std::this_thread::yield();
+    counted += static_cast<double>(memward::accounting::UnwinderCacheBytes());
+    resident += ResidentBytes() - resident_before;
+    measured.store(true);
+    for (std::thread& worker : workers) worker.join();
+    after_exit += static_cast<double>(memward::accounting::UnwinderCacheBytes());
+  }
+  state.counters["threads"] = kThreads;
+  state.counters["unwinder_bytes"] = benchmark::Counter(counted, benchmark::Counter::kAvgIterations);
+  state.counters["resident_growth"] = benchmark::Counter(resident, benchmark::Counter::kAvgIterations);
+  state.counters["unwinder_bytes_after_exit"] =
+      benchmark::Counter(after_exit, benchmark::Counter::kAvgIterations);
+}
+BENCHMARK(BM_UnwinderThreadMemory)->Iterations(5);
 
 // The sampler's arena without a thread cache, which a sampled block costs on
 // top of the capture and the bookkeeping.

@@ -137,8 +137,8 @@ typedef struct memward_sampler_stats {
   uint64_t live_samples;
   uint64_t table_bytes;           /* the sample tables' block in memward's arena */
   uint64_t table_resident_bytes;  /* of those, in resident pages */
-  uint64_t unwinder_cache_bytes;  /* estimate of libunwind's per-thread caches
-                                     of live threads: 256 KiB each */
+  uint64_t unwinder_cache_bytes;  /* bytes libunwind has mapped for its caches,
+                                     at most sample_unwinder_max_bytes */
   int64_t process_sampled_bytes;  /* untagged sampled blocks, which the sampler's
                                      arena holds instead of jemalloc's own */
 } memward_sampler_stats;

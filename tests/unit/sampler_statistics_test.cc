@@ -31,6 +31,8 @@ namespace {
 constexpr int64_t kInterval = 64 * 1024;
 constexpr double kSigmas = 4.5;
 constexpr double kTargetSamples = 800;
+// Ignored after the first load of libunwind, which the sampler's set-up does.
+constexpr uint64_t kUnwinderCacheBound = uint64_t{16} << 20;
 // Blocks kept live between two snapshots, bounded by count and bytes.
 constexpr size_t kRoundBlocks = 100000;
 constexpr size_t kRoundBytes = size_t{32} << 20;
@@ -200,7 +202,7 @@ TEST_F(SamplerStatisticsTest, StackStartsAtCallSite) {
 // compiled with frame pointers, and so is the sampler's slow path.
 TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
   ASSERT_TRUE(accounting::SetSampleInterval(1));
-  EXPECT_FALSE(accounting::LoadUnwinder(/*frame_pointers=*/true));
+  EXPECT_FALSE(accounting::LoadUnwinder(/*frame_pointers=*/true, kUnwinderCacheBound));
   std::vector<accounting::SampleRecord> samples;
   std::thread worker([&] {
     void* block = AllocateAtOneSite(100);
@@ -208,7 +210,7 @@ TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
     free(block);
   });
   worker.join();
-  EXPECT_TRUE(accounting::LoadUnwinder(/*frame_pointers=*/false));
+  EXPECT_TRUE(accounting::LoadUnwinder(/*frame_pointers=*/false, kUnwinderCacheBound));
   int found = 0;
   for (const accounting::SampleRecord& sample : samples) {
     if (sample.requested_bytes == 100 && FromPatternSite(sample)) found++;
