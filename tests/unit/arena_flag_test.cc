@@ -59,19 +59,19 @@ unsigned TagAndRetainPages(memward_tenant_id id, size_t size, size_t count) {
 // Returns the blocks that plain malloc hands out of `arena` after one
 // mallocx naming it refilled the thread cache's bin for `size`.
 std::vector<void*> TakeThroughThreadCache(unsigned arena, size_t size) {
-  std::vector<void*> taken;
-  taken.reserve(256);
+  std::vector<void*> blocks;
+  blocks.reserve(256);
   mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
-  taken.push_back(mallocx(size, ArenaFlag(arena)));
+  blocks.push_back(mallocx(size, ArenaFlag(arena)));
   for (int i = 0; i < 200; i++) {
     void* block = Allocate(size);
     if (ArenaOf(block) == arena) {
-      taken.push_back(block);
+      blocks.push_back(block);
     } else {
       free(block);
     }
   }
-  return taken;
+  return blocks;
 }
 
 // A 48-byte block that starts on a page tagged for 64-byte blocks is filed
