@@ -1,0 +1,127 @@
+// Blocks that a caller takes from one of memward's arenas by naming it in
+// jemalloc's MALLOCX_ARENA flag, then frees inside that arena's scope.
+//
+// jemalloc 5.3's automatic thread cache ignores MALLOCX_ARENA on a hit and
+// refills from the named arena on a miss. One mallocx naming a memward arena
+// therefore fills the thread cache with that arena's blocks, and later plain
+// mallocs outside any scope hand them out. memward clears the page tag of the
+// block mallocx returns, but not the tags of the others.
+#include <malloc.h>
+#include <stdlib.h>
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memward/memward.h"
+#include "tests/unit/tenant_test_util.h"
+
+extern "C" void* mallocx(size_t size, int flags);
+
+namespace memward::testing {
+namespace {
+
+// jemalloc 5.3's MALLOCX_ARENA.
+int ArenaFlag(unsigned arena) { return static_cast<int>((arena + 1) << 20); }
+
+// Registers a tenant and checks that it got an arena of its own.
+memward_tenant_id RegisterDedicated(const std::string& base) {
+  memward_tenant_id id = Register(UniqueName(base), true);
+  EXPECT_NE(id, 0u);
+  EXPECT_EQ(Stats(id).dedicated_arena, 1) << "the dedicated arena pool is exhausted";
+  return id;
+}
+
+unsigned ArenaOf(void* pointer) {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  mallctl("arenas.lookup", &arena, &length, &pointer, sizeof(pointer));
+  return arena;
+}
+
+// Tags the pages of `count` blocks of `size` bytes in the tenant's arena with
+// their size class, frees the blocks and returns their slabs to the arena's
+// retained pages. Returns the jemalloc index of the tenant's arena.
+unsigned TagAndRetainPages(memward_tenant_id id, size_t size, size_t count) {
+  std::vector<void*> blocks;
+  blocks.reserve(count);
+  memward_scope saved;
+  EXPECT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  for (size_t i = 0; i < count; i++) blocks.push_back(Allocate(size));
+  unsigned arena = ArenaOf(blocks[0]);
+  for (void* block : blocks) free(block);
+  memward_thread_flush();
+  EXPECT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+  memward_purge();  // the next slabs come from the retained pages
+  return arena;
+}
+
+// Returns the blocks that plain malloc hands out of `arena` after one
+// mallocx naming it refilled the thread cache's bin for `size`.
+std::vector<void*> TakeThroughThreadCache(unsigned arena, size_t size) {
+  std::vector<void*> blocks;
+  blocks.reserve(256);
+  mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+  blocks.push_back(mallocx(size, ArenaFlag(arena)));
+  for (int i = 0; i < 200; i++) {
+    void* block = Allocate(size);
+    if (ArenaOf(block) == arena) {
+      blocks.push_back(block);
+    } else {
+      free(block);
+    }
+  }
+  return blocks;
+}
+
+// A 48-byte block that starts on a page tagged for 64-byte blocks is filed
+// under the 64-byte class when freed in the scope, and the next malloc(64)
+// in the scope gets 48 bytes: a heap overflow for the caller.
+TEST(ArenaFlag, FreeInScopeKeepsBlockClass) {
+  memward_tenant_id id = RegisterDedicated("arena-flag-class");
+  unsigned arena = TagAndRetainPages(id, 64, 4096);
+  std::vector<void*> foreign = TakeThroughThreadCache(arena, 48);
+  ASSERT_GT(foreign.size(), 1u) << "jemalloc's thread cache handed out no block of the arena";
+
+  std::vector<void*> reused;
+  reused.reserve(foreign.size());
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  for (void* block : foreign) free(block);
+  size_t undersized = 0;
+  for (size_t i = 0; i < foreign.size(); i++) {
+    void* block = Allocate(64);
+    if (malloc_usable_size(block) < 64) undersized++;
+    reused.push_back(block);
+  }
+  for (void* block : reused) free(block);
+  memward_thread_flush();
+  ASSERT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+  EXPECT_EQ(undersized, 0u) << "malloc(64) returned blocks of 48 usable bytes";
+}
+
+// A block that memward never counted as allocated (mallocx named the arena
+// itself) is credited to the tenant as freed, so its live bytes go negative.
+TEST(ArenaFlag, UncountedBlockFreedInScope) {
+  memward_tenant_id id = RegisterDedicated("arena-flag-count");
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  void* probe = Allocate(64);
+  unsigned arena = ArenaOf(probe);
+  free(probe);
+  ASSERT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+
+  void* block = mallocx(4096, ArenaFlag(arena));
+  ASSERT_EQ(ArenaOf(block), arena);
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  free(block);
+  memward_thread_flush();
+  ASSERT_EQ(memward_scope_exit(&saved), MEMWARD_OK);
+  memward_thread_flush();
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.live_bytes, 0);
+  EXPECT_EQ(stats.allocated_bytes, stats.freed_bytes);
+}
+
+}  // namespace
+}  // namespace memward::testing
