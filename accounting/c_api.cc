@@ -107,7 +107,14 @@ bool IsPlausibleScope(const memward_scope& scope) {
   if (scope.tenant == accounting::kProcessTenant) return scope.slot == 0;
   if (!IsUserTenant(scope.tenant)) return false;
   if (scope.slot == TenantAt(scope.tenant).arena_slot.load(std::memory_order_relaxed)) return true;
-  return alloc::SlotAt(scope.slot).kind == alloc::ArenaKind::kRequest;
+  const alloc::ArenaSlot& arena = alloc::SlotAt(scope.slot);
+  if (arena.kind != alloc::ArenaKind::kRequest) return false;
+  // A request that has ended since is restored as the tenant's own scope, but
+  // an open one must be the tenant's: otherwise a forged scope would move the
+  // thread into another tenant's request.
+  const bool open = arena.generation.load(std::memory_order_relaxed) == scope.generation &&
+                    arena.state.load(std::memory_order_acquire) == alloc::RequestState::kOpen;
+  return !open || arena.tenant.load(std::memory_order_relaxed) == scope.tenant;
 }
 
 // Returns the live bytes of untagged memory: what jemalloc's own arenas (the

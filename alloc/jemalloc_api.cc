@@ -4,17 +4,19 @@
 //
 // These follow jemalloc 5.3's documented contracts, including their undefined
 // cases (mallocx with size 0). Inside a tenant or request scope, and for
-// pointers that a memward arena owns, they take memward's routed paths: a
-// caller's explicit arena or thread-cache flags are then not used, because
-// they would mix tenants' memory (xallocx then reports that it could not
-// resize in place, which its contract allows).
+// pointers that a memward arena owns, they take memward's routed paths, and
+// the caller's thread-cache flags are not used (xallocx then reports that it
+// could not resize in place, which its contract allows). An arena flag that
+// names one of memward's own arenas is dropped; one that names an arena the
+// caller created is honoured, also inside a scope, and that memory is
+// untagged.
 #include <stddef.h>
 #include <string.h>
 
 #include "accounting/owner_map.h"
 #include "alloc/allocator.h"
 #include "alloc/macros.h"
-#include "alloc/page_tags.h"
+#include "alloc/extent_hooks.h"
 
 using namespace memward::alloc;
 using memward::accounting::OwnerSlotOf;
@@ -31,11 +33,23 @@ size_t AlignmentOfFlags(int flags) {
 
 bool NamesArena(int flags) { return (flags & kArenaMask) != 0; }
 
+// Returns `flags` without an arena flag that names one of memward's arenas.
+// Memory of those arenas is counted and tagged only on memward's own paths;
+// a block taken with the caller's flag would be neither, and jemalloc's
+// automatic thread cache would fill with that arena's blocks and hand them
+// to later plain mallocs.
+int WithoutMemwardArena(int flags) {
+  if (MEMWARD_LIKELY(!NamesArena(flags))) return flags;
+  unsigned arena_index = (static_cast<unsigned>(flags) >> 20) - 1;
+  return IsMemwardArena(arena_index) ? (flags & ~kArenaMask) : flags;
+}
+
 }  // namespace
 
 extern "C" {
 
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
+  flags = WithoutMemwardArena(flags);
   if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
       DecideSample(size)) {
     return AllocateSampled(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
@@ -43,27 +57,17 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
     return AllocateSlow(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
-  if (MEMWARD_UNLIKELY(NamesArena(flags))) {
-    // The caller may name one of memward's arenas (alloc/page_tags.h).
-    void* block = mwje_mallocx(size, flags);
-    ClearBlockTag(block);
-    return block;
-  }
   return mwje_mallocx(size, flags);
 }
 
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
+  flags = WithoutMemwardArena(flags);
   if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
       DecideSample(size)) {
     return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   uint16_t slot = OwnerSlotOf(pointer);
-  if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) {
-    if (MEMWARD_LIKELY(!NamesArena(flags))) return mwje_rallocx(pointer, size, flags);
-    void* block = mwje_rallocx(pointer, size, flags);
-    ClearBlockTag(block);
-    return block;
-  }
+  if (MEMWARD_LIKELY(!TakesSlowPath() && slot == 0)) return mwje_rallocx(pointer, size, flags);
   if (AlignmentOfFlags(flags) == 0 && (flags & kMallocxZero) == 0) {
     return ReallocateSlow(pointer, size, slot);
   }

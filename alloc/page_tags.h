@@ -11,7 +11,9 @@
 // starts on the page. It holds because every block memward hands out from one
 // of its arenas sets the tag of its first page before the program sees it:
 // blocks taken for a SlotCache set their class, every other block (large,
-// over-aligned, zeroed, resized, or named by the caller's arena flag) sets 0.
+// over-aligned, zeroed or resized) sets 0. The exported jemalloc API drops
+// an arena flag that names a memward arena, so no block reaches the program
+// from those arenas any other way.
 // All live blocks that start on one page belong to one extent, so they share
 // a size class, and a page comes to a new extent only after the blocks of the
 // old one were freed, which happens after their tags were written.
