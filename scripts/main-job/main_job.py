@@ -103,9 +103,11 @@ def mib(value: float) -> str:
 
 def print_top_tenants(admin_tenants, log_tenants: dict) -> None:
     if admin_tenants:
-        print("top tenants by peak live bytes (memward admin socket, GET /tenants):")
-        rows = sorted(admin_tenants.get("tenants", []), key=lambda t: t.get("peak_bytes", 0),
-                      reverse=True)
+        print("top tenants by peak live bytes (memward admin socket, GET /tenants; the "
+              "memward tenant, memward's own warden, admin server and sampler, is not shown):")
+        rows = sorted((t for t in admin_tenants.get("tenants", [])
+                       if t.get("name") not in ("memward", "process")),
+                      key=lambda t: t.get("peak_bytes", 0), reverse=True)
         for tenant in rows[:5]:
             print(f"  {tenant.get('name', '?'):<12} peak {mib(tenant.get('peak_bytes', 0))}, "
                   f"live {mib(tenant.get('live_bytes', 0))}, admitted {tenant.get('admitted', 0)}, "
@@ -129,9 +131,33 @@ def print_leak_suspects(admin_leaks, metrics: dict) -> None:
               "GET /leaks in this build)")
         return
     sites = next((value for value in admin_leaks.values() if isinstance(value, list)), [])
-    print(f"leak suspects from memward's sampler (GET /leaks): {len(sites)}")
+    print(f"leak suspects from memward's sampler (GET /leaks): {len(sites)} (a cache that is "
+          "still filling toward its bound is listed too)")
     for site in sites[:5]:
-        print("  " + json.dumps(site)[:200])
+        function = str(site.get("function", "?"))
+        if len(function) > 90:
+            function = function[:87] + "..."
+        print(f"  {site.get('rank', '?')}. {function}: {mib(site.get('live_bytes', 0))} live, "
+              f"growing {site.get('growth_bytes_per_second', 0) / 1024:.1f} KiB/s")
+
+
+def print_hints(pid: int, port: int) -> None:
+    """Prints the commands that look into the running gateway."""
+    for command in ("stats", "tenants", "top", "requests", "leaks", "cgroup"):
+        print(f"  {MEMWARDCTL.relative_to(REPO_ROOT)} -p {pid} {command}")
+    print(f"  curl -s --unix-socket /tmp/memward/{pid}.sock http://memward/stats")
+    print(f"  curl -s http://127.0.0.1:{port}/metrics")
+
+
+def print_measured_requests(peaks: dict) -> None:
+    """Prints how many requests had a request arena, and so a per-request summary."""
+    total = sum(tenant["requests"] for tenant in peaks.values())
+    measured = sum(tenant["measured"] for tenant in peaks.values())
+    line = f"requests with a request arena (per-request accounting): {measured} of {total}"
+    if measured < total:
+        line += ("; the others arrived while all request_arenas were in use and were counted "
+                 "for their tenant only")
+    print(line)
 
 
 def main() -> int:
@@ -168,7 +194,9 @@ def main() -> int:
         admin_tenants = admin_get(gateway.pid, "/tenants")
         admin_leaks = admin_get(gateway.pid, "/leaks")
         if args.hold_s > 0:
-            print(f"holding the gateway (pid {gateway.pid}) for {args.hold_s:g} s")
+            print(f"holding the gateway (pid {gateway.pid}) for {args.hold_s:g} s; try:")
+            print_hints(gateway.pid, port)
+            sys.stdout.flush()
             time.sleep(args.hold_s)
         gateway_pid = gateway.pid
         alive = gateway.running()
@@ -201,14 +229,15 @@ def main() -> int:
           f"peak {mib(summary['rss_peak_bytes'])}")
     hits = int(metrics.get("memward_gateway_cache_hits_total", 0))
     print(f"response cache: {hits} hits, {mib(metrics.get('memward_gateway_cache_bytes', 0))} held")
-    print_top_tenants(admin_tenants, access_log_peaks(access_log))
+    peaks = access_log_peaks(access_log)
+    print_top_tenants(admin_tenants, peaks)
+    print_measured_requests(peaks)
     print_leak_suspects(admin_leaks, metrics)
 
     section("Look further")
-    print("while a gateway runs with memward (run-main.sh --hold-s 300 keeps this one up):")
-    for command in ("stats", "tenants", "top", "requests", "leaks", "cgroup"):
-        print(f"  {MEMWARDCTL.relative_to(REPO_ROOT)} -p {gateway_pid} {command}")
-    print(f"  curl -s http://127.0.0.1:{port}/metrics")
+    print(f"the gateway (pid {gateway_pid}) has stopped; rerun with --hold-s 300 to keep it up "
+          "and try, while it runs:")
+    print_hints(gateway_pid, port)
     print(f"files: {work_dir} (gateway.json, access.log, replay-requests.csv, replay-rss.csv, "
           "the programs' stderr)")
 

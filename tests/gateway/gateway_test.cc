@@ -368,8 +368,8 @@ TEST_F(GatewayTest, TenantOverBudgetGets429) {
   EXPECT_EQ(gateway_->Post("/v1/chat/completions", ChatBody("hi", 1, false)).status, 200);
 }
 
-// TODO: a test of 503 under memory pressure needs the pressure ladder
-// (memward_pressure_get returns MEMWARD_ERROR_NOT_LOADED until it exists).
+// TODO: a test of 503 under memory pressure needs a memory cgroup smaller
+// than the load; bench/gateway/pressure.py covers it as root.
 
 TEST_F(GatewayTest, ClientDisconnectCancelsUpstreamStream) {
   // 10 tokens a second: the stream lasts 20 s unless it is cancelled. The
