@@ -11,7 +11,7 @@
 // The map is one flat array of 32-bit entries over the 47-bit user address
 // space: 2^26 entries, 256 MiB of address space reserved with MAP_NORESERVE on
 // the first tenant's set-up, of which only the pages for chunks in use are
-// touched (one 4 KiB page of map covers 2 GiB of heap). An entry holds the
+// touched (one 4 KiB page of map covers 2 GiB of heap). An entry contains the
 // slot in its low 16 bits and the chunk's number in its high 16 bits.
 //
 // Page tags: each numbered chunk has one byte per 4 KiB page, which the
@@ -70,15 +70,15 @@ inline uint16_t SlotOfEntry(uint32_t entry) { return static_cast<uint16_t>(entry
 // Returns the arena slot that owns `pointer`, or 0.
 inline uint16_t OwnerSlotOf(const void* pointer) { return SlotOfEntry(OwnerEntryOf(pointer)); }
 
-// Returns the address of the tag of the page that holds `pointer`, whose
-// entry is `entry` (not 0); row 0, for chunks without a number, reads 0.
+// Returns the address of the tag of the page that contains `pointer`, whose
+// entry is `entry` (not 0). Row 0, for chunks without a number, reads 0.
 inline uint8_t* PageTagAddress(uint32_t entry, const void* pointer) {
   uint8_t* tags = g_owner_map.page_tags.load(std::memory_order_relaxed);
   uintptr_t page = (reinterpret_cast<uintptr_t>(pointer) >> kLgTagPage) & (kTagsPerChunk - 1);
   return tags + ((static_cast<uintptr_t>(entry >> 16) << (kLgChunkSize - kLgTagPage)) | page);
 }
 
-// Returns the tag of the page that holds `pointer` (entry not 0).
+// Returns the tag of the page that contains `pointer` (entry not 0).
 inline uint8_t PageTagOf(uint32_t entry, const void* pointer) {
   return __atomic_load_n(PageTagAddress(entry, pointer), __ATOMIC_RELAXED);
 }
@@ -97,8 +97,8 @@ bool EnsureOwnerMap();
 // Returns the resident bytes of the map and its page tags.
 size_t OwnerMapResidentBytes();
 
-// Records `slot` as the owner of every chunk in [address, address + size),
-// and gives each chunk the next free number; both are multiples of
+// Records `slot` as the owner of every chunk in [address, address + size)
+// and gives each chunk the next free number. Both bounds are multiples of
 // kChunkSize.
 void RecordChunks(const void* address, size_t size, uint16_t slot);
 

@@ -37,6 +37,8 @@ bool SetUpSampler() {
     base::Log("sampling: could not create the sampler's arena; sampling stays off");
     return false;
   }
+  // NOTE: loading libunwind here, at start-up, adds about 170 KiB resident
+  // (with liblzma) even to a program that never takes a sample.
   LoadUnwinder(settings.GetBool(base::SettingId::kSampleFramePointers),
                static_cast<uint64_t>(settings.Get(base::SettingId::kSampleUnwinderMaxBytes)));
   alloc::ConfigureSampling(0, slot);

@@ -9,8 +9,8 @@
 // alloc/routing.h.
 //
 // Free: two loads (the owner map's base and the chunk's entry) tell whether a
-// memward arena owns the pointer; untagged memory goes straight to jemalloc,
-// and memory of the thread's own scope goes to its bin by the page tag
+// memward arena owns the pointer. Untagged memory goes straight to jemalloc.
+// Memory of the thread's own scope goes to its bin by the page tag
 // (alloc/page_tags.h).
 //
 // Errors follow C and POSIX: a null result has errno set to ENOMEM unless the

@@ -7,8 +7,8 @@
 // pointers that a memward arena owns, they take memward's routed paths, and
 // the caller's thread-cache flags are not used (xallocx then reports that it
 // could not resize in place, which its contract allows). An arena flag that
-// names one of memward's own arenas is dropped; one that names an arena the
-// caller created is honoured, also inside a scope, and that memory is
+// names one of memward's own arenas is dropped. A flag that names an arena
+// the caller created is honoured, also inside a scope, and that memory is
 // untagged.
 #include <stddef.h>
 #include <string.h>
@@ -34,10 +34,10 @@ size_t AlignmentOfFlags(int flags) {
 bool NamesArena(int flags) { return (flags & kArenaMask) != 0; }
 
 // Returns `flags` without an arena flag that names one of memward's arenas.
-// Memory of those arenas is counted and tagged only on memward's own paths;
-// a block taken with the caller's flag would be neither, and jemalloc's
-// automatic thread cache would fill with that arena's blocks and hand them
-// to later plain mallocs.
+// Memory of those arenas is counted and tagged only on memward's own paths.
+// A block taken with the caller's flag would be neither. jemalloc's automatic
+// thread cache would also refill from that arena and hand its blocks to
+// later plain mallocs.
 int WithoutMemwardArena(int flags) {
   if (MEMWARD_LIKELY(!NamesArena(flags))) return flags;
   unsigned arena_index = (static_cast<unsigned>(flags) >> 20) - 1;

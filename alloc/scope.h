@@ -49,10 +49,9 @@ MEMWARD_ALWAYS_INLINE SavedScope CurrentScope() {
 // Publishes the calling thread's batch and flushes its thread caches.
 void FlushThread();
 
-// The rest of this file is the inline fast path of scope entry and exit:
-// everything the C API's memward_scope_enter and memward_scope_exit run,
-// without a call on the way unless a batch must be published or the thread
-// has no cache for the slot yet. An entry and exit through the C API took 287
+// The rest of this file is the inline fast path of scope entry and exit, as
+// memward_scope_enter and memward_scope_exit run it. It makes no call unless
+// a batch must be published or the thread has no cache for the slot yet. An entry and exit through the C API took 287
 // instructions as out-of-line calls and take 188 inlined (callgrind,
 // tenant_micro's BM_ScopeEnterExit).
 
@@ -112,7 +111,7 @@ MEMWARD_ALWAYS_INLINE void Apply(ThreadState& state, const SavedScope& scope) {
   ApplyRouted(state, scope);
 }
 
-// Publishes the batch, if it holds anything, before the scope changes.
+// Publishes the batch, unless it is empty, before the scope changes.
 MEMWARD_ALWAYS_INLINE void PublishBeforeChange(ThreadState& state) {
   if (MEMWARD_UNLIKELY(!state.batch.Empty())) return PublishThreadBatch(state);
   state.publish_countdown = accounting::kBatchBytes;

@@ -4,9 +4,9 @@
 // jemalloc 5.3's automatic thread cache ignores MALLOCX_ARENA on a hit and
 // refills from the named arena on a miss. Were the flag honoured, one mallocx
 // naming a memward arena would fill the thread cache with that arena's
-// blocks, which later plain mallocs would hand out untagged and uncounted;
-// a free in the arena's scope would then file them under a stale page tag
-// and credit bytes that were never charged. memward drops such a flag.
+// blocks, and later plain mallocs would hand them out untagged and uncounted.
+// A free in the arena's scope would then file them under a stale page tag and
+// credit bytes that were never charged. memward drops such a flag.
 #include <malloc.h>
 #include <stdlib.h>
 
