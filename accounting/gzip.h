@@ -1,6 +1,6 @@
 // gzip compression for exported profiles (pprof reads profile.proto gzipped).
-// Uses zlib, the one compression library memward links: Debian's libz.so.1
-// is part of every base system.
+// Uses zlib, loaded on first use: Debian's libz.so.1 is part of every base
+// system.
 #ifndef MEMWARD_ACCOUNTING_GZIP_H_
 #define MEMWARD_ACCOUNTING_GZIP_H_
 
@@ -10,8 +10,8 @@
 namespace memward::accounting {
 
 // Compresses `data` into a gzip member (RFC 1952) in `out`. Returns false,
-// leaving `out` empty, when zlib fails (out of memory) or `data` is 2 GiB or
-// more.
+// leaving `out` empty, when zlib fails (out of memory) or cannot be loaded,
+// or `data` is 2 GiB or more.
 bool GzipCompress(std::string_view data, std::string* out);
 
 // Decompresses one or more gzip members from `data` into `out`. Returns false

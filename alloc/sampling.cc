@@ -3,7 +3,6 @@
 #include "alloc/sampling.h"
 
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -18,6 +17,7 @@
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
 #include "alloc/routing.h"
+#include "alloc/sample_math.h"
 #include "alloc/shared_header.h"
 #include "base/log.h"
 
@@ -61,7 +61,7 @@ uint64_t NextRandom(ThreadState& state) {
 int64_t DrawGap(ThreadState& state, int64_t interval) {
   // u is uniform in (0, 1], so -log(u) is finite.
   double u = static_cast<double>((NextRandom(state) >> 11) + 1) * 0x1.0p-53;
-  double gap = -log(u) * static_cast<double>(interval);
+  double gap = NegativeLog(u) * static_cast<double>(interval);
   if (gap < 1) return 1;
   if (gap > 0x1.0p62) return int64_t{1} << 62;
   return static_cast<int64_t>(gap);
@@ -133,7 +133,7 @@ MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t 
 
   double interval = static_cast<double>(IntervalOf(g_config.load(std::memory_order_relaxed)));
   double bytes = static_cast<double>(size == 0 ? 1 : size);
-  double probability = interval > 0 ? -expm1(-bytes / interval) : 1.0;
+  double probability = interval > 0 ? OneMinusExpMinus(bytes / interval) : 1.0;
   accounting::SampleFields fields = {};
   fields.requested_bytes = size;
   fields.usable_bytes = charge - header;
