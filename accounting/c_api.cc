@@ -61,9 +61,11 @@ bool ProbeProcessMalloc() {
   return ours;
 }
 
-int CheckAllocator() {
+// The first check of the process, and every check where memward is not the
+// allocator.
+MEMWARD_NOINLINE int CheckAllocatorSlow() {
   int known = g_allocator_check.load(std::memory_order_acquire);
-  if (MEMWARD_LIKELY(known == 1)) return MEMWARD_OK;
+  if (known == 1) return MEMWARD_OK;
   if (known == 2) return MEMWARD_ERROR_NOT_ALLOCATOR;
   // Scope entry relies on this: a call that passes the check finds memward
   // bootstrapped.
@@ -72,6 +74,12 @@ int CheckAllocator() {
   bool ours = process_malloc == &memward_own_malloc || ProbeProcessMalloc();
   g_allocator_check.store(ours ? 1 : 2, std::memory_order_release);
   return ours ? MEMWARD_OK : MEMWARD_ERROR_NOT_ALLOCATOR;
+}
+
+// Inline, so that scope entry and exit pay one load and one branch for it.
+MEMWARD_ALWAYS_INLINE int CheckAllocator() {
+  if (MEMWARD_LIKELY(g_allocator_check.load(std::memory_order_acquire) == 1)) return MEMWARD_OK;
+  return CheckAllocatorSlow();
 }
 
 int ToStatus(RegistryStatus status) {
