@@ -61,6 +61,9 @@ SMOKE_PROBE_WAIT_MS = 10
 # A run that takes longer than this is killed and reported as failed.
 RUN_TIMEOUT_SECONDS = 300
 
+# memward with sampling off, measured in the micro benchmarks only.
+UNSAMPLED = benchmark_report.UNSAMPLED
+
 
 @dataclass
 class Allocator:
@@ -278,7 +281,19 @@ def build_allocators(arguments):
     if arguments.memward_conf is not None:
         extra["MEMWARD_CONF"] = arguments.memward_conf
     allocators.append(Allocator("memward", arguments.memward.resolve(), extra))
+    # The same library with sampling off, for the micro benchmarks only: the
+    # fast-path target measures the allocator's path, and docs/
+    # sampling-benchmarks.md measures what sampling adds.
+    unsampled = dict(extra)
+    unsampled["MEMWARD_CONF"] = ",".join(
+        part for part in (arguments.memward_conf, "sample_interval=0") if part)
+    allocators.append(Allocator(UNSAMPLED, arguments.memward.resolve(), unsampled))
     return allocators
+
+
+def whole_run_allocators(allocators):
+    """Return the allocators that run every program, not only the micro benchmarks."""
+    return [a for a in allocators if a.name != UNSAMPLED]
 
 
 def require_binary(path):
@@ -310,7 +325,7 @@ def micro_nanoseconds(json_text, allocator):
     iteration gives the items per iteration.
     """
     document = json.loads(json_text)
-    if (allocator is not None and allocator.name == "memward"
+    if (allocator is not None and allocator.name.startswith("memward")
             and "memward_version" not in document.get("context", {})):
         raise ValueError("memward_version is missing from the benchmark context: "
                          "the preload did not take effect")
@@ -346,9 +361,10 @@ def run_all(arguments, allocators, runner):
         "micro_failures": {a.name: [] for a in allocators},
         "tenant_micro": {},  # benchmark -> [ns]
         "tenant_micro_failures": [],
-        "workloads": {w: {a.name: [] for a in allocators} for w in arguments.workloads},
+        "workloads": {w: {a.name: [] for a in whole_run_allocators(allocators)}
+                      for w in arguments.workloads},
         "workload_output": {w: {} for w in arguments.workloads},
-        "probe": {a.name: [] for a in allocators},
+        "probe": {a.name: [] for a in whole_run_allocators(allocators)},
     }
     micro_arguments = [f"--benchmark_min_time={arguments.micro_min_time}", "--benchmark_format=json"]
     if arguments.micro_filter:
@@ -361,7 +377,7 @@ def run_all(arguments, allocators, runner):
         print(f"repetition {repetition + 1}/{arguments.repetitions}: "
               f"{', '.join(a.name for a in order)}", file=sys.stderr)
 
-        for allocator in order:
+        for allocator in whole_run_allocators(order):
             result = runner.run(allocator, [probe, arguments.probe_wait_ms])
             if result.failed:
                 print(f"  rss_probe under {allocator.name} failed: {result.failure_summary()}",
@@ -407,7 +423,7 @@ def run_all(arguments, allocators, runner):
                     results["tenant_micro"].setdefault(name, []).append(nanoseconds)
 
         for workload, binary in workload_binaries.items():
-            for allocator in order:
+            for allocator in whole_run_allocators(order):
                 result = runner.run(allocator, [binary] + workload_arguments(arguments, workload))
                 entry = {"wall_seconds": result.wall_seconds, "cpu_seconds": result.cpu_seconds,
                          "maxrss_kib": result.maxrss_kib}
