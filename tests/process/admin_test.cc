@@ -520,6 +520,8 @@ TEST_F(AdminTest, CurlAndMemwardctlAgree) {
   std::string table = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " -p " +
                                  std::to_string(getpid()) + " tenants");
   EXPECT_NE(table.find("cli-tenant"), std::string::npos) << table;
+  // Unset limits read "none", not "0 B".
+  EXPECT_NE(table.find("none"), std::string::npos) << table;
   std::string ps = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " --json ps");
   EXPECT_NE(ps.find("\"pid\": " + std::to_string(getpid())), std::string::npos) << ps;
   std::string top = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH + " -p " +
