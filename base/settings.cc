@@ -1,7 +1,10 @@
 // The settings table and a parser that never allocates.
 #include "base/settings.h"
 
+#include <stdint.h>
 #include <string.h>
+
+#include <algorithm>
 
 #include "base/log.h"
 
@@ -170,15 +173,61 @@ const char* DescribeSettingKind(const SettingSpec& spec) {
   return "?";
 }
 
+namespace {
+
+// Returns the edit distance (insertions, deletions, substitutions) between
+// `key` and `name`, or a large number for a key too long to compare. Runs at
+// start-up, so it uses two rows on the stack and allocates nothing.
+size_t EditDistance(const char* key, size_t key_length, const char* name) {
+  constexpr size_t kMaxLength = 64;
+  const size_t name_length = strlen(name);
+  if (key_length > kMaxLength || name_length > kMaxLength) return SIZE_MAX;
+  size_t previous[kMaxLength + 1];
+  size_t current[kMaxLength + 1];
+  for (size_t j = 0; j <= name_length; j++) previous[j] = j;
+  for (size_t i = 1; i <= key_length; i++) {
+    current[0] = i;
+    for (size_t j = 1; j <= name_length; j++) {
+      const size_t substitution = previous[j - 1] + (key[i - 1] == name[j - 1] ? 0 : 1);
+      const size_t insertion = current[j - 1] + 1;
+      const size_t deletion = previous[j] + 1;
+      current[j] = std::min({substitution, insertion, deletion});
+    }
+    memcpy(previous, current, (name_length + 1) * sizeof(size_t));
+  }
+  return previous[name_length];
+}
+
+// Returns the known setting closest to an unknown key, or nullptr when none
+// is within a third of the key's length (at least 2 edits).
+const char* ClosestSettingName(const char* key, size_t key_length) {
+  const size_t limit = std::max<size_t>(2, key_length / 3);
+  const char* closest = nullptr;
+  size_t best = SIZE_MAX;
+  for (const SettingSpec& spec : kSettingSpecs) {
+    const size_t distance = EditDistance(key, key_length, spec.name);
+    if (distance < best) {
+      best = distance;
+      closest = spec.name;
+    }
+  }
+  return best <= limit ? closest : nullptr;
+}
+
+}  // namespace
+
 size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t capacity) {
   const int key_length = static_cast<int>(problem.key_length);
   if (problem.spec == nullptr) {
     size_t length = Format(buffer, capacity, "MEMWARD_CONF: unknown setting \"");
     for (int i = 0; i < key_length && length + 1 < capacity; i++) buffer[length++] = problem.key[i];
-    length += Format(buffer + length, capacity - length, "\" is ignored; known settings:");
-    for (const SettingSpec& spec : kSettingSpecs) {
-      length += Format(buffer + length, capacity - length, " %s", spec.name);
+    length += Format(buffer + length, capacity - length, "\" is ignored");
+    const char* closest = ClosestSettingName(problem.key, problem.key_length);
+    if (closest != nullptr) {
+      length += Format(buffer + length, capacity - length, "; did you mean %s?", closest);
     }
+    length += Format(buffer + length, capacity - length,
+                     " (`memward-settings --markdown` and the README list every setting)");
     return length;
   }
   const SettingSpec& spec = *problem.spec;

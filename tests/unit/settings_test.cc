@@ -110,12 +110,24 @@ TEST(Settings, BadValuesKeepDefault) {
   EXPECT_NE(messages[3].find("missing value"), std::string::npos) << messages[3];
 }
 
-TEST(Settings, UnknownKeyListsKnownOnes) {
+TEST(Settings, UnknownKeyNamesTheList) {
   Settings settings;
   auto messages = ParseAndCollect("no_such_key=1,,", &settings);
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_NE(messages[0].find("unknown setting \"no_such_key\""), std::string::npos);
-  EXPECT_NE(messages[0].find("dirty_decay"), std::string::npos);
+  EXPECT_EQ(messages[0].find("did you mean"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("memward-settings --markdown"), std::string::npos) << messages[0];
+}
+
+TEST(Settings, MisspelledKeySuggestsClosest) {
+  Settings settings;
+  auto messages = ParseAndCollect("sample_intervl=1k,dirtydecay=1s,admin_sockets=/tmp/x.sock",
+                                  &settings);
+  ASSERT_EQ(messages.size(), 3u);
+  EXPECT_NE(messages[0].find("did you mean sample_interval?"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[1].find("did you mean dirty_decay?"), std::string::npos) << messages[1];
+  EXPECT_NE(messages[2].find("did you mean admin_socket?"), std::string::npos) << messages[2];
+  EXPECT_LT(messages[0].size(), 200u) << messages[0];
 }
 
 TEST(Settings, OverflowIsOutOfRange) {
