@@ -15,6 +15,8 @@
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
 #include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
+#include <absl/strings/match.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
@@ -84,6 +86,14 @@ void WritePortFile(const std::filesystem::path& path, std::uint16_t port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists the flags of this file; abseil's default looks for a file
+  // named after the program.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "mock_upstream/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "An OpenAI-compatible mock model server for memward's gateway tests and benchmarks.\n"
       "Usage: memward-mock-upstream [--port=N] [--tokens_per_second=X] ...");

@@ -19,6 +19,8 @@
 #include <absl/flags/flag.h>
 #include <absl/flags/parse.h>
 #include <absl/flags/usage.h>
+#include <absl/flags/usage_config.h>
+#include <absl/strings/match.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -241,6 +243,14 @@ void WriteFile(const std::string& path, const std::string& what,
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists the flags of this file; abseil's default looks for a file
+  // named after the program.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "replay/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "Replays an Azure LLM inference trace against an OpenAI-compatible gateway.\n"
       "Usage: memward-trace-replay --trace=FILE --gateway=HOST:PORT [options]");
