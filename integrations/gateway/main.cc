@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  memward::gateway::SetStopSignalsBlocked(true);
+
   try {
     memward::gateway::Server server(config);
     auto bound = server.Bind();

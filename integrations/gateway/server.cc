@@ -144,6 +144,14 @@ asio::awaitable<void> Server::DrainAndStop() {
   CloseConnections(true);
 }
 
+void SetStopSignalsBlocked(bool blocked) {
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &stop_signals, nullptr);
+}
+
 void Server::Run() {
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   for (auto& worker : workers_) guards.push_back(asio::make_work_guard(worker->io));
@@ -169,6 +177,7 @@ void Server::Run() {
       guards.clear();
     });
   });
+  SetStopSignalsBlocked(false);
 
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < workers_.size(); ++i) {

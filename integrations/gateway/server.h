@@ -11,6 +11,12 @@
 
 namespace memward::gateway {
 
+// Blocks or unblocks SIGTERM and SIGINT on the calling thread. main() blocks
+// them before start-up, and Server::Run unblocks them once its handler is
+// installed, so a signal sent right after the "listening" line is held
+// pending instead of killing the process before it can drain.
+void SetStopSignalsBlocked(bool blocked);
+
 class Server {
  public:
   // Sets up memward tenants, the cache and the access log. Throws

@@ -108,13 +108,8 @@ int main(int argc, char** argv) {
   try {
     Server server(io, options);
     server.Start();
-    if (std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
-      WritePortFile(port_file, server.port());
-    }
-    std::cout << "memward-mock-upstream: listening on http://" << options.address << ':'
-              << server.port() << " (" << options.tokens_per_second << " tokens/s, first token after "
-              << options.first_token_delay.count() << " ms)" << std::endl;
-
+    // The handlers are installed before the port file tells a waiting test
+    // that the server is up, so a SIGTERM right after it stops cleanly.
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
       if (error) return;
@@ -122,6 +117,12 @@ int main(int argc, char** argv) {
       server.Stop();
       io.stop();
     });
+    if (std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
+      WritePortFile(port_file, server.port());
+    }
+    std::cout << "memward-mock-upstream: listening on http://" << options.address << ':'
+              << server.port() << " (" << options.tokens_per_second << " tokens/s, first token after "
+              << options.first_token_delay.count() << " ms)" << std::endl;
 
     std::vector<std::thread> workers;
     for (int i = 1; i < threads; ++i) workers.emplace_back([&io] { io.run(); });
