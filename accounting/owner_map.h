@@ -56,8 +56,9 @@ extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 // with 5-level paging and an explicit mmap hint) wrap around and are not
 // supported.
 //
-// A process that never registered a tenant pays one load and one branch: the
-// zero mask shows that no memward arena exists.
+// While no memward arena exists (no tenant registered and sampling off), a
+// free pays one load and one branch: the zero mask. The sampler's arena is
+// created at start when sampling is on, so then every free reads its entry.
 inline uint32_t OwnerEntryOf(const void* pointer) {
   uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
   if (__builtin_expect(mask == 0, 1)) return 0;
