@@ -72,6 +72,7 @@ std::shared_ptr<const CachedResponse> ResponseCache::Lookup(const std::string& k
       EraseLocked(entry, released);
     } else {
       ++stats_.hits;
+      entry->last_used = Clock::now();
       lru_.splice(lru_.begin(), lru_, entry);
       result = entry->response;
     }
@@ -87,7 +88,8 @@ bool ResponseCache::Insert(std::string key, std::shared_ptr<const CachedResponse
   }
   // The list node is built before the lock to keep the critical section short.
   std::list<Entry> fresh;
-  fresh.push_back(Entry{std::move(key), std::move(response), Clock::now() + settings_.ttl, charged});
+  const Clock::time_point now = Clock::now();
+  fresh.push_back(Entry{std::move(key), std::move(response), now + settings_.ttl, now, charged});
   std::list<Entry> released;
   {
     std::lock_guard lock(mutex_);
@@ -113,6 +115,32 @@ std::uint64_t ResponseCache::Reclaim(std::uint64_t target_bytes) {
     EvictLocked(target_bytes, released);
     freed = before - bytes_;
     stats_.reclaimed_bytes += freed;
+  }
+  return freed;
+}
+
+std::uint64_t ResponseCache::ReclaimUnused(Clock::duration unused_for) {
+  std::list<Entry> released;
+  std::uint64_t freed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const Clock::time_point now = Clock::now();
+    // The list is ordered by last use, so the unused entries are its tail.
+    while (!lru_.empty() && now - lru_.back().last_used >= unused_for) {
+      freed += lru_.back().charged_bytes;
+      EraseLocked(std::prev(lru_.end()), released);
+    }
+    // An entry can expire before it becomes unused when ttl < unused_for.
+    for (auto entry = lru_.begin(); entry != lru_.end();) {
+      auto next = std::next(entry);
+      if (now >= entry->expires) {
+        freed += entry->charged_bytes;
+        ++stats_.expirations;
+        EraseLocked(entry, released);
+      }
+      entry = next;
+    }
+    stats_.unused_reclaimed_bytes += freed;
   }
   return freed;
 }
