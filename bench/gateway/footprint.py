@@ -11,10 +11,12 @@ samples the gateway's VmRSS every 100 ms), and stops both. The allocators:
   mimalloc         LD_PRELOAD=libmimalloc.so.2
   memward-nohooks  LD_PRELOAD=libmemward_preload.so, every gateway hook off
   memward          LD_PRELOAD=libmemward_preload.so, every gateway hook on
+  glibc-hooks      no preload, every gateway hook on (only with --allocators)
 
 The peers run with the hooks off as well: without memward the hooks do
 nothing except idle_purge, which would call malloc_trim(0), a glibc-only
-call that the other peers do not have.
+call that the other peers do not have, and cache_unused_after_ms, which
+drops unused cache entries. glibc-hooks measures those two alone.
 
 Writes results.json, rss.png (RSS over time) and footprint.md (a section for
 docs/benchmarks.md) to --out, and prints the table. Example:
@@ -42,6 +44,11 @@ PEERS = {
     "mimalloc": "libmimalloc.so.2",
 }
 ALLOCATORS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "memward-nohooks", "memward"]
+# Not run by default: glibc with every hook on. Without memward only
+# idle_purge and cache_unused_after_ms act, so this row shows how much of
+# memward's result the gateway's cache policy alone gives on glibc.
+EXTRA_ALLOCATORS = ["glibc-hooks"]
+HOOKED = ("memward", "glibc-hooks")
 
 # Targets for the gateway with memward and its hooks, against glibc and the
 # best peer (the lowest mean RSS of jemalloc, tcmalloc and mimalloc).
@@ -50,10 +57,10 @@ TARGET_RSS_VS_BEST_PEER = 0.8
 TARGET_THROUGHPUT_TOLERANCE = 0.05
 TARGET_P99_TOLERANCE = 0.05
 
-# Every request arena costs about 120 KiB of jemalloc metadata plus a partly
+# Every request arena costs about 130 KiB of jemalloc metadata plus a partly
 # used slab for each size class its requests touched. The replay keeps some
-# 150 requests open, so the default pool of 64 is always full and cost about
-# 8 MiB of mean RSS in this benchmark; 16 arenas cost about 1 MiB.
+# 150 requests open, so the default pool of 64 is always full. It cost 6 to
+# 9 MiB more mean RSS than a pool of 16 (docs/gateway-footprint.md).
 DEFAULT_MEMWARD_CONF = "request_arenas=16"
 
 
@@ -80,15 +87,16 @@ def parse_args():
                         help="MEMWARD_CONF of both memward runs (default: %(default)s)")
     parser.add_argument("--cache-unused-after-ms", type=int,
                         default=run.HOOKS_ON["cache_unused_after_ms"],
-                        help="hooks.cache_unused_after_ms of the memward run with hooks; "
+                        help="hooks.cache_unused_after_ms of the runs with hooks on; "
                              "0 keeps cache entries until their TTL (default: %(default)s)")
     parser.add_argument("--allocators", default=",".join(ALLOCATORS),
-                        help="comma-separated subset of " + ",".join(ALLOCATORS))
+                        help="comma-separated subset of " + ",".join(ALLOCATORS + EXTRA_ALLOCATORS))
     args = parser.parse_args()
     args.allocators = [name for name in args.allocators.split(",") if name]
-    unknown = [name for name in args.allocators if name not in ALLOCATORS]
+    known = ALLOCATORS + EXTRA_ALLOCATORS
+    unknown = [name for name in args.allocators if name not in known]
     if unknown:
-        parser.error(f"unknown allocator(s) {', '.join(unknown)}; choose from {', '.join(ALLOCATORS)}")
+        parser.error(f"unknown allocator(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     return args
@@ -97,7 +105,7 @@ def parse_args():
 def preload_for(name: str, build: run.Build) -> str:
     if name.startswith("memward"):
         return str(build.preload.resolve())
-    library = PEERS[name]
+    library = PEERS["glibc" if name == "glibc-hooks" else name]
     if library is None:
         return ""
     path = run.SYSTEM_LIB / library
@@ -112,8 +120,8 @@ def run_one(name: str, args, build: run.Build, work_dir: Path) -> dict:
     mock, mock_port = run.start_mock(build, work_dir, tokens_per_second=args.tokens_per_second)
     gateway = None
     try:
-        hooks = dict(run.HOOKS_ON if name == "memward" else run.HOOKS_OFF)
-        if name == "memward":
+        hooks = dict(run.HOOKS_ON if name in HOOKED else run.HOOKS_OFF)
+        if name in HOOKED:
             hooks["cache_unused_after_ms"] = args.cache_unused_after_ms
         config = work_dir / "gateway.json"
         run.write_gateway_config(config, run.GatewaySettings(
@@ -256,7 +264,8 @@ def markdown(results: dict, targets: list, args, chart_name: str) -> str:
         f"all of them on and `hooks.cache_unused_after_ms` {args.cache_unused_after_ms}, so "
         "its cache drops entries nobody stored or read for that long, which the columns "
         "cache hits and cache MiB at end show. Both memward runs have "
-        f"`MEMWARD_CONF={args.memward_conf}`.",
+        f"`MEMWARD_CONF={args.memward_conf}`. glibc-hooks, where present, is glibc with "
+        "the same hooks on.",
         "",
         "| allocator | mean RSS MiB | p99 RSS MiB | peak MiB | ok/s | p50 ms | p99 ms | "
         "mean RSS / glibc | p99 RSS / glibc | ok/s / glibc | p99 latency / glibc | cache hits | "
@@ -280,9 +289,9 @@ def markdown(results: dict, targets: list, args, chart_name: str) -> str:
     memward = results.get("memward")
     if memward is not None:
         lines += ["", f"memward with hooks: {memward['measured_requests']:.0f} of "
-                      f"{memward['requests']:.0f} requests had a request arena of their own "
-                      "(a per-request summary); the others ran while the pool was in use and "
-                      "were counted for their tenant only."]
+                      f"{memward['requests']:.0f} requests the gateway read had a request arena of "
+                      "their own (a per-request summary). The others ran while the pool was in "
+                      "use and were counted for their tenant only."]
     if targets:
         lines += ["", "Targets for memward with hooks:", ""]
         lines += [f"- {'met' if passed else 'NOT met'}: {text}" for text, passed in targets]

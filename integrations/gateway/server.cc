@@ -24,7 +24,7 @@ using asio::ip::tcp;
 // How often the drain checks whether every connection has closed.
 constexpr Milliseconds kDrainPollInterval{50};
 
-// The longest wait between two scans for unused cache entries, so an entry
+// The maximum wait between two scans for unused cache entries, so an entry
 // outlives cache_unused_after by at most this much.
 constexpr Milliseconds kMaxCacheScanInterval{1000};
 
