@@ -1,6 +1,7 @@
 #include "response_cache.h"
 
 #include <cstdio>
+#include <limits>
 
 namespace memward::gateway {
 namespace {
@@ -131,15 +132,7 @@ std::uint64_t ResponseCache::ReclaimUnused(Clock::duration unused_for) {
       EraseLocked(std::prev(lru_.end()), released);
     }
     // An entry can expire before it becomes unused when ttl < unused_for.
-    for (auto entry = lru_.begin(); entry != lru_.end();) {
-      auto next = std::next(entry);
-      if (now >= entry->expires) {
-        freed += entry->charged_bytes;
-        ++stats_.expirations;
-        EraseLocked(entry, released);
-      }
-      entry = next;
-    }
+    freed += EraseExpiredLocked(now, std::numeric_limits<std::uint64_t>::max(), released);
     stats_.unused_reclaimed_bytes += freed;
   }
   return freed;
@@ -164,10 +157,9 @@ void ResponseCache::EraseLocked(Lru::iterator entry, std::list<Entry>& released)
   released.splice(released.end(), lru_, entry);
 }
 
-void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released) {
-  const Clock::time_point now = Clock::now();
+std::uint64_t ResponseCache::EraseExpiredLocked(Clock::time_point now, std::uint64_t target_bytes,
+                                                std::list<Entry>& released) {
   std::uint64_t freed = 0;
-  // Expired entries go first, wherever they sit in the LRU order.
   for (auto entry = lru_.begin(); entry != lru_.end() && freed < target_bytes;) {
     auto next = std::next(entry);
     if (now >= entry->expires) {
@@ -177,6 +169,12 @@ void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& re
     }
     entry = next;
   }
+  return freed;
+}
+
+void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released) {
+  // Expired entries go first, wherever they sit in the LRU order.
+  std::uint64_t freed = EraseExpiredLocked(Clock::now(), target_bytes, released);
   while (freed < target_bytes && !lru_.empty()) {
     freed += lru_.back().charged_bytes;
     ++stats_.evictions;

@@ -88,6 +88,10 @@ class ResponseCache {
 
   // Removes the entry and adds it to `released`. Requires mutex_.
   void EraseLocked(Lru::iterator entry, std::list<Entry>& released);
+  // Erases expired entries until `target_bytes` are freed; returns the bytes
+  // freed. Requires mutex_.
+  std::uint64_t EraseExpiredLocked(Clock::time_point now, std::uint64_t target_bytes,
+                                   std::list<Entry>& released);
   // Requires mutex_.
   void EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released);
 
