@@ -30,7 +30,7 @@ struct CacheStats {
   std::uint64_t evictions = 0;        // LRU evictions to stay under max_bytes
   std::uint64_t expirations = 0;      // entries dropped after their TTL
   std::uint64_t reclaimed_bytes = 0;  // bytes freed at memward's request
-  std::uint64_t unused_reclaimed_bytes = 0;  // bytes of entries dropped as unused
+  std::uint64_t unused_reclaimed_bytes = 0;  // bytes freed by ReclaimUnused (unused or expired)
   std::uint64_t bytes = 0;
   std::uint64_t entries = 0;
 };
@@ -88,7 +88,7 @@ class ResponseCache {
 
   // Removes the entry and adds it to `released`. Requires mutex_.
   void EraseLocked(Lru::iterator entry, std::list<Entry>& released);
-  // Erases expired entries until `target_bytes` are freed; returns the bytes
+  // Erases expired entries until `target_bytes` are freed. Returns the bytes
   // freed. Requires mutex_.
   std::uint64_t EraseExpiredLocked(Clock::time_point now, std::uint64_t target_bytes,
                                    std::list<Entry>& released);

@@ -113,8 +113,8 @@ asio::awaitable<void> Server::CacheUnusedLoop() {
     timer.expires_after(std::min(unused_after, kMaxCacheScanInterval));
     auto [error] = co_await timer.async_wait(kNoThrow);
     if (error) co_return;
-    // The dropped bodies are large blocks that would otherwise stay resident
-    // as dirty pages until the allocator's decay returns them.
+    // The dropped bodies would otherwise stay resident as free pages until
+    // the allocator returns them on its own (jemalloc's decay, glibc's trim).
     if (cache_.ReclaimUnused(unused_after) > 0) {
       hooks_.Purge();
       metrics_.cache_purges.fetch_add(1, std::memory_order_relaxed);
