@@ -11,10 +11,12 @@ samples the gateway's VmRSS every 100 ms), and stops both. The allocators:
   mimalloc         LD_PRELOAD=libmimalloc.so.2
   memward-nohooks  LD_PRELOAD=libmemward_preload.so, every gateway hook off
   memward          LD_PRELOAD=libmemward_preload.so, every gateway hook on
+  glibc-hooks      no preload, every gateway hook on (only with --allocators)
 
 The peers run with the hooks off as well: without memward the hooks do
 nothing except idle_purge, which would call malloc_trim(0), a glibc-only
-call that the other peers do not have.
+call that the other peers do not have, and cache_unused_after_ms, which
+drops unused cache entries. glibc-hooks measures those two alone.
 
 Writes results.json, rss.png (RSS over time) and footprint.md (a section for
 docs/benchmarks.md) to --out, and prints the table. Example:
@@ -42,6 +44,11 @@ PEERS = {
     "mimalloc": "libmimalloc.so.2",
 }
 ALLOCATORS = ["glibc", "jemalloc", "tcmalloc", "mimalloc", "memward-nohooks", "memward"]
+# Not run by default: glibc with every hook on. Without memward only
+# idle_purge and cache_unused_after_ms act, so this row shows how much of
+# memward's result the gateway's cache policy alone gives on glibc.
+EXTRA_ALLOCATORS = ["glibc-hooks"]
+HOOKED = ("memward", "glibc-hooks")
 
 # Targets for the gateway with memward and its hooks, against glibc and the
 # best peer (the lowest mean RSS of jemalloc, tcmalloc and mimalloc).
@@ -49,6 +56,12 @@ TARGET_RSS_VS_GLIBC = 0.6
 TARGET_RSS_VS_BEST_PEER = 0.8
 TARGET_THROUGHPUT_TOLERANCE = 0.05
 TARGET_P99_TOLERANCE = 0.05
+
+# Every request arena costs about 130 KiB of jemalloc metadata plus a partly
+# used slab for each size class its requests touched. The replay keeps some
+# 150 requests open, so the default pool of 64 is always full. It cost 6 to
+# 9 MiB more mean RSS than a pool of 16 (docs/gateway-footprint.md).
+DEFAULT_MEMWARD_CONF = "request_arenas=16"
 
 
 def parse_args():
@@ -70,13 +83,20 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=1, help="gateway I/O threads")
     parser.add_argument("--cache-max", default="64m",
                         help="the gateway's cache.max_bytes (default 64m, the gateway's default)")
+    parser.add_argument("--memward-conf", default=DEFAULT_MEMWARD_CONF,
+                        help="MEMWARD_CONF of both memward runs (default: %(default)s)")
+    parser.add_argument("--cache-unused-after-ms", type=int,
+                        default=run.HOOKS_ON["cache_unused_after_ms"],
+                        help="hooks.cache_unused_after_ms of the runs with hooks on; "
+                             "0 keeps cache entries until their TTL (default: %(default)s)")
     parser.add_argument("--allocators", default=",".join(ALLOCATORS),
-                        help="comma-separated subset of " + ",".join(ALLOCATORS))
+                        help="comma-separated subset of " + ",".join(ALLOCATORS + EXTRA_ALLOCATORS))
     args = parser.parse_args()
     args.allocators = [name for name in args.allocators.split(",") if name]
-    unknown = [name for name in args.allocators if name not in ALLOCATORS]
+    known = ALLOCATORS + EXTRA_ALLOCATORS
+    unknown = [name for name in args.allocators if name not in known]
     if unknown:
-        parser.error(f"unknown allocator(s) {', '.join(unknown)}; choose from {', '.join(ALLOCATORS)}")
+        parser.error(f"unknown allocator(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     return args
@@ -85,7 +105,7 @@ def parse_args():
 def preload_for(name: str, build: run.Build) -> str:
     if name.startswith("memward"):
         return str(build.preload.resolve())
-    library = PEERS[name]
+    library = PEERS["glibc" if name == "glibc-hooks" else name]
     if library is None:
         return ""
     path = run.SYSTEM_LIB / library
@@ -100,12 +120,16 @@ def run_one(name: str, args, build: run.Build, work_dir: Path) -> dict:
     mock, mock_port = run.start_mock(build, work_dir, tokens_per_second=args.tokens_per_second)
     gateway = None
     try:
-        hooks = run.HOOKS_ON if name == "memward" else run.HOOKS_OFF
+        hooks = dict(run.HOOKS_ON if name in HOOKED else run.HOOKS_OFF)
+        if name in HOOKED:
+            hooks["cache_unused_after_ms"] = args.cache_unused_after_ms
         config = work_dir / "gateway.json"
         run.write_gateway_config(config, run.GatewaySettings(
-            upstream_port=mock_port, threads=args.threads, hooks=dict(hooks),
+            upstream_port=mock_port, threads=args.threads, hooks=hooks,
             cache_max_bytes=args.cache_max))
-        gateway, port = run.start_gateway(build, work_dir, config, preload=preload_for(name, build))
+        memward_conf = args.memward_conf if name.startswith("memward") else ""
+        gateway, port = run.start_gateway(build, work_dir, config, preload=preload_for(name, build),
+                                          memward_conf=memward_conf)
         summary = run.run_replay(
             build, work_dir, port, config, gateway.pid, trace=Path(args.trace),
             start_s=args.trace_start_s, duration_s=args.trace_duration_s,
@@ -114,7 +138,8 @@ def run_one(name: str, args, build: run.Build, work_dir: Path) -> dict:
         summary["gateway_metrics"] = {
             key: value for key, value in metrics.items()
             if key.startswith(("memward_gateway_cache", "memward_gateway_idle",
-                               "memward_gateway_escaped", "memward_gateway_measured"))
+                               "memward_gateway_escaped", "memward_gateway_measured",
+                               "memward_gateway_requests_total"))
         }
     finally:
         status = gateway.stop() if gateway else None
@@ -144,6 +169,11 @@ def aggregate(runs: list) -> dict:
         "latency_p50_ms": median_of(runs, "latency_ms", "p50"),
         "latency_p99_ms": median_of(runs, "latency_ms", "p99"),
         "first_event_p99_ms": median_of(runs, "first_byte_ms", "p99"),
+        "cache_hits": median_of(runs, "gateway_metrics", "memward_gateway_cache_hits_total"),
+        "cache_end_mib": median_of(runs, "gateway_metrics", "memward_gateway_cache_bytes") / 1048576,
+        "requests": median_of(runs, "gateway_metrics", "memward_gateway_requests_total"),
+        "measured_requests": median_of(runs, "gateway_metrics",
+                                       "memward_gateway_measured_requests_total"),
         "statuses": runs[0]["by_status"],
         "incomplete": runs[0]["incomplete"],
         "rss_csv": runs[0]["rss_csv"],
@@ -230,9 +260,17 @@ def markdown(results: dict, targets: list, args, chart_name: str) -> str:
         f"(medians). Measured by `bench/gateway/footprint.py` on {machine_description()}, "
         "shared with other jobs, so the latency columns carry noise.",
         "",
+        "The peers and memward-nohooks run with every gateway hook off. memward runs with "
+        f"all of them on and `hooks.cache_unused_after_ms` {args.cache_unused_after_ms}, so "
+        "its cache drops entries nobody stored or read for that long, which the columns "
+        "cache hits and cache MiB at end show. Both memward runs have "
+        f"`MEMWARD_CONF={args.memward_conf}`. glibc-hooks, where present, is glibc with "
+        "the same hooks on.",
+        "",
         "| allocator | mean RSS MiB | p99 RSS MiB | peak MiB | ok/s | p50 ms | p99 ms | "
-        "mean RSS / glibc | p99 RSS / glibc | ok/s / glibc | p99 latency / glibc | statuses |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "mean RSS / glibc | p99 RSS / glibc | ok/s / glibc | p99 latency / glibc | cache hits | "
+        "cache MiB at end | statuses |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, r in results.items():
         ratio = r.get("ratio_to_glibc", {})
@@ -246,7 +284,14 @@ def markdown(results: dict, targets: list, args, chart_name: str) -> str:
             f"| {name} | {r['rss_mean_mib']:.1f} | {r['rss_p99_mib']:.1f} | {r['rss_peak_mib']:.1f} "
             f"| {r['ok_per_s']:.1f} | {r['latency_p50_ms']:.0f} | {r['latency_p99_ms']:.0f} "
             f"| {show('rss_mean_mib')} | {show('rss_p99_mib')} | {show('ok_per_s')} "
-            f"| {show('latency_p99_ms')} | {statuses} |")
+            f"| {show('latency_p99_ms')} | {r['cache_hits']:.0f} | {r['cache_end_mib']:.1f} "
+            f"| {statuses} |")
+    memward = results.get("memward")
+    if memward is not None:
+        lines += ["", f"memward with hooks: {memward['measured_requests']:.0f} of "
+                      f"{memward['requests']:.0f} requests the gateway read had a request arena of "
+                      "their own (a per-request summary). The others ran while the pool was in "
+                      "use and were counted for their tenant only."]
     if targets:
         lines += ["", "Targets for memward with hooks:", ""]
         lines += [f"- {'met' if passed else 'NOT met'}: {text}" for text, passed in targets]
@@ -271,6 +316,7 @@ def main() -> int:
             runs[name].append(summary)
             print(f"{name} run {repeat + 1}: mean RSS {summary['rss_mean_bytes'] / 1048576:.1f} MiB, "
                   f"{summary['ok_per_s']:.1f} ok/s, p99 {summary['latency_ms']['p99']:.0f} ms, "
+                  f"cache hits {summary['gateway_metrics']['memward_gateway_cache_hits_total']:.0f}, "
                   f"statuses {summary['by_status']} ({time.monotonic() - started:.0f} s)", flush=True)
 
     results = {name: aggregate(runs[name]) for name in args.allocators}

@@ -36,10 +36,11 @@ HOOKS_ON = {
     "request_memory_resource": True,
     "admission": True,
     "cache_reclaimer": True,
+    "cache_unused_after_ms": 5000,
     "idle_purge": True,
     "idle_purge_after_ms": 1000,
 }
-HOOKS_OFF = {name: False for name in HOOKS_ON if name != "idle_purge_after_ms"}
+HOOKS_OFF = {name: False for name, value in HOOKS_ON.items() if isinstance(value, bool)}
 
 
 class RunError(Exception):

@@ -142,8 +142,12 @@ def run_one(name: str, args, build: run.Build, parent: Path, out: Path) -> dict:
     sampler = UsageSampler(cgroup)
     try:
         config = work_dir / "gateway.json"
+        # Dropping unused entries would keep the cache small in both runs, so
+        # the run without memward would never reach the limit. This run
+        # measures the ladder's reclaim, so entries live until memward reclaims them.
+        hooks = dict(run.HOOKS_ON, cache_unused_after_ms=0)
         run.write_gateway_config(config, run.GatewaySettings(
-            upstream_port=mock_port, hooks=dict(run.HOOKS_ON), cache_max_bytes=args.cache_max))
+            upstream_port=mock_port, hooks=hooks, cache_max_bytes=args.cache_max))
         # The shell joins the cgroup and then execs the gateway, so every
         # byte the gateway allocates is charged to the child cgroup.
         wrapper = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cgroup.path / "cgroup.procs")]

@@ -361,6 +361,7 @@ void ParseHooks(ObjectReader& reader, HookSettings& hooks) {
   hooks.request_memory_resource = reader.Bool("request_memory_resource", true);
   hooks.admission = reader.Bool("admission", true);
   hooks.cache_reclaimer = reader.Bool("cache_reclaimer", true);
+  hooks.cache_unused_after = reader.Millis("cache_unused_after_ms", hooks.cache_unused_after, 0);
   hooks.idle_purge = reader.Bool("idle_purge", true);
   hooks.idle_purge_after = reader.Millis("idle_purge_after_ms", hooks.idle_purge_after, 1);
   reader.Finish();

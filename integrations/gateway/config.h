@@ -79,6 +79,9 @@ struct HookSettings {
   bool request_memory_resource = true;
   bool admission = true;
   bool cache_reclaimer = true;
+  // With cache_reclaimer on, entries neither stored nor read for this long
+  // are dropped and free pages are returned to the OS; 0 turns it off.
+  Milliseconds cache_unused_after{5000};
   bool idle_purge = true;
   Milliseconds idle_purge_after{1000};
 };

@@ -67,11 +67,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "memward-gateway: listening on %s:%u with %d thread(s); memward: %s; hooks: "
                  "scopes=%d request_memory_resource=%d admission=%d cache_reclaimer=%d "
-                 "idle_purge=%d\n",
+                 "cache_unused_after_ms=%lld idle_purge=%d\n",
                  bound.address().to_string().c_str(), unsigned(bound.port()), config.threads,
                  memward_library_kind(), config.hooks.scopes,
                  config.hooks.request_memory_resource, config.hooks.admission,
-                 config.hooks.cache_reclaimer, config.hooks.idle_purge);
+                 config.hooks.cache_reclaimer,
+                 static_cast<long long>(config.hooks.cache_unused_after.count()),
+                 config.hooks.idle_purge);
     server.Run();
   } catch (const std::exception& error) {
     std::fprintf(stderr, "memward-gateway: %s\n", error.what());

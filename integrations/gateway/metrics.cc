@@ -80,6 +80,8 @@ std::string RenderMetrics(const Metrics& metrics, const ResponseCache& cache,
   AppendMetric(out, "memward_gateway_idle_purges_total", "counter",
                "Times free memory was returned to the operating system after an idle period.",
                get(metrics.idle_purges));
+  AppendMetric(out, "memward_gateway_cache_purges_total", "counter",
+               "Purges after unused cache entries were dropped.", get(metrics.cache_purges));
   AppendMetric(out, "memward_gateway_open_requests", "gauge", "Completion requests in flight.",
                get(metrics.open_requests));
   AppendMetric(out, "memward_gateway_open_connections", "gauge", "Open client connections.",
@@ -111,6 +113,9 @@ std::string RenderMetrics(const Metrics& metrics, const ResponseCache& cache,
                "Entries dropped after their TTL.", stats.expirations);
   AppendMetric(out, "memward_gateway_cache_reclaimed_bytes_total", "counter",
                "Bytes freed at memward's request.", stats.reclaimed_bytes);
+  AppendMetric(out, "memward_gateway_cache_unused_reclaimed_bytes_total", "counter",
+               "Bytes of entries dropped as unused for hooks.cache_unused_after_ms, or expired.",
+               stats.unused_reclaimed_bytes);
   AppendMetric(out, "memward_gateway_cache_bytes", "gauge", "Bytes held by the cache.",
                stats.bytes);
   AppendMetric(out, "memward_gateway_cache_entries", "gauge", "Entries in the cache.",

@@ -27,6 +27,7 @@ struct Metrics {
   std::atomic<std::uint64_t> upstream_errors{0};        // connect, read or protocol failures
   std::atomic<std::uint64_t> upstream_timeouts{0};
   std::atomic<std::uint64_t> idle_purges{0};
+  std::atomic<std::uint64_t> cache_purges{0};  // purges after dropping unused cache entries
   std::atomic<std::int64_t> open_requests{0};
   std::atomic<std::int64_t> open_connections{0};
   // memward request summaries, split by whether the request stored a cache

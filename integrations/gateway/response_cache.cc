@@ -1,6 +1,7 @@
 #include "response_cache.h"
 
 #include <cstdio>
+#include <limits>
 
 namespace memward::gateway {
 namespace {
@@ -72,6 +73,7 @@ std::shared_ptr<const CachedResponse> ResponseCache::Lookup(const std::string& k
       EraseLocked(entry, released);
     } else {
       ++stats_.hits;
+      entry->last_used = Clock::now();
       lru_.splice(lru_.begin(), lru_, entry);
       result = entry->response;
     }
@@ -87,7 +89,8 @@ bool ResponseCache::Insert(std::string key, std::shared_ptr<const CachedResponse
   }
   // The list node is built before the lock to keep the critical section short.
   std::list<Entry> fresh;
-  fresh.push_back(Entry{std::move(key), std::move(response), Clock::now() + settings_.ttl, charged});
+  const Clock::time_point now = Clock::now();
+  fresh.push_back(Entry{std::move(key), std::move(response), now + settings_.ttl, now, charged});
   std::list<Entry> released;
   {
     std::lock_guard lock(mutex_);
@@ -117,6 +120,24 @@ std::uint64_t ResponseCache::Reclaim(std::uint64_t target_bytes) {
   return freed;
 }
 
+std::uint64_t ResponseCache::ReclaimUnused(Clock::duration unused_for) {
+  std::list<Entry> released;
+  std::uint64_t freed = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const Clock::time_point now = Clock::now();
+    // The list is ordered by last use, so the unused entries are its tail.
+    while (!lru_.empty() && now - lru_.back().last_used >= unused_for) {
+      freed += lru_.back().charged_bytes;
+      EraseLocked(std::prev(lru_.end()), released);
+    }
+    // An entry can expire before it becomes unused when ttl < unused_for.
+    freed += EraseExpiredLocked(now, std::numeric_limits<std::uint64_t>::max(), released);
+    stats_.unused_reclaimed_bytes += freed;
+  }
+  return freed;
+}
+
 std::uint64_t ResponseCache::bytes() const {
   std::lock_guard lock(mutex_);
   return bytes_;
@@ -136,10 +157,9 @@ void ResponseCache::EraseLocked(Lru::iterator entry, std::list<Entry>& released)
   released.splice(released.end(), lru_, entry);
 }
 
-void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released) {
-  const Clock::time_point now = Clock::now();
+std::uint64_t ResponseCache::EraseExpiredLocked(Clock::time_point now, std::uint64_t target_bytes,
+                                                std::list<Entry>& released) {
   std::uint64_t freed = 0;
-  // Expired entries go first, wherever they sit in the LRU order.
   for (auto entry = lru_.begin(); entry != lru_.end() && freed < target_bytes;) {
     auto next = std::next(entry);
     if (now >= entry->expires) {
@@ -149,6 +169,12 @@ void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& re
     }
     entry = next;
   }
+  return freed;
+}
+
+void ResponseCache::EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released) {
+  // Expired entries go first, wherever they sit in the LRU order.
+  std::uint64_t freed = EraseExpiredLocked(Clock::now(), target_bytes, released);
   while (freed < target_bytes && !lru_.empty()) {
     freed += lru_.back().charged_bytes;
     ++stats_.evictions;

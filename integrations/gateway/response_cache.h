@@ -30,6 +30,7 @@ struct CacheStats {
   std::uint64_t evictions = 0;        // LRU evictions to stay under max_bytes
   std::uint64_t expirations = 0;      // entries dropped after their TTL
   std::uint64_t reclaimed_bytes = 0;  // bytes freed at memward's request
+  std::uint64_t unused_reclaimed_bytes = 0;  // bytes freed by ReclaimUnused (unused or expired)
   std::uint64_t bytes = 0;
   std::uint64_t entries = 0;
 };
@@ -67,6 +68,10 @@ class ResponseCache {
   // Frees at least `target_bytes` by evicting expired, then least recently
   // used entries. Returns the bytes freed.
   std::uint64_t Reclaim(std::uint64_t target_bytes);
+
+  // Drops the expired entries and those neither stored nor read during the
+  // last `unused_for`. Returns the bytes freed.
+  std::uint64_t ReclaimUnused(Clock::duration unused_for);
   std::uint64_t bytes() const;
 
   CacheStats stats() const;
@@ -76,12 +81,17 @@ class ResponseCache {
     std::string key;
     std::shared_ptr<const CachedResponse> response;
     Clock::time_point expires;
+    Clock::time_point last_used;  // the insert or the latest hit
     std::uint64_t charged_bytes = 0;
   };
   using Lru = std::list<Entry>;  // most recently used first
 
   // Removes the entry and adds it to `released`. Requires mutex_.
   void EraseLocked(Lru::iterator entry, std::list<Entry>& released);
+  // Erases expired entries until `target_bytes` are freed. Returns the bytes
+  // freed. Requires mutex_.
+  std::uint64_t EraseExpiredLocked(Clock::time_point now, std::uint64_t target_bytes,
+                                   std::list<Entry>& released);
   // Requires mutex_.
   void EvictLocked(std::uint64_t target_bytes, std::list<Entry>& released);
 

@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -22,6 +23,10 @@ using asio::ip::tcp;
 
 // How often the drain checks whether every connection has closed.
 constexpr Milliseconds kDrainPollInterval{50};
+
+// The maximum wait between two scans for unused cache entries, so an entry
+// outlives cache_unused_after by at most this much.
+constexpr Milliseconds kMaxCacheScanInterval{1000};
 
 }  // namespace
 
@@ -101,6 +106,22 @@ asio::awaitable<void> Server::IdlePurgeLoop() {
   }
 }
 
+asio::awaitable<void> Server::CacheUnusedLoop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  const Milliseconds unused_after = config_.hooks.cache_unused_after;
+  for (;;) {
+    timer.expires_after(std::min(unused_after, kMaxCacheScanInterval));
+    auto [error] = co_await timer.async_wait(kNoThrow);
+    if (error) co_return;
+    // The dropped bodies would otherwise stay resident as free pages until
+    // the allocator returns them on its own (jemalloc's decay, glibc's trim).
+    if (cache_.ReclaimUnused(unused_after) > 0) {
+      hooks_.Purge();
+      metrics_.cache_purges.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+}
+
 void Server::CloseConnections(bool force) {
   for (auto& worker : workers_) {
     asio::post(worker->io, [worker = worker.get(), force] {
@@ -127,6 +148,7 @@ asio::awaitable<void> Server::DrainAndStop() {
   acceptor_->close(ignored);
   health_stop_.emit(asio::cancellation_type::all);
   purge_stop_.emit(asio::cancellation_type::all);
+  cache_stop_.emit(asio::cancellation_type::all);
   CloseConnections(false);
 
   asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -164,6 +186,12 @@ void Server::Run() {
   if (config_.hooks.idle_purge) {
     asio::co_spawn(main.io, IdlePurgeLoop(),
                    asio::bind_cancellation_slot(purge_stop_.slot(), asio::detached));
+  }
+
+  if (cache_.enabled() && config_.hooks.cache_reclaimer &&
+      config_.hooks.cache_unused_after.count() > 0) {
+    asio::co_spawn(main.io, CacheUnusedLoop(),
+                   asio::bind_cancellation_slot(cache_stop_.slot(), asio::detached));
   }
 
   asio::signal_set signals(main.io, SIGTERM, SIGINT);

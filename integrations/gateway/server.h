@@ -36,6 +36,7 @@ class Server {
  private:
   boost::asio::awaitable<void> AcceptLoop();
   boost::asio::awaitable<void> IdlePurgeLoop();
+  boost::asio::awaitable<void> CacheUnusedLoop();
   boost::asio::awaitable<void> DrainAndStop();
   void StartConnection(boost::asio::ip::tcp::socket socket, Worker& worker);
   // Closes idle connections, or all of them when `force` is set. Runs each
@@ -52,9 +53,10 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
   std::size_t next_worker_ = 0;
-  // Cancels the health-check and idle-purge loops at shutdown.
+  // Cancel the health-check, idle-purge and unused-cache loops at shutdown.
   boost::asio::cancellation_signal health_stop_;
   boost::asio::cancellation_signal purge_stop_;
+  boost::asio::cancellation_signal cache_stop_;
 };
 
 }  // namespace memward::gateway

@@ -571,6 +571,33 @@ TEST(GatewayHooks, IdlePeriodPurgesOnce) {
   EXPECT_EQ(gateway.Metric("memward_gateway_idle_purges_total"), 1);
 }
 
+TEST(GatewayHooks, UnusedCacheEntryIsDroppedAndPurged) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"cache_unused_after_ms", 200}};
+  Gateway gateway(config);
+  ASSERT_EQ(gateway.Post("/v1/chat/completions", ChatBody("unused", 4, false)).status, 200);
+  ASSERT_TRUE(WaitFor([&] { return gateway.Metric("memward_gateway_cache_entries") == 1; }));
+
+  EXPECT_TRUE(WaitFor([&] { return gateway.Metric("memward_gateway_cache_entries") == 0; }));
+  EXPECT_GT(gateway.Metric("memward_gateway_cache_unused_reclaimed_bytes_total"), 0);
+  EXPECT_EQ(gateway.Metric("memward_gateway_cache_bytes"), 0);
+  EXPECT_GE(gateway.Metric("memward_gateway_cache_purges_total"), 1);
+}
+
+TEST(GatewayHooks, UnusedCacheEntryStaysWithReclaimerOff) {
+  MockUpstream mock;
+  json::object config = BaseConfig({mock.address()});
+  config["hooks"] = json::object{{"cache_reclaimer", false}, {"cache_unused_after_ms", 100}};
+  Gateway gateway(config);
+  ASSERT_EQ(gateway.Post("/v1/chat/completions", ChatBody("kept", 4, false)).status, 200);
+  ASSERT_TRUE(WaitFor([&] { return gateway.Metric("memward_gateway_cache_entries") == 1; }));
+
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_EQ(gateway.Metric("memward_gateway_cache_entries"), 1);
+  EXPECT_EQ(gateway.Metric("memward_gateway_cache_purges_total"), 0);
+}
+
 TEST(GatewayHooks, HooksOffRunsWithoutMemwardRequests) {
   MockUpstream mock;
   json::object config = BaseConfig({mock.address()});

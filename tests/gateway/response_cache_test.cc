@@ -89,6 +89,35 @@ TEST(ResponseCache, ReclaimFreesAtLeastTarget) {
   EXPECT_EQ(cache.bytes(), 0u);
 }
 
+TEST(ResponseCache, ReclaimUnusedKeepsRecentlyRead) {
+  ResponseCache cache(Settings(1 << 20));
+  ASSERT_TRUE(cache.Insert("read", Body(1000)));
+  ASSERT_TRUE(cache.Insert("unread", Body(1000)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_NE(cache.Lookup("read"), nullptr);
+  std::uint64_t before = cache.bytes();
+
+  std::uint64_t freed = cache.ReclaimUnused(std::chrono::milliseconds(100));
+
+  EXPECT_GT(freed, 1000u);
+  EXPECT_EQ(cache.bytes(), before - freed);
+  EXPECT_EQ(cache.stats().unused_reclaimed_bytes, freed);
+  EXPECT_EQ(cache.stats().entries, 1u);
+  EXPECT_NE(cache.Lookup("read"), nullptr);
+  EXPECT_EQ(cache.Lookup("unread"), nullptr);
+}
+
+TEST(ResponseCache, ReclaimUnusedDropsExpired) {
+  ResponseCache cache(Settings(1 << 20, std::chrono::milliseconds(50)));
+  ASSERT_TRUE(cache.Insert("k", Body(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+
+  EXPECT_GT(cache.ReclaimUnused(std::chrono::hours(1)), 0u);
+
+  EXPECT_EQ(cache.bytes(), 0u);
+  EXPECT_EQ(cache.stats().expirations, 1u);
+}
+
 TEST(ResponseCache, HitSurvivesEviction) {
   ResponseCache cache(Settings(1 << 20));
   ASSERT_TRUE(cache.Insert("k", Body(500)));
