@@ -51,8 +51,8 @@ bool ProbeProcessMalloc() {
   alloc::ThreadState& state = alloc::t_thread_state;
   void* (*process_malloc)(size_t) = &malloc;
   void (*process_free)(void*) = &free;
-  // The probe runs in the process scope: inside a routed scope (memward's
-  // own, when the first check comes from the admin server or
+  // The probe runs in the process scope, because inside a routed scope
+  // (memward's own, when the first check comes from the admin server or
   // memward_metrics_text) malloc's slow path never reaches PrepareThread.
   // The block is untagged, so nothing is counted while the scope is away.
   const alloc::ThreadState saved = state;

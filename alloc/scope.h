@@ -97,7 +97,7 @@ MEMWARD_ALWAYS_INLINE void ApplyRouted(ThreadState& state, const SavedScope& sco
     state.arena_flags = arena.arena_flag | kMallocxTcacheNone;
     kind = arena.kind;
     // Without a cache the thread may have no block, and so no exit key that
-    // publishes its batch when it ends: each operation publishes at once.
+    // publishes its batch when it ends. Each operation publishes at once.
     state.publish_countdown = 0;
   }
   state.cache = cache;

@@ -24,8 +24,8 @@ namespace {
 using accounting::kMemwardTenant;
 using accounting::Warden;
 
-// Fewer bytes and operations than one batch holds (1 MiB, 4,096
-// operations), so none of them is published before the thread ends.
+// Fewer bytes and operations than one batch contains (1 MiB, 4,096
+// operations), so a batched count is not published before the thread ends.
 constexpr int kBlocks = 100;
 constexpr size_t kBlockSize = 5000;
 
