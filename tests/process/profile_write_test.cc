@@ -1,6 +1,7 @@
 // memward_heap_profile_write in pprof format from several threads at once,
 // as the first compression of the process: zlib is loaded with dlopen on
 // that first use, and every thread's file must be a complete gzip member.
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@ std::string ReadFile(const std::string& path) {
 }
 
 TEST(ProfileWrite, ConcurrentFirstPprofWrites) {
+  ASSERT_EQ(dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD), nullptr)
+      << "zlib is loaded already, so the writes do not load it themselves";
   ASSERT_TRUE(accounting::SetSampleInterval(4096));
   std::vector<void*> kept;
   for (int i = 0; i < 200; i++) kept.push_back(malloc(10000));
