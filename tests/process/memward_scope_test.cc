@@ -3,8 +3,10 @@
 // enters the scope through alloc::EnterScope and exits without leaving it.
 // The scope has no slot cache, so such a thread may never get a thread block
 // or the pthread key whose destructor publishes its batch.
-#include <stdlib.h>
 #include <malloc.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -75,6 +77,41 @@ TEST(MemwardScope, ThreadExitInsideScopeKeepsCounts) {
   FreeBlocks(blocks);
   const int64_t after_free = MemwardLiveBytes();
   EXPECT_GE(after_free - before, -kNoise) << "memward's live bytes went below the start";
+}
+
+// A thread that waits inside memward's scope while another thread forks:
+// only the forking thread lives on in the child, so the waiting thread's
+// counts must have reached the shared counters before the fork.
+TEST(MemwardScope, ForkKeepsOtherThreadsCounts) {
+  const uint32_t slot = alloc::MemwardArenaSlot();
+  ASSERT_NE(slot, 0u);
+  const int64_t before = MemwardLiveBytes();
+  void* blocks[kBlocks];
+  std::atomic<int64_t> allocated{0};
+  std::atomic<bool> release{false};
+  std::thread worker([&] {
+    alloc::SavedScope saved = alloc::EnterScope(kMemwardTenant, slot, 0);
+    allocated = AllocateBlocks(blocks);
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    alloc::ExitScope(saved);
+  });
+  while (allocated.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  const pid_t child = fork();
+  ASSERT_NE(child, -1);
+  if (child == 0) {
+    const int64_t in_child = MemwardLiveBytes();
+    _exit(in_child - before >= allocated.load() - kNoise ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  release = true;
+  worker.join();
+  FreeBlocks(blocks);
+
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "the child's memward live bytes lack the other thread's allocations";
 }
 
 struct TaskBlocks {
