@@ -71,6 +71,45 @@ TEST(SharedScope, FreesAfterEvictionCreditOwner) {
   for (memward_tenant_id id : inner) EXPECT_EQ(Stats(id).live_bytes, 0) << "tenant " << id;
 }
 
+// A request's blocks freed in nested scopes of a shared tenant and four
+// dedicated tenants (five slots with the request's, so the request's cache
+// is evicted), with memward's own scope in between. The request's summary
+// and every tenant's live bytes count only the blocks left.
+TEST(SharedScope, RequestBlocksFreedInNestedScopes) {
+  memward_tenant_id requester = RegisterShared("nested-requester");
+  std::vector<memward_tenant_id> inner = {RegisterShared("nested-shared")};
+  for (int i = 0; i < 4; i++) inner.push_back(Register(UniqueName("nested-dedicated"), true));
+  std::vector<void*> blocks;
+  blocks.reserve(20);
+  std::vector<memward_scope> saved(inner.size());
+
+  memward_request request;
+  ASSERT_EQ(memward_request_begin(requester, &request), MEMWARD_OK);
+  for (int i = 0; i < 20; i++) blocks.push_back(Allocate(kSmall));
+  for (size_t i = 0; i < inner.size(); i++) {
+    ASSERT_EQ(memward_scope_enter(inner[i], &saved[i]), MEMWARD_OK);
+    free(blocks.back());
+    blocks.pop_back();
+    size_t length = 0;
+    memward_metrics_text(nullptr, 0, &length);
+  }
+  for (size_t i = inner.size(); i-- > 0;) ASSERT_EQ(memward_scope_exit(&saved[i]), MEMWARD_OK);
+  free(blocks.back());
+  blocks.pop_back();
+  int64_t left = 0;
+  for (void* block : blocks) left += static_cast<int64_t>(malloc_usable_size(block));
+  memward_request_summary summary;
+  ASSERT_EQ(memward_request_end(&request, &summary), MEMWARD_OK);
+  memward_thread_flush();
+
+  EXPECT_EQ(summary.escaped_bytes, static_cast<uint64_t>(left));
+  EXPECT_EQ(Stats(requester).live_bytes, left);
+  for (memward_tenant_id id : inner) EXPECT_EQ(Stats(id).live_bytes, 0) << "tenant " << id;
+  for (void* block : blocks) free(block);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(requester).live_bytes, 0);
+}
+
 // Blocks of one shared tenant freed on another thread in another shared
 // tenant's scope, by free and by free_sized, and from the process scope.
 TEST(SharedScope, CrossThreadFreesCreditOwner) {
