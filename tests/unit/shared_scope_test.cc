@@ -37,7 +37,34 @@ std::vector<void*> AllocateIn(memward_tenant_id id, size_t size, int count) {
   return blocks;
 }
 
-// Frees a block of the shared tenant in each of five nested scopes of
+// Enters the scopes of `inner`, each nested in the one before, and in each
+// frees the last block of `blocks` (with free_sized too when `sized`, which
+// frees a second one) and enters memward's own scope through a call that
+// does. Then exits them all. `saved` has a place for each scope, allocated
+// by the caller outside the scope that the blocks belong to. Returns false
+// when a scope entry or exit fails. It adds no gtest assertion, because
+// gtest allocates its per-thread reporter on first use, which would charge
+// the scope the caller is in.
+bool FreeInNestedScopes(const std::vector<memward_tenant_id>& inner, bool sized,
+                        std::vector<void*>* blocks, std::vector<memward_scope>* saved) {
+  for (size_t i = 0; i < inner.size(); i++) {
+    if (memward_scope_enter(inner[i], &(*saved)[i]) != MEMWARD_OK) return false;
+    free(blocks->back());
+    blocks->pop_back();
+    if (sized) {
+      free_sized(blocks->back(), kSmall);
+      blocks->pop_back();
+    }
+    size_t length = 0;
+    memward_metrics_text(nullptr, 0, &length);
+  }
+  for (size_t i = inner.size(); i-- > 0;) {
+    if (memward_scope_exit(&(*saved)[i]) != MEMWARD_OK) return false;
+  }
+  return true;
+}
+
+// Frees two blocks of the shared tenant in each of five nested scopes of
 // dedicated tenants (more than the four slot caches a thread keeps, so the
 // owner's cache is evicted), then the rest in the owner's scope again.
 TEST(SharedScope, FreesAfterEvictionCreditOwner) {
@@ -52,21 +79,12 @@ TEST(SharedScope, FreesAfterEvictionCreditOwner) {
   memward_scope outer;
   ASSERT_EQ(memward_scope_enter(owner, &outer), MEMWARD_OK);
   for (int i = 0; i < 40; i++) blocks.push_back(Allocate(kSmall));
-  for (size_t i = 0; i < inner.size(); i++) {
-    ASSERT_EQ(memward_scope_enter(inner[i], &saved[i]), MEMWARD_OK);
-    free(blocks.back());
-    blocks.pop_back();
-    free_sized(blocks.back(), kSmall);
-    blocks.pop_back();
-    // memward's own scope in between, through a call that enters it.
-    size_t length = 0;
-    memward_metrics_text(nullptr, 0, &length);
-  }
-  for (size_t i = inner.size(); i-- > 0;) ASSERT_EQ(memward_scope_exit(&saved[i]), MEMWARD_OK);
+  const bool nested_ok = FreeInNestedScopes(inner, /*sized=*/true, &blocks, &saved);
   for (void* block : blocks) free(block);
   ASSERT_EQ(memward_scope_exit(&outer), MEMWARD_OK);
   memward_thread_flush();
 
+  ASSERT_TRUE(nested_ok) << "a nested scope entry or exit failed";
   EXPECT_EQ(Stats(owner).live_bytes, 0);
   for (memward_tenant_id id : inner) EXPECT_EQ(Stats(id).live_bytes, 0) << "tenant " << id;
 }
@@ -86,14 +104,7 @@ TEST(SharedScope, RequestBlocksFreedInNestedScopes) {
   memward_request request;
   ASSERT_EQ(memward_request_begin(requester, &request), MEMWARD_OK);
   for (int i = 0; i < 20; i++) blocks.push_back(Allocate(kSmall));
-  for (size_t i = 0; i < inner.size(); i++) {
-    ASSERT_EQ(memward_scope_enter(inner[i], &saved[i]), MEMWARD_OK);
-    free(blocks.back());
-    blocks.pop_back();
-    size_t length = 0;
-    memward_metrics_text(nullptr, 0, &length);
-  }
-  for (size_t i = inner.size(); i-- > 0;) ASSERT_EQ(memward_scope_exit(&saved[i]), MEMWARD_OK);
+  ASSERT_TRUE(FreeInNestedScopes(inner, /*sized=*/false, &blocks, &saved));
   free(blocks.back());
   blocks.pop_back();
   int64_t left = 0;
