@@ -34,8 +34,8 @@ TEST(ProfileWrite, ConcurrentFirstPprofWrites) {
   ASSERT_EQ(dlopen("libz.so.1", RTLD_NOW | RTLD_NOLOAD), nullptr)
       << "zlib is loaded already, so the writes do not load it themselves";
   ASSERT_TRUE(accounting::SetSampleInterval(4096));
-  std::vector<void*> kept;
-  for (int i = 0; i < 200; i++) kept.push_back(malloc(10000));
+  std::vector<void*> sampled_blocks;  // live while the profiles are written
+  for (int i = 0; i < 200; i++) sampled_blocks.push_back(malloc(10000));
 
   char directory[] = "/tmp/memward-profile-write-XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);
@@ -61,7 +61,7 @@ TEST(ProfileWrite, ConcurrentFirstPprofWrites) {
     unlink(path.c_str());
   }
   rmdir(directory);
-  for (void* block : kept) free(block);
+  for (void* block : sampled_blocks) free(block);
 }
 
 }  // namespace
