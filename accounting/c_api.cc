@@ -51,13 +51,18 @@ bool ProbeProcessMalloc() {
   alloc::ThreadState& state = alloc::t_thread_state;
   void* (*process_malloc)(size_t) = &malloc;
   void (*process_free)(void*) = &free;
+  // The probe runs in the process scope, because inside a routed scope
+  // (memward's own, when the first check comes from the admin server or
+  // memward_metrics_text) malloc's slow path never reaches PrepareThread.
+  // The block is untagged, so nothing is counted while the scope is away.
+  const alloc::ThreadState saved = state;
+  alloc::SetUnroutedScope(state, accounting::kProcessTenant, 0);
   state.probe = 1;
   state.slow_path = 1;
   void* block = process_malloc(1);
   const bool ours = state.probe == 2;
-  state.probe = 0;
-  state.slow_path = state.slot != 0 ? 1 : 0;
   process_free(block);
+  state = saved;
   return ours;
 }
 

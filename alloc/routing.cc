@@ -256,7 +256,8 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
 // Not inlined, not even in part, so that the fast paths end in a tail call
 // to it and save no registers.
 __attribute__((noinline, noclone)) void PublishThreadBatch(ThreadState& state) {
-  state.publish_countdown = accounting::kBatchBytes;
+  // A routed scope without a slot cache keeps 0, as ApplyRouted sets it.
+  state.publish_countdown = state.cache != nullptr ? accounting::kBatchBytes : 0;
   if (state.batch.Empty()) return;
   if (state.batch.live > 0) NoteHeapGrowth(static_cast<size_t>(state.batch.live));
   accounting::PublishDelta(accounting::TenantAt(state.tenant).counters, state.batch);

@@ -96,6 +96,9 @@ MEMWARD_ALWAYS_INLINE void ApplyRouted(ThreadState& state, const SavedScope& sco
     const ArenaSlot& arena = SlotAt(scope.slot);
     state.arena_flags = arena.arena_flag | kMallocxTcacheNone;
     kind = arena.kind;
+    // Without a cache the thread may have no block, and so no exit key that
+    // publishes its batch when it ends. Each operation publishes at once.
+    state.publish_countdown = 0;
   }
   state.cache = cache;
   state.cached_slot = cache != nullptr ? scope.slot : kNoCachedSlot;

@@ -58,6 +58,8 @@ struct ThreadState {
   // `publish_countdown` runs out and whenever the scope changes. Each
   // operation takes its bytes plus kBatchBytes / kBatchOperations from the
   // countdown, so a batch never exceeds kBatchBytes or kBatchOperations.
+  // In a routed scope without a slot cache (memward's own) the countdown
+  // stays 0, so every operation publishes.
   accounting::TenantDelta batch;
   int64_t publish_countdown = accounting::kBatchBytes;
 

@@ -223,7 +223,9 @@ typedef enum memward_profile_format {
 /* Writes a heap profile of the sampled allocations to a new file at `path`
  * (mode 0600, replacing a file there), symbolized in the calling thread.
  * Returns MEMWARD_ERROR_INVALID for a null path or an unknown format and
- * MEMWARD_ERROR_IO when the file cannot be written. The call allocates as
+ * MEMWARD_ERROR_IO when the file cannot be written, or when a pprof profile
+ * cannot be compressed (errno ENOMEM: libz.so.1 could not be loaded, which
+ * memward logs once, or zlib ran out of memory). The call allocates as
  * memward (charged to memward's own tenant, never sampled). */
 MEMWARD_API int memward_heap_profile_write(const char* path, int format);
 /* Closes the leak detector's current window now, as the warden does every
