@@ -31,6 +31,7 @@ enum class SettingId : int {
   kCgroupRoot,
   kSampleInterval,
   kSampleFramePointers,
+  kSampleUnwinder,
   kSampleMaxEntries,
   kSampleMaxBytes,
   kSampleUnwinderMaxBytes,
@@ -123,7 +124,12 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "0 turns sampling off."},
     {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
      "Capture sampled stacks by following frame pointers instead of with libunwind; only "
-     "for hosts built with -fno-omit-frame-pointer."},
+     "for hosts built with -fno-omit-frame-pointer. Overrides sample_unwinder."},
+    {SettingId::kSampleUnwinder, "sample_unwinder", SettingKind::kText, 0, 0, 0, false,
+     "How sampled stacks are captured: `cached` (memward's unwinder, which caches the "
+     "DWARF frame rule of each return address and hands stacks with other rules to "
+     "libunwind), `libunwind` (unw_backtrace) or `frame_pointers`. Read at start-up.",
+     "cached"},
     {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
      1 << 20, false,
      "Max live samples and max distinct sampled call sites kept; later samples are dropped "

@@ -1,0 +1,25 @@
+// Finds the frame rule of a return address in the .eh_frame of the loaded
+// object that contains it, through the binary search table of its
+// .eh_frame_hdr (PT_GNU_EH_FRAME).
+#ifndef MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
+#define MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
+
+#include <stdint.h>
+
+#include "accounting/frame_rule.h"
+
+namespace memward::accounting {
+
+// Returns the rule of the frame whose return address (or, for the walk's
+// first frame, the address after a call) is `return_address`, looked up at
+// return_address - 1 so that a call at the end of a function finds its own
+// function. Returns kNotCacheable when no loaded object or no FDE contains
+// the address, or when the table or the CFI is of a form that is not
+// supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
+// reads, so the caller must hold no lock that a thread inside dlopen or
+// dlclose could wait for; uses no heap memory.
+FrameRule LookUpFrameRule(uintptr_t return_address);
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_

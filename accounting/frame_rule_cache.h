@@ -1,0 +1,77 @@
+// The process's cache of frame rules, keyed by return address: a fixed
+// open-addressed table in its own mapping. Reads take no lock; a miss fills
+// the entry with one compare-and-swap. Entries are never evicted, so a full
+// table leaves new addresses uncached (they are looked up on every walk).
+#ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
+#define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
+
+#include <stdint.h>
+
+#include <atomic>
+
+namespace memward::accounting {
+
+// An entry's key goes from 0 to a return address once, and its rule from 0
+// to the packed rule (frame_rule.h) once, so a reader that finds the key
+// sees either the final rule or 0 (a miss).
+struct FrameRuleEntry {
+  std::atomic<uint64_t> key;
+  std::atomic<uint64_t> rule;
+};
+
+// The table as one walk reads it.
+struct FrameRuleTable {
+  FrameRuleEntry* entries = nullptr;  // nullptr when no table was mapped
+  uint32_t shift = 64;                // 64 - log2(number of home entries)
+};
+
+// Entries tried from an address's home entry on. The table has this many
+// entries past its last home entry, so a probe never wraps.
+constexpr uint64_t kFrameRuleProbes = 8;
+
+// Maps a table of the largest power-of-two number of entries that fits in
+// `max_bytes` (at least 4,096 bytes), once per process. Returns whether a
+// table exists. Called outside malloc.
+bool CreateFrameRuleCache(uint64_t max_bytes);
+
+FrameRuleTable CurrentFrameRuleTable();
+
+// The home entry of `return_address`: Fibonacci hashing, since return
+// addresses differ mostly in their low bits.
+inline uint64_t FrameRuleHome(const FrameRuleTable& table, uintptr_t return_address) {
+  return (static_cast<uint64_t>(return_address) * 0x9e3779b97f4a7c15ull) >> table.shift;
+}
+
+// Probes the entries after the home entry; returns the packed rule or 0.
+// Takes the table by value so that a walk keeps it in registers.
+uint64_t FindFrameRuleAfterHome(FrameRuleTable table, uintptr_t return_address);
+
+// Returns the packed rule of `return_address`, or 0 when it is not cached
+// (or is being filled by another thread). The table must exist.
+inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
+  FrameRuleEntry& home = table.entries[FrameRuleHome(table, return_address)];
+  if (home.key.load(std::memory_order_acquire) == return_address) {
+    return home.rule.load(std::memory_order_acquire);
+  }
+  return FindFrameRuleAfterHome(table, return_address);
+}
+
+// Caches `packed_rule` for `return_address`, unless all of its probed
+// entries hold other addresses.
+void InsertFrameRule(const FrameRuleTable& table, uintptr_t return_address, uint64_t packed_rule);
+
+struct FrameRuleCacheCounts {
+  uint64_t mapped_bytes = 0;  // the table's mapping, whole pages
+  uint64_t entries = 0;       // addresses cached
+  uint64_t misses = 0;        // addresses looked up in the CFI
+  uint64_t not_inserted = 0;  // rules dropped because the probed entries were taken
+};
+
+// Counts a lookup in the CFI; called on each miss.
+void CountFrameRuleMiss();
+
+FrameRuleCacheCounts ReadFrameRuleCacheCounts();
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
