@@ -8,6 +8,7 @@
 #include "accounting/unwinder_memory.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
+#include "alloc/sampled_slabs.h"
 #include "alloc/sampling.h"
 #include "base/log.h"
 #include "base/settings.h"
@@ -52,6 +53,7 @@ bool SetUpSampler() {
     base::Log("sampling: could not create the sampler's arena; sampling stays off");
     return false;
   }
+  alloc::PinSampledSlabs(alloc::SlotAt(slot).arena_flag);
   // NOTE: loading libunwind here, at start-up, adds about 170 KiB resident
   // (with liblzma) even to a program that never takes a sample.
   LoadUnwinder(SelectedUnwinder(settings),

@@ -140,9 +140,10 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "lowers sample_max_entries to fit. Read at start-up."},
     {SettingId::kSampleUnwinderMaxBytes, "sample_unwinder_max_bytes", SettingKind::kSize,
      16 * kMiB, 0, kGiB, false,
-     "Max bytes libunwind may map for its caches (256 KiB or more per sampling thread); "
-     "threads past it unwind without a cache, at about 35 us per sample instead of under "
-     "1 us. Read at start-up."},
+     "Max bytes the unwinders may map for their caches: the cached unwinder's frame rule "
+     "table (256 KiB, or half of a smaller bound) and libunwind's caches (256 KiB or more "
+     "per thread that falls back to it); threads past it unwind without a cache, at about "
+     "35 us per sample instead of under 1 us. Read at start-up."},
     {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
      "Working set, in percent of the memory limit, at which the pressure level becomes "
      "soft: reclaimers are asked for memory and dirty pages are purged."},
