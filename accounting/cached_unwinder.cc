@@ -22,7 +22,7 @@ extern "C" __attribute__((visibility("hidden"))) void memward_read_caller_regist
     memward::accounting::CallerRegisters* registers);
 
 // Stores the return address, the stack pointer after the return, and rbp,
-// all as the calling function sees them after the call. Its own CFI is the
+// all as they are in the calling function after the call. Its own CFI is the
 // default row (CFA = rsp + 8), since it does not move rsp.
 asm(R"(
   .pushsection memward_text, "ax", @progbits

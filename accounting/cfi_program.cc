@@ -8,7 +8,7 @@
 namespace memward::accounting {
 namespace {
 
-// DWARF register numbers of x86-64 (System V psABI, table 3.36).
+// DWARF register numbers of x86-64, from the System V psABI's mapping.
 constexpr uint64_t kRegisterRbp = 6;
 constexpr uint64_t kRegisterRsp = 7;
 constexpr uint64_t kRegisterReturnAddress = 16;
@@ -81,8 +81,8 @@ void RestoreState(Interpreter& state) {
     state.failed = true;
     return;
   }
-  // The whole row comes back, the CFA rule included, as gcc's epilogues
-  // expect and libgcc's unwinder does.
+  // The whole row comes back, the CFA rule included, which gcc's epilogues
+  // (remember_state before the CFA moves back to rsp) need.
   state.row = state.remembered[--state.remembered_count];
 }
 
@@ -193,9 +193,9 @@ void RunInstructions(Interpreter& state, const uint8_t* begin, const uint8_t* en
   }
 }
 
-// Converts the row to a rule whose reads the walk can bound cheaply: the
-// return address at CFA - 8 and the saved rbp at CFA - 8 or lower lie at or
-// above the CFA's base register (cached_unwinder.cc relies on this).
+// Converts the row to a rule whose reads the walk can bound cheaply. The
+// return address at CFA - 8 and the saved rbp at CFA - 8 or lower must lie
+// at or above the CFA's base register, which cached_unwinder.cc relies on.
 FrameRule ToFrameRule(const Row& row) {
   FrameRule rule;
   if (row.return_address_undefined) {

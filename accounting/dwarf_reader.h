@@ -64,14 +64,14 @@ class DwarfReader {
   // without being followed, since the walk only skips them.
   uintptr_t ReadEncoded(uint8_t encoding, uintptr_t data_base) {
     if (encoding == kEncodingOmit) return 0;
-    uintptr_t here = reinterpret_cast<uintptr_t>(position_);
+    uintptr_t field_address = reinterpret_cast<uintptr_t>(position_);
     uint64_t value = ReadEncodedValue(encoding & kEncodingFormatMask);
     if (value == 0) return 0;
     switch (encoding & kEncodingBaseMask) {
       case 0:
         return static_cast<uintptr_t>(value);
       case kEncodingPcRelative:
-        return here + static_cast<uintptr_t>(value);
+        return field_address + static_cast<uintptr_t>(value);
       case kEncodingDataRelative:
         return data_base + static_cast<uintptr_t>(value);
       default:  // textrel, funcrel and aligned do not occur on x86-64 Linux

@@ -16,7 +16,7 @@ constexpr uint64_t kRegisterReturnAddress = 16;
 
 // The augmentation of a CIE that matters to the walk.
 struct CieInfo {
-  uint8_t fde_encoding = 0;  // DW_EH_PE_absptr unless an 'R' says otherwise
+  uint8_t fde_encoding = 0;  // DW_EH_PE_absptr unless an 'R' augmentation sets another
   bool has_augmentation_data = false;
 };
 
@@ -106,6 +106,9 @@ const uint8_t* FindFde(const uint8_t* header, uintptr_t size, uintptr_t address)
   in.ReadEncoded(frame_pointer_encoding, base);
   uint64_t count = in.ReadEncoded(count_encoding, base);
   if (in.Overran() || count == 0) return nullptr;
+
+  // The table's entries are pairs of 4-byte offsets from the header: the
+  // function's start and its FDE, sorted by start.
   const uint8_t* table = in.position();
   if (count > static_cast<uint64_t>(header + size - table) / 8) return nullptr;
   auto entry_start = [&](uint64_t i) {
@@ -114,8 +117,9 @@ const uint8_t* FindFde(const uint8_t* header, uintptr_t size, uintptr_t address)
     return base + static_cast<uintptr_t>(static_cast<intptr_t>(offset));
   };
   if (address < entry_start(0)) return nullptr;
+
   uint64_t low = 0;
-  uint64_t high = count;  // the answer is in [low, high)
+  uint64_t high = count;  // the FDE's entry is in [low, high)
   while (high - low > 1) {
     uint64_t middle = low + (high - low) / 2;
     if (entry_start(middle) <= address) {
@@ -124,6 +128,7 @@ const uint8_t* FindFde(const uint8_t* header, uintptr_t size, uintptr_t address)
       high = middle;
     }
   }
+
   int32_t fde_offset;
   memcpy(&fde_offset, table + low * 8 + 4, 4);
   return header + fde_offset;

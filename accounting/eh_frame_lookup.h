@@ -10,10 +10,9 @@
 
 namespace memward::accounting {
 
-// Returns the rule of the frame whose return address (or, for the walk's
-// first frame, the address after a call) is `return_address`, looked up at
-// return_address - 1 so that a call at the end of a function finds its own
-// function. Returns kNotCacheable when no loaded object or no FDE contains
+// Returns the rule of the frame whose return address is `return_address`.
+// The lookup is at return_address - 1, so that a call at the end of a
+// function finds its own function. Returns kNotCacheable when no loaded object or no FDE contains
 // the address, or when the table or the CFI is of a form that is not
 // supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
 // reads, so the caller must hold no lock that a thread inside dlopen or

@@ -72,7 +72,7 @@ MEMWARD_TEXT void InsertFrameRule(const FrameRuleTable& table, uintptr_t return_
         g_entry_count.fetch_add(1, std::memory_order_relaxed);
         return;
       }
-      // Another thread took the entry, and `key` now holds its address.
+      // Another thread took the entry, and `key` now contains its address.
     }
     if (key == return_address) {
       // Both threads computed the same rule from the same CFI.

@@ -13,7 +13,7 @@ namespace memward::accounting {
 
 // An entry's key goes from 0 to a return address once, and its rule from 0
 // to the packed rule (frame_rule.h) once, so a reader that finds the key
-// sees either the final rule or 0 (a miss).
+// loads either the final rule or 0 (a miss).
 struct FrameRuleEntry {
   std::atomic<uint64_t> key;
   std::atomic<uint64_t> rule;

@@ -13,7 +13,7 @@ struct StackBounds {
 };
 
 // Sets `bounds` to the mapping that contains `stack_pointer`. The thread's
-// last answer is kept in thread-local storage and reused while it contains
+// last result is kept in thread-local storage and reused while it contains
 // the stack pointer. Otherwise /proc/self/maps is read (with a buffer on the
 // stack, no heap memory), which costs tens of microseconds: on a thread's
 // first capture, when the main thread's stack has grown, or on an

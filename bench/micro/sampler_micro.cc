@@ -41,6 +41,7 @@
 #include "accounting/stack_capture.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
+#include "alloc/sampled_slabs.h"
 #include "alloc/thread_state.h"
 
 namespace {
@@ -222,6 +223,9 @@ void BM_SampledArenaPair(benchmark::State& state) {
     benchmark::DoNotOptimize(pointer);
     mwje_dallocx(pointer, memward::alloc::kMallocxTcacheNone);
   }
+  memward::alloc::PinnedSlabCounts pinned = memward::alloc::ReadPinnedSlabCounts();
+  state.counters["pinned_blocks"] = pinned.blocks;
+  state.counters["pinned_bytes"] = static_cast<double>(pinned.bytes);
 }
 BENCHMARK(BM_SampledArenaPair);
 

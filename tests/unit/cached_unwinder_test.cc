@@ -1,7 +1,8 @@
-// memward's cached unwinder against libunwind: for real stacks through
-// recursion, libstdc++, libc and a dlopen'ed library, in new threads and in a
-// forked child, both return the same frames from the same point; repeated
-// captures hit the rule cache; a frame with an unsupported rule falls back.
+// memward's cached unwinder against libunwind. For real stacks through
+// recursion, libstdc++, libc and a dlopen'ed library, in new threads and in
+// a forked child, both return the same frames from the same point. Repeated
+// captures hit the rule cache, and a frame with an unsupported rule falls
+// back to libunwind.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
 
-// Calls `callback(argument)` from a frame whose CFI holds a
+// Calls `callback(argument)` from a frame whose CFI contains a
 // DW_CFA_val_expression, which the cached unwinder does not interpret.
 extern "C" int memward_test_call_with_expression(int (*callback)(void*), void* argument);
 asm(R"(
