@@ -48,11 +48,10 @@ namespace {
 // Returns the packed rule of `return_address` from the CFI, and caches it.
 // Unsupported rules are cached too, so that later walks through them fall
 // back without parsing.
-MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(FrameRuleTable table,
-                                                             uintptr_t return_address) {
+MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(uintptr_t return_address) {
   CountFrameRuleMiss();
   uint64_t packed = PackFrameRule(LookUpFrameRule(return_address));
-  InsertFrameRule(table, return_address, packed);
+  InsertFrameRule(return_address, packed);
   return packed;
 }
 
@@ -66,7 +65,7 @@ MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(FrameRuleTable tab
 // end, keeps every read inside the stack's mapping.
 MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int max_frames) {
   FrameRuleTable table = CurrentFrameRuleTable();
-  if (table.entries == nullptr) return -1;
+  if (table.keys == nullptr) return -1;
   CallerRegisters registers;
   memward_read_caller_registers(&registers);
   StackBounds bounds;
@@ -79,7 +78,7 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int 
   int depth = 0;
   while (depth < max_frames) {
     uint64_t rule = FindFrameRule(table, pc);
-    if (rule == 0) rule = FillFrameRule(table, pc);
+    if (rule == 0) rule = FillFrameRule(pc);
     if ((rule & kPackedStop) != 0) {
       if ((rule & kPackedNotCacheable) != 0) return -1;
       break;  // the thread's outermost frame

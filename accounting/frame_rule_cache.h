@@ -11,19 +11,20 @@
 
 namespace memward::accounting {
 
-// An entry's key goes from 0 to a return address once, and its rule from 0
-// to the packed rule (frame_rule.h) once, so a reader that finds the key
-// loads either the final rule or 0 (a miss).
-struct FrameRuleEntry {
-  std::atomic<uint64_t> key;
-  std::atomic<uint64_t> rule;
+// The table as one walk reads it: an entry is keys[i] and rules[i]. Its key
+// goes from 0 to a return address once, and its rule from 0 to the packed
+// rule (frame_rule.h) once, so a reader that finds the key loads either the
+// final rule or 0 (a miss). Keys and rules are separate arrays so that an
+// index addresses both with an 8-byte scale, which keeps the walk's chain
+// of dependent instructions short.
+struct FrameRuleTable {
+  std::atomic<uint64_t>* keys = nullptr;   // nullptr when no table was mapped
+  std::atomic<uint64_t>* rules = nullptr;
+  uint32_t shift = 64;                     // 64 - log2(number of home entries)
 };
 
-// The table as one walk reads it.
-struct FrameRuleTable {
-  FrameRuleEntry* entries = nullptr;  // nullptr when no table was mapped
-  uint32_t shift = 64;                // 64 - log2(number of home entries)
-};
+// Bytes of one entry, its key and its rule.
+constexpr uint64_t kFrameRuleEntryBytes = 16;
 
 // Entries tried from an address's home entry on. The table has this many
 // entries past its last home entry, so a probe never wraps.
@@ -43,22 +44,22 @@ inline uint64_t FrameRuleHome(const FrameRuleTable& table, uintptr_t return_addr
 }
 
 // Probes the entries after the home entry; returns the packed rule or 0.
-// Takes the table by value so that a walk keeps it in registers.
-uint64_t FindFrameRuleAfterHome(FrameRuleTable table, uintptr_t return_address);
+// Reads the table itself, so that the walk's loop passes no table.
+uint64_t FindFrameRuleAfterHome(uintptr_t return_address);
 
 // Returns the packed rule of `return_address`, or 0 when it is not cached
 // (or is being filled by another thread). The table must exist.
 inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
-  FrameRuleEntry& home = table.entries[FrameRuleHome(table, return_address)];
-  if (home.key.load(std::memory_order_acquire) == return_address) {
-    return home.rule.load(std::memory_order_acquire);
+  uint64_t home = FrameRuleHome(table, return_address);
+  if (table.keys[home].load(std::memory_order_acquire) == return_address) {
+    return table.rules[home].load(std::memory_order_acquire);
   }
-  return FindFrameRuleAfterHome(table, return_address);
+  return FindFrameRuleAfterHome(return_address);
 }
 
 // Caches `packed_rule` for `return_address`, unless all of its probed
 // entries hold other addresses.
-void InsertFrameRule(const FrameRuleTable& table, uintptr_t return_address, uint64_t packed_rule);
+void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule);
 
 struct FrameRuleCacheCounts {
   uint64_t mapped_bytes = 0;  // the table's mapping, whole pages
