@@ -75,8 +75,9 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int 
   uintptr_t pc = registers.return_address;
   uintptr_t sp = registers.stack_pointer;
   uintptr_t bp = registers.frame_pointer;
-  int depth = 0;
-  while (depth < max_frames) {
+  uintptr_t* next = out;
+  uintptr_t* const end = out + max_frames;
+  while (next < end) {
     uint64_t rule = FindFrameRule(table, pc);
     if (rule == 0) rule = FillFrameRule(pc);
     if ((rule & kPackedStop) != 0) {
@@ -92,9 +93,9 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int 
     if (rbp_offset != 0) bp = *reinterpret_cast<const uintptr_t*>(cfa - rbp_offset);
     sp = cfa;
     if (pc == 0) break;
-    out[depth++] = pc;
+    *next++ = pc;
   }
-  return depth;
+  return static_cast<int>(next - out);
 }
 
 }  // namespace memward::accounting

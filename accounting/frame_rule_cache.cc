@@ -12,8 +12,6 @@ namespace {
 // published; read inside malloc.
 constinit std::atomic<std::atomic<uint64_t>*> g_keys{nullptr};
 constinit std::atomic<uint64_t>* g_rules = nullptr;
-constinit uint32_t g_shift = 64;
-constinit uint64_t g_mapped_bytes = 0;
 
 constinit std::atomic<uint64_t> g_entry_count{0};
 constinit std::atomic<uint64_t> g_misses{0};
@@ -21,24 +19,20 @@ constinit std::atomic<uint64_t> g_not_inserted{0};
 
 }  // namespace
 
+constexpr uint64_t kEntries = kFrameRuleHomeEntries + kFrameRuleProbes;
+
+uint64_t FrameRuleCacheMappingBytes() {
+  return (kEntries * kFrameRuleEntryBytes + 4095) & ~uint64_t{4095};
+}
+
 bool CreateFrameRuleCache(uint64_t max_bytes) {
   if (g_keys.load(std::memory_order_acquire) != nullptr) return true;
-  uint64_t extra = kFrameRuleProbes * kFrameRuleEntryBytes;
-  if (max_bytes < 4096 + extra) return false;
-  uint64_t home_entries = 4096 / kFrameRuleEntryBytes;
-  uint32_t bits = 8;
-  while ((home_entries * 2) * kFrameRuleEntryBytes + extra <= max_bytes) {
-    home_entries *= 2;
-    bits++;
-  }
-  uint64_t entries = home_entries + kFrameRuleProbes;
-  uint64_t bytes = entries * kFrameRuleEntryBytes;
+  uint64_t bytes = FrameRuleCacheMappingBytes();
+  if (bytes > max_bytes) return false;
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return false;
   auto* keys = static_cast<std::atomic<uint64_t>*>(memory);
-  g_rules = keys + entries;
-  g_shift = 64 - bits;
-  g_mapped_bytes = (bytes + 4095) & ~uint64_t{4095};
+  g_rules = keys + kEntries;
   g_keys.store(keys, std::memory_order_release);
   return true;
 }
@@ -47,13 +41,12 @@ MEMWARD_TEXT FrameRuleTable CurrentFrameRuleTable() {
   FrameRuleTable table;
   table.keys = g_keys.load(std::memory_order_acquire);
   table.rules = g_rules;
-  table.shift = g_shift;
   return table;
 }
 
 MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
   FrameRuleTable table = CurrentFrameRuleTable();
-  uint64_t home = FrameRuleHome(table, return_address);
+  uint64_t home = FrameRuleHome(return_address);
   for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
     if (key == return_address) return table.rules[i].load(std::memory_order_acquire);
@@ -65,7 +58,7 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
 MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
   FrameRuleTable table = CurrentFrameRuleTable();
   if (table.keys == nullptr || return_address == 0) return;
-  uint64_t home = FrameRuleHome(table, return_address);
+  uint64_t home = FrameRuleHome(return_address);
   for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
     if (key == 0) {
@@ -89,7 +82,8 @@ MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts() {
   FrameRuleCacheCounts counts;
-  counts.mapped_bytes = g_keys.load(std::memory_order_acquire) != nullptr ? g_mapped_bytes : 0;
+  bool mapped = g_keys.load(std::memory_order_acquire) != nullptr;
+  counts.mapped_bytes = mapped ? FrameRuleCacheMappingBytes() : 0;
   counts.entries = g_entry_count.load(std::memory_order_relaxed);
   counts.misses = g_misses.load(std::memory_order_relaxed);
   counts.not_inserted = g_not_inserted.load(std::memory_order_relaxed);

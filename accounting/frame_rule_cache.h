@@ -18,29 +18,39 @@ namespace memward::accounting {
 // index addresses both with an 8-byte scale, which keeps the walk's chain
 // of dependent instructions short.
 struct FrameRuleTable {
-  std::atomic<uint64_t>* keys = nullptr;   // nullptr when no table was mapped
+  std::atomic<uint64_t>* keys = nullptr;  // nullptr when no table was mapped
   std::atomic<uint64_t>* rules = nullptr;
-  uint32_t shift = 64;                     // 64 - log2(number of home entries)
 };
 
 // Bytes of one entry, its key and its rule.
 constexpr uint64_t kFrameRuleEntryBytes = 16;
 
+// The table's home entries: a fixed number, so that the walk's hash needs
+// no variable shift.
+constexpr uint32_t kFrameRuleHomeBits = 13;
+constexpr uint64_t kFrameRuleHomeEntries = uint64_t{1} << kFrameRuleHomeBits;
+
 // Entries tried from an address's home entry on. The table has this many
 // entries past its last home entry, so a probe never wraps.
 constexpr uint64_t kFrameRuleProbes = 8;
 
-// Maps a table of the largest power-of-two number of entries that fits in
-// `max_bytes` (at least 4,096 bytes), once per process. Returns whether a
+// Maps the table (kFrameRuleHomeEntries entries and the probe tail, 132 KiB)
+// once per process, unless it would pass `max_bytes`. Returns whether a
 // table exists. Called outside malloc.
 bool CreateFrameRuleCache(uint64_t max_bytes);
 
+// Bytes that CreateFrameRuleCache maps, whole pages.
+uint64_t FrameRuleCacheMappingBytes();
+
 FrameRuleTable CurrentFrameRuleTable();
 
-// The home entry of `return_address`: Fibonacci hashing, since return
-// addresses differ mostly in their low bits.
-inline uint64_t FrameRuleHome(const FrameRuleTable& table, uintptr_t return_address) {
-  return (static_cast<uint64_t>(return_address) * 0x9e3779b97f4a7c15ull) >> table.shift;
+// The home entry of `return_address`: its low bits, mixed with the bits
+// above them so that functions 8 KiB apart (in one library or in two)
+// rarely share an entry. Three one-cycle operations, since the hash lies on
+// the walk's chain of dependent instructions.
+inline uint64_t FrameRuleHome(uintptr_t return_address) {
+  uint64_t address = static_cast<uint64_t>(return_address);
+  return (address ^ (address >> kFrameRuleHomeBits)) & (kFrameRuleHomeEntries - 1);
 }
 
 // Probes the entries after the home entry; returns the packed rule or 0.
@@ -50,7 +60,7 @@ uint64_t FindFrameRuleAfterHome(uintptr_t return_address);
 // Returns the packed rule of `return_address`, or 0 when it is not cached
 // (or is being filled by another thread). The table must exist.
 inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
-  uint64_t home = FrameRuleHome(table, return_address);
+  uint64_t home = FrameRuleHome(return_address);
   if (table.keys[home].load(std::memory_order_acquire) == return_address) {
     return table.rules[home].load(std::memory_order_acquire);
   }

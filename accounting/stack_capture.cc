@@ -56,12 +56,9 @@ constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<Unwinder> g_unwinder{Unwinder::kFramePointers};
 constinit std::atomic<uint64_t> g_cached_fallbacks{0};
 
-// The frame rule cache's share of sample_unwinder_max_bytes, or half of a
-// smaller bound. It maps 132 KiB for 8,192 return addresses (16 bytes each,
-// and a tail for the last probes).
-// NOTE: return addresses past the table's room are looked up in the CFI at
-// every capture that meets them, about 2,400 instructions each (callgrind).
-constexpr uint64_t kMaxRuleCacheBytes = 256 * 1024;
+// NOTE: the frame rule cache has room for 8,192 return addresses. Those
+// past its room are looked up in the CFI at every capture that meets them,
+// about 2,400 instructions each (callgrind).
 
 // Fork safety: libunwind takes internal mutexes while it steps through
 // frames, and a child forked while another thread held one would block on it
@@ -186,12 +183,14 @@ bool ParseUnwinder(const char* name, Unwinder& unwinder) {
 }
 
 Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
+  // The frame rule cache may take at most half of the bound.
   uint64_t rule_cache_bytes = max_cache_bytes / 2;
-  if (rule_cache_bytes > kMaxRuleCacheBytes) rule_cache_bytes = kMaxRuleCacheBytes;
   Unwinder selected = requested;
   if (selected == Unwinder::kCached && !CreateFrameRuleCache(rule_cache_bytes)) {
-    base::Log("sampling: could not map the frame rule cache (sample_unwinder_max_bytes=%llu); "
-              "stacks are captured with libunwind",
+    base::Log("sampling: could not map the frame rule cache (%llu bytes, at most half of "
+              "sample_unwinder_max_bytes=%llu); stacks are captured with libunwind. Raise "
+              "sample_unwinder_max_bytes to at least twice the cache to use the cached unwinder",
+              static_cast<unsigned long long>(FrameRuleCacheMappingBytes()),
               static_cast<unsigned long long>(max_cache_bytes));
     selected = Unwinder::kLibunwind;
   }
