@@ -51,7 +51,6 @@ bool ProbeProcessMalloc() {
   alloc::ThreadState& state = alloc::t_thread_state;
   void* (*process_malloc)(size_t) = &malloc;
   void (*process_free)(void*) = &free;
-  alloc::UseScopes();  // the probe needs malloc's per-thread check
   state.probe = 1;
   state.slow_path = 1;
   void* block = process_malloc(1);

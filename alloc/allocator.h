@@ -44,28 +44,12 @@ MEMWARD_ALWAYS_INLINE void EnterAllocation() {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) PrepareThread();
 }
 
-// Bits of g_malloc_gate. While the gate is 0 (memward has started and no
-// thread has ever entered a scope), malloc needs no per-thread check at all.
-inline constexpr uint8_t kGateStarting = 1;
-inline constexpr uint8_t kGateScopesUsed = 2;
-extern std::atomic<uint8_t> g_malloc_gate __attribute__((visibility("hidden")));
-
-// Opens the per-thread check for every later malloc; called before a thread
-// enters its first scope, so that thread sees it in program order.
-// The plain load first keeps the atomic read-modify-write off every later
-// scope entry.
-inline void UseScopes() {
-  if ((g_malloc_gate.load(std::memory_order_relaxed) & kGateScopesUsed) != 0) return;
-  g_malloc_gate.fetch_or(kGateScopesUsed, std::memory_order_relaxed);
-}
-
-// malloc behind a closed gate: the per-thread check of the other entry points.
-MEMWARD_NOINLINE void* AllocateGated(size_t size);
-
+// The thread's slow-path flag sends its first call (the bootstrap) and every
+// call inside a scope to the slot cache's path. The check reuses the TLS
+// address that the sampling countdown has just loaded, so it costs one
+// compare and one branch.
 MEMWARD_ALWAYS_INLINE void* AllocateUnsampled(size_t size) {
-  if (MEMWARD_UNLIKELY(g_malloc_gate.load(std::memory_order_relaxed) != 0)) {
-    return AllocateGated(size);
-  }
+  if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlowMalloc(size);
   return mwje_malloc(size);
 }
 

@@ -144,17 +144,9 @@ MEMWARD_EXPORT int __posix_memalign(void** result, size_t alignment, size_t size
 
 namespace memward::alloc {
 
-constinit std::atomic<uint8_t> g_malloc_gate{kGateStarting};
-
-void* AllocateGated(size_t size) {
-  if (TakesSlowPath()) return AllocateSlowMalloc(size);
-  return mwje_malloc(size);
-}
-
 void PrepareThread() {
   if (MEMWARD_UNLIKELY(t_thread_state.probe == 1)) t_thread_state.probe = 2;
   Bootstrap();
-  g_malloc_gate.fetch_and(static_cast<uint8_t>(~kGateStarting), std::memory_order_relaxed);
   t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
 }
 

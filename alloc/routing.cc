@@ -62,14 +62,7 @@ MEMWARD_ALWAYS_INLINE void CountAllocation(ThreadState& state, size_t charge) {
 MEMWARD_NOINLINE void DetachFromScope(ThreadState& state) {
   PublishThreadBatch(state);
   if (state.request_scope) SlotAt(state.slot).inside.fetch_sub(1, std::memory_order_release);
-  state.tenant = 0;
-  state.slot = 0;
-  state.generation = 0;
-  state.arena_flags = 0;
-  state.cache = nullptr;
-  state.shared_scope = false;
-  state.request_scope = false;
-  state.slow_path = 0;
+  SetUnroutedScope(state, 0, 0);
 }
 
 namespace {
@@ -143,7 +136,7 @@ MEMWARD_ALWAYS_INLINE void* AllocateCached(ThreadState& state, size_t request, b
   void* pointer = block;
   if (shared) {
     pointer = static_cast<char*>(block) + kSharedHeaderSize;
-    WriteSharedHeader(pointer, state.tenant, kSharedHeaderSize);
+    WriteNaturalHeader(pointer, state.header_word0, state.header_seed);
   }
   CountAllocation(state, charge);
   return pointer;
@@ -260,7 +253,9 @@ void* ResizeInScope(ThreadState& state, void* pointer, size_t size) {
 
 }  // namespace
 
-void PublishThreadBatch(ThreadState& state) {
+// Not inlined, not even in part, so that the fast paths end in a tail call
+// to it and save no registers.
+__attribute__((noinline, noclone)) void PublishThreadBatch(ThreadState& state) {
   state.publish_countdown = accounting::kBatchBytes;
   if (state.batch.Empty()) return;
   if (state.batch.live > 0) NoteHeapGrowth(static_cast<size_t>(state.batch.live));
@@ -284,8 +279,7 @@ void* AllocateSlowMalloc(size_t size) {
   if (MEMWARD_UNLIKELY(cache == nullptr || size > kCachedMaxSize - header)) {
     return AllocateSlow(size, 0, false);
   }
-  if (MEMWARD_UNLIKELY(
-          accounting::TenantAt(state.tenant).enforce_hard_limit.load(std::memory_order_relaxed))) {
+  if (MEMWARD_UNLIKELY(state.tenant_record->enforce_hard_limit.load(std::memory_order_relaxed))) {
     return AllocateSlow(size, 0, false);
   }
   const size_t request = size + header;
@@ -293,7 +287,7 @@ void* AllocateSlowMalloc(size_t size) {
   CacheBin& bin = cache->bins[size_class];
   if (MEMWARD_UNLIKELY(bin.count == 0)) return AllocateSlow(size, 0, false);
   char* pointer = static_cast<char*>(bin.objects[--bin.count]) + header;
-  if (header != 0) WriteSharedHeader(pointer, state.tenant, kSharedHeaderSize);
+  if (header != 0) WriteNaturalHeader(pointer, state.header_word0, state.header_seed);
   const size_t charge = g_size_classes.size_of[size_class];
   state.batch.AddAllocation(static_cast<int64_t>(charge));
   state.publish_countdown -= static_cast<int64_t>(charge) + kOperationWeight;
@@ -326,8 +320,7 @@ MEMWARD_ALWAYS_INLINE void CacheFreedBlock(ThreadState& state, void* block, uint
 void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) noexcept {
   ThreadState& state = t_thread_state;
   const size_t header = state.shared_scope ? kSharedHeaderSize : 0;
-  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr ||
-                       size > kCachedMaxSize - header)) {
+  if (MEMWARD_UNLIKELY(slot != state.cached_slot || size > kCachedMaxSize - header)) {
     return FreeOwned(pointer, slot);
   }
   TenantId owner = state.tenant;
@@ -345,7 +338,7 @@ void FreeOwnedSized(void* pointer, uint16_t slot, size_t size) noexcept {
 // thread's SlotCache.
 void FreeOwned(void* pointer, uint16_t slot) noexcept {
   ThreadState& state = t_thread_state;
-  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr)) {
+  if (MEMWARD_UNLIKELY(slot != state.cached_slot)) {
     return FreeOwnedUncached(pointer, slot);
   }
   void* block = pointer;
@@ -372,12 +365,10 @@ void FreeOwned(void* pointer, uint16_t slot) noexcept {
 void FreeOwnedEntry(void* pointer, uint32_t entry) noexcept {
   ThreadState& state = t_thread_state;
   const uint16_t slot = accounting::SlotOfEntry(entry);
-  if (MEMWARD_UNLIKELY(slot != state.slot || state.cache == nullptr)) {
-    return FreeOwned(pointer, slot);
-  }
+  if (MEMWARD_UNLIKELY(slot != state.cached_slot)) return FreeOwned(pointer, slot);
   char* block = static_cast<char*>(pointer);
   if (state.shared_scope) {
-    if (MEMWARD_UNLIKELY(!HasNaturalHeaderOf(pointer, state.tenant))) {
+    if (MEMWARD_UNLIKELY(!HasNaturalHeader(pointer, state.header_word0, state.header_seed))) {
       return FreeOwned(pointer, slot);
     }
     block -= kSharedHeaderSize;

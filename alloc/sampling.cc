@@ -117,14 +117,7 @@ namespace {
 MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames) {
   ThreadState& state = t_thread_state;
   ThreadState saved = state;
-  state.slow_path = 0;
-  state.tenant = 0;
-  state.slot = 0;
-  state.generation = 0;
-  state.arena_flags = 0;
-  state.cache = nullptr;
-  state.shared_scope = false;
-  state.request_scope = false;
+  SetUnroutedScope(state, 0, 0);
   state.sample_countdown = INT64_MAX;
   uint32_t depth =
       accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &saved.sample_captures);
@@ -178,6 +171,11 @@ void ChargeSampledBlock(accounting::TenantId tenant, uint32_t arena_slot,
 MEMWARD_TEXT void* AllocateSampled(size_t size, size_t alignment, bool zero) {
   ThreadState& state = t_thread_state;
   if (state.slot == 0) PrepareThread();
+  // memward's own bookkeeping is never sampled: a profile shows the program's
+  // memory, and memward's part is reported as the memward tenant.
+  if (MEMWARD_UNLIKELY(state.tenant == accounting::kMemwardTenant)) {
+    return AllocateSlow(size, alignment, zero);
+  }
   uint32_t sampled_slot = g_sampled_slot.load(std::memory_order_acquire);
   uint32_t index = sampled_slot != 0 ? accounting::ReserveSample() : accounting::kNoSample;
   if (index == accounting::kNoSample) {

@@ -13,6 +13,7 @@
 #include "alloc/engine.h"
 #include "alloc/macros.h"
 #include "alloc/routing.h"
+#include "alloc/shared_header.h"
 #include "alloc/thread_cache.h"
 #include "alloc/thread_state.h"
 
@@ -70,14 +71,7 @@ MEMWARD_ALWAYS_INLINE void LeaveRequest(const ThreadState& state) {
 // Makes `scope`, served by the automatic arenas (slot 0), current.
 MEMWARD_ALWAYS_INLINE void ApplyUntagged(ThreadState& state, const SavedScope& scope) {
   LeaveRequest(state);
-  state.tenant = scope.tenant;
-  state.slot = 0;
-  state.generation = scope.generation;
-  state.cache = nullptr;
-  state.arena_flags = 0;
-  state.shared_scope = false;
-  state.request_scope = false;
-  state.slow_path = 0;
+  SetUnroutedScope(state, scope.tenant, scope.generation);
 }
 
 // Makes the tenant or request scope `scope` (slot not 0) current. The arena
@@ -100,8 +94,14 @@ MEMWARD_ALWAYS_INLINE void ApplyRouted(ThreadState& state, const SavedScope& sco
     kind = arena.kind;
   }
   state.cache = cache;
+  state.cached_slot = cache != nullptr ? scope.slot : kNoCachedSlot;
+  state.tenant_record = &accounting::TenantAt(scope.tenant);
   state.shared_scope = kind == ArenaKind::kShared;
   state.request_scope = kind == ArenaKind::kRequest;
+  if (state.shared_scope) {
+    state.header_word0 = SharedHeaderWord0(scope.tenant);
+    state.header_seed = SharedHeaderSeed(scope.tenant, kSharedHeaderSize);
+  }
   state.slow_path = 1;
   if (state.request_scope) SlotAt(state.slot).inside.fetch_add(1, std::memory_order_acquire);
 }
@@ -134,7 +134,6 @@ MEMWARD_ALWAYS_INLINE SavedScope StillValid(const SavedScope& saved) {
 
 MEMWARD_ALWAYS_INLINE SavedScope EnterScope(accounting::TenantId tenant, uint32_t slot,
                                             uint32_t generation) {
-  UseScopes();
   ThreadState& state = t_thread_state;
   SavedScope saved = CurrentScope();
   saved.token = TokenFor(++state.scope_depth);

@@ -30,10 +30,30 @@ struct SharedHeader {
 };
 static_assert(sizeof(SharedHeader) == kSharedHeaderSize);
 
+// The check word is the address bits 4 to 35 mixed with a seed of the tenant
+// and the offset. Its seed is fixed for a scope, so the fast paths read it
+// from the thread's state (ThreadState::header_seed) instead of computing it.
+inline uint32_t SharedHeaderSeed(uint32_t tenant, uint32_t offset) {
+  return (tenant * 0x9e3779b1u) ^ offset ^ kSharedHeaderMagic;
+}
+
+inline uint32_t SharedHeaderCheck(const void* pointer, uint32_t seed) {
+  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(pointer) >> 4) ^ seed;
+}
+
 inline uint32_t SharedHeaderCheck(const void* pointer, uint32_t tenant, uint32_t offset) {
-  uint64_t address = reinterpret_cast<uintptr_t>(pointer);
-  return static_cast<uint32_t>(address >> 4) ^ static_cast<uint32_t>(address >> 36) ^
-         (tenant * 0x9e3779b1u) ^ offset ^ kSharedHeaderMagic;
+  return SharedHeaderCheck(pointer, SharedHeaderSeed(tenant, offset));
+}
+
+// The header's first eight bytes as one little-endian word: magic, tenant.
+inline uint64_t SharedHeaderWord0(uint32_t tenant) {
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the words follow x86-64's order");
+  return kSharedHeaderMagic | (uint64_t{tenant} << 32);
+}
+
+// The last eight bytes for malloc's natural offset: offset, check.
+inline uint64_t NaturalHeaderWord1(const void* pointer, uint32_t seed) {
+  return kSharedHeaderSize | (uint64_t{SharedHeaderCheck(pointer, seed)} << 32);
 }
 
 // Returns the offset of the program's pointer inside a block aligned to
@@ -51,17 +71,22 @@ inline void WriteSharedHeader(void* pointer, accounting::TenantId tenant, size_t
   header->check = SharedHeaderCheck(pointer, tenant, header->offset);
 }
 
-// Returns whether `pointer` carries the header that WriteSharedHeader writes
-// for `tenant` with malloc's natural offset: two 8-byte compares against the
-// expected words, for the free path of the owning scope. Any other header,
-// corrupt or not, is for ReadSharedHeader to judge.
-inline bool HasNaturalHeaderOf(const void* pointer, accounting::TenantId tenant) {
-  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the words follow x86-64's order");
+// Writes the header of malloc's natural offset for `pointer`, from the
+// scope's `word0` and `seed` (SharedHeaderWord0, SharedHeaderSeed): two
+// 8-byte stores.
+inline void WriteNaturalHeader(void* pointer, uint64_t word0, uint32_t seed) {
+  uint64_t words[2] = {word0, NaturalHeaderWord1(pointer, seed)};
+  memcpy(static_cast<char*>(pointer) - kSharedHeaderSize, words, sizeof(words));
+}
+
+// Returns whether `pointer` carries the header that WriteNaturalHeader writes
+// with `word0` and `seed`: two 8-byte compares, for the free path of the
+// owning scope. Any other header, corrupt or not, is for ReadSharedHeader to
+// judge.
+inline bool HasNaturalHeader(const void* pointer, uint64_t word0, uint32_t seed) {
   uint64_t words[2];
   memcpy(words, static_cast<const char*>(pointer) - kSharedHeaderSize, sizeof(words));
-  uint64_t check = SharedHeaderCheck(pointer, tenant, kSharedHeaderSize);
-  return words[0] == (kSharedHeaderMagic | (uint64_t{tenant} << 32)) &&
-         words[1] == (kSharedHeaderSize | (check << 32));
+  return words[0] == word0 && words[1] == NaturalHeaderWord1(pointer, seed);
 }
 
 // Returns the validated header of `pointer`, or reports the corruption.

@@ -172,7 +172,10 @@ SlotCache* TakeFreeCache(ThreadBlock* block) {
   }
   SlotCache* oldest = &block->caches[block->oldest];
   block->oldest = (block->oldest + 1) % kMaxCachesPerThread;
-  if (t_thread_state.cache == oldest) t_thread_state.cache = nullptr;
+  if (t_thread_state.cache == oldest) {
+    t_thread_state.cache = nullptr;
+    t_thread_state.cached_slot = kNoCachedSlot;
+  }
   DestroyCache(block, oldest);
   return oldest;
 }

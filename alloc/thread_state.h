@@ -16,6 +16,10 @@ namespace memward::alloc {
 struct ThreadBlock;
 struct SlotCache;
 
+// ThreadState::cached_slot outside any scope with a cache: no arena slot has
+// this number.
+inline constexpr uint32_t kNoCachedSlot = UINT32_MAX;
+
 struct ThreadState {
   // Non-zero sends this thread's allocations to the slow path: it starts at 1
   // (the TLS image holds it), so each thread's first allocation runs the
@@ -27,14 +31,28 @@ struct ThreadState {
   accounting::TenantId tenant = 0;
   uint32_t slot = 0;
   uint32_t generation = 0;
+  // Scopes entered and not yet exited, for the tokens of alloc/scope.h.
+  uint32_t scope_depth = 0;
   // mallocx flags for the scope's arena and this thread's cache for it, and
   // the thread's SlotCache for the slot (nullptr outside scopes).
   int arena_flags = 0;
   SlotCache* cache = nullptr;
+  // Derived at scope entry, for the fast paths of alloc/routing.cc:
+  //  - `cached_slot` is `slot` while `cache` is set and kNoCachedSlot
+  //    otherwise, so free tests "own scope, with a cache" in one compare;
+  //  - `tenant_record` is the scope tenant's entry while `cache` is set;
+  //  - in a shared-arena scope, `header_word0` and `header_seed` are the
+  //    owner header's first word and its check seed (alloc/shared_header.h).
+  uint32_t cached_slot = kNoCachedSlot;
+  uint32_t header_seed = 0;
+  uint64_t header_word0 = 0;
+  const accounting::Tenant* tenant_record = nullptr;
 
   // What the scope's slot is, cached at scope entry for the routed paths.
   bool shared_scope = false;
   bool request_scope = false;
+  // Set to 1 by the C API's allocator probe. The slow path sets it to 2.
+  uint8_t probe = 0;
 
   // Unpublished counts for the scope's tenant (and request), published when
   // `publish_countdown` runs out and whenever the scope changes. Each
@@ -44,10 +62,6 @@ struct ThreadState {
   int64_t publish_countdown = accounting::kBatchBytes;
 
   ThreadBlock* block = nullptr;
-  // Scopes entered and not yet exited, for the tokens of alloc/scope.h.
-  uint32_t scope_depth = 0;
-  // Set to 1 by the C API's allocator probe. The slow path sets it to 2.
-  uint8_t probe = 0;
 
   // The allocation sampler (alloc/sampling.h). Every allocation subtracts its
   // requested size from `sample_countdown`; the allocation that takes it
@@ -69,6 +83,21 @@ struct ThreadState {
 };
 
 static_assert(sizeof(ThreadState) <= 160, "keep the initial-exec TLS block small");
+
+// Makes the thread's allocations go to the automatic arenas, counted for
+// `tenant` (0 for the process), with no routed scope and no slot cache.
+inline void SetUnroutedScope(ThreadState& state, accounting::TenantId tenant,
+                             uint32_t generation) {
+  state.tenant = tenant;
+  state.slot = 0;
+  state.generation = generation;
+  state.arena_flags = 0;
+  state.cache = nullptr;
+  state.cached_slot = kNoCachedSlot;
+  state.shared_scope = false;
+  state.request_scope = false;
+  state.slow_path = 0;
+}
 
 // constinit: the TLS image holds the initial value, so no per-access
 // initialisation check is compiled into the fast path.

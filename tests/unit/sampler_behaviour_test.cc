@@ -19,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "accounting/stack_capture.h"
+#include "alloc/scope.h"
 #include "memward/memward.h"
 #include "tests/unit/sampler_test_util.h"
 
@@ -118,6 +119,30 @@ TEST_F(SamplerTest, EveryEntryPointSamples) {
   uint64_t before = LiveSamples();
   dallocx(block, 0);
   EXPECT_EQ(LiveSamples(), before - 1);
+}
+
+// memward's own bookkeeping (the admin server, the warden) allocates in the
+// memward tenant's scope, which is never sampled.
+TEST_F(SamplerTest, MemwardScopeIsNotSampled) {
+  const uint32_t slot = alloc::MemwardArenaSlot();
+  ASSERT_NE(slot, 0u);
+  const uint64_t before = LiveSamples();
+  alloc::SavedScope saved = alloc::EnterScope(accounting::kMemwardTenant, slot, 0);
+  void* small = malloc(100);
+  void* large = malloc(600 * 1024);
+  void* zeroed = calloc(10, 10);
+  ASSERT_TRUE(alloc::ExitScope(saved));
+  EXPECT_FALSE(IsSampledBlock(small));
+  EXPECT_FALSE(IsSampledBlock(large));
+  EXPECT_FALSE(IsSampledBlock(zeroed));
+  EXPECT_EQ(LiveSamples(), before);
+  free(small);
+  free(large);
+  free(zeroed);
+
+  void* program = malloc(100);  // outside the scope, sampled as before
+  EXPECT_TRUE(IsSampledBlock(program));
+  ExpectFreedWithSample(program);
 }
 
 TEST_F(SamplerTest, AlignedAllocationsAreAligned) {
