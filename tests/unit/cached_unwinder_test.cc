@@ -44,6 +44,33 @@ memward_test_call_with_expression:
   .size memward_test_call_with_expression, . - memward_test_call_with_expression
 )");
 
+// Calls `callback(argument)` with rbp set to `frame_pointer`, from a frame
+// whose CFI defines the CFA from rbp. A walk that trusts that rbp reads
+// wherever it points.
+extern "C" int memward_test_call_with_bad_rbp(int (*callback)(void*), void* argument,
+                                              uintptr_t frame_pointer);
+asm(R"(
+  .text
+  .globl memward_test_call_with_bad_rbp
+  .type memward_test_call_with_bad_rbp, @function
+memward_test_call_with_bad_rbp:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_def_cfa_offset 16
+  .cfi_offset %rbp, -16
+  movq %rsp, %rbp
+  .cfi_def_cfa_register %rbp
+  movq %rdx, %rbp
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  call *%rax
+  popq %rbp
+  .cfi_def_cfa %rsp, 8
+  ret
+  .cfi_endproc
+  .size memward_test_call_with_bad_rbp, . - memward_test_call_with_bad_rbp
+)");
+
 namespace memward::testing {
 namespace {
 
@@ -214,6 +241,35 @@ TEST_F(CachedUnwinderTest, UnsupportedRuleFallsBack) {
   ASSERT_NE(dladdr(reinterpret_cast<void*>(capture.cached[2] - 1), &info), 0);
   ASSERT_NE(info.dli_sname, nullptr);
   EXPECT_STREQ(info.dli_sname, "memward_test_call_with_expression");
+}
+
+int CaptureCachedOnly(void* argument) {
+  *static_cast<std::vector<uintptr_t>*>(argument) = CaptureWith(Unwinder::kCached, 0);
+  return 0;
+}
+
+// A frame whose CFA comes from a wrong rbp stops the walk there, for an rbp
+// outside the stack (small, heap, static data): no read past the stack and
+// no fallback.
+TEST_F(CachedUnwinderTest, WrongFramePointerStopsWalk) {
+  static uintptr_t static_word = 0;
+  std::vector<uintptr_t> heap_words(8, 0);
+  const uintptr_t bad_values[] = {1, reinterpret_cast<uintptr_t>(heap_words.data()),
+                                  reinterpret_cast<uintptr_t>(&static_word),
+                                  ~uintptr_t{0} - 8};
+  for (uintptr_t bad : bad_values) {
+    SCOPED_TRACE(bad);
+    std::vector<uintptr_t> frames;
+    accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+    memward_test_call_with_bad_rbp(CaptureCachedOnly, &frames, bad);
+    accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+    EXPECT_EQ(after.fallbacks, before.fallbacks);
+    ASSERT_GE(frames.size(), 2u);
+    Dl_info info{};
+    ASSERT_NE(dladdr(reinterpret_cast<void*>(frames.back() - 1), &info), 0);
+    ASSERT_NE(info.dli_sname, nullptr);
+    EXPECT_STREQ(info.dli_sname, "memward_test_call_with_bad_rbp");
+  }
 }
 
 TEST_F(CachedUnwinderTest, ThreadFirstCaptureMatchesLibunwind) {
