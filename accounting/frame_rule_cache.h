@@ -1,6 +1,6 @@
 // The process's cache of frame rules, keyed by return address: a fixed
-// open-addressed table in its own mapping. Reads take no lock; a miss fills
-// the entry with one compare-and-swap. Entries are never evicted, so a full
+// open-addressed table in its own mapping. Reads take no lock, and a miss
+// fills the entry with one compare-and-swap. Entries are never evicted, so a full
 // table leaves new addresses uncached (they are looked up on every walk).
 #ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 #define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
@@ -11,12 +11,12 @@
 
 namespace memward::accounting {
 
-// The table as one walk reads it: an entry is keys[i] and rules[i]. Its key
+// The table as one walk reads it: an entry is keys[i] and rules[i]. A key
 // goes from 0 to a return address once, and its rule from 0 to the packed
-// rule (frame_rule.h) once, so a reader that finds the key loads either the
-// final rule or 0 (a miss). Keys and rules are separate arrays so that an
-// index addresses both with an 8-byte scale, which keeps the walk's chain
-// of dependent instructions short.
+// rule (frame_rule.h) once. A reader that finds the key thus loads either
+// the final rule or 0, a miss. Keys and rules are separate arrays so that
+// an index addresses both with an 8-byte scale, which keeps the walk's
+// chain of dependent instructions short.
 struct FrameRuleTable {
   std::atomic<uint64_t>* keys = nullptr;  // nullptr when no table was mapped
   std::atomic<uint64_t>* rules = nullptr;
@@ -68,7 +68,7 @@ inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
 }
 
 // Caches `packed_rule` for `return_address`, unless all of its probed
-// entries hold other addresses.
+// entries contain other addresses.
 void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule);
 
 struct FrameRuleCacheCounts {
