@@ -5,6 +5,7 @@
 // back to libunwind.
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -270,6 +271,25 @@ TEST_F(CachedUnwinderTest, WrongFramePointerStopsWalk) {
     ASSERT_NE(info.dli_sname, nullptr);
     EXPECT_STREQ(info.dli_sname, "memward_test_call_with_bad_rbp");
   }
+}
+
+Capture g_signal_capture;
+
+void CaptureInSignalHandler(int) { g_signal_capture = CaptureBoth(); }
+
+// The signal trampoline's CIE is a signal frame ('S'), so the capture
+// falls back to libunwind, which steps through it to the interrupted code.
+TEST_F(CachedUnwinderTest, SignalFrameFallsBack) {
+  struct sigaction action = {};
+  action.sa_handler = CaptureInSignalHandler;
+  struct sigaction previous = {};
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &previous), 0);
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  raise(SIGUSR1);
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  sigaction(SIGUSR1, &previous, nullptr);
+  EXPECT_EQ(after.fallbacks, before.fallbacks + 1);
+  ExpectSameCallers(g_signal_capture, 3);
 }
 
 TEST_F(CachedUnwinderTest, ThreadFirstCaptureMatchesLibunwind) {
