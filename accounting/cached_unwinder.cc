@@ -50,7 +50,9 @@ namespace {
 // back without parsing.
 MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(uintptr_t return_address) {
   CountFrameRuleMiss();
-  uint64_t packed = PackFrameRule(LookUpFrameRule(return_address));
+  uint64_t unloads = 0;
+  uint64_t packed = PackFrameRule(LookUpFrameRule(return_address, unloads));
+  DropFrameRulesAfterUnload(unloads);
   InsertFrameRule(return_address, packed);
   return packed;
 }

@@ -4,6 +4,7 @@
 
 #include <elf.h>
 #include <link.h>
+#include <stddef.h>
 
 #include "accounting/cfi_program.h"
 #include "accounting/dwarf_reader.h"
@@ -137,13 +138,19 @@ const uint8_t* FindFde(const uint8_t* header, uintptr_t size, uintptr_t address)
 struct Search {
   uintptr_t address = 0;
   FrameRule rule;
+  uint64_t unloads = 0;
+  bool unloads_known = false;
 };
 
 // dl_iterate_phdr's callback: returns 1, with the rule, for the object
 // that maps `address`, and parses while the loader's lock keeps the object
 // from being unloaded.
-int SearchObject(dl_phdr_info* object, size_t, void* data) {
+int SearchObject(dl_phdr_info* object, size_t size, void* data) {
   auto* search = static_cast<Search*>(data);
+  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(object->dlpi_subs)) {
+    search->unloads = object->dlpi_subs;
+    search->unloads_known = true;
+  }
   const ElfW(Phdr)* eh_frame_header = nullptr;
   bool contains = false;
   for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {
@@ -167,10 +174,11 @@ int SearchObject(dl_phdr_info* object, size_t, void* data) {
 
 }  // namespace
 
-MEMWARD_TEXT FrameRule LookUpFrameRule(uintptr_t return_address) {
+MEMWARD_TEXT FrameRule LookUpFrameRule(uintptr_t return_address, uint64_t& unloads) {
   Search search;
   search.address = return_address - 1;
   dl_iterate_phdr(SearchObject, &search);
+  if (search.unloads_known) unloads = search.unloads;
   return search.rule;
 }
 

@@ -17,7 +17,9 @@ namespace memward::accounting {
 // supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
 // reads, so the caller must hold no lock that a thread inside dlopen or
 // dlclose could wait for; uses no heap memory.
-FrameRule LookUpFrameRule(uintptr_t return_address);
+// `unloads` receives the loader's count of unloaded objects (dlpi_subs),
+// or is left unchanged when the loader does not report it.
+FrameRule LookUpFrameRule(uintptr_t return_address, uint64_t& unloads);
 
 }  // namespace memward::accounting
 

@@ -14,6 +14,7 @@ constinit std::atomic<std::atomic<uint64_t>*> g_keys{nullptr};
 constinit std::atomic<uint64_t>* g_rules = nullptr;
 
 constinit std::atomic<uint64_t> g_entry_count{0};
+constinit std::atomic<uint64_t> g_unloads{0};
 constinit std::atomic<uint64_t> g_misses{0};
 constinit std::atomic<uint64_t> g_not_inserted{0};
 
@@ -49,7 +50,10 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
   uint64_t home = FrameRuleHome(return_address);
   for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
-    if (key == return_address) return table.rules[i].load(std::memory_order_acquire);
+    if (key == return_address) {
+      uint64_t rule = table.rules[i].load(std::memory_order_acquire);
+      return table.keys[i].load(std::memory_order_relaxed) == return_address ? rule : 0;
+    }
     if (key == 0) return 0;
   }
   return 0;
@@ -79,6 +83,22 @@ MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule
 }
 
 MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order_relaxed); }
+
+MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
+  uint64_t seen = g_unloads.load(std::memory_order_acquire);
+  if (seen == unloads) return;
+  if (!g_unloads.compare_exchange_strong(seen, unloads, std::memory_order_acq_rel)) return;
+  FrameRuleTable table = CurrentFrameRuleTable();
+  if (table.keys == nullptr) return;
+  // Each rule goes before its key, so a reader that still finds the key
+  // loads 0 (a miss) or the old rule, and its second read of the key
+  // rejects a rule that a new address stored meanwhile.
+  for (uint64_t i = 0; i < kEntries; ++i) {
+    table.rules[i].store(0, std::memory_order_release);
+    table.keys[i].store(0, std::memory_order_release);
+  }
+  g_entry_count.store(0, std::memory_order_relaxed);
+}
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts() {
   FrameRuleCacheCounts counts;

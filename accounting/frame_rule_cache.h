@@ -59,10 +59,14 @@ uint64_t FindFrameRuleAfterHome(uintptr_t return_address);
 
 // Returns the packed rule of `return_address`, or 0 when it is not cached
 // (or is being filled by another thread). The table must exist.
+// The key is read again after the rule: ClearFrameRules may have emptied
+// the entry, and another address taken it, in between.
 inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
   uint64_t home = FrameRuleHome(return_address);
   if (table.keys[home].load(std::memory_order_acquire) == return_address) {
-    return table.rules[home].load(std::memory_order_acquire);
+    uint64_t rule = table.rules[home].load(std::memory_order_acquire);
+    if (table.keys[home].load(std::memory_order_relaxed) == return_address) return rule;
+    return 0;
   }
   return FindFrameRuleAfterHome(return_address);
 }
@@ -80,6 +84,13 @@ struct FrameRuleCacheCounts {
 
 // Counts a lookup in the CFI; called on each miss.
 void CountFrameRuleMiss();
+
+// Empties the table when `unloads` (the loader's count of unloaded objects)
+// differs from the count at the last call, since an object loaded later at
+// the same addresses has other rules. Called on a miss, outside the
+// loader's lock. A walk may still use an old rule that it read before the
+// table was emptied.
+void DropFrameRulesAfterUnload(uint64_t unloads);
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts();
 
