@@ -16,7 +16,7 @@ namespace memward::accounting {
 // the address, or when the table or the CFI is of a form that is not
 // supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
 // reads, so the caller must hold no lock that a thread inside dlopen or
-// dlclose could wait for; uses no heap memory.
+// dlclose could wait for. Uses no heap memory.
 // `unloads` receives the loader's count of unloaded objects (dlpi_subs),
 // or is left unchanged when the loader does not report it.
 FrameRule LookUpFrameRule(uintptr_t return_address, uint64_t& unloads);

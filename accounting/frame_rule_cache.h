@@ -1,7 +1,8 @@
 // The process's cache of frame rules, keyed by return address: a fixed
 // open-addressed table in its own mapping. Reads take no lock, and a miss
-// fills the entry with one compare-and-swap. Entries are never evicted, so a full
-// table leaves new addresses uncached (they are looked up on every walk).
+// fills the entry with one compare-and-swap. Entries are evicted only all at
+// once, after a library is unloaded, so a full table leaves new addresses
+// uncached (they are looked up on every walk).
 #ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 #define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 
@@ -11,10 +12,10 @@
 
 namespace memward::accounting {
 
-// The table as one walk reads it: an entry is keys[i] and rules[i]. A key
-// goes from 0 to a return address once, and its rule from 0 to the packed
-// rule (frame_rule.h) once. A reader that finds the key thus loads either
-// the final rule or 0, a miss. Keys and rules are separate arrays so that
+// The table as one walk reads it: an entry is keys[i] and rules[i]. Between
+// two emptyings (DropFrameRulesAfterUnload), a key goes from 0 to a return
+// address once, and its rule from 0 to the packed rule (frame_rule.h) once.
+// A reader that finds the key thus loads either the final rule or 0, a miss. Keys and rules are separate arrays so that
 // an index addresses both with an 8-byte scale, which keeps the walk's
 // chain of dependent instructions short.
 struct FrameRuleTable {
