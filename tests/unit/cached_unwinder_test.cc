@@ -205,7 +205,8 @@ int CaptureIntoArgument(void* argument) {
 }
 
 // Loads the helper library, captures through five of its frames, and
-// unloads it. Returns false, with a message, when it cannot be loaded.
+// unloads it. Returns false, with a message, when the library or its
+// function is not found.
 bool CaptureThroughHelper(Capture& capture) {
   void* library = dlopen(MEMWARD_CACHED_UNWINDER_HELPER_PATH, RTLD_NOW | RTLD_LOCAL);
   if (library == nullptr) {
