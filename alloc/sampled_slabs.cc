@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 
+#include "accounting/tenant.h"
 #include "alloc/engine.h"
 
 namespace memward::alloc {
@@ -35,6 +36,11 @@ void PinSampledSlabs(int arena_flag) {
     g_pinned[g_counts.blocks++] = block;
     g_counts.bytes += size;
   }
+  // memward's own tenant owns the blocks, so that the tenants' live bytes
+  // still add up to what jemalloc reports for memward's arenas.
+  accounting::TenantDelta delta;
+  delta.AddAllocation(static_cast<int64_t>(g_counts.bytes));
+  accounting::PublishDelta(accounting::TenantAt(accounting::kMemwardTenant).counters, delta);
 }
 
 PinnedSlabCounts ReadPinnedSlabCounts() { return g_counts; }

@@ -14,7 +14,8 @@
 namespace memward::alloc {
 
 // Allocates, once per process, one block of each of jemalloc's small size
-// classes in the arena of `arena_flag` (MALLOCX_ARENA), never freed.
+// classes in the arena of `arena_flag` (MALLOCX_ARENA), never freed, and
+// charges them to memward's own tenant.
 // Called outside malloc, before the arena serves sampled blocks, so that
 // no pinned block is taken for a sampled one.
 void PinSampledSlabs(int arena_flag);
