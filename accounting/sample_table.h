@@ -83,8 +83,9 @@ struct SamplerStats {
   uint64_t live_samples;
   uint64_t table_bytes;  // the tables' block in memward's arena
   uint64_t table_resident_bytes;  // of those, in resident pages
-  // Bytes libunwind has mapped for its caches (accounting/unwinder_memory.h),
-  // and the mappings rejected at the sample_unwinder_max_bytes bound.
+  // Bytes the unwinders have mapped for their caches (the frame rule table,
+  // and libunwind's, accounting/unwinder_memory.h), and libunwind's mappings
+  // rejected at the sample_unwinder_max_bytes bound.
   uint64_t unwinder_cache_bytes;
   uint64_t unwinder_rejected_mappings;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off

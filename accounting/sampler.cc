@@ -8,6 +8,7 @@
 #include "accounting/unwinder_memory.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
+#include "alloc/sampled_slabs.h"
 #include "alloc/sampling.h"
 #include "base/log.h"
 #include "base/settings.h"
@@ -18,6 +19,21 @@ namespace {
 // Serialises set-up and interval changes; never taken inside malloc, and
 // taken before the arena lock (alloc/arena_registry.h), never after it.
 constinit pthread_mutex_t g_control_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// Returns the unwinder that the settings select; an unknown
+// sample_unwinder name is logged and the default is used.
+Unwinder SelectedUnwinder(const base::Settings& settings) {
+  if (settings.GetBool(base::SettingId::kSampleFramePointers)) return Unwinder::kFramePointers;
+  const char* name = settings.GetText(base::SettingId::kSampleUnwinder);
+  Unwinder unwinder = Unwinder::kCached;
+  if (!ParseUnwinder(name, unwinder)) {
+    base::Log("sampling: invalid sample_unwinder '%s' (expected cached, libunwind or "
+              "frame_pointers); using cached",
+              name);
+    unwinder = Unwinder::kCached;
+  }
+  return unwinder;
+}
 
 // Creates the table, the arena and the unwinder on first use. REQUIRES
 // g_control_lock.
@@ -37,9 +53,10 @@ bool SetUpSampler() {
     base::Log("sampling: could not create the sampler's arena; sampling stays off");
     return false;
   }
+  alloc::PinSampledSlabs(alloc::SlotAt(slot).arena_flag);
   // NOTE: loading libunwind here, at start-up, adds about 170 KiB resident
   // (with liblzma) even to a program that never takes a sample.
-  LoadUnwinder(settings.GetBool(base::SettingId::kSampleFramePointers),
+  LoadUnwinder(SelectedUnwinder(settings),
                static_cast<uint64_t>(settings.Get(base::SettingId::kSampleUnwinderMaxBytes)));
   alloc::ConfigureSampling(0, slot);
   set_up = true;

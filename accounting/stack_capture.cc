@@ -1,4 +1,5 @@
-// libunwind's unw_backtrace through dlopen, and the frame-pointer walk.
+// The choice of unwinder, libunwind's unw_backtrace through dlopen, and the
+// frame-pointer walk.
 #include "accounting/stack_capture.h"
 
 #include <dlfcn.h>
@@ -8,6 +9,8 @@
 
 #include <atomic>
 
+#include "accounting/cached_unwinder.h"
+#include "accounting/frame_rule_cache.h"
 #include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
 #include "base/log.h"
@@ -50,7 +53,12 @@ constexpr uint8_t kCapturesBeforeTraceCache = 4;
 
 // Written by LoadUnwinder outside malloc; read inside malloc.
 constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
-constinit std::atomic<bool> g_frame_pointers{false};
+constinit std::atomic<Unwinder> g_unwinder{Unwinder::kFramePointers};
+constinit std::atomic<uint64_t> g_cached_fallbacks{0};
+
+// NOTE: the frame rule cache has room for 8,192 return addresses. Those
+// past its room are looked up in the CFI at every capture that meets them,
+// about 2,400 instructions each (callgrind).
 
 // Fork safety: libunwind takes internal mutexes while it steps through
 // frames, and a child forked while another thread held one would block on it
@@ -161,18 +169,46 @@ bool OpenLibunwind(uint64_t max_cache_bytes) {
 
 }  // namespace
 
-bool LoadUnwinder(bool frame_pointers, uint64_t max_cache_bytes) {
-  bool loaded = !frame_pointers && OpenLibunwind(max_cache_bytes);
-  g_frame_pointers.store(!loaded, std::memory_order_release);
-  if (loaded) {
+bool ParseUnwinder(const char* name, Unwinder& unwinder) {
+  if (strcmp(name, "cached") == 0) {
+    unwinder = Unwinder::kCached;
+  } else if (strcmp(name, "libunwind") == 0) {
+    unwinder = Unwinder::kLibunwind;
+  } else if (strcmp(name, "frame_pointers") == 0) {
+    unwinder = Unwinder::kFramePointers;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
+  // The frame rule cache may take at most half of the bound.
+  uint64_t rule_cache_bytes = max_cache_bytes / 2;
+  Unwinder selected = requested;
+  if (selected == Unwinder::kCached && !CreateFrameRuleCache(rule_cache_bytes)) {
+    base::Log("sampling: could not map the frame rule cache (%llu bytes, at most half of "
+              "sample_unwinder_max_bytes=%llu); stacks are captured with libunwind. Raise "
+              "sample_unwinder_max_bytes to at least twice the cache to use the cached unwinder",
+              static_cast<unsigned long long>(FrameRuleCacheMappingBytes()),
+              static_cast<unsigned long long>(max_cache_bytes));
+    selected = Unwinder::kLibunwind;
+  }
+  uint64_t libunwind_bytes = max_cache_bytes - ReadFrameRuleCacheCounts().mapped_bytes;
+  if (selected != Unwinder::kFramePointers && !OpenLibunwind(libunwind_bytes)) {
+    selected = Unwinder::kFramePointers;
+  }
+  g_unwinder.store(selected, std::memory_order_release);
+  if (selected != Unwinder::kFramePointers) {
     // libunwind's first use in the process sets it up and reads the unwind
     // tables of the calling thread's frames. Doing it here keeps that cost
     // out of the first sample. Stepping leaves this thread without a trace
     // cache until it samples often enough to need one.
     uintptr_t scratch[32];
     StepThroughFrames(scratch, 32);
+    if (selected == Unwinder::kCached) WalkCachedFrames(scratch, 32);
   }
-  return loaded;
+  return selected;
 }
 
 void PauseCapturesForFork() {
@@ -201,7 +237,35 @@ MEMWARD_TEXT int CountMemwardFrames(const uintptr_t* buffer, int depth) {
   return count;
 }
 
-MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures) {
+namespace {
+
+// Captures with libunwind: unw_step for a thread's first captures, then
+// unw_backtrace with its trace cache.
+MEMWARD_TEXT int CaptureWithLibunwind(uintptr_t* buffer, int capacity, uint8_t* captures) {
+  BacktraceFunction backtrace = g_backtrace.load(std::memory_order_acquire);
+  if (backtrace == nullptr) return WalkFramePointers(buffer, capacity);
+  if (*captures < kCapturesBeforeTraceCache) {
+    ++*captures;
+    return StepThroughFrames(buffer, capacity);
+  }
+  return backtrace(reinterpret_cast<void**>(buffer), capacity);
+}
+
+MEMWARD_TEXT int CaptureInto(Unwinder unwinder, uintptr_t* buffer, int capacity,
+                             uint8_t* captures) {
+  if (unwinder == Unwinder::kFramePointers) return WalkFramePointers(buffer, capacity);
+  if (unwinder == Unwinder::kCached) {
+    int depth = WalkCachedFrames(buffer, capacity);
+    if (depth >= 0) return depth;
+    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
+  return CaptureWithLibunwind(buffer, capacity, captures);
+}
+
+}  // namespace
+
+MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
+                                       uint8_t* captures) {
   g_captures_running.fetch_add(1);
   if (g_fork_pending.load()) {
     // A fork is under way: the sample is kept without its stack.
@@ -212,18 +276,7 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
   uintptr_t buffer[kBufferFrames];
   int capacity = static_cast<int>(max_frames) + g_memward_frames.load(std::memory_order_relaxed);
   if (capacity > kBufferFrames) capacity = kBufferFrames;
-  int depth = 0;
-  BacktraceFunction backtrace = g_backtrace.load(std::memory_order_acquire);
-  if (backtrace != nullptr && !g_frame_pointers.load(std::memory_order_relaxed)) {
-    if (*captures < kCapturesBeforeTraceCache) {
-      ++*captures;
-      depth = StepThroughFrames(buffer, capacity);
-    } else {
-      depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
-    }
-  } else {
-    depth = WalkFramePointers(buffer, capacity);
-  }
+  int depth = CaptureInto(unwinder, buffer, capacity, captures);
   g_captures_running.fetch_sub(1);
   int first = CountMemwardFrames(buffer, depth);
   uint32_t copied = static_cast<uint32_t>(depth - first);
@@ -232,6 +285,22 @@ MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8
   return copied;
 }
 
-uint64_t UnwinderCacheBytes() { return UnwinderMappedBytes(); }
+MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures) {
+  return CaptureStackWith(g_unwinder.load(std::memory_order_relaxed), frames, max_frames,
+                          captures);
+}
+
+uint64_t UnwinderCacheBytes() {
+  return UnwinderMappedBytes() + ReadFrameRuleCacheCounts().mapped_bytes;
+}
+
+CachedUnwinderCounts ReadCachedUnwinderCounts() {
+  FrameRuleCacheCounts rules = ReadFrameRuleCacheCounts();
+  CachedUnwinderCounts counts;
+  counts.rule_entries = rules.entries;
+  counts.rule_misses = rules.misses;
+  counts.fallbacks = g_cached_fallbacks.load(std::memory_order_relaxed);
+  return counts;
+}
 
 }  // namespace memward::accounting

@@ -1,5 +1,6 @@
-// Stack capture for sampled allocations: libunwind's unw_backtrace, or a walk
-// of the frame-pointer chain (the sample_frame_pointers setting).
+// Stack capture for sampled allocations: memward's cached unwinder
+// (cached_unwinder.h), libunwind's unw_backtrace, or a walk of the
+// frame-pointer chain, as the sample_unwinder setting selects.
 //
 // libunwind is loaded with dlopen(RTLD_LOCAL) instead of being linked.
 // Debian's libunwind.so.8 (1.6.2) exports a weak `backtrace` and strong
@@ -14,12 +15,24 @@
 
 namespace memward::accounting {
 
-// Loads libunwind unless `frame_pointers` is set, bounds the memory it maps
-// for its caches to `max_cache_bytes` (accounting/unwinder_memory.h), and
-// warms it up on the calling thread. Returns false, selecting frame
-// pointers, when libunwind cannot be loaded. Called outside malloc; later
-// calls change the mode but not the bound.
-bool LoadUnwinder(bool frame_pointers, uint64_t max_cache_bytes);
+enum class Unwinder : uint8_t {
+  kCached,         // memward's cached CFI walk, libunwind for the rest
+  kLibunwind,      // unw_backtrace
+  kFramePointers,  // the rbp chain; needs -fno-omit-frame-pointer
+};
+
+// Parses a value of the sample_unwinder setting; returns false for an
+// unknown name.
+bool ParseUnwinder(const char* name, Unwinder& unwinder);
+
+// Loads libunwind unless `requested` is kFramePointers, maps the frame
+// rule cache for kCached, bounds the memory of both caches to
+// `max_cache_bytes` (accounting/unwinder_memory.h), and warms them up on
+// the calling thread. Returns the unwinder in use: kFramePointers when
+// libunwind cannot be loaded, kLibunwind when the rule cache cannot be
+// mapped. Called outside malloc; later calls change the mode but not the
+// bound.
+Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes);
 
 // Captures the calling thread's stack into `frames`, innermost first,
 // leaving out memward's own frames (those in the memward_text section).
@@ -30,6 +43,12 @@ bool LoadUnwinder(bool frame_pointers, uint64_t max_cache_bytes);
 // stack_capture.cc); it stops growing at a few.
 uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures);
 
+// CaptureStack with the given unwinder instead of the selected one, for
+// tests and benchmarks that compare them. kCached falls back to libunwind
+// as CaptureStack does, and needs LoadUnwinder(kCached) to have succeeded.
+uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
+                          uint8_t* captures);
+
 // Waits until no capture runs and makes later ones skip the unwinder, so a
 // child is never forked while libunwind holds one of its mutexes. The fork
 // handlers call these first and last.
@@ -37,10 +56,19 @@ void PauseCapturesForFork();
 void ResumeCapturesAfterFork();
 void ResumeCapturesInChild();
 
-// Bytes that libunwind has mapped for its caches and not unmapped, mostly
-// the trace caches of live sampling threads. In a forked child, those of the
-// parent's other threads stay mapped and counted.
+// Bytes that the unwinders have mapped for their caches and not unmapped:
+// the frame rule cache's table, and libunwind's caches, mostly the trace
+// caches of live sampling threads. In a forked child, those of the parent's
+// other threads stay mapped and counted.
 uint64_t UnwinderCacheBytes();
+
+struct CachedUnwinderCounts {
+  uint64_t rule_entries = 0;   // return addresses in the frame rule cache
+  uint64_t rule_misses = 0;    // lookups of an address that was not cached
+  uint64_t fallbacks = 0;      // captures handed to libunwind
+};
+
+CachedUnwinderCounts ReadCachedUnwinderCounts();
 
 }  // namespace memward::accounting
 

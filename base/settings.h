@@ -31,6 +31,7 @@ enum class SettingId : int {
   kCgroupRoot,
   kSampleInterval,
   kSampleFramePointers,
+  kSampleUnwinder,
   kSampleMaxEntries,
   kSampleMaxBytes,
   kSampleUnwinderMaxBytes,
@@ -123,7 +124,12 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "0 turns sampling off."},
     {SettingId::kSampleFramePointers, "sample_frame_pointers", SettingKind::kBool, 0, 0, 1, false,
      "Capture sampled stacks by following frame pointers instead of with libunwind; only "
-     "for hosts built with -fno-omit-frame-pointer."},
+     "for hosts built with -fno-omit-frame-pointer. Overrides sample_unwinder."},
+    {SettingId::kSampleUnwinder, "sample_unwinder", SettingKind::kText, 0, 0, 0, false,
+     "How sampled stacks are captured: `cached` (memward's unwinder, which caches the "
+     "DWARF frame rule of each return address and hands stacks with other rules to "
+     "libunwind), `libunwind` (unw_backtrace) or `frame_pointers`. Read at start-up.",
+     "cached"},
     {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
      1 << 20, false,
      "Max live samples and max distinct sampled call sites kept; later samples are dropped "
@@ -134,9 +140,11 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "lowers sample_max_entries to fit. Read at start-up."},
     {SettingId::kSampleUnwinderMaxBytes, "sample_unwinder_max_bytes", SettingKind::kSize,
      16 * kMiB, 0, kGiB, false,
-     "Max bytes libunwind may map for its caches (256 KiB or more per sampling thread); "
-     "threads past it unwind without a cache, at about 35 us per sample instead of under "
-     "1 us. Read at start-up."},
+     "Max bytes the unwinders may map for their caches: the cached unwinder's frame rule "
+     "table (132 KiB for 8,192 return addresses, if that is at most half of the bound, "
+     "else libunwind captures every stack) and libunwind's caches (256 KiB or more "
+     "per thread that falls back to it); threads past it unwind without a cache, at about "
+     "35 us per sample instead of under 1 us. Read at start-up."},
     {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
      "Working set, in percent of the memory limit, at which the pressure level becomes "
      "soft: reclaimers are asked for memory and dirty pages are purged."},

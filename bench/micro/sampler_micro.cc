@@ -1,31 +1,37 @@
 // The cost of one allocation sample, measured on memward's internals (this
 // program links memward's objects itself, like tests/unit's sampler test):
-//   BM_CaptureStack      libunwind's unw_backtrace (or the frame-pointer walk)
-//                        at a stack of about `depth` frames, memward's frames
-//                        cut off;
+//   BM_CaptureStack      the selected unwinder (sample_unwinder, cached by
+//                        default) at a stack of about `depth` frames,
+//                        memward's frames cut off;
+//   BM_CaptureStackLibunwind  the same with libunwind's unw_backtrace;
 //   BM_FirstCapturesOfThread  the same for a thread's first captures, which
-//                        step with unw_step instead;
+//                        libunwind steps with unw_step instead;
+//   BM_NewThreadCapture  the first capture of a new thread (manual time,
+//                        the capture alone): the cached unwinder reads the
+//                        stack's bounds from /proc/self/maps;
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
 //                        free does;
 //   BM_OneSample         capture and bookkeeping together, the cost of one
 //                        sample without its block, at about `depth` frames;
+//   BM_OneSampleLibunwind  the same with libunwind's unw_backtrace;
 //   BM_SampledArenaPair  mallocx and dallocx in the sampler's arena without a
 //                        thread cache, as a sampled block is served;
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
-//   BM_UnwinderThreadMemory  eight new threads' captures: the bytes
-//                        libunwind has mapped, as memward counts them, and
+//   BM_UnwinderThreadMemory  eight new threads' captures: the bytes the
+//                        unwinders have mapped, as memward counts them, and
 //                        the growth of the process's resident set.
-// Counters report the sample table's resident bytes and the bytes libunwind
-// has mapped for its caches after the run.
+// Counters report the sample table's resident bytes and the bytes the
+// unwinders have mapped for their caches after the run.
 #include <benchmark/benchmark.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -35,6 +41,7 @@
 #include "accounting/stack_capture.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
+#include "alloc/sampled_slabs.h"
 #include "alloc/thread_state.h"
 
 namespace {
@@ -56,14 +63,20 @@ void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth);
 
 // Captures the stack at about state.range(0) frames deep in every
 // iteration, and records and removes a sample of it when `record` is set.
-void CaptureAtDepth(benchmark::State& state, bool record) {
+// `libunwind` selects unw_backtrace instead of the selected unwinder.
+void CaptureAtDepth(benchmark::State& state, bool record, bool libunwind = false) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
   uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
-      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      if (libunwind) {
+        depth = memward::accounting::CaptureStackWith(memward::accounting::Unwinder::kLibunwind,
+                                                      frames, kMaxSampleFrames, &captures);
+      } else {
+        depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      }
       if (record) {
         RecordAndRemoveSample(frames, depth);
       } else {
@@ -76,6 +89,27 @@ void CaptureAtDepth(benchmark::State& state, bool record) {
 
 void BM_CaptureStack(benchmark::State& state) { CaptureAtDepth(state, false); }
 BENCHMARK(BM_CaptureStack)->Arg(8)->Arg(30)->Arg(60);
+
+void BM_CaptureStackLibunwind(benchmark::State& state) { CaptureAtDepth(state, false, true); }
+BENCHMARK(BM_CaptureStackLibunwind)->Arg(8)->Arg(30)->Arg(60);
+
+// Times a new thread's first capture, and nothing else of the thread.
+void BM_NewThreadCapture(benchmark::State& state) {
+  memward::accounting::SetSampleInterval(512 * 1024);
+  for (auto _ : state) {
+    double seconds = 0;
+    std::thread worker([&] {
+      uintptr_t frames[kMaxSampleFrames];
+      uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
+      auto start = std::chrono::steady_clock::now();
+      memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    });
+    worker.join();
+    state.SetIterationTime(seconds);
+  }
+}
+BENCHMARK(BM_NewThreadCapture)->UseManualTime();
 
 // A thread's first captures, which step frame by frame with unw_step.
 void BM_FirstCapturesOfThread(benchmark::State& state) {
@@ -121,6 +155,9 @@ BENCHMARK(BM_SampleBookkeeping);
 void BM_OneSample(benchmark::State& state) { CaptureAtDepth(state, true); }
 BENCHMARK(BM_OneSample)->Arg(30)->Arg(60);
 
+void BM_OneSampleLibunwind(benchmark::State& state) { CaptureAtDepth(state, true, true); }
+BENCHMARK(BM_OneSampleLibunwind)->Arg(30)->Arg(60);
+
 // Returns the process's resident bytes from /proc/self/statm.
 double ResidentBytes() {
   FILE* file = fopen("/proc/self/statm", "r");
@@ -133,8 +170,9 @@ double ResidentBytes() {
 }
 
 // Not a timing: each iteration starts kThreads threads that capture 8 times
-// and wait until every one has, then reads what libunwind has mapped in all
-// (spare trace caches included) and the growth of the resident set.
+// and wait until every one has, then reads what the unwinders have mapped
+// in all (the frame rule table, and libunwind's spare trace caches
+// included) and the growth of the resident set.
 void BM_UnwinderThreadMemory(benchmark::State& state) {
   constexpr int kThreads = 8;
   memward::accounting::SetSampleInterval(512 * 1024);
@@ -185,6 +223,9 @@ void BM_SampledArenaPair(benchmark::State& state) {
     benchmark::DoNotOptimize(pointer);
     mwje_dallocx(pointer, memward::alloc::kMallocxTcacheNone);
   }
+  memward::alloc::PinnedSlabCounts pinned = memward::alloc::ReadPinnedSlabCounts();
+  state.counters["pinned_blocks"] = pinned.blocks;
+  state.counters["pinned_bytes"] = static_cast<double>(pinned.bytes);
 }
 BENCHMARK(BM_SampledArenaPair);
 

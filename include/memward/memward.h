@@ -137,8 +137,10 @@ typedef struct memward_sampler_stats {
   uint64_t live_samples;
   uint64_t table_bytes;           /* the sample tables' block in memward's arena */
   uint64_t table_resident_bytes;  /* of those, in resident pages */
-  uint64_t unwinder_cache_bytes;  /* bytes libunwind has mapped for its caches,
-                                     at most sample_unwinder_max_bytes */
+  uint64_t unwinder_cache_bytes;  /* bytes the unwinders have mapped for their
+                                     caches (the frame rule table and
+                                     libunwind's), at most
+                                     sample_unwinder_max_bytes */
   int64_t process_sampled_bytes;  /* untagged sampled blocks, which the sampler's
                                      arena holds instead of jemalloc's own */
 } memward_sampler_stats;

@@ -202,7 +202,8 @@ TEST_F(SamplerStatisticsTest, StackStartsAtCallSite) {
 // compiled with frame pointers, and so is the sampler's slow path.
 TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
   ASSERT_TRUE(accounting::SetSampleInterval(1));
-  EXPECT_FALSE(accounting::LoadUnwinder(/*frame_pointers=*/true, kUnwinderCacheBound));
+  EXPECT_EQ(accounting::LoadUnwinder(accounting::Unwinder::kFramePointers, kUnwinderCacheBound),
+            accounting::Unwinder::kFramePointers);
   std::vector<accounting::SampleRecord> samples;
   std::thread worker([&] {
     void* block = AllocateAtOneSite(100);
@@ -210,7 +211,8 @@ TEST_F(SamplerStatisticsTest, FramePointerModeFindsCallSite) {
     free(block);
   });
   worker.join();
-  EXPECT_TRUE(accounting::LoadUnwinder(/*frame_pointers=*/false, kUnwinderCacheBound));
+  EXPECT_EQ(accounting::LoadUnwinder(accounting::Unwinder::kCached, kUnwinderCacheBound),
+            accounting::Unwinder::kCached);
   int found = 0;
   for (const accounting::SampleRecord& sample : samples) {
     if (sample.requested_bytes == 100 && FromPatternSite(sample)) found++;

@@ -1,0 +1,26 @@
+// Finds the frame rule of a return address in the .eh_frame of the loaded
+// object that contains it, through the binary search table of its
+// .eh_frame_hdr (PT_GNU_EH_FRAME).
+#ifndef MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
+#define MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
+
+#include <stdint.h>
+
+#include "accounting/frame_rule.h"
+
+namespace memward::accounting {
+
+// Returns the rule of the frame whose return address is `return_address`.
+// The lookup is at return_address - 1, so that a call at the end of a
+// function finds its own function. Returns kNotCacheable when no loaded object or no FDE contains
+// the address, or when the table or the CFI is of a form that is not
+// supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
+// reads, so the caller must hold no lock that a thread inside dlopen or
+// dlclose could wait for. Uses no heap memory.
+// `unloads` receives the loader's count of unloaded objects (dlpi_subs),
+// or is left unchanged when the loader does not report it.
+FrameRule LookUpFrameRule(uintptr_t return_address, uint64_t& unloads);
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_

@@ -1,0 +1,100 @@
+// The process's cache of frame rules, keyed by return address: a fixed
+// open-addressed table in its own mapping. Reads take no lock, and a miss
+// fills the entry with one compare-and-swap. Entries are evicted only all at
+// once, after a library is unloaded, so a full table leaves new addresses
+// uncached (they are looked up on every walk).
+#ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
+#define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
+
+#include <stdint.h>
+
+#include <atomic>
+
+namespace memward::accounting {
+
+// The table as one walk reads it: an entry is keys[i] and rules[i]. Between
+// two emptyings (DropFrameRulesAfterUnload), a key goes from 0 to a return
+// address once, and its rule from 0 to the packed rule (frame_rule.h) once.
+// A reader that finds the key thus loads either the final rule or 0, a miss. Keys and rules are separate arrays so that
+// an index addresses both with an 8-byte scale, which keeps the walk's
+// chain of dependent instructions short.
+struct FrameRuleTable {
+  std::atomic<uint64_t>* keys = nullptr;  // nullptr when no table was mapped
+  std::atomic<uint64_t>* rules = nullptr;
+};
+
+// Bytes of one entry, its key and its rule.
+constexpr uint64_t kFrameRuleEntryBytes = 16;
+
+// The table's home entries: a fixed number, so that the walk's hash needs
+// no variable shift.
+constexpr uint32_t kFrameRuleHomeBits = 13;
+constexpr uint64_t kFrameRuleHomeEntries = uint64_t{1} << kFrameRuleHomeBits;
+
+// Entries tried from an address's home entry on. The table has this many
+// entries past its last home entry, so a probe never wraps.
+constexpr uint64_t kFrameRuleProbes = 8;
+
+// Maps the table (kFrameRuleHomeEntries entries and the probe tail, 132 KiB)
+// once per process, unless it would pass `max_bytes`. Returns whether a
+// table exists. Called outside malloc.
+bool CreateFrameRuleCache(uint64_t max_bytes);
+
+// Bytes that CreateFrameRuleCache maps, whole pages.
+uint64_t FrameRuleCacheMappingBytes();
+
+FrameRuleTable CurrentFrameRuleTable();
+
+// The home entry of `return_address`: its low bits, mixed with the bits
+// above them so that functions 8 KiB apart (in one library or in two)
+// rarely share an entry. Three one-cycle operations, since the hash lies on
+// the walk's chain of dependent instructions.
+inline uint64_t FrameRuleHome(uintptr_t return_address) {
+  uint64_t address = static_cast<uint64_t>(return_address);
+  return (address ^ (address >> kFrameRuleHomeBits)) & (kFrameRuleHomeEntries - 1);
+}
+
+// Probes the entries after the home entry; returns the packed rule or 0.
+// Reads the table itself, so that the walk's loop passes no table.
+uint64_t FindFrameRuleAfterHome(uintptr_t return_address);
+
+// Returns the packed rule of `return_address`, or 0 when it is not cached
+// (or is being filled by another thread). The table must exist.
+// The key is read again after the rule: ClearFrameRules may have emptied
+// the entry, and another address taken it, in between.
+inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
+  uint64_t home = FrameRuleHome(return_address);
+  if (table.keys[home].load(std::memory_order_acquire) == return_address) {
+    uint64_t rule = table.rules[home].load(std::memory_order_acquire);
+    if (table.keys[home].load(std::memory_order_relaxed) == return_address) return rule;
+    return 0;
+  }
+  return FindFrameRuleAfterHome(return_address);
+}
+
+// Caches `packed_rule` for `return_address`, unless all of its probed
+// entries contain other addresses.
+void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule);
+
+struct FrameRuleCacheCounts {
+  uint64_t mapped_bytes = 0;  // the table's mapping, whole pages
+  uint64_t entries = 0;       // addresses cached
+  uint64_t misses = 0;        // addresses looked up in the CFI
+  uint64_t not_inserted = 0;  // rules dropped because the probed entries were taken
+};
+
+// Counts a lookup in the CFI; called on each miss.
+void CountFrameRuleMiss();
+
+// Empties the table when `unloads` (the loader's count of unloaded objects)
+// differs from the count at the last call, since an object loaded later at
+// the same addresses has other rules. Called on a miss, outside the
+// loader's lock. A walk may still use an old rule that it read before the
+// table was emptied.
+void DropFrameRulesAfterUnload(uint64_t unloads);
+
+FrameRuleCacheCounts ReadFrameRuleCacheCounts();
+
+}  // namespace memward::accounting
+
+#endif  // MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_

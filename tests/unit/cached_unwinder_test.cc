@@ -1,0 +1,462 @@
+// memward's cached unwinder against libunwind. For real stacks through
+// recursion, libstdc++, libc and a dlopen'ed library, in new threads and in
+// a forked child, both return the same frames from the same point. Repeated
+// captures hit the rule cache, and a frame with an unsupported rule falls
+// back to libunwind.
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "accounting/cfi_program.h"
+#include "accounting/stack_bounds.h"
+#include "accounting/stack_capture.h"
+
+// Calls `callback(argument)` from a frame whose CFI contains a
+// DW_CFA_val_expression, which the cached unwinder does not interpret.
+extern "C" int memward_test_call_with_expression(int (*callback)(void*), void* argument);
+asm(R"(
+  .text
+  .globl memward_test_call_with_expression
+  .type memward_test_call_with_expression, @function
+memward_test_call_with_expression:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_def_cfa_offset 16
+  .cfi_offset %rbp, -16
+  movq %rsp, %rbp
+  .cfi_def_cfa_register %rbp
+  .cfi_escape 0x16, 0x0c, 0x02, 0x76, 0x00
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  call *%rax
+  popq %rbp
+  .cfi_def_cfa %rsp, 8
+  ret
+  .cfi_endproc
+  .size memward_test_call_with_expression, . - memward_test_call_with_expression
+)");
+
+// Calls `callback(argument)` with rbp set to `frame_pointer`, from a frame
+// whose CFI defines the CFA from rbp. A walk that trusts that rbp reads
+// wherever it points.
+extern "C" int memward_test_call_with_bad_rbp(int (*callback)(void*), void* argument,
+                                              uintptr_t frame_pointer);
+asm(R"(
+  .text
+  .globl memward_test_call_with_bad_rbp
+  .type memward_test_call_with_bad_rbp, @function
+memward_test_call_with_bad_rbp:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_def_cfa_offset 16
+  .cfi_offset %rbp, -16
+  movq %rsp, %rbp
+  .cfi_def_cfa_register %rbp
+  movq %rdx, %rbp
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  call *%rax
+  popq %rbp
+  .cfi_def_cfa %rsp, 8
+  ret
+  .cfi_endproc
+  .size memward_test_call_with_bad_rbp, . - memward_test_call_with_bad_rbp
+)");
+
+namespace memward::testing {
+namespace {
+
+using accounting::Unwinder;
+
+constexpr uint64_t kCacheBound = uint64_t{16} << 20;
+constexpr uint32_t kMaxFrames = 64;
+
+struct Capture {
+  std::vector<uintptr_t> cached;
+  std::vector<uintptr_t> libunwind;
+};
+
+// Inlined, so that the innermost frame kept is the call site in CaptureBoth.
+[[gnu::always_inline]] inline std::vector<uintptr_t> CaptureWith(Unwinder unwinder,
+                                                                 uint8_t captures) {
+  uintptr_t frames[kMaxFrames];
+  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures);
+  return std::vector<uintptr_t>(frames, frames + depth);
+}
+
+// Captures with both unwinders from this frame. Their innermost frames are
+// this function's two call sites, so only the frames after them compare.
+// `libunwind_captures` selects unw_step (below 4) or unw_backtrace.
+[[gnu::noinline]] Capture CaptureBoth(uint8_t libunwind_captures = 4) {
+  Capture capture;
+  capture.cached = CaptureWith(Unwinder::kCached, 0);
+  capture.libunwind = CaptureWith(Unwinder::kLibunwind, libunwind_captures);
+  asm volatile("" ::: "memory");
+  return capture;
+}
+
+std::vector<uintptr_t> CallersOf(const std::vector<uintptr_t>& frames) {
+  if (frames.empty()) return frames;
+  return std::vector<uintptr_t>(frames.begin() + 1, frames.end());
+}
+
+// Checks that both unwinders found the same callers, and more than `min`.
+void ExpectSameCallers(const Capture& capture, size_t min) {
+  ASSERT_FALSE(capture.cached.empty());
+  ASSERT_FALSE(capture.libunwind.empty());
+  EXPECT_EQ(CallersOf(capture.cached), CallersOf(capture.libunwind));
+  EXPECT_GT(capture.cached.size(), min);
+}
+
+class CachedUnwinderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(accounting::LoadUnwinder(Unwinder::kCached, kCacheBound), Unwinder::kCached);
+  }
+};
+
+// Three functions that call each other in turn, so the stack mixes their
+// frames, which differ in size and saved registers.
+[[gnu::noinline]] Capture RecurseA(int depth);
+[[gnu::noinline]] Capture RecurseB(int depth, int unused) {
+  volatile char padding[96] = {};
+  padding[depth % 96] = static_cast<char>(unused);
+  asm volatile("" : : "r"(padding) : "memory");
+  Capture capture = RecurseA(depth - 1);
+  asm volatile("" ::: "memory");
+  return capture;
+}
+[[gnu::noinline]] Capture RecurseC(int depth) {
+  Capture capture = RecurseB(depth - 1, depth);
+  asm volatile("" ::: "memory");
+  return capture;
+}
+[[gnu::noinline]] Capture RecurseA(int depth) {
+  if (depth <= 0) return CaptureBoth();
+  Capture capture = RecurseC(depth - 1);
+  asm volatile("" ::: "memory");
+  return capture;
+}
+
+TEST_F(CachedUnwinderTest, RecursionMatchesLibunwind) {
+  for (int depth = 0; depth < 50; depth += 7) {
+    SCOPED_TRACE(depth);
+    ExpectSameCallers(RecurseA(depth), static_cast<size_t>(depth / 3));
+  }
+}
+
+// Frames past the 64 kept are cut the same way by both.
+TEST_F(CachedUnwinderTest, DeepStackCutAtMaxFrames) {
+  Capture capture = RecurseA(90);
+  EXPECT_EQ(capture.cached.size(), kMaxFrames);
+  EXPECT_EQ(CallersOf(capture.cached), CallersOf(capture.libunwind));
+}
+
+TEST_F(CachedUnwinderTest, StdSortComparatorMatchesLibunwind) {
+  std::vector<int> values = {5, 3, 9, 1, 7, 2, 8, 6, 4, 0, 11, 10, 13, 12, 15, 14, 17, 16};
+  Capture capture;
+  bool captured = false;
+  std::sort(values.begin(), values.end(), [&](int left, int right) {
+    if (!captured && left + right == 20) {
+      capture = CaptureBoth();
+      captured = true;
+    }
+    return left < right;
+  });
+  ASSERT_TRUE(captured);
+  ExpectSameCallers(capture, 3);
+}
+
+int CaptureFromQsort(const void* left, const void* right) {
+  static thread_local Capture* target = nullptr;
+  if (left == nullptr) {
+    target = static_cast<Capture*>(const_cast<void*>(right));
+    return 0;
+  }
+  if (target != nullptr && target->cached.empty()) *target = CaptureBoth();
+  return *static_cast<const int*>(left) - *static_cast<const int*>(right);
+}
+
+TEST_F(CachedUnwinderTest, QsortCallbackInLibcMatchesLibunwind) {
+  Capture capture;
+  CaptureFromQsort(nullptr, &capture);
+  int values[] = {4, 2, 7, 1, 9, 3};
+  qsort(values, 6, sizeof(int), CaptureFromQsort);
+  CaptureFromQsort(nullptr, nullptr);
+  ExpectSameCallers(capture, 3);
+  // Frame 0 is in CaptureBoth, frame 1 in CaptureFromQsort, frame 2 in qsort.
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(capture.cached[2] - 1), &info), 0);
+  EXPECT_NE(std::string(info.dli_fname).find("libc.so"), std::string::npos) << info.dli_fname;
+}
+
+int CaptureIntoArgument(void* argument) {
+  *static_cast<Capture*>(argument) = CaptureBoth();
+  return 0;
+}
+
+// Loads the helper library, captures through five of its frames, and
+// unloads it. Returns false, with a message, when the library or its
+// function is not found.
+bool CaptureThroughHelper(Capture& capture) {
+  void* library = dlopen(MEMWARD_CACHED_UNWINDER_HELPER_PATH, RTLD_NOW | RTLD_LOCAL);
+  if (library == nullptr) {
+    ADD_FAILURE() << "dlopen failed: " << dlerror();
+    return false;
+  }
+  auto call_through = reinterpret_cast<int (*)(int (*)(void*), void*, int)>(
+      dlsym(library, "memward_test_call_through"));
+  if (call_through == nullptr) {
+    ADD_FAILURE() << "memward_test_call_through not found in the helper library";
+    dlclose(library);
+    return false;
+  }
+  call_through(CaptureIntoArgument, &capture, 5);
+  EXPECT_EQ(dlclose(library), 0) << dlerror();
+  return true;
+}
+
+TEST_F(CachedUnwinderTest, DlopenedLibraryMatchesLibunwind) {
+  Capture capture;
+  ASSERT_TRUE(CaptureThroughHelper(capture));
+  ExpectSameCallers(capture, 6);
+}
+
+// After dlclose unloads the helper, the next miss empties the rule table,
+// since another object may be loaded at the helper's addresses. The frames
+// that an earlier capture cached then miss again.
+TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
+  CaptureBoth();  // caches the frames from this test's body up
+  Capture through_library;
+  ASSERT_TRUE(CaptureThroughHelper(through_library));
+
+  // Only this call site is new: without the unload, it would be the one miss.
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  Capture after_unload = CaptureBoth();
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  EXPECT_GT(after.rule_misses - before.rule_misses, 2u);
+  ExpectSameCallers(after_unload, 2);
+}
+
+TEST_F(CachedUnwinderTest, RepeatedCapturesHitCache) {
+  accounting::CachedUnwinderCounts before;
+  // Two captures fill the table: when an earlier test unloaded a library,
+  // the first one's first miss empties the table after some of its frames
+  // were read from it.
+  for (int i = 0; i < 12; ++i) {
+    RecurseA(20);
+    if (i == 1) before = accounting::ReadCachedUnwinderCounts();
+  }
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  EXPECT_GT(before.rule_entries, 5u);
+  EXPECT_EQ(after.rule_misses, before.rule_misses);
+  EXPECT_EQ(after.rule_entries, before.rule_entries);
+  EXPECT_EQ(after.fallbacks, before.fallbacks);
+}
+
+TEST_F(CachedUnwinderTest, UnsupportedRuleFallsBack) {
+  Capture capture;
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  memward_test_call_with_expression(CaptureIntoArgument, &capture);
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  EXPECT_EQ(after.fallbacks, before.fallbacks + 1);
+  ExpectSameCallers(capture, 3);
+  // The fallback's frames include the frame with the unsupported rule, after
+  // those of CaptureBoth and CaptureIntoArgument.
+  Dl_info info{};
+  ASSERT_NE(dladdr(reinterpret_cast<void*>(capture.cached[2] - 1), &info), 0);
+  ASSERT_NE(info.dli_sname, nullptr);
+  EXPECT_STREQ(info.dli_sname, "memward_test_call_with_expression");
+}
+
+int CaptureCachedOnly(void* argument) {
+  *static_cast<std::vector<uintptr_t>*>(argument) = CaptureWith(Unwinder::kCached, 0);
+  return 0;
+}
+
+// A frame whose CFA comes from a wrong rbp stops the walk there, for an rbp
+// outside the stack (small, heap, static data): no read past the stack and
+// no fallback.
+TEST_F(CachedUnwinderTest, WrongFramePointerStopsWalk) {
+  static uintptr_t static_word = 0;
+  std::vector<uintptr_t> heap_words(8, 0);
+  const uintptr_t bad_values[] = {1, reinterpret_cast<uintptr_t>(heap_words.data()),
+                                  reinterpret_cast<uintptr_t>(&static_word),
+                                  ~uintptr_t{0} - 8};
+  for (uintptr_t bad : bad_values) {
+    SCOPED_TRACE(bad);
+    std::vector<uintptr_t> frames;
+    accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+    memward_test_call_with_bad_rbp(CaptureCachedOnly, &frames, bad);
+    accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+    EXPECT_EQ(after.fallbacks, before.fallbacks);
+    ASSERT_GE(frames.size(), 2u);
+    Dl_info info{};
+    ASSERT_NE(dladdr(reinterpret_cast<void*>(frames.back() - 1), &info), 0);
+    ASSERT_NE(info.dli_sname, nullptr);
+    EXPECT_STREQ(info.dli_sname, "memward_test_call_with_bad_rbp");
+  }
+}
+
+Capture g_signal_capture;
+
+void CaptureInSignalHandler(int) { g_signal_capture = CaptureBoth(); }
+
+// The signal trampoline's CIE is a signal frame ('S'), so the capture
+// falls back to libunwind, which steps through it to the interrupted code.
+TEST_F(CachedUnwinderTest, SignalFrameFallsBack) {
+  struct sigaction action = {};
+  action.sa_handler = CaptureInSignalHandler;
+  struct sigaction previous = {};
+  ASSERT_EQ(sigaction(SIGUSR1, &action, &previous), 0);
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  raise(SIGUSR1);
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  sigaction(SIGUSR1, &previous, nullptr);
+  EXPECT_EQ(after.fallbacks, before.fallbacks + 1);
+  ExpectSameCallers(g_signal_capture, 3);
+}
+
+TEST_F(CachedUnwinderTest, ThreadFirstCaptureMatchesLibunwind) {
+  for (int round = 0; round < 4; ++round) {
+    Capture capture;
+    // The first capture of the thread: libunwind steps with unw_step.
+    std::thread worker([&] { capture = CaptureBoth(/*libunwind_captures=*/0); });
+    worker.join();
+    ExpectSameCallers(capture, 2);
+  }
+}
+
+TEST_F(CachedUnwinderTest, ConcurrentThreadsMatchLibunwind) {
+  constexpr int kThreads = 4;
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&mismatches, t] {
+      for (int i = 0; i < 100; ++i) {
+        Capture capture = RecurseA(t * 5 + i % 11);
+        if (CallersOf(capture.cached) != CallersOf(capture.libunwind)) mismatches[t]++;
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
+}
+
+TEST_F(CachedUnwinderTest, ForkedChildMatchesLibunwind) {
+  RecurseA(10);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Capture capture = RecurseA(13);
+    bool same = !capture.cached.empty() &&
+                CallersOf(capture.cached) == CallersOf(capture.libunwind);
+    _exit(same ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(StackBounds, ContainLocalVariable) {
+  int local = 0;
+  accounting::StackBounds bounds;
+  ASSERT_TRUE(accounting::FindStackBounds(reinterpret_cast<uintptr_t>(&local), bounds));
+  EXPECT_LE(bounds.low, reinterpret_cast<uintptr_t>(&local));
+  EXPECT_GT(bounds.high, reinterpret_cast<uintptr_t>(&local));
+  std::thread worker([] {
+    int other = 0;
+    accounting::StackBounds thread_bounds;
+    ASSERT_TRUE(accounting::FindStackBounds(reinterpret_cast<uintptr_t>(&other), thread_bounds));
+    EXPECT_LE(thread_bounds.low, reinterpret_cast<uintptr_t>(&other));
+    EXPECT_GT(thread_bounds.high, reinterpret_cast<uintptr_t>(&other));
+  });
+  worker.join();
+}
+
+// Runs `instructions` as an FDE after gcc's usual CIE (CFA = rsp + 8, the
+// return address at CFA - 8) for a function at 0x1000.
+accounting::FrameRule RunFde(const std::vector<uint8_t>& instructions, uintptr_t address) {
+  static const uint8_t kCie[] = {0x0c, 0x07, 0x08, 0x90, 0x01};
+  accounting::CfiProgram program;
+  program.cie_begin = kCie;
+  program.cie_end = kCie + sizeof(kCie);
+  program.fde_begin = instructions.data();
+  program.fde_end = instructions.data() + instructions.size();
+  program.function_start = 0x1000;
+  return accounting::RunCfiProgram(program, address);
+}
+
+// push %rbp; mov %rsp,%rbp: the rows gcc emits for a frame-pointer prologue.
+const std::vector<uint8_t> kFramePointerPrologue = {
+    0x41, 0x0e, 0x10,  // advance 1; def_cfa_offset 16
+    0x86, 0x02,        // offset rbp at CFA - 16
+    0x43, 0x0d, 0x06,  // advance 3; def_cfa_register rbp
+};
+
+TEST(CfiProgram, RowsOfFramePointerPrologue) {
+  accounting::FrameRule entry = RunFde(kFramePointerPrologue, 0x1000);
+  EXPECT_EQ(entry.kind, accounting::FrameRuleKind::kCfaFromRsp);
+  EXPECT_EQ(entry.cfa_offset, 8u);
+  EXPECT_EQ(entry.rbp_offset, 0u);
+  accounting::FrameRule pushed = RunFde(kFramePointerPrologue, 0x1002);
+  EXPECT_EQ(pushed.kind, accounting::FrameRuleKind::kCfaFromRsp);
+  EXPECT_EQ(pushed.cfa_offset, 16u);
+  EXPECT_EQ(pushed.rbp_offset, 16u);
+  accounting::FrameRule body = RunFde(kFramePointerPrologue, 0x1010);
+  EXPECT_EQ(body.kind, accounting::FrameRuleKind::kCfaFromRbp);
+  EXPECT_EQ(body.cfa_offset, 16u);
+  EXPECT_EQ(body.rbp_offset, 16u);
+}
+
+TEST(CfiProgram, RememberAndRestoreState) {
+  std::vector<uint8_t> program = kFramePointerPrologue;
+  // advance 8; remember; def_cfa rsp+8; restore rbp; advance 1; restore_state
+  program.insert(program.end(), {0x48, 0x0a, 0x0c, 0x07, 0x08, 0xc6, 0x41, 0x0b});
+  accounting::FrameRule epilogue = RunFde(program, 0x100c);
+  EXPECT_EQ(epilogue.kind, accounting::FrameRuleKind::kCfaFromRsp);
+  EXPECT_EQ(epilogue.cfa_offset, 8u);
+  EXPECT_EQ(epilogue.rbp_offset, 0u);
+  accounting::FrameRule after = RunFde(program, 0x100d);
+  EXPECT_EQ(after.kind, accounting::FrameRuleKind::kCfaFromRbp);
+  EXPECT_EQ(after.rbp_offset, 16u);
+}
+
+TEST(CfiProgram, UnsupportedRulesNotCacheable) {
+  const std::vector<std::vector<uint8_t>> programs = {
+      {0x0f, 0x02, 0x77, 0x08},        // def_cfa_expression
+      {0x16, 0x0c, 0x02, 0x77, 0x00},  // val_expression r12
+      {0x0c, 0x03, 0x10},              // def_cfa rbx+16
+      {0x09, 0x06, 0x03},              // register rbp in rbx
+      {0x2f, 0x06, 0x02},              // GNU_negative_offset_extended
+      {0x3c},                          // unknown opcode
+      {0x0e},                          // truncated def_cfa_offset
+  };
+  for (const std::vector<uint8_t>& program : programs) {
+    SCOPED_TRACE(static_cast<int>(program[0]));
+    EXPECT_EQ(RunFde(program, 0x1000).kind, accounting::FrameRuleKind::kNotCacheable);
+  }
+}
+
+TEST(CfiProgram, UndefinedReturnAddressIsOutermost) {
+  EXPECT_EQ(RunFde({0x07, 0x10}, 0x1000).kind, accounting::FrameRuleKind::kOutermost);
+}
+
+TEST(CfiProgram, ArgsSizeAndNopIgnored) {
+  accounting::FrameRule rule = RunFde({0x2e, 0x10, 0x00, 0x0e, 0x20}, 0x1000);
+  EXPECT_EQ(rule.kind, accounting::FrameRuleKind::kCfaFromRsp);
+  EXPECT_EQ(rule.cfa_offset, 32u);
+}
+
+}  // namespace
+}  // namespace memward::testing
