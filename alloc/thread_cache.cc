@@ -140,7 +140,14 @@ ThreadBlock* BlockOfThisThread() {
   state.block = block;
   Link(block);
   pthread_once(&g_exit_key_once, CreateExitKey);
+  // glibc's pthread_setspecific callocs a second-level block for keys past
+  // its 32 inline ones. That block is the process's memory, not the scope's
+  // that the thread is entering (a request would report it as escaped), so
+  // the call runs with the thread taken out of its scope.
+  ThreadState saved = state;
+  SetUnroutedScope(state, 0, 0);
   pthread_setspecific(g_exit_key, block);
+  state = saved;
   return block;
 }
 
