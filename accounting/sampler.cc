@@ -53,7 +53,7 @@ bool SetUpSampler() {
     base::Log("sampling: could not create the sampler's arena; sampling stays off");
     return false;
   }
-  alloc::PinSampledSlabs(alloc::SlotAt(slot).arena_flag);
+  alloc::PrepareSampledSlabs(alloc::SlotAt(slot).arena_flag);
   // NOTE: loading libunwind here, at start-up, adds about 170 KiB resident
   // (with liblzma) even to a program that never takes a sample.
   LoadUnwinder(SelectedUnwinder(settings),

@@ -18,6 +18,7 @@
 #include "alloc/engine.h"
 #include "alloc/routing.h"
 #include "alloc/sample_math.h"
+#include "alloc/sampled_slabs.h"
 #include "alloc/shared_header.h"
 #include "base/log.h"
 
@@ -203,6 +204,7 @@ MEMWARD_TEXT void* AllocateSampled(size_t size, size_t alignment, bool zero) {
     errno = ENOMEM;
     return nullptr;
   }
+  PinSlabOf(charge);
   void* block = mwje_mallocx(request, SlotAt(sampled_slot).arena_flag | kMallocxTcacheNone |
                                           align_flags | (zero ? kMallocxZero : 0));
   if (block == nullptr) {

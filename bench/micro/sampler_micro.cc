@@ -218,6 +218,7 @@ void BM_SampledArenaPair(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   const int flags = memward::alloc::SlotAt(memward::alloc::SampledArenaSlot()).arena_flag |
                     memward::alloc::kMallocxTcacheNone;
+  memward::alloc::PinSlabOf(64);  // as the first sample of the class does
   for (auto _ : state) {
     void* pointer = mwje_mallocx(64, flags);
     benchmark::DoNotOptimize(pointer);
