@@ -199,19 +199,20 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     selected = Unwinder::kFramePointers;
   }
   g_unwinder.store(selected, std::memory_order_release);
-  if (selected == Unwinder::kLibunwind) {
+  if (selected != Unwinder::kFramePointers) {
     // libunwind's first use in the process sets it up and reads the unwind
     // tables of the calling thread's frames. Doing it here keeps that cost
     // out of the first sample. Stepping leaves this thread without a trace
     // cache until it samples often enough to need one.
     uintptr_t scratch[32];
     StepThroughFrames(scratch, 32);
+    // The cached walk reads /proc/self/maps for the thread's stack bounds.
+    // Doing it now, at start-up, keeps that open(2) before any seccomp
+    // filter the host installs later (tests/integration/sandbox_test.cc).
+    // NOTE: a thread started after such a filter still opens the file at
+    // its first capture.
+    if (selected == Unwinder::kCached) WalkCachedFrames(scratch, 32);
   }
-  // The cached unwinder is not warmed up here: a walk at start-up touched
-  // the rule table, the stack's bounds and the unwind tables of every object
-  // on the stack, about 150 KiB resident in a program that may never take a
-  // sample (rss_probe). Its first sample on a thread pays instead, about
-  // 20 us, mostly reading /proc/self/maps.
   return selected;
 }
 
