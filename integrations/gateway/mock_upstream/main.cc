@@ -108,8 +108,8 @@ int main(int argc, char** argv) {
   try {
     Server server(io, options);
     server.Start();
-    // The handlers are installed before the port file tells a waiting test
-    // that the server is up, so a SIGTERM right after it stops cleanly.
+    // The handlers are installed before the port file is written, so a
+    // SIGTERM that a test sends once the file exists stops the server cleanly.
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
       if (error) return;
