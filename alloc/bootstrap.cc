@@ -11,7 +11,6 @@
 #include <atomic>
 
 #include "alloc/engine.h"
-#include "alloc/extent_hooks.h"
 #include "alloc/thread_state.h"
 #include "base/log.h"
 
@@ -54,18 +53,16 @@ void ReportProblem(const base::SettingProblem& problem, void* context) {
 }
 
 // Returns the number of automatic arenas when the narenas setting is 0: one
-// per two CPUs that the process may run on, at least one.
+// per CPU that the process may run on.
 //
 // jemalloc 5.3's own default is four per CPU. Each arena keeps its own
-// partly used slabs and dirty pages. When the last thread assigned to an
-// automatic arena exits and background threads are off, jemalloc purges all
-// of that arena's dirty pages (tcache_destroy in src/tcache.c), and the next
-// thread faults them in again. Measured with bench/workloads on 2 CPUs, 8
-// arenas against 1. Short-lived threads took 1.3 s of CPU time against
-// 0.8 s. Producers and consumers held 20 to 50 MiB of peak RSS against 15
-// to 18 MiB. The server workload took the same CPU time.
-// NOTE: the ratio was measured on 2 CPUs only. Hosts with many CPUs and
-// many allocating threads may need more arenas (the narenas setting).
+// partly used slabs and dirty pages, so producers and consumers on
+// different arenas hold more memory. Measured with bench/workloads on 2
+// CPUs, the producer_consumer workload held 20 to 50 MiB of peak RSS with 8
+// arenas and 22 to 24 MiB with 2. One arena held 15 to 18 MiB, but two
+// threads allocating batches of 128 B to 16 KiB blocks then took 1.5 to 3.6
+// times jemalloc's CPU time (malloc_micro, BM_MallocFreeBatch), against
+// 1.0 to 1.1 times with 2 arenas.
 int64_t DefaultArenaCount() {
   cpu_set_t cpus;
   int count = 0;
@@ -74,7 +71,7 @@ int64_t DefaultArenaCount() {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     count = online > 0 ? static_cast<int>(online) : 1;
   }
-  return (count + 1) / 2;
+  return count;
 }
 
 // Builds the jemalloc option string. Background threads are never requested
@@ -225,10 +222,6 @@ void StoreRuntimeSetting(base::SettingId id, int64_t value) {
 
 void StartDeferredFeatures() {
   Bootstrap();
-  if (!UseZeroingHooks(0)) {
-    base::Log("could not install extent hooks on arena 0; new threads' caches will be zeroed "
-              "with madvise");
-  }
   if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
   if (!EnableBackgroundThreads()) {
     base::Log("background_thread=true: jemalloc could not start its background threads");

@@ -1,5 +1,4 @@
 // The alloc hook behind MemwardExtentHooks; every other hook is jemalloc's.
-// UseZeroingHooks installs jemalloc's hooks unchanged.
 //
 // jemalloc 5.3 with retain (the Linux default) grows an arena by asking the
 // hook for 2 MiB and larger extents, never unmaps them and splits them
@@ -16,7 +15,6 @@
 #include "accounting/owner_map.h"
 #include "alloc/engine.h"
 #include "alloc/growth_signal.h"
-#include "base/log.h"
 
 namespace memward::alloc {
 namespace {
@@ -25,7 +23,6 @@ using accounting::kChunkSize;
 
 constinit extent_hooks_t g_hooks = {};
 constinit bool g_hooks_ready = false;
-constinit extent_hooks_t g_default_copy = {};
 constinit std::atomic<uint32_t> g_slot_for_new_arena{0};
 constinit std::atomic<uint16_t> g_slot_by_arena[4096] = {};
 
@@ -95,18 +92,6 @@ extent_hooks_s* MemwardExtentHooks() {
   g_hooks.dalloc = KeepChunks;
   g_hooks_ready = true;
   return &g_hooks;
-}
-
-bool UseZeroingHooks(unsigned arena_index) {
-  char name[64];
-  base::Format(name, sizeof(name), "arena.%u.extent_hooks", arena_index);
-  extent_hooks_t* current = nullptr;
-  size_t length = sizeof(current);
-  if (mwje_mallctl(name, &current, &length, nullptr, 0) != 0 || current == nullptr) return false;
-  if (current == &g_default_copy) return true;
-  g_default_copy = *current;
-  extent_hooks_t* copy = &g_default_copy;
-  return mwje_mallctl(name, nullptr, nullptr, &copy, sizeof(copy)) == 0;
 }
 
 void SetSlotForNewArena(uint32_t slot) {

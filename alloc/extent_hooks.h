@@ -15,17 +15,6 @@ namespace memward::alloc {
 // default hooks could not be read. Called under g_arena_lock.
 extent_hooks_s* MemwardExtentHooks();
 
-// Gives automatic arena `arena_index` a copy of jemalloc's default hooks, so
-// that jemalloc zeroes the arena's recycled pages with memset instead of
-// madvise(MADV_DONTNEED). jemalloc 5.3 does so for any arena whose hooks are
-// not its own default table (ehooks_zero in ehooks.h). This matters for
-// arena 0, which serves every thread's cache stack (about 32 KiB, zeroed):
-// with the madvise, each new thread faulted the stack in again and, in a
-// process with other threads running, made the kernel send TLB-shootdown
-// interrupts. Returns whether jemalloc accepted the hooks. Called outside
-// malloc, before the program starts threads.
-bool UseZeroingHooks(unsigned arena_index);
-
 // Names the slot that the arena being created will get, so the hooks can
 // record chunks that jemalloc maps during "arenas.create", before memward
 // learns the arena's index. Called under g_arena_lock.

@@ -94,8 +94,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kStrict, "strict", SettingKind::kBool, 0, 0, 1, false,
      "Make an unknown key or invalid value in MEMWARD_CONF fatal instead of a warning."},
     {SettingId::kNarenas, "narenas", SettingKind::kCount, 0, 0, 1024, false,
-     "Number of automatic jemalloc arenas for untagged memory; 0 means one per two CPUs "
-     "the process may run on (jemalloc's own default is 4 per CPU)."},
+     "Number of automatic jemalloc arenas for untagged memory; 0 means one per CPU the "
+     "process may run on (jemalloc's own default is 4 per CPU)."},
     {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 1000, 0, kHourMs, true,
      "How long freed pages stay dirty before they are purged back to the kernel.", nullptr,
      true},

@@ -1,15 +1,16 @@
 // How memward configures the embedded jemalloc by default: the number of
-// automatic arenas, how new threads' caches are zeroed, and the bound on the
-// dirty pages that freed large blocks leave. Each test reads jemalloc's own
+// automatic arenas, the arena the warden holds, and the bound on the dirty
+// pages that freed large blocks leave. Each test reads jemalloc's own
 // options and statistics, so a configuration that stops taking effect fails
 // here even if the workloads in bench/ only get slower.
 //
 // The tests assume MEMWARD_CONF is unset, as CTest runs them.
 #include <sched.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -50,45 +51,52 @@ uint64_t ReadDirtyPurgeCount() {
 TEST_F(EngineDefaultsTest, ArenaCountFollowsCpus) {
   cpu_set_t cpus;
   ASSERT_EQ(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
-  const unsigned expected = static_cast<unsigned>((CPU_COUNT(&cpus) + 1) / 2);
+  const unsigned expected = static_cast<unsigned>(CPU_COUNT(&cpus));
 
   unsigned narenas = 0;
   size_t length = sizeof(narenas);
   ASSERT_EQ(Mallctl()("opt.narenas", &narenas, &length, nullptr, 0), 0);
-  EXPECT_EQ(narenas, expected) << "one automatic arena per two CPUs, " << CPU_COUNT(&cpus)
+  EXPECT_EQ(narenas, expected) << "one automatic arena per CPU, " << CPU_COUNT(&cpus)
                                << " CPUs";
 }
 
-// jemalloc allocates each thread's cache stack (about 32 KiB, zeroed) from
-// arena 0. With jemalloc's default hooks it zeroes a recycled stack with
-// madvise(MADV_DONTNEED), and every new thread then faults its stack in
-// again: 5 minor faults per thread, measured with Debian's jemalloc 5.3.0
-// and before memward gave arena 0 its own hooks, which zero with memset.
-TEST_F(EngineDefaultsTest, NewThreadsFaultFewPages) {
-  const auto run_threads = [](int count) {
-    for (int i = 0; i < count; ++i) {
-      std::thread([] {
-        void* block = malloc(64);
-        ASSERT_NE(block, nullptr);
-        static_cast<volatile char*>(block)[0] = 1;
-        free(block);
-      }).join();
-    }
-  };
-  run_threads(50);
+// Returns the number of threads assigned to arena `arena`, or -1.
+int ReadArenaThreads(unsigned arena) {
+  if (!RefreshStats()) return -1;
+  char name[64];
+  snprintf(name, sizeof(name), "stats.arenas.%u.nthreads", arena);
+  unsigned threads = 0;
+  size_t length = sizeof(threads);
+  if (Mallctl()(name, &threads, &length, nullptr, 0) != 0) return -1;
+  return static_cast<int>(threads);
+}
 
-  constexpr int kThreads = 1000;
-  rusage before = {};
-  rusage after = {};
-  ASSERT_EQ(getrusage(RUSAGE_SELF, &before), 0);
-  run_threads(kThreads);
-  ASSERT_EQ(getrusage(RUSAGE_SELF, &after), 0);
+// When the last thread assigned to an automatic arena exits, jemalloc purges
+// the whole arena. The warden stays assigned to the last automatic arena, so exiting
+// threads cannot leave it empty.
+TEST_F(EngineDefaultsTest, WardenStaysInLastArena) {
+  unsigned narenas = 0;
+  size_t length = sizeof(narenas);
+  ASSERT_EQ(Mallctl()("opt.narenas", &narenas, &length, nullptr, 0), 0);
+  ASSERT_GE(narenas, 1u);
+  const unsigned last = narenas - 1;
 
-  const double faults_per_thread =
-      static_cast<double>(after.ru_minflt - before.ru_minflt) / kThreads;
-  // 0.2 faults per thread with one arena and 1.1 with eight were measured
-  // on a 2-CPU machine; glibc's cached thread stacks take none.
-  EXPECT_LT(faults_per_thread, 3.0);
+  // The warden starts with the library and assigns itself once running.
+  int threads = ReadArenaThreads(last);
+  for (int attempt = 0; attempt < 100 && threads < 1; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    threads = ReadArenaThreads(last);
+  }
+  EXPECT_GE(threads, 1) << "threads assigned to arena " << last;
+
+  for (int i = 0; i < 20; ++i) {
+    std::thread([] {
+      void* block = malloc(64);
+      ASSERT_NE(block, nullptr);
+      free(block);
+    }).join();
+  }
+  EXPECT_GE(ReadArenaThreads(last), 1) << "after short-lived threads exited";
 }
 
 // The pattern of bench/workloads/large_blocks.cc: blocks of 5 to 25 MiB, two
