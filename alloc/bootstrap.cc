@@ -59,7 +59,7 @@ void ReportProblem(const base::SettingProblem& problem, void* context) {
 // partly used slabs and dirty pages, so producers and consumers on
 // different arenas hold more memory. Measured with bench/workloads on 2
 // CPUs, the producer_consumer workload held 20 to 50 MiB of peak RSS with 8
-// arenas and 22 to 24 MiB with 2. One arena held 15 to 18 MiB, but two
+// arenas and 22 to 25 MiB with 2. One arena held 15 to 18 MiB, but two
 // threads allocating batches of 128 B to 16 KiB blocks then took 1.5 to 3.6
 // times jemalloc's CPU time (malloc_micro, BM_MallocFreeBatch), against
 // 1.0 to 1.1 times with 2 arenas.

@@ -72,8 +72,8 @@ int ReadArenaThreads(unsigned arena) {
 }
 
 // When the last thread assigned to an automatic arena exits, jemalloc purges
-// the whole arena. The warden stays assigned to the last automatic arena, so exiting
-// threads cannot leave it empty.
+// the whole arena. The warden stays assigned to the last automatic arena, so
+// exiting threads cannot leave it empty.
 TEST_F(EngineDefaultsTest, WardenStaysInLastArena) {
   unsigned narenas = 0;
   size_t length = sizeof(narenas);
