@@ -166,16 +166,6 @@ void ReleaseRequestArena(uint32_t slot) {
 
 size_t SlotTableResidentBytes() { return base::ResidentBytes(g_slots, sizeof(g_slots)); }
 
-void AssignThreadToLastAutomaticArena() {
-  unsigned automatic = 0;
-  size_t length = sizeof(automatic);
-  if (mwje_mallctl("opt.narenas", &automatic, &length, nullptr, 0) != 0 || automatic == 0) return;
-  unsigned last = automatic - 1;
-  if (mwje_mallctl("thread.arena", nullptr, nullptr, &last, sizeof(last)) != 0) {
-    base::Log("could not assign the warden to arena %u; exiting threads may purge it", last);
-  }
-}
-
 void PurgeArena(uint32_t slot) {
   char name[64];
   base::Format(name, sizeof(name), "arena.%u.purge", g_slots[slot].arena_index);

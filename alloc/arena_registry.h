@@ -83,17 +83,6 @@ uint32_t AcquireRequestArena(accounting::TenantId tenant, uint32_t* generation);
 // and it returns to the pool; otherwise it drains until its last byte is freed.
 void ReleaseRequestArena(uint32_t slot);
 
-// Assigns the calling thread, which must live as long as the process (the
-// warden), to the last automatic arena. When the last thread assigned to an
-// automatic arena exits, jemalloc 5.3 purges all of that arena's dirty pages
-// (tcache_destroy in src/tcache.c, without background threads), and the next
-// thread faults them in again. The program's first thread is usually
-// assigned to arena 0, so with two automatic arenas (the default on 2 CPUs)
-// short-lived threads leave neither empty. Called outside malloc.
-// NOTE: with more automatic arenas the ones in between are still purged,
-// and a process without the warden (admin_socket=off) keeps none.
-void AssignThreadToLastAutomaticArena();
-
 // Purges the unused pages of one arena.
 void PurgeArena(uint32_t slot);
 

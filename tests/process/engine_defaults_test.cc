@@ -1,16 +1,14 @@
 // How memward configures the embedded jemalloc by default: the number of
-// automatic arenas, the arena the warden holds, and the bound on the dirty
-// pages that freed large blocks leave. Each test reads jemalloc's own
-// options and statistics, so a configuration that stops taking effect fails
-// here even if the workloads in bench/ only get slower.
+// automatic arenas and the bound on the dirty pages that freed large blocks
+// leave. Each test reads jemalloc's own options and statistics, so a
+// configuration that stops taking effect fails here even if the workloads in
+// bench/ only get slower.
 //
 // The tests assume MEMWARD_CONF is unset, as CTest runs them.
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -58,45 +56,6 @@ TEST_F(EngineDefaultsTest, ArenaCountFollowsCpus) {
   ASSERT_EQ(Mallctl()("opt.narenas", &narenas, &length, nullptr, 0), 0);
   EXPECT_EQ(narenas, expected) << "one automatic arena per CPU, " << CPU_COUNT(&cpus)
                                << " CPUs";
-}
-
-// Returns the number of threads assigned to arena `arena`, or -1.
-int ReadArenaThreads(unsigned arena) {
-  if (!RefreshStats()) return -1;
-  char name[64];
-  snprintf(name, sizeof(name), "stats.arenas.%u.nthreads", arena);
-  unsigned threads = 0;
-  size_t length = sizeof(threads);
-  if (Mallctl()(name, &threads, &length, nullptr, 0) != 0) return -1;
-  return static_cast<int>(threads);
-}
-
-// When the last thread assigned to an automatic arena exits, jemalloc purges
-// the whole arena. The warden stays assigned to the last automatic arena, so
-// exiting threads cannot leave it empty.
-TEST_F(EngineDefaultsTest, WardenStaysInLastArena) {
-  unsigned narenas = 0;
-  size_t length = sizeof(narenas);
-  ASSERT_EQ(Mallctl()("opt.narenas", &narenas, &length, nullptr, 0), 0);
-  ASSERT_GE(narenas, 1u);
-  const unsigned last = narenas - 1;
-
-  // The warden starts with the library and assigns itself once running.
-  int threads = ReadArenaThreads(last);
-  for (int attempt = 0; attempt < 100 && threads < 1; ++attempt) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    threads = ReadArenaThreads(last);
-  }
-  EXPECT_GE(threads, 1) << "threads assigned to arena " << last;
-
-  for (int i = 0; i < 20; ++i) {
-    std::thread([] {
-      void* block = malloc(64);
-      ASSERT_NE(block, nullptr);
-      free(block);
-    }).join();
-  }
-  EXPECT_GE(ReadArenaThreads(last), 1) << "after short-lived threads exited";
 }
 
 // The pattern of bench/workloads/large_blocks.cc: blocks of 5 to 25 MiB, two
