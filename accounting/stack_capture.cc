@@ -10,16 +10,12 @@
 #include <atomic>
 
 #include "accounting/cached_unwinder.h"
+#include "accounting/frame_collector.h"
 #include "accounting/frame_rule_cache.h"
+#include "accounting/stack_hash.h"
 #include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
 #include "base/log.h"
-
-// The bounds of the memward_text section, defined by the linker.
-extern "C" {
-extern const char __start_memward_text[] __attribute__((visibility("hidden")));
-extern const char __stop_memward_text[] __attribute__((visibility("hidden")));
-}
 
 namespace memward::accounting {
 namespace {
@@ -61,11 +57,15 @@ constinit std::atomic<uint64_t> g_cached_fallbacks{0};
 // about 2,400 instructions each (callgrind).
 
 // Fork safety: libunwind takes internal mutexes while it steps through
-// frames, and a child forked while another thread held one would block on it
-// at its first capture. Captures therefore announce themselves in
-// `g_captures_running`, and the fork handler sets `g_fork_pending` and waits
-// until none runs; a capture that finds the flag set skips the unwinder. Both
-// sides use sequentially consistent operations, so one always sees the other.
+// frames, and the cached walk's lookups in the CFI take the dynamic loader's
+// lock. A child forked while another thread held one would block on it at
+// its first capture. Captures that may take such a lock therefore announce
+// themselves in `g_captures_running`. The fork handler sets `g_fork_pending`
+// and waits until none runs, and a capture that finds the flag set skips
+// the unwinder. Both sides use sequentially consistent operations, so one
+// always sees the other. Walks that take no lock (the
+// frame-pointer walk, and the cached walk while every rule it meets is
+// cached) skip the announcement, which costs two atomic read-modify-writes.
 constinit std::atomic<uint32_t> g_captures_running{0};
 constinit std::atomic<bool> g_fork_pending{false};
 
@@ -77,21 +77,17 @@ constinit std::atomic<bool> g_fork_pending{false};
 // RecordSample, CaptureStack) and grows when a capture finds more.
 constinit std::atomic<int> g_memward_frames{7};
 
-bool InMemwardText(uintptr_t address) {
-  return address >= reinterpret_cast<uintptr_t>(__start_memward_text) &&
-         address < reinterpret_cast<uintptr_t>(__stop_memward_text);
-}
-
-// Follows the frame-pointer chain from the caller's frame. Each frame stores
-// the caller's frame pointer and the return address. The walk stops at a
-// frame pointer that does not move up the stack by less than 1 MiB.
-MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int max_frames) {
+// Follows the frame-pointer chain from the caller's frame into `frames`.
+// Each frame stores the caller's frame pointer and the return address. The
+// walk stops at a frame pointer that does not move up the stack by less
+// than 1 MiB.
+MEMWARD_TEXT __attribute__((noinline)) void WalkFramePointers(FrameCollector& frames) {
+  FrameCollector collector = frames;
   const uintptr_t* frame = static_cast<const uintptr_t*>(__builtin_frame_address(0));
-  int depth = 0;
-  while (depth < max_frames && frame != nullptr) {
+  while (!collector.Full() && frame != nullptr) {
     uintptr_t return_address = frame[1];
     if (return_address == 0) break;
-    out[depth++] = return_address;
+    collector.Add(return_address);
     const uintptr_t* next = reinterpret_cast<const uintptr_t*>(frame[0]);
     if (next <= frame || reinterpret_cast<uintptr_t>(next) - reinterpret_cast<uintptr_t>(frame) >
                              (uintptr_t{1} << 20) ||
@@ -100,7 +96,7 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int
     }
     frame = next;
   }
-  return depth;
+  frames = collector;
 }
 
 // Returns the return addresses of the caller's frames, stepping with
@@ -211,7 +207,10 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     // filter the host installs later (tests/integration/sandbox_test.cc).
     // NOTE: a thread started after such a filter still opens the file at
     // its first capture.
-    if (selected == Unwinder::kCached) WalkCachedFrames(scratch, 32);
+    if (selected == Unwinder::kCached) {
+      FrameCollector collector(scratch, 32);
+      WalkCachedFrames(collector, RuleMisses::kLookUp);
+    }
   }
   return selected;
 }
@@ -230,69 +229,111 @@ void ResumeCapturesInChild() {
   g_fork_pending.store(false);
 }
 
-// Returns how many of the innermost `depth` frames are memward's own, and
-// raises g_memward_frames when a capture finds more than it expected.
-MEMWARD_TEXT int CountMemwardFrames(const uintptr_t* buffer, int depth) {
-  int count = 0;
-  while (count < depth && InMemwardText(buffer[count])) count++;
+namespace {
+
+// Raises g_memward_frames when a capture found more of memward's frames
+// than it expected.
+MEMWARD_TEXT void NoteMemwardFrames(int count) {
   int expected = g_memward_frames.load(std::memory_order_relaxed);
   while (count > expected &&
          !g_memward_frames.compare_exchange_weak(expected, count, std::memory_order_relaxed)) {
   }
-  return count;
 }
 
-namespace {
+// Returns the number of frames that `collector` stored, and their hash in
+// `hash`.
+MEMWARD_TEXT uint32_t FinishCapture(const FrameCollector& collector, uint64_t* hash) {
+  NoteMemwardFrames(static_cast<int>(collector.memward_frames()));
+  *hash = collector.hash();
+  return collector.depth();
+}
 
 // Captures with libunwind: unw_step for a thread's first captures, then
-// unw_backtrace with its trace cache.
-MEMWARD_TEXT int CaptureWithLibunwind(uintptr_t* buffer, int capacity, uint8_t* captures) {
+// unw_backtrace with its trace cache. libunwind returns memward's frames
+// too, so it is asked for as many more as a capture has found, and they
+// are cut off here.
+MEMWARD_TEXT uint32_t CaptureWithLibunwind(uintptr_t* frames, uint32_t max_frames,
+                                           uint8_t* captures, uint64_t* hash) {
   BacktraceFunction backtrace = g_backtrace.load(std::memory_order_acquire);
-  if (backtrace == nullptr) return WalkFramePointers(buffer, capacity);
-  if (*captures < kCapturesBeforeTraceCache) {
-    ++*captures;
-    return StepThroughFrames(buffer, capacity);
-  }
-  return backtrace(reinterpret_cast<void**>(buffer), capacity);
-}
-
-MEMWARD_TEXT int CaptureInto(Unwinder unwinder, uintptr_t* buffer, int capacity,
-                             uint8_t* captures) {
-  if (unwinder == Unwinder::kFramePointers) return WalkFramePointers(buffer, capacity);
-  if (unwinder == Unwinder::kCached) {
-    int depth = WalkCachedFrames(buffer, capacity);
-    if (depth >= 0) return depth;
-    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
-  }
-  return CaptureWithLibunwind(buffer, capacity, captures);
-}
-
-}  // namespace
-
-MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
-                                       uint8_t* captures) {
-  g_captures_running.fetch_add(1);
-  if (g_fork_pending.load()) {
-    // A fork is under way: the sample is kept without its stack.
-    g_captures_running.fetch_sub(1);
-    return 0;
+  if (backtrace == nullptr) {
+    FrameCollector collector(frames, max_frames);
+    WalkFramePointers(collector);
+    return FinishCapture(collector, hash);
   }
   constexpr int kBufferFrames = 128;
   uintptr_t buffer[kBufferFrames];
   int capacity = static_cast<int>(max_frames) + g_memward_frames.load(std::memory_order_relaxed);
   if (capacity > kBufferFrames) capacity = kBufferFrames;
-  int depth = CaptureInto(unwinder, buffer, capacity, captures);
-  g_captures_running.fetch_sub(1);
-  int first = CountMemwardFrames(buffer, depth);
+  int depth = 0;
+  if (*captures < kCapturesBeforeTraceCache) {
+    ++*captures;
+    depth = StepThroughFrames(buffer, capacity);
+  } else {
+    depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
+  }
+  int first = 0;
+  while (first < depth && InMemwardText(buffer[first])) first++;
+  NoteMemwardFrames(first);
   uint32_t copied = static_cast<uint32_t>(depth - first);
   if (copied > max_frames) copied = max_frames;
   memcpy(frames, buffer + first, copied * sizeof(uintptr_t));
+  *hash = HashStack(frames, copied);
   return copied;
 }
 
-MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures) {
+// Captures with an unwinder that may take a lock, announced to the fork
+// handler: the cached walk that looks up missing rules when `cached_walk`
+// is set, libunwind otherwise or when that walk falls back.
+MEMWARD_TEXT uint32_t CaptureAnnounced(bool cached_walk, uintptr_t* frames, uint32_t max_frames,
+                                       uint8_t* captures, uint64_t* hash) {
+  g_captures_running.fetch_add(1);
+  if (g_fork_pending.load()) {
+    // A fork is under way: the sample is kept without its stack.
+    g_captures_running.fetch_sub(1);
+    *hash = HashStack(frames, 0);
+    return 0;
+  }
+  if (cached_walk) {
+    FrameCollector collector(frames, max_frames);
+    if (WalkCachedFrames(collector, RuleMisses::kLookUp) >= 0) {
+      g_captures_running.fetch_sub(1);
+      return FinishCapture(collector, hash);
+    }
+    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
+  uint32_t depth = CaptureWithLibunwind(frames, max_frames, captures, hash);
+  g_captures_running.fetch_sub(1);
+  return depth;
+}
+
+}  // namespace
+
+MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
+                                       uint8_t* captures, uint64_t* hash) {
+  if (unwinder == Unwinder::kFramePointers) {
+    FrameCollector collector(frames, max_frames);
+    WalkFramePointers(collector);
+    return FinishCapture(collector, hash);
+  }
+  if (unwinder == Unwinder::kCached) {
+    // First a walk with the cached rules alone, which takes no lock. A
+    // stack with an uncached return address is walked again, announced.
+    FrameCollector collector(frames, max_frames);
+    int walked = WalkCachedFrames(collector, RuleMisses::kStop);
+    if (walked >= 0) return FinishCapture(collector, hash);
+    if (walked == kWalkFallBack) {
+      g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+      return CaptureAnnounced(false, frames, max_frames, captures, hash);
+    }
+    return CaptureAnnounced(true, frames, max_frames, captures, hash);
+  }
+  return CaptureAnnounced(false, frames, max_frames, captures, hash);
+}
+
+MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures,
+                                   uint64_t* hash) {
   return CaptureStackWith(g_unwinder.load(std::memory_order_relaxed), frames, max_frames,
-                          captures);
+                          captures, hash);
 }
 
 uint64_t UnwinderCacheBytes() {

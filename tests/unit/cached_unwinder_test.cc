@@ -19,6 +19,7 @@
 #include "accounting/cfi_program.h"
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 
 // Calls `callback(argument)` from a frame whose CFI contains a
 // DW_CFA_val_expression, which the cached unwinder does not interpret.
@@ -89,7 +90,9 @@ struct Capture {
 [[gnu::always_inline]] inline std::vector<uintptr_t> CaptureWith(Unwinder unwinder,
                                                                  uint8_t captures) {
   uintptr_t frames[kMaxFrames];
-  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures);
+  uint64_t hash = 0;
+  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures, &hash);
+  EXPECT_EQ(hash, accounting::HashStack(frames, depth));
   return std::vector<uintptr_t>(frames, frames + depth);
 }
 

@@ -19,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 #include "alloc/scope.h"
 #include "memward/memward.h"
 #include "tests/unit/sampler_test_util.h"
@@ -225,7 +226,9 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
 // Captures the stack from one call site. `captures` is passed to
 // CaptureStack as the thread's count of captures, which selects its path.
 __attribute__((noinline)) uint32_t CaptureFromHere(uintptr_t* frames, uint8_t captures) {
-  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures);
+  uint64_t hash = 0;
+  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures, &hash);
+  EXPECT_EQ(hash, accounting::HashStack(frames, depth));
   asm volatile("" ::: "memory");  // keeps the call above from becoming a jump
   return depth;
 }
