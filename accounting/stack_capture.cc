@@ -209,7 +209,8 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     // its first capture.
     if (selected == Unwinder::kCached) {
       FrameCollector collector(scratch, 32);
-      WalkCachedFrames(collector, RuleMisses::kLookUp);
+      CachedWalk walk;
+      WalkCachedFrames(collector, walk, RuleMisses::kLookUp);
     }
   }
   return selected;
@@ -281,29 +282,21 @@ MEMWARD_TEXT uint32_t CaptureWithLibunwind(uintptr_t* frames, uint32_t max_frame
   return copied;
 }
 
-// Captures with an unwinder that may take a lock, announced to the fork
-// handler: the cached walk that looks up missing rules when `cached_walk`
-// is set, libunwind otherwise or when that walk falls back.
-MEMWARD_TEXT uint32_t CaptureAnnounced(bool cached_walk, uintptr_t* frames, uint32_t max_frames,
-                                       uint8_t* captures, uint64_t* hash) {
+// Announces a capture that may take a lock to the fork handler. Returns
+// false, announcing nothing, when a fork is under way: the sample is then
+// kept without its stack.
+MEMWARD_TEXT bool AnnounceCapture() {
   g_captures_running.fetch_add(1);
-  if (g_fork_pending.load()) {
-    // A fork is under way: the sample is kept without its stack.
-    g_captures_running.fetch_sub(1);
-    *hash = HashStack(frames, 0);
-    return 0;
-  }
-  if (cached_walk) {
-    FrameCollector collector(frames, max_frames);
-    if (WalkCachedFrames(collector, RuleMisses::kLookUp) >= 0) {
-      g_captures_running.fetch_sub(1);
-      return FinishCapture(collector, hash);
-    }
-    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
-  }
-  uint32_t depth = CaptureWithLibunwind(frames, max_frames, captures, hash);
+  if (!g_fork_pending.load()) return true;
   g_captures_running.fetch_sub(1);
-  return depth;
+  return false;
+}
+
+MEMWARD_TEXT void EndAnnouncedCapture() { g_captures_running.fetch_sub(1); }
+
+MEMWARD_TEXT uint32_t CaptureNoFrames(uint64_t* hash) {
+  *hash = HashStack(nullptr, 0);
+  return 0;
 }
 
 }  // namespace
@@ -316,18 +309,24 @@ MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uin
     return FinishCapture(collector, hash);
   }
   if (unwinder == Unwinder::kCached) {
-    // First a walk with the cached rules alone, which takes no lock. A
-    // stack with an uncached return address is walked again, announced.
+    // The walk uses the cached rules alone, taking no lock, until it meets
+    // an uncached return address. From there it goes on announced, since
+    // its lookups in the CFI take the loader's lock.
     FrameCollector collector(frames, max_frames);
-    int walked = WalkCachedFrames(collector, RuleMisses::kStop);
-    if (walked >= 0) return FinishCapture(collector, hash);
-    if (walked == kWalkFallBack) {
-      g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
-      return CaptureAnnounced(false, frames, max_frames, captures, hash);
+    CachedWalk walk;
+    int walked = WalkCachedFrames(collector, walk, RuleMisses::kStop);
+    if (walked == kWalkRuleMissed) {
+      if (!AnnounceCapture()) return CaptureNoFrames(hash);
+      walked = ResumeCachedWalk(collector, walk, RuleMisses::kLookUp);
+      EndAnnouncedCapture();
     }
-    return CaptureAnnounced(true, frames, max_frames, captures, hash);
+    if (walked >= 0) return FinishCapture(collector, hash);
+    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
-  return CaptureAnnounced(false, frames, max_frames, captures, hash);
+  if (!AnnounceCapture()) return CaptureNoFrames(hash);
+  uint32_t depth = CaptureWithLibunwind(frames, max_frames, captures, hash);
+  EndAnnouncedCapture();
+  return depth;
 }
 
 MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures,

@@ -250,6 +250,37 @@ TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
   ExpectSameCallers(after_unload, 2);
 }
 
+// Captures with `unwinder` from one call site, so that every frame's
+// return address is the same in each call from one place.
+[[gnu::noinline]] std::vector<uintptr_t> CaptureFromOneSite(Unwinder unwinder) {
+  std::vector<uintptr_t> frames = CaptureWith(unwinder, 4);
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+// While a fork is pending, a cached walk that meets only cached rules takes
+// no lock and still captures. Captures that may take a lock (libunwind, or
+// a walk that meets a new return address) keep the sample without frames.
+TEST_F(CachedUnwinderTest, ForkPauseKeepsFullyCachedWalks) {
+  std::vector<uintptr_t> cached[2];
+  // Both rounds must call from one place, so the loop must not be unrolled:
+  // its trip count is read from a volatile.
+  volatile int rounds = 2;
+  for (int round = 0; round < rounds; round++) {
+    if (round == 1) accounting::PauseCapturesForFork();
+    cached[round] = CaptureFromOneSite(Unwinder::kCached);
+  }
+  std::vector<uintptr_t> libunwind = CaptureFromOneSite(Unwinder::kLibunwind);
+  std::vector<uintptr_t> new_site = CaptureWith(Unwinder::kCached, 4);
+  accounting::ResumeCapturesAfterFork();
+
+  ASSERT_GT(cached[0].size(), 3u);
+  EXPECT_EQ(cached[1], cached[0]);
+  EXPECT_TRUE(libunwind.empty());
+  EXPECT_TRUE(new_site.empty());
+  EXPECT_FALSE(CaptureWith(Unwinder::kLibunwind, 4).empty());
+}
+
 TEST_F(CachedUnwinderTest, RepeatedCapturesHitCache) {
   accounting::CachedUnwinderCounts before;
   // Two captures fill the table: when an earlier test unloaded a library,
