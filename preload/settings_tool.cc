@@ -21,7 +21,10 @@ void PrintMarkdown() {
     FormatSettingValue(spec, spec.default_value, fallback, sizeof(fallback));
     FormatSettingValue(spec, spec.min_value, low, sizeof(low));
     FormatSettingValue(spec, spec.max_value, high, sizeof(high));
-    if (spec.kind == SettingKind::kText) {
+    if (spec.kind == SettingKind::kText && spec.choices != nullptr) {
+      printf("| `%s` | `%s` | one of `%s` | %s |\n", spec.name, spec.default_text, spec.choices,
+             spec.help);
+    } else if (spec.kind == SettingKind::kText) {
       printf("| `%s` | `%s` | %s | %s |\n", spec.name, spec.default_text,
              DescribeSettingKind(spec), spec.help);
     } else if (spec.kind == SettingKind::kBool) {
