@@ -11,6 +11,7 @@
 
 #include "accounting/cached_unwinder.h"
 #include "accounting/frame_rule_cache.h"
+#include "accounting/stack_bounds.h"
 #include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
 #include "base/log.h"
@@ -182,6 +183,33 @@ bool ParseUnwinder(const char* name, Unwinder& unwinder) {
   return true;
 }
 
+namespace {
+
+// libunwind's first use in the process sets it up and reads the unwind
+// tables of the calling thread's frames. Doing it at start-up keeps that
+// cost out of the first sample. Stepping leaves this thread without a trace
+// cache until it samples often enough to need one.
+void WarmUpLibunwind() {
+  uintptr_t scratch[32];
+  StepThroughFrames(scratch, 32);
+}
+
+// The cached walk reads /proc/self/maps for the thread's stack bounds.
+// Reading them at start-up keeps that open(2) before any seccomp filter the
+// host installs later (tests/integration/sandbox_test.cc). Only the bounds
+// are read: a whole walk, or libunwind's warm-up, would also make resident
+// the rule table's pages and the unwind tables of every object on the
+// start-up stack, which a program that never samples does not need.
+// NOTE: a thread started after such a filter still opens the file at its
+// first capture, and so does the main thread when its stack grows past the
+// bounds read here.
+void WarmUpCachedUnwinder() {
+  StackBounds bounds;
+  FindStackBounds(reinterpret_cast<uintptr_t>(__builtin_frame_address(0)), bounds);
+}
+
+}  // namespace
+
 Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
   // The frame rule cache may take at most half of the bound.
   uint64_t rule_cache_bytes = max_cache_bytes / 2;
@@ -199,20 +227,8 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     selected = Unwinder::kFramePointers;
   }
   g_unwinder.store(selected, std::memory_order_release);
-  if (selected != Unwinder::kFramePointers) {
-    // libunwind's first use in the process sets it up and reads the unwind
-    // tables of the calling thread's frames. Doing it here keeps that cost
-    // out of the first sample. Stepping leaves this thread without a trace
-    // cache until it samples often enough to need one.
-    uintptr_t scratch[32];
-    StepThroughFrames(scratch, 32);
-    // The cached walk reads /proc/self/maps for the thread's stack bounds.
-    // Doing it now, at start-up, keeps that open(2) before any seccomp
-    // filter the host installs later (tests/integration/sandbox_test.cc).
-    // NOTE: a thread started after such a filter still opens the file at
-    // its first capture.
-    if (selected == Unwinder::kCached) WalkCachedFrames(scratch, 32);
-  }
+  if (selected == Unwinder::kLibunwind) WarmUpLibunwind();
+  if (selected == Unwinder::kCached) WarmUpCachedUnwinder();
   return selected;
 }
 
