@@ -65,7 +65,8 @@ MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(uintptr_t return_a
 // base lies between the current rsp (which starts inside the stack and
 // only grows) and the stack's end, and that the CFA is at most the stack's
 // end, keeps every read inside the stack's mapping.
-MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int max_frames) {
+MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int max_frames,
+                                                           int* found) {
   FrameRuleTable table = CurrentFrameRuleTable();
   if (table.keys == nullptr) return -1;
   CallerRegisters registers;
@@ -83,7 +84,10 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int 
     uint64_t rule = FindFrameRule(table, pc);
     if (rule == 0) rule = FillFrameRule(pc);
     if ((rule & kPackedStop) != 0) {
-      if ((rule & kPackedNotCacheable) != 0) return -1;
+      if ((rule & kPackedNotCacheable) != 0) {
+        if (found != nullptr) *found = static_cast<int>(next - out);
+        return -1;
+      }
       break;  // the thread's outermost frame
     }
     uintptr_t base = (rule & kPackedCfaFromRbp) != 0 ? bp : sp;

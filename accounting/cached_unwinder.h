@@ -25,7 +25,9 @@ namespace memward::accounting {
 // with libunwind. The walk stops early, keeping what it found, at a return
 // address of 0, at a frame whose return address is undefined (the thread's
 // first frame), or at a CFA that does not move up inside the stack.
-int WalkCachedFrames(uintptr_t* out, int max_frames);
+// When it returns -1, `found` (unless null) receives the number of frames
+// written before the frame it could not unwind.
+int WalkCachedFrames(uintptr_t* out, int max_frames, int* found = nullptr);
 
 }  // namespace memward::accounting
 

@@ -57,6 +57,15 @@ constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<Unwinder> g_unwinder{Unwinder::kFramePointers};
 constinit std::atomic<uint64_t> g_cached_fallbacks{0};
 
+// The cached unwinder loads libunwind only when a walk first meets a frame
+// it cannot unwind: until then, such a capture keeps the frames found above
+// that frame, counts in `g_truncated_stacks` and sets `g_libunwind_needed`.
+// LoadFallbackLibunwind, outside malloc, then loads it with the bound that
+// LoadUnwinder was given.
+constinit std::atomic<bool> g_libunwind_needed{false};
+constinit std::atomic<uint64_t> g_truncated_stacks{0};
+constinit std::atomic<uint64_t> g_fallback_cache_bytes{0};
+
 // NOTE: the frame rule cache has room for 8,192 return addresses. Those
 // past its room are looked up in the CFI at every capture that meets them,
 // about 2,400 instructions each (callgrind).
@@ -223,13 +232,26 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     selected = Unwinder::kLibunwind;
   }
   uint64_t libunwind_bytes = max_cache_bytes - ReadFrameRuleCacheCounts().mapped_bytes;
-  if (selected != Unwinder::kFramePointers && !OpenLibunwind(libunwind_bytes)) {
+  // The cached unwinder's fallback is loaded when a stack first needs it:
+  // libunwind and liblzma add about 220 KiB resident (rss_probe) to a
+  // program whose stacks may never need them.
+  g_fallback_cache_bytes.store(libunwind_bytes, std::memory_order_relaxed);
+  if (selected == Unwinder::kLibunwind && !OpenLibunwind(libunwind_bytes)) {
     selected = Unwinder::kFramePointers;
   }
   g_unwinder.store(selected, std::memory_order_release);
   if (selected == Unwinder::kLibunwind) WarmUpLibunwind();
   if (selected == Unwinder::kCached) WarmUpCachedUnwinder();
   return selected;
+}
+
+bool LibunwindNeeded() {
+  return g_libunwind_needed.load(std::memory_order_relaxed) &&
+         g_backtrace.load(std::memory_order_acquire) == nullptr;
+}
+
+bool LoadFallbackLibunwind() {
+  return OpenLibunwind(g_fallback_cache_bytes.load(std::memory_order_relaxed));
 }
 
 void PauseCapturesForFork() {
@@ -276,9 +298,15 @@ MEMWARD_TEXT int CaptureInto(Unwinder unwinder, uintptr_t* buffer, int capacity,
                              uint8_t* captures) {
   if (unwinder == Unwinder::kFramePointers) return WalkFramePointers(buffer, capacity);
   if (unwinder == Unwinder::kCached) {
-    int depth = WalkCachedFrames(buffer, capacity);
+    int found = 0;
+    int depth = WalkCachedFrames(buffer, capacity, &found);
     if (depth >= 0) return depth;
     g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    if (g_backtrace.load(std::memory_order_acquire) == nullptr) {
+      g_truncated_stacks.fetch_add(1, std::memory_order_relaxed);
+      g_libunwind_needed.store(true, std::memory_order_relaxed);
+      return found;
+    }
   }
   return CaptureWithLibunwind(buffer, capacity, captures);
 }
@@ -321,6 +349,7 @@ CachedUnwinderCounts ReadCachedUnwinderCounts() {
   counts.rule_entries = rules.entries;
   counts.rule_misses = rules.misses;
   counts.fallbacks = g_cached_fallbacks.load(std::memory_order_relaxed);
+  counts.truncated_stacks = g_truncated_stacks.load(std::memory_order_relaxed);
   return counts;
 }
 

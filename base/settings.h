@@ -131,7 +131,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kSampleUnwinder, "sample_unwinder", SettingKind::kText, 0, 0, 0, false,
      "How sampled stacks are captured: `cached` (memward's unwinder, which caches the "
      "DWARF frame rule of each return address and hands stacks with other rules to "
-     "libunwind), `libunwind` (unw_backtrace) or `frame_pointers`. Read at start-up.",
+     "libunwind, loaded outside malloc when a stack first needs it), `libunwind` "
+     "(unw_backtrace, loaded at start-up) or `frame_pointers`. Read at start-up.",
      "cached", false, "cached|libunwind|frame_pointers"},
     {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
      1 << 20, false,
