@@ -12,6 +12,7 @@
 #include "accounting/cached_unwinder.h"
 #include "accounting/frame_collector.h"
 #include "accounting/frame_rule_cache.h"
+#include "accounting/stack_bounds.h"
 #include "accounting/stack_hash.h"
 #include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
@@ -51,6 +52,15 @@ constexpr uint8_t kCapturesBeforeTraceCache = 4;
 constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<Unwinder> g_unwinder{Unwinder::kFramePointers};
 constinit std::atomic<uint64_t> g_cached_fallbacks{0};
+
+// The cached unwinder loads libunwind only when a walk first meets a frame
+// it cannot unwind: until then, such a capture keeps the frames found above
+// that frame, counts in `g_truncated_stacks` and sets `g_libunwind_needed`.
+// LoadFallbackLibunwind, outside malloc, then loads it with the bound that
+// LoadUnwinder was given.
+constinit std::atomic<bool> g_libunwind_needed{false};
+constinit std::atomic<uint64_t> g_truncated_stacks{0};
+constinit std::atomic<uint64_t> g_fallback_cache_bytes{0};
 
 // NOTE: the frame rule cache has room for 8,192 return addresses. Those
 // past its room are looked up in the CFI at every capture that meets them,
@@ -178,6 +188,33 @@ bool ParseUnwinder(const char* name, Unwinder& unwinder) {
   return true;
 }
 
+namespace {
+
+// libunwind's first use in the process sets it up and reads the unwind
+// tables of the calling thread's frames. Doing it at start-up keeps that
+// cost out of the first sample. Stepping leaves this thread without a trace
+// cache until it samples often enough to need one.
+void WarmUpLibunwind() {
+  uintptr_t scratch[32];
+  StepThroughFrames(scratch, 32);
+}
+
+// The cached walk reads /proc/self/maps for the thread's stack bounds.
+// Reading them at start-up keeps that open(2) before any seccomp filter the
+// host installs later (tests/integration/sandbox_test.cc). Only the bounds
+// are read: a whole walk, or libunwind's warm-up, would also make resident
+// the rule table's pages and the unwind tables of every object on the
+// start-up stack, which a program that never samples does not need.
+// NOTE: a thread started after such a filter still opens the file at its
+// first capture, and so does the main thread when its stack grows past the
+// bounds read here.
+void WarmUpCachedUnwinder() {
+  StackBounds bounds;
+  FindStackBounds(reinterpret_cast<uintptr_t>(__builtin_frame_address(0)), bounds);
+}
+
+}  // namespace
+
 Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
   // The frame rule cache may take at most half of the bound.
   uint64_t rule_cache_bytes = max_cache_bytes / 2;
@@ -191,29 +228,26 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     selected = Unwinder::kLibunwind;
   }
   uint64_t libunwind_bytes = max_cache_bytes - ReadFrameRuleCacheCounts().mapped_bytes;
-  if (selected != Unwinder::kFramePointers && !OpenLibunwind(libunwind_bytes)) {
+  // The cached unwinder's fallback is loaded when a stack first needs it:
+  // libunwind and liblzma add about 220 KiB resident (rss_probe) to a
+  // program whose stacks may never need them.
+  g_fallback_cache_bytes.store(libunwind_bytes, std::memory_order_relaxed);
+  if (selected == Unwinder::kLibunwind && !OpenLibunwind(libunwind_bytes)) {
     selected = Unwinder::kFramePointers;
   }
   g_unwinder.store(selected, std::memory_order_release);
-  if (selected != Unwinder::kFramePointers) {
-    // libunwind's first use in the process sets it up and reads the unwind
-    // tables of the calling thread's frames. Doing it here keeps that cost
-    // out of the first sample. Stepping leaves this thread without a trace
-    // cache until it samples often enough to need one.
-    uintptr_t scratch[32];
-    StepThroughFrames(scratch, 32);
-    // The cached walk reads /proc/self/maps for the thread's stack bounds.
-    // Doing it now, at start-up, keeps that open(2) before any seccomp
-    // filter the host installs later (tests/integration/sandbox_test.cc).
-    // NOTE: a thread started after such a filter still opens the file at
-    // its first capture.
-    if (selected == Unwinder::kCached) {
-      FrameCollector collector(scratch, 32);
-      CachedWalk walk;
-      WalkCachedFrames(collector, walk, RuleMisses::kLookUp);
-    }
-  }
+  if (selected == Unwinder::kLibunwind) WarmUpLibunwind();
+  if (selected == Unwinder::kCached) WarmUpCachedUnwinder();
   return selected;
+}
+
+bool LibunwindNeeded() {
+  return g_libunwind_needed.load(std::memory_order_relaxed) &&
+         g_backtrace.load(std::memory_order_acquire) == nullptr;
+}
+
+bool LoadFallbackLibunwind() {
+  return OpenLibunwind(g_fallback_cache_bytes.load(std::memory_order_relaxed));
 }
 
 void PauseCapturesForFork() {
@@ -322,6 +356,12 @@ MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uin
     }
     if (walked >= 0) return FinishCapture(collector, hash);
     g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    if (g_backtrace.load(std::memory_order_acquire) == nullptr) {
+      // The frames found above the one the walk could not unwind.
+      g_truncated_stacks.fetch_add(1, std::memory_order_relaxed);
+      g_libunwind_needed.store(true, std::memory_order_relaxed);
+      return FinishCapture(collector, hash);
+    }
   }
   if (!AnnounceCapture()) return CaptureNoFrames(hash);
   uint32_t depth = CaptureWithLibunwind(frames, max_frames, captures, hash);
@@ -345,6 +385,7 @@ CachedUnwinderCounts ReadCachedUnwinderCounts() {
   counts.rule_entries = rules.entries;
   counts.rule_misses = rules.misses;
   counts.fallbacks = g_cached_fallbacks.load(std::memory_order_relaxed);
+  counts.truncated_stacks = g_truncated_stacks.load(std::memory_order_relaxed);
   return counts;
 }
 

@@ -67,6 +67,11 @@ void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth, uint64_t has
 // `libunwind` selects unw_backtrace instead of the selected unwinder.
 void CaptureAtDepth(benchmark::State& state, bool record, bool libunwind = false) {
   memward::accounting::SetSampleInterval(512 * 1024);
+  // The cached unwinder loads libunwind only when a stack needs it.
+  if (libunwind && !memward::accounting::LoadFallbackLibunwind()) {
+    state.SkipWithError("libunwind.so.8 could not be loaded");
+    return;
+  }
   uintptr_t frames[kMaxSampleFrames];
   uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;

@@ -2,7 +2,7 @@
 // recursion, libstdc++, libc and a dlopen'ed library, in new threads and in
 // a forked child, both return the same frames from the same point. Repeated
 // captures hit the rule cache, and a frame with an unsupported rule falls
-// back to libunwind.
+// back to libunwind once it is loaded.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -120,10 +121,57 @@ void ExpectSameCallers(const Capture& capture, size_t min) {
   EXPECT_GT(capture.cached.size(), min);
 }
 
+[[gnu::noinline]] int CaptureCachedInto(void* argument) {
+  *static_cast<std::vector<uintptr_t>*>(argument) = CaptureWith(Unwinder::kCached, 0);
+  asm volatile("" ::: "memory");
+  return 0;
+}
+
+// Returns the name of the function that contains `return_address`.
+std::string FunctionOf(uintptr_t return_address) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(return_address - 1), &info) == 0) return "";
+  return info.dli_sname != nullptr ? info.dli_sname : "";
+}
+
+// Runs first in this program, before any test loads libunwind.
+class CachedUnwinderBeforeFallbackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(accounting::LoadUnwinder(Unwinder::kCached, kCacheBound), Unwinder::kCached);
+  }
+};
+
+// Until libunwind is loaded, a stack with an unsupported rule keeps the
+// frames above that frame; once loaded, the same stack is captured whole.
+TEST_F(CachedUnwinderBeforeFallbackTest, UnsupportedRuleTruncatesUntilLoaded) {
+  ASSERT_FALSE(accounting::LibunwindNeeded());
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  std::vector<uintptr_t> truncated;
+  memward_test_call_with_expression(CaptureCachedInto, &truncated);
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  EXPECT_EQ(after.fallbacks, before.fallbacks + 1);
+  EXPECT_EQ(after.truncated_stacks, before.truncated_stacks + 1);
+  EXPECT_TRUE(accounting::LibunwindNeeded());
+  ASSERT_FALSE(truncated.empty());
+  EXPECT_EQ(FunctionOf(truncated.back()), "memward_test_call_with_expression");
+
+  ASSERT_TRUE(accounting::LoadFallbackLibunwind());
+  EXPECT_FALSE(accounting::LibunwindNeeded());
+  std::vector<uintptr_t> whole;
+  memward_test_call_with_expression(CaptureCachedInto, &whole);
+  accounting::CachedUnwinderCounts loaded = accounting::ReadCachedUnwinderCounts();
+  EXPECT_EQ(loaded.fallbacks, after.fallbacks + 1);
+  EXPECT_EQ(loaded.truncated_stacks, after.truncated_stacks);
+  ASSERT_GT(whole.size(), truncated.size());
+  EXPECT_EQ(FunctionOf(whole[truncated.size() - 1]), "memward_test_call_with_expression");
+}
+
 class CachedUnwinderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_EQ(accounting::LoadUnwinder(Unwinder::kCached, kCacheBound), Unwinder::kCached);
+    ASSERT_TRUE(accounting::LoadFallbackLibunwind());
   }
 };
 
