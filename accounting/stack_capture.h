@@ -55,19 +55,20 @@ bool LoadFallbackLibunwind();
 
 // Captures the calling thread's stack into `frames`, innermost first,
 // leaving out memward's own frames (those in the memward_text section).
-// Returns the number of frames, at most `max_frames`. Called inside malloc,
-// with the sampler's countdown raised so that allocations made by the
-// unwinder are not sampled. `captures` is the thread's count of captures,
-// which selects the unwinder's slow path for its first ones (see
-// stack_capture.cc); it stops growing at a few.
-uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures);
+// Returns the number of frames, at most `max_frames`, and stores their
+// HashStack (stack_hash.h) in `hash`. Called inside malloc, with the
+// sampler's countdown raised so that allocations made by the unwinder are
+// not sampled. `captures` is the thread's count of captures, which selects
+// the unwinder's slow path for its first ones (see stack_capture.cc); it
+// stops growing at a few.
+uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures, uint64_t* hash);
 
 // CaptureStack with the given unwinder instead of the selected one, for
 // tests and benchmarks that compare them. kCached falls back to libunwind
 // as CaptureStack does, and needs LoadUnwinder(kCached) to have succeeded.
 // kLibunwind needs libunwind loaded (LoadUnwinder or LoadFallbackLibunwind).
 uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
-                          uint8_t* captures);
+                          uint8_t* captures, uint64_t* hash);
 
 // Waits until no capture runs and makes later ones skip the unwinder, so a
 // child is never forked while libunwind holds one of its mutexes. The fork

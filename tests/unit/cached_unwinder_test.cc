@@ -20,6 +20,7 @@
 #include "accounting/cfi_program.h"
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 
 // Calls `callback(argument)` from a frame whose CFI contains a
 // DW_CFA_val_expression, which the cached unwinder does not interpret.
@@ -90,7 +91,9 @@ struct Capture {
 [[gnu::always_inline]] inline std::vector<uintptr_t> CaptureWith(Unwinder unwinder,
                                                                  uint8_t captures) {
   uintptr_t frames[kMaxFrames];
-  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures);
+  uint64_t hash = 0;
+  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures, &hash);
+  EXPECT_EQ(hash, accounting::HashStack(frames, depth));
   return std::vector<uintptr_t>(frames, frames + depth);
 }
 
@@ -293,6 +296,37 @@ TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
   accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
   EXPECT_GT(after.rule_misses - before.rule_misses, 2u);
   ExpectSameCallers(after_unload, 2);
+}
+
+// Captures with `unwinder` from one call site, so that every frame's
+// return address is the same in each call from one place.
+[[gnu::noinline]] std::vector<uintptr_t> CaptureFromOneSite(Unwinder unwinder) {
+  std::vector<uintptr_t> frames = CaptureWith(unwinder, 4);
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+// While a fork is pending, a cached walk that meets only cached rules takes
+// no lock and still captures. Captures that may take a lock (libunwind, or
+// a walk that meets a new return address) keep the sample without frames.
+TEST_F(CachedUnwinderTest, ForkPauseKeepsFullyCachedWalks) {
+  std::vector<uintptr_t> cached[2];
+  // Both rounds must call from one place, so the loop must not be unrolled:
+  // its trip count is read from a volatile.
+  volatile int rounds = 2;
+  for (int round = 0; round < rounds; round++) {
+    if (round == 1) accounting::PauseCapturesForFork();
+    cached[round] = CaptureFromOneSite(Unwinder::kCached);
+  }
+  std::vector<uintptr_t> libunwind = CaptureFromOneSite(Unwinder::kLibunwind);
+  std::vector<uintptr_t> new_site = CaptureWith(Unwinder::kCached, 4);
+  accounting::ResumeCapturesAfterFork();
+
+  ASSERT_GT(cached[0].size(), 3u);
+  EXPECT_EQ(cached[1], cached[0]);
+  EXPECT_TRUE(libunwind.empty());
+  EXPECT_TRUE(new_site.empty());
+  EXPECT_FALSE(CaptureWith(Unwinder::kLibunwind, 4).empty());
 }
 
 TEST_F(CachedUnwinderTest, RepeatedCapturesHitCache) {
