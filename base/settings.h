@@ -78,6 +78,9 @@ struct SettingSpec {
   const char* default_text = nullptr;
   // True when PUT /config may change the setting in a running process.
   bool runtime = false;
+  // For a text setting with a fixed set of values: those values, separated
+  // by '|' and compared exactly. nullptr accepts any text.
+  const char* choices = nullptr;
 };
 
 inline constexpr int64_t kKiB = 1024;
@@ -135,8 +138,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kSampleUnwinder, "sample_unwinder", SettingKind::kText, 0, 0, 0, false,
      "How sampled stacks are captured: `cached` (memward's unwinder, which caches the "
      "DWARF frame rule of each return address and hands stacks with other rules to "
-     "libunwind), `libunwind` (unw_backtrace) or `frame_pointers`. Read at start-up.",
-     "cached"},
+     "libunwind, loaded outside malloc when a stack first needs it), `libunwind` "
+     "(unw_backtrace, loaded at start-up) or `frame_pointers`. Read at start-up.",
+     "cached", false, "cached|libunwind|frame_pointers"},
     {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
      1 << 20, false,
      "Max live samples and max distinct sampled call sites kept; later samples are dropped "

@@ -196,6 +196,18 @@ TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   EXPECT_LE(reported, static_cast<int64_t>(std::max(before, after)) + slack);
   EXPECT_GE(reported, static_cast<int64_t>(32 * kMiB));
   EXPECT_EQ(JsonNumber(stats.body, "pid"), getpid());
+  // The sampler's section: the process samples at the default interval, and
+  // 32 MiB allocated above took about 64 samples.
+  memward_sampler_stats sampler;
+  ASSERT_EQ(memward_sampler_stats_get(&sampler), MEMWARD_OK);
+  const size_t sampler_at = stats.body.find("\"sampler\":");
+  ASSERT_NE(sampler_at, std::string::npos) << stats.body;
+  EXPECT_EQ(JsonNumber(stats.body, "interval_bytes", sampler_at), sampler.interval_bytes);
+  EXPECT_GT(JsonNumber(stats.body, "samples_taken", sampler_at), 0) << stats.body;
+  EXPECT_LE(JsonNumber(stats.body, "samples_taken", sampler_at),
+            static_cast<int64_t>(sampler.samples_taken));
+  EXPECT_GE(JsonNumber(stats.body, "table_bytes", sampler_at), 1) << stats.body;
+  EXPECT_GE(JsonNumber(stats.body, "truncated_stacks", sampler_at), 0) << stats.body;
 
   // A tenant's numbers are the C API's, exactly.
   memward_tenant_id tenant = RegisterTenant("agree");
@@ -209,6 +221,9 @@ TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   EXPECT_EQ(MetricValue(metrics, "memward_tenant_live_bytes{tenant=\"agree\"}"),
             expected.live_bytes);
   EXPECT_GE(expected.live_bytes, static_cast<int64_t>(8 * kMiB));
+  EXPECT_GE(MetricValue(metrics, "memward_sampler_samples_total"),
+            JsonNumber(stats.body, "samples_taken", sampler_at));
+  EXPECT_EQ(MetricValue(metrics, "memward_sampler_interval_bytes"), sampler.interval_bytes);
   free(held);
   for (void* block : blocks) free(block);
 }
