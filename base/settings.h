@@ -23,6 +23,7 @@ enum class SettingId : int {
   kNarenas,
   kDirtyDecay,
   kMuzzyDecay,
+  kScopeDirtyDecay,
   kOversizeThreshold,
   kBackgroundThread,
   kStatsAtExit,
@@ -99,10 +100,16 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
      "(4 per CPU)."},
     {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
-     "How long freed pages stay dirty before they are purged back to the kernel.", nullptr,
-     true},
+     "How long freed pages stay dirty before they are purged back to the kernel; the arenas "
+     "memward creates use scope_dirty_decay when that is shorter.",
+     nullptr, true},
     {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
      "How long lazily purged (MADV_FREE) pages stay before a forced purge.", nullptr, true},
+    {SettingId::kScopeDirtyDecay, "scope_dirty_decay", SettingKind::kTime, 0, 0, kHourMs, true,
+     "How long freed pages stay dirty in the arenas memward creates for tenants, requests and "
+     "samples, when that is shorter than dirty_decay; 0 purges them at once, so new blocks "
+     "do not reuse them resident; never makes them follow dirty_decay.",
+     nullptr, true},
     {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,
      false,
      "Allocations at least this large go to jemalloc's dedicated huge arena, which "

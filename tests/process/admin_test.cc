@@ -332,6 +332,42 @@ TEST_F(AdminTest, PutConfigChangesDecay) {
   EXPECT_EQ(Call("PUT", "/config", "dirty_decay=10s,muzzy_decay=0").status, 200);
 }
 
+// Returns the dirty decay of the arena that contains `block`, in milliseconds.
+ssize_t DirtyDecayOfArenaWith(void* block) {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  EXPECT_EQ(Mallctl()("arenas.lookup", &arena, &length, &block, sizeof(block)), 0);
+  std::string name = "arena." + std::to_string(arena) + ".dirty_decay_ms";
+  ssize_t decay = -2;
+  length = sizeof(decay);
+  EXPECT_EQ(Mallctl()(name.c_str(), &decay, &length, nullptr, 0), 0) << name;
+  return decay;
+}
+
+// A tenant's arena follows the shorter of dirty_decay and scope_dirty_decay,
+// and the automatic arena 0 follows dirty_decay alone.
+TEST_F(AdminTest, PutConfigChangesScopeDecay) {
+  void* block = AllocateAs(RegisterTenant("scope-decay"), 64 * kKiB);
+  ssize_t automatic = 0;
+  size_t length = sizeof(automatic);
+
+  ASSERT_EQ(Call("PUT", "/config", "scope_dirty_decay=5s").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 5000);
+  ASSERT_EQ(Mallctl()("arena.0.dirty_decay_ms", &automatic, &length, nullptr, 0), 0);
+  EXPECT_EQ(automatic, 10000);
+
+  ASSERT_EQ(Call("PUT", "/config", "dirty_decay=2s").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 2000);
+  ASSERT_EQ(Call("PUT", "/config", "scope_dirty_decay=never").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 2000);
+
+  ASSERT_EQ(Call("PUT", "/config", "dirty_decay=10s,scope_dirty_decay=0").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 0);
+  ASSERT_EQ(Mallctl()("arena.0.dirty_decay_ms", &automatic, &length, nullptr, 0), 0);
+  EXPECT_EQ(automatic, 10000);
+  free(block);
+}
+
 // Reads jemalloc's allocated bytes after flushing this thread's caches.
 int64_t SettledAllocated() {
   memward_thread_flush();
