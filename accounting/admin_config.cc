@@ -9,6 +9,7 @@
 
 #include "accounting/admin_endpoints.h"
 #include "accounting/admin_handlers.h"
+#include "alloc/arena_decay.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/purge.h"
@@ -78,9 +79,13 @@ void ApplyDecay(const char* kind, int64_t milliseconds) {
 }
 
 void ApplySetting(base::SettingId id, int64_t value) {
-  if (id == base::SettingId::kDirtyDecay) ApplyDecay("dirty", value);
   if (id == base::SettingId::kMuzzyDecay) ApplyDecay("muzzy", value);
   alloc::StoreRuntimeSetting(id, value);
+  // Both decays of the arenas memward creates depend on the two settings.
+  if (id == base::SettingId::kDirtyDecay) alloc::SetDirtyDecayOfArenas(value);
+  if (id == base::SettingId::kScopeDirtyDecay) {
+    alloc::SetDirtyDecayOfArenas(alloc::DirtyDecayInForce());
+  }
 }
 
 struct Change {

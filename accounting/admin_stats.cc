@@ -9,6 +9,8 @@
 #include "accounting/admin_handlers.h"
 #include "accounting/admin_service.h"
 #include "accounting/request_log.h"
+#include "accounting/sample_table.h"
+#include "accounting/stack_capture.h"
 #include "accounting/tenant.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
@@ -114,6 +116,24 @@ void WriteOverhead(JsonWriter& json) {
   json.EndObject();
 }
 
+// Writes the sampler's counters and the memory of its tables and of the
+// unwinders' caches.
+void WriteSampler(JsonWriter& json) {
+  SamplerStats stats = GetSamplerStats();
+  CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
+  json.Key("sampler").BeginObject();
+  json.Key("interval_bytes").Int(stats.interval_bytes);
+  json.Key("samples_taken").Uint(stats.samples_taken);
+  json.Key("samples_dropped").Uint(stats.samples_dropped);
+  json.Key("live_samples").Uint(stats.live_samples);
+  json.Key("table_bytes").Uint(stats.table_bytes);
+  json.Key("table_resident_bytes").Uint(stats.table_resident_bytes);
+  json.Key("unwinder_cache_bytes").Uint(stats.unwinder_cache_bytes);
+  json.Key("unwinder_fallbacks").Uint(unwinder.fallbacks);
+  json.Key("truncated_stacks").Uint(unwinder.truncated_stacks);
+  json.EndObject();
+}
+
 void WriteArenas(const std::vector<memward_tenant_stats>& tenants, JsonWriter& json) {
   unsigned narenas = 0;
   size_t length = sizeof(narenas);
@@ -141,6 +161,7 @@ void HandleStats(const AdminRequest& request, AdminResponse* response) {
   json.Key("library").String(memward_library_kind());
   WriteHeap(json);
   WriteOverhead(json);
+  WriteSampler(json);
   WriteArenas(tenants, json);
   int64_t user_live = 0;
   for (const memward_tenant_stats& tenant : tenants) user_live += tenant.live_bytes;

@@ -57,34 +57,36 @@ MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(uintptr_t return_a
   return packed;
 }
 
-}  // namespace
-
 // Each step reads the return address at CFA - 8 and the saved rbp at
 // CFA - rbp_offset. The rules guarantee (cfi_program.cc) that both lie at
 // or above the CFA's base register and below the CFA. So checking that the
 // base lies between the current rsp (which starts inside the stack and
 // only grows) and the stack's end, and that the CFA is at most the stack's
 // end, keeps every read inside the stack's mapping.
-MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int max_frames) {
+MEMWARD_TEXT MEMWARD_ALWAYS_INLINE int ContinueWalk(FrameCollector& frames, CachedWalk& walk,
+                                                    RuleMisses misses) {
   FrameRuleTable table = CurrentFrameRuleTable();
-  if (table.keys == nullptr) return -1;
-  CallerRegisters registers;
-  memward_read_caller_registers(&registers);
-  StackBounds bounds;
-  if (!FindStackBounds(registers.stack_pointer, bounds)) return -1;
-  const uintptr_t stack_end = bounds.high;
-
-  uintptr_t pc = registers.return_address;
-  uintptr_t sp = registers.stack_pointer;
-  uintptr_t bp = registers.frame_pointer;
-  uintptr_t* next = out;
-  uintptr_t* const end = out + max_frames;
-  while (next < end) {
+  if (table.keys == nullptr) return kWalkFallBack;
+  // Local copies, so that the walk's state stays in registers: through the
+  // references, each store of a frame could change it.
+  FrameCollector collector = frames;
+  uintptr_t pc = walk.return_address;
+  uintptr_t sp = walk.stack_pointer;
+  uintptr_t bp = walk.frame_pointer;
+  const uintptr_t stack_end = walk.stack_end;
+  int status = 0;
+  while (!collector.Full()) {
     uint64_t rule = FindFrameRule(table, pc);
-    if (rule == 0) rule = FillFrameRule(pc);
+    if (MEMWARD_UNLIKELY(rule == 0)) {
+      if (misses == RuleMisses::kStop) {
+        status = kWalkRuleMissed;
+        break;
+      }
+      rule = FillFrameRule(pc);
+    }
     if ((rule & kPackedStop) != 0) {
-      if ((rule & kPackedNotCacheable) != 0) return -1;
-      break;  // the thread's outermost frame
+      if ((rule & kPackedNotCacheable) != 0) status = kWalkFallBack;
+      break;  // otherwise the thread's outermost frame
     }
     uintptr_t base = (rule & kPackedCfaFromRbp) != 0 ? bp : sp;
     uintptr_t cfa = base + PackedCfaOffset(rule);
@@ -95,9 +97,33 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(uintptr_t* out, int 
     if (rbp_offset != 0) bp = *reinterpret_cast<const uintptr_t*>(cfa - rbp_offset);
     sp = cfa;
     if (pc == 0) break;
-    *next++ = pc;
+    collector.Add(pc);
   }
-  return static_cast<int>(next - out);
+  frames = collector;
+  walk.return_address = pc;
+  walk.stack_pointer = sp;
+  walk.frame_pointer = bp;
+  return status != 0 ? status : static_cast<int>(collector.depth());
+}
+
+}  // namespace
+
+MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(FrameCollector& frames,
+                                                            CachedWalk& walk, RuleMisses misses) {
+  CallerRegisters registers;
+  memward_read_caller_registers(&registers);
+  StackBounds bounds;
+  if (!FindStackBounds(registers.stack_pointer, bounds)) return kWalkFallBack;
+  walk.return_address = registers.return_address;
+  walk.stack_pointer = registers.stack_pointer;
+  walk.frame_pointer = registers.frame_pointer;
+  walk.stack_end = bounds.high;
+  return ContinueWalk(frames, walk, misses);
+}
+
+MEMWARD_TEXT __attribute__((noinline)) int ResumeCachedWalk(FrameCollector& frames,
+                                                            CachedWalk& walk, RuleMisses misses) {
+  return ContinueWalk(frames, walk, misses);
 }
 
 }  // namespace memward::accounting

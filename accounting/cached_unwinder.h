@@ -15,17 +15,50 @@
 
 #include <stdint.h>
 
+#include "accounting/frame_collector.h"
+
 namespace memward::accounting {
 
-// Writes the return addresses of the caller's frames into `out`, innermost
-// first (the caller's own return address first), at most `max_frames`.
-// Returns their number, or -1 when a frame's rule is not supported (see
-// cfi_program.h), no object or FDE contains a return address, or the
-// stack's mapping is not found: the caller then captures the whole stack
-// with libunwind. The walk stops early, keeping what it found, at a return
-// address of 0, at a frame whose return address is undefined (the thread's
-// first frame), or at a CFA that does not move up inside the stack.
-int WalkCachedFrames(uintptr_t* out, int max_frames);
+// A walk's handling of a return address whose rule the frame rule cache
+// does not contain.
+enum class RuleMisses : uint8_t {
+  kStop,    // returns kWalkRuleMissed, taking no lock
+  kLookUp,  // looks the rule up in the CFI (taking the loader's lock) and caches it
+};
+
+// Returned by a walk that met a rule it does not support (see
+// cfi_program.h), a return address that no object or FDE contains, or a
+// stack whose mapping is not found: the caller then captures the whole
+// stack with libunwind.
+inline constexpr int kWalkFallBack = -1;
+// Returned by a RuleMisses::kStop walk that met an uncached return address.
+inline constexpr int kWalkRuleMissed = -2;
+
+// The frame that a walk has reached, from which it resumes.
+struct CachedWalk {
+  uintptr_t return_address = 0;
+  uintptr_t stack_pointer = 0;
+  uintptr_t frame_pointer = 0;
+  uintptr_t stack_end = 0;  // one past the stack mapping's last byte
+};
+
+// Walks the caller's frames, outward from the caller's own return address,
+// into `frames`: memward's innermost frames are left out and the rest are
+// stored and hashed (frame_collector.h). Returns the number stored, or
+// kWalkFallBack or kWalkRuleMissed, and leaves the frames stored until
+// then in `frames` and the frame reached in `walk`. The walk stops early,
+// keeping what it found, at a return address of 0, at a frame whose return
+// address is undefined (the thread's first frame), or at a CFA that does
+// not move up inside the stack. With RuleMisses::kStop and a stack whose
+// bounds the thread has found before, the walk takes no lock, makes no
+// system call and reads only the stack, the rule table and thread-local
+// storage.
+int WalkCachedFrames(FrameCollector& frames, CachedWalk& walk, RuleMisses misses);
+
+// Continues a walk that returned kWalkRuleMissed from the frame it reached,
+// and returns as WalkCachedFrames does. The frames walked must still be
+// live: the caller is the function that started the walk.
+int ResumeCachedWalk(FrameCollector& frames, CachedWalk& walk, RuleMisses misses);
 
 }  // namespace memward::accounting
 

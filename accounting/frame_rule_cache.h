@@ -45,13 +45,14 @@ uint64_t FrameRuleCacheMappingBytes();
 
 FrameRuleTable CurrentFrameRuleTable();
 
-// The home entry of `return_address`: its low bits, mixed with the bits
-// above them so that functions 8 KiB apart (in one library or in two)
-// rarely share an entry. Three one-cycle operations, since the hash lies on
-// the walk's chain of dependent instructions.
+// The home entry of `return_address`: its low 13 bits, one operation,
+// since the hash lies on the walk's chain of dependent instructions. Mixing
+// in the bits above (two more operations) cost about 10 % of a 64-frame
+// capture in sampler_micro. Addresses that share their low bits go to the
+// probed entries after the home.
 inline uint64_t FrameRuleHome(uintptr_t return_address) {
   uint64_t address = static_cast<uint64_t>(return_address);
-  return (address ^ (address >> kFrameRuleHomeBits)) & (kFrameRuleHomeEntries - 1);
+  return address & (kFrameRuleHomeEntries - 1);
 }
 
 // Probes the entries after the home entry; returns the packed rule or 0.

@@ -6,6 +6,7 @@
 
 #include <mutex>
 
+#include "accounting/loader_calls.h"
 #include "base/log.h"
 
 namespace memward::accounting {
@@ -39,7 +40,11 @@ bool Resolve(void* library, const char* name, Function* function) {
 }
 
 bool LoadZlib(Zlib* zlib) {
-  void* library = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+  void* library = nullptr;
+  {
+    LoaderCallLock lock;
+    library = dlopen("libz.so.1", RTLD_NOW | RTLD_LOCAL);
+  }
   if (library == nullptr) {
     base::Log("profiles cannot be compressed: dlopen(libz.so.1) failed: %s; install zlib1g",
               dlerror());

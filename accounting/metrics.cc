@@ -15,6 +15,8 @@
 #include "accounting/admin_handlers.h"
 #include "accounting/admin_service.h"
 #include "accounting/request_log.h"
+#include "accounting/sample_table.h"
+#include "accounting/stack_capture.h"
 #include "accounting/tenant.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
@@ -68,6 +70,37 @@ void AppendSample(const char* name, const std::string& labels, int64_t value, st
 void AppendGauge(const char* name, const char* help, int64_t value, std::string* out) {
   AppendHeader(name, "gauge", help, out);
   AppendSample(name, std::string(), value, out);
+}
+
+void AppendCounter(const char* name, const char* help, uint64_t value, std::string* out) {
+  AppendHeader(name, "counter", help, out);
+  AppendSample(name, std::string(), static_cast<int64_t>(value), out);
+}
+
+// The sampler's counters and the memory of its tables and unwinder caches.
+void AppendSamplerMetrics(std::string* out) {
+  SamplerStats stats = GetSamplerStats();
+  CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
+  AppendGauge("memward_sampler_interval_bytes",
+              "Mean bytes allocated between two sampled allocations; 0 when sampling is off.",
+              stats.interval_bytes, out);
+  AppendCounter("memward_sampler_samples_total", "Allocations sampled, freed ones included.",
+                stats.samples_taken, out);
+  AppendCounter("memward_sampler_dropped_samples_total",
+                "Samples not recorded because the sample tables were full.",
+                stats.samples_dropped, out);
+  AppendGauge("memward_sampler_live_samples", "Sampled allocations not yet freed.",
+              static_cast<int64_t>(stats.live_samples), out);
+  AppendGauge("memward_sampler_table_resident_bytes",
+              "Resident bytes of the sample tables in memward's arena.",
+              static_cast<int64_t>(stats.table_resident_bytes), out);
+  AppendGauge("memward_sampler_unwinder_cache_bytes",
+              "Bytes the unwinders have mapped for their caches.",
+              static_cast<int64_t>(stats.unwinder_cache_bytes), out);
+  AppendCounter("memward_sampler_truncated_stacks_total",
+                "Sampled stacks cut at a frame the cached unwinder cannot walk, taken before "
+                "libunwind was loaded.",
+                unwinder.truncated_stacks, out);
 }
 
 std::string TenantLabel(std::string_view tenant) {
@@ -210,6 +243,8 @@ void WriteMetricsText(std::string* out) {
   memward_overhead overhead = ReadOverheadAtMostOncePerSecond();
   AppendGauge("memward_overhead_bytes", "Memory memward itself adds: tables, thread blocks "
               "and explicit thread caches.", static_cast<int64_t>(overhead.total_bytes), out);
+
+  AppendSamplerMetrics(out);
 
   AppendGauge("memward_requests_open", "Requests open now with an arena of their own.",
               alloc::CountRequestArenas().open, out);

@@ -16,6 +16,7 @@
 #include "accounting/reclaimer_registry.h"
 #include "accounting/warden.h"
 #include "accounting/warden_internal.h"
+#include "alloc/arena_decay.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/growth_signal.h"
@@ -89,22 +90,6 @@ int64_t ThreadCpuNs() {
 
 const base::Settings& Settings() { return alloc::CurrentSettings(); }
 
-// Sets dirty_decay_ms on every initialised arena and as the default for new
-// ones. `decay_ms` -1 means never (jemalloc's own convention).
-void SetDirtyDecay(int64_t decay_ms) {
-  ssize_t value = static_cast<ssize_t>(decay_ms);
-  mwje_mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &value, sizeof(value));
-  unsigned arenas = 0;
-  size_t length = sizeof(arenas);
-  mwje_mallctl("arenas.narenas", &arenas, &length, nullptr, 0);
-  for (unsigned arena = 0; arena < arenas; arena++) {
-    char name[64];
-    base::Format(name, sizeof(name), "arena.%u.dirty_decay_ms", arena);
-    // Arenas that were never initialised reject the write; that is fine.
-    mwje_mallctl(name, nullptr, nullptr, &value, sizeof(value));
-  }
-}
-
 void RecordLevelDecision(DecisionKind kind, int64_t value) {
   Decision decision;
   decision.kind = kind;
@@ -121,7 +106,7 @@ void ApplyDecay(const LadderStep& step) {
                                                   : Settings().Get(SettingId::kPressureDirtyDecay);
   }
   if (decay_ms == g_decay_in_force_ms) return;
-  SetDirtyDecay(decay_ms);
+  alloc::SetDirtyDecayOfArenas(decay_ms);
   g_decay_in_force_ms = decay_ms;
   RecordLevelDecision(DecisionKind::kDecay, step.decay == DecayChange::kRestore ? -1 : decay_ms);
 }

@@ -14,6 +14,7 @@
 #include "accounting/profile_json.h"
 #include "accounting/profile_pprof.h"
 #include "accounting/sample_table.h"
+#include "accounting/sampler.h"
 #include "accounting/symbolizer.h"
 #include "accounting/tenant.h"
 #include "accounting/tenant_registry.h"
@@ -137,6 +138,7 @@ void HandleLeaks(const AdminRequest&, AdminResponse* response) {
 }  // namespace
 
 HeapSnapshot TakeHeapSnapshot() {
+  LoadUnwinderFallbackIfNeeded();
   HeapSnapshot snapshot;
   SnapshotSamples(&snapshot.live);
   SnapshotSiteTotals(&snapshot.sites);

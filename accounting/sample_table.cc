@@ -88,7 +88,9 @@ constinit std::atomic<uint32_t> g_unused_records{0};
 // taken plus one.
 constinit std::atomic<uint64_t> g_next_id{1};
 constinit std::atomic<uint64_t> g_samples_dropped{0};
-constinit std::atomic<uint64_t> g_live_samples{0};
+// Samples removed by free. The live samples are the samples taken minus
+// these, so that publishing a sample needs no counter of its own.
+constinit std::atomic<uint64_t> g_removed_samples{0};
 // Site numbers handed out; at most `capacity`.
 constinit std::atomic<uint32_t> g_site_count{0};
 
@@ -112,22 +114,6 @@ uint64_t RoundUpToPowerOfTwo(uint64_t value) {
 uint64_t HashPointer(uintptr_t pointer) {
   uint64_t hash = pointer * 0x9e3779b97f4a7c15ull;
   return hash ^ (hash >> 29);
-}
-
-// Hashes the frames in four independent lanes, so that the multiplications
-// of neighbouring frames overlap instead of waiting for each other.
-uint64_t HashStack(const uintptr_t* frames, uint32_t depth) {
-  constexpr uint64_t kMultiplier = 0x9e3779b97f4a7c15ull;
-  uint64_t lanes[4] = {depth, 0x243f6a8885a308d3ull, 0x13198a2e03707344ull, 0xa4093822299f31d0ull};
-  for (uint32_t i = 0; i < depth; i++) {
-    uint64_t& lane = lanes[i & 3];
-    lane = (lane ^ frames[i]) * kMultiplier;
-  }
-  uint64_t hash = 0;
-  for (uint64_t lane : lanes) {
-    hash = (hash ^ lane ^ (lane >> 29)) * kMultiplier;
-  }
-  return hash ^ (hash >> 32);
 }
 
 size_t TableBytes(uint64_t capacity, uint64_t* index_capacity, uint64_t* site_index_capacity) {
@@ -244,9 +230,8 @@ void AddWeights(Site& site, double weight_bytes, double weight_objects) {
 
 }  // namespace
 
-uint32_t AddToSite(const uintptr_t* frames, uint32_t depth, double weight_bytes,
+uint32_t AddToSite(const uintptr_t* frames, uint32_t depth, uint64_t hash, double weight_bytes,
                    double weight_objects) {
-  uint64_t hash = HashStack(frames, depth);
   uint32_t created = kNoSite;
   uint64_t slot = hash & g_table.site_index_mask;
   for (uint64_t probe = 0; probe <= g_table.site_index_mask;
@@ -302,7 +287,6 @@ void PublishSample(uint32_t index, const void* pointer, uint32_t site,
     entry.record.store(index, std::memory_order_release);
     break;
   }
-  g_live_samples.fetch_add(1, std::memory_order_relaxed);
 }
 
 void CountDroppedSample() { g_samples_dropped.fetch_add(1, std::memory_order_relaxed); }
@@ -351,14 +335,20 @@ bool RemoveSample(const void* pointer, SampleOwner* owner) {
   record.live = false;
   record.version.store(version + 2, std::memory_order_release);
   entry->key.store(kTombstone, std::memory_order_release);
-  g_live_samples.fetch_sub(1, std::memory_order_relaxed);
+  // Release: a reader that sees this removal also sees the sample's id
+  // taken, since publishing happened before the program had the pointer.
+  g_removed_samples.fetch_add(1, std::memory_order_release);
   ReleaseSample(index);
   return true;
 }
 
+// The coarse clock is read from the vDSO without the TSC: about 5 ns
+// against 22 ns for CLOCK_MONOTONIC (CPU time, measured on the 2-vCPU AMD
+// EPYC virtual machine that docs/sampling-benchmarks.md describes). Its
+// resolution, one kernel tick (1 to 10 ms), is enough for ages in seconds.
 int64_t SampleClockNs() {
   struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
@@ -441,9 +431,12 @@ size_t SnapshotSiteTotals(std::vector<SiteTotals>* out) {
 
 SampleTableCounts ReadSampleTableCounts() {
   SampleTableCounts counts;
+  // Removals are read first: every sample they count was taken before, so
+  // the difference is never negative.
+  uint64_t removed = g_removed_samples.load(std::memory_order_acquire);
   counts.samples_taken = g_next_id.load(std::memory_order_relaxed) - 1;
   counts.samples_dropped = g_samples_dropped.load(std::memory_order_relaxed);
-  counts.live_samples = g_live_samples.load(std::memory_order_relaxed);
+  counts.live_samples = counts.samples_taken - removed;
   if (g_ready.load(std::memory_order_acquire)) {
     counts.table_bytes = g_table.bytes;
     counts.resident_bytes = base::ResidentBytes(g_table.block, g_table.bytes);

@@ -38,7 +38,7 @@ struct SampleRecord {
   uint32_t depth;                      // frames in use
   uint64_t requested_bytes;            // the size the program asked for
   uint64_t usable_bytes;               // the size class it got
-  int64_t time_ns;                     // CLOCK_MONOTONIC, see SampleClockNs
+  int64_t time_ns;                     // CLOCK_MONOTONIC_COARSE, see SampleClockNs
   uint32_t thread_id;                  // gettid() of the allocating thread
   uint32_t tenant;                     // TenantId charged for the block
   // The request open in the allocating scope: its arena slot and generation,
@@ -125,7 +125,9 @@ uint32_t ReserveSample();
 void ReleaseSample(uint32_t index);
 // Returns the index of the site with this stack, adding it, or kNoSite when
 // the site table is full. Adds the sample's weights to the site's totals.
-uint32_t AddToSite(const uintptr_t* frames, uint32_t depth, double weight_bytes,
+// `hash` is HashStack(frames, depth) (stack_hash.h), which CaptureStack
+// returns with the frames.
+uint32_t AddToSite(const uintptr_t* frames, uint32_t depth, uint64_t hash, double weight_bytes,
                    double weight_objects);
 // Fills a reserved record and makes `pointer` findable by RemoveSample.
 // `site` may be kNoSite, for a sample whose stack found no room.

@@ -54,8 +54,6 @@ bool SetUpSampler() {
     return false;
   }
   alloc::PrepareSampledSlabs(alloc::SlotAt(slot).arena_flag);
-  // NOTE: loading libunwind here, at start-up, adds about 170 KiB resident
-  // (with liblzma) even to a program that never takes a sample.
   LoadUnwinder(SelectedUnwinder(settings),
                static_cast<uint64_t>(settings.Get(base::SettingId::kSampleUnwinderMaxBytes)));
   alloc::ConfigureSampling(0, slot);
@@ -80,6 +78,13 @@ bool SetSampleInterval(int64_t bytes) {
 void StartSampler() {
   int64_t interval = alloc::CurrentSettings().Get(base::SettingId::kSampleInterval);
   if (interval != 0) SetSampleInterval(interval);
+}
+
+void LoadUnwinderFallbackIfNeeded() {
+  if (!LibunwindNeeded()) return;
+  pthread_mutex_lock(&g_control_lock);
+  if (LibunwindNeeded()) LoadFallbackLibunwind();
+  pthread_mutex_unlock(&g_control_lock);
 }
 
 void LockSamplerForFork() { pthread_mutex_lock(&g_control_lock); }

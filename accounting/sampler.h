@@ -18,6 +18,12 @@ bool SetSampleInterval(int64_t bytes);
 // library's constructor.
 void StartSampler();
 
+// Loads libunwind once the cached unwinder has met a stack it cannot walk
+// (stack_capture.h LoadFallbackLibunwind). Called outside malloc and
+// outside the sampler's locks: by each heap snapshot, which the warden
+// takes every leak window, and by profile and report writes.
+void LoadUnwinderFallbackIfNeeded();
+
 // Holds the sampler's control lock across fork (taken first of memward's
 // locks), so a child never inherits it taken.
 void LockSamplerForFork();

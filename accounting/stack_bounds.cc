@@ -2,6 +2,7 @@
 #include "accounting/stack_bounds.h"
 
 #include <fcntl.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "alloc/macros.h"
@@ -63,8 +64,17 @@ MEMWARD_TEXT bool ReadMappingOf(uintptr_t address, StackBounds& bounds) {
   bool found = false;
   ssize_t length;
   while (!found && (length = read(fd, buffer, sizeof(buffer))) > 0) {
-    for (ssize_t i = 0; i < length; ++i) {
-      if (parser.Consume(buffer[i], address)) {
+    const char* cursor = buffer;
+    const char* const end = buffer + length;
+    while (cursor < end) {
+      if (parser.field == MapsParser::kRest) {
+        // The parser needs nothing more from this line than its end, which
+        // memchr finds several times faster than a loop over each character.
+        const void* newline = memchr(cursor, '\n', static_cast<size_t>(end - cursor));
+        if (newline == nullptr) break;
+        cursor = static_cast<const char*>(newline);
+      }
+      if (parser.Consume(*cursor++, address)) {
         bounds.low = parser.line_start;
         bounds.high = parser.line_end;
         found = true;

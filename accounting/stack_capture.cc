@@ -10,16 +10,13 @@
 #include <atomic>
 
 #include "accounting/cached_unwinder.h"
+#include "accounting/frame_collector.h"
 #include "accounting/frame_rule_cache.h"
+#include "accounting/stack_bounds.h"
+#include "accounting/stack_hash.h"
 #include "accounting/unwinder_memory.h"
 #include "alloc/macros.h"
 #include "base/log.h"
-
-// The bounds of the memward_text section, defined by the linker.
-extern "C" {
-extern const char __start_memward_text[] __attribute__((visibility("hidden")));
-extern const char __stop_memward_text[] __attribute__((visibility("hidden")));
-}
 
 namespace memward::accounting {
 namespace {
@@ -56,16 +53,29 @@ constinit std::atomic<BacktraceFunction> g_backtrace{nullptr};
 constinit std::atomic<Unwinder> g_unwinder{Unwinder::kFramePointers};
 constinit std::atomic<uint64_t> g_cached_fallbacks{0};
 
+// The cached unwinder loads libunwind only when a walk first meets a frame
+// it cannot unwind: until then, such a capture keeps the frames found above
+// that frame, counts in `g_truncated_stacks` and sets `g_libunwind_needed`.
+// LoadFallbackLibunwind, outside malloc, then loads it with the bound that
+// LoadUnwinder was given.
+constinit std::atomic<bool> g_libunwind_needed{false};
+constinit std::atomic<uint64_t> g_truncated_stacks{0};
+constinit std::atomic<uint64_t> g_fallback_cache_bytes{0};
+
 // NOTE: the frame rule cache has room for 8,192 return addresses. Those
 // past its room are looked up in the CFI at every capture that meets them,
 // about 2,400 instructions each (callgrind).
 
 // Fork safety: libunwind takes internal mutexes while it steps through
-// frames, and a child forked while another thread held one would block on it
-// at its first capture. Captures therefore announce themselves in
-// `g_captures_running`, and the fork handler sets `g_fork_pending` and waits
-// until none runs; a capture that finds the flag set skips the unwinder. Both
-// sides use sequentially consistent operations, so one always sees the other.
+// frames, and the cached walk's lookups in the CFI take the dynamic loader's
+// lock. A child forked while another thread held one would block on it at
+// its first capture. Captures that may take such a lock therefore announce
+// themselves in `g_captures_running`. The fork handler sets `g_fork_pending`
+// and waits until none runs, and a capture that finds the flag set skips
+// the unwinder. Both sides use sequentially consistent operations, so one
+// always sees the other. Walks that take no lock (the
+// frame-pointer walk, and the cached walk while every rule it meets is
+// cached) skip the announcement, which costs two atomic read-modify-writes.
 constinit std::atomic<uint32_t> g_captures_running{0};
 constinit std::atomic<bool> g_fork_pending{false};
 
@@ -77,21 +87,17 @@ constinit std::atomic<bool> g_fork_pending{false};
 // RecordSample, CaptureStack) and grows when a capture finds more.
 constinit std::atomic<int> g_memward_frames{7};
 
-bool InMemwardText(uintptr_t address) {
-  return address >= reinterpret_cast<uintptr_t>(__start_memward_text) &&
-         address < reinterpret_cast<uintptr_t>(__stop_memward_text);
-}
-
-// Follows the frame-pointer chain from the caller's frame. Each frame stores
-// the caller's frame pointer and the return address. The walk stops at a
-// frame pointer that does not move up the stack by less than 1 MiB.
-MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int max_frames) {
+// Follows the frame-pointer chain from the caller's frame into `frames`.
+// Each frame stores the caller's frame pointer and the return address. The
+// walk stops at a frame pointer that does not move up the stack by less
+// than 1 MiB.
+MEMWARD_TEXT __attribute__((noinline)) void WalkFramePointers(FrameCollector& frames) {
+  FrameCollector collector = frames;
   const uintptr_t* frame = static_cast<const uintptr_t*>(__builtin_frame_address(0));
-  int depth = 0;
-  while (depth < max_frames && frame != nullptr) {
+  while (!collector.Full() && frame != nullptr) {
     uintptr_t return_address = frame[1];
     if (return_address == 0) break;
-    out[depth++] = return_address;
+    collector.Add(return_address);
     const uintptr_t* next = reinterpret_cast<const uintptr_t*>(frame[0]);
     if (next <= frame || reinterpret_cast<uintptr_t>(next) - reinterpret_cast<uintptr_t>(frame) >
                              (uintptr_t{1} << 20) ||
@@ -100,7 +106,7 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkFramePointers(uintptr_t* out, int
     }
     frame = next;
   }
-  return depth;
+  frames = collector;
 }
 
 // Returns the return addresses of the caller's frames, stepping with
@@ -182,6 +188,33 @@ bool ParseUnwinder(const char* name, Unwinder& unwinder) {
   return true;
 }
 
+namespace {
+
+// libunwind's first use in the process sets it up and reads the unwind
+// tables of the calling thread's frames. Doing it at start-up keeps that
+// cost out of the first sample. Stepping leaves this thread without a trace
+// cache until it samples often enough to need one.
+void WarmUpLibunwind() {
+  uintptr_t scratch[32];
+  StepThroughFrames(scratch, 32);
+}
+
+// The cached walk reads /proc/self/maps for the thread's stack bounds.
+// Reading them at start-up keeps that open(2) before any seccomp filter the
+// host installs later (tests/integration/sandbox_test.cc). Only the bounds
+// are read: a whole walk, or libunwind's warm-up, would also make resident
+// the rule table's pages and the unwind tables of every object on the
+// start-up stack, which a program that never samples does not need.
+// NOTE: a thread started after such a filter still opens the file at its
+// first capture, and so does the main thread when its stack grows past the
+// bounds read here.
+void WarmUpCachedUnwinder() {
+  StackBounds bounds;
+  FindStackBounds(reinterpret_cast<uintptr_t>(__builtin_frame_address(0)), bounds);
+}
+
+}  // namespace
+
 Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
   // The frame rule cache may take at most half of the bound.
   uint64_t rule_cache_bytes = max_cache_bytes / 2;
@@ -195,25 +228,26 @@ Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes) {
     selected = Unwinder::kLibunwind;
   }
   uint64_t libunwind_bytes = max_cache_bytes - ReadFrameRuleCacheCounts().mapped_bytes;
-  if (selected != Unwinder::kFramePointers && !OpenLibunwind(libunwind_bytes)) {
+  // The cached unwinder's fallback is loaded when a stack first needs it:
+  // libunwind and liblzma add about 220 KiB resident (rss_probe) to a
+  // program whose stacks may never need them.
+  g_fallback_cache_bytes.store(libunwind_bytes, std::memory_order_relaxed);
+  if (selected == Unwinder::kLibunwind && !OpenLibunwind(libunwind_bytes)) {
     selected = Unwinder::kFramePointers;
   }
   g_unwinder.store(selected, std::memory_order_release);
-  if (selected != Unwinder::kFramePointers) {
-    // libunwind's first use in the process sets it up and reads the unwind
-    // tables of the calling thread's frames. Doing it here keeps that cost
-    // out of the first sample. Stepping leaves this thread without a trace
-    // cache until it samples often enough to need one.
-    uintptr_t scratch[32];
-    StepThroughFrames(scratch, 32);
-    // The cached walk reads /proc/self/maps for the thread's stack bounds.
-    // Doing it now, at start-up, keeps that open(2) before any seccomp
-    // filter the host installs later (tests/integration/sandbox_test.cc).
-    // NOTE: a thread started after such a filter still opens the file at
-    // its first capture.
-    if (selected == Unwinder::kCached) WalkCachedFrames(scratch, 32);
-  }
+  if (selected == Unwinder::kLibunwind) WarmUpLibunwind();
+  if (selected == Unwinder::kCached) WarmUpCachedUnwinder();
   return selected;
+}
+
+bool LibunwindNeeded() {
+  return g_libunwind_needed.load(std::memory_order_relaxed) &&
+         g_backtrace.load(std::memory_order_acquire) == nullptr;
+}
+
+bool LoadFallbackLibunwind() {
+  return OpenLibunwind(g_fallback_cache_bytes.load(std::memory_order_relaxed));
 }
 
 void PauseCapturesForFork() {
@@ -230,69 +264,115 @@ void ResumeCapturesInChild() {
   g_fork_pending.store(false);
 }
 
-// Returns how many of the innermost `depth` frames are memward's own, and
-// raises g_memward_frames when a capture finds more than it expected.
-MEMWARD_TEXT int CountMemwardFrames(const uintptr_t* buffer, int depth) {
-  int count = 0;
-  while (count < depth && InMemwardText(buffer[count])) count++;
+namespace {
+
+// Raises g_memward_frames when a capture found more of memward's frames
+// than it expected.
+MEMWARD_TEXT void NoteMemwardFrames(int count) {
   int expected = g_memward_frames.load(std::memory_order_relaxed);
   while (count > expected &&
          !g_memward_frames.compare_exchange_weak(expected, count, std::memory_order_relaxed)) {
   }
-  return count;
 }
 
-namespace {
+// Returns the number of frames that `collector` stored, and their hash in
+// `hash`.
+MEMWARD_TEXT uint32_t FinishCapture(const FrameCollector& collector, uint64_t* hash) {
+  NoteMemwardFrames(static_cast<int>(collector.memward_frames()));
+  *hash = collector.hash();
+  return collector.depth();
+}
 
 // Captures with libunwind: unw_step for a thread's first captures, then
-// unw_backtrace with its trace cache.
-MEMWARD_TEXT int CaptureWithLibunwind(uintptr_t* buffer, int capacity, uint8_t* captures) {
+// unw_backtrace with its trace cache. libunwind returns memward's frames
+// too, so it is asked for as many more as a capture has found, and they
+// are cut off here.
+MEMWARD_TEXT uint32_t CaptureWithLibunwind(uintptr_t* frames, uint32_t max_frames,
+                                           uint8_t* captures, uint64_t* hash) {
   BacktraceFunction backtrace = g_backtrace.load(std::memory_order_acquire);
-  if (backtrace == nullptr) return WalkFramePointers(buffer, capacity);
-  if (*captures < kCapturesBeforeTraceCache) {
-    ++*captures;
-    return StepThroughFrames(buffer, capacity);
-  }
-  return backtrace(reinterpret_cast<void**>(buffer), capacity);
-}
-
-MEMWARD_TEXT int CaptureInto(Unwinder unwinder, uintptr_t* buffer, int capacity,
-                             uint8_t* captures) {
-  if (unwinder == Unwinder::kFramePointers) return WalkFramePointers(buffer, capacity);
-  if (unwinder == Unwinder::kCached) {
-    int depth = WalkCachedFrames(buffer, capacity);
-    if (depth >= 0) return depth;
-    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
-  }
-  return CaptureWithLibunwind(buffer, capacity, captures);
-}
-
-}  // namespace
-
-MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
-                                       uint8_t* captures) {
-  g_captures_running.fetch_add(1);
-  if (g_fork_pending.load()) {
-    // A fork is under way: the sample is kept without its stack.
-    g_captures_running.fetch_sub(1);
-    return 0;
+  if (backtrace == nullptr) {
+    FrameCollector collector(frames, max_frames);
+    WalkFramePointers(collector);
+    return FinishCapture(collector, hash);
   }
   constexpr int kBufferFrames = 128;
   uintptr_t buffer[kBufferFrames];
   int capacity = static_cast<int>(max_frames) + g_memward_frames.load(std::memory_order_relaxed);
   if (capacity > kBufferFrames) capacity = kBufferFrames;
-  int depth = CaptureInto(unwinder, buffer, capacity, captures);
-  g_captures_running.fetch_sub(1);
-  int first = CountMemwardFrames(buffer, depth);
+  int depth = 0;
+  if (*captures < kCapturesBeforeTraceCache) {
+    ++*captures;
+    depth = StepThroughFrames(buffer, capacity);
+  } else {
+    depth = backtrace(reinterpret_cast<void**>(buffer), capacity);
+  }
+  int first = 0;
+  while (first < depth && InMemwardText(buffer[first])) first++;
+  NoteMemwardFrames(first);
   uint32_t copied = static_cast<uint32_t>(depth - first);
   if (copied > max_frames) copied = max_frames;
   memcpy(frames, buffer + first, copied * sizeof(uintptr_t));
+  *hash = HashStack(frames, copied);
   return copied;
 }
 
-MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures) {
+// Announces a capture that may take a lock to the fork handler. Returns
+// false, announcing nothing, when a fork is under way: the sample is then
+// kept without its stack.
+MEMWARD_TEXT bool AnnounceCapture() {
+  g_captures_running.fetch_add(1);
+  if (!g_fork_pending.load()) return true;
+  g_captures_running.fetch_sub(1);
+  return false;
+}
+
+MEMWARD_TEXT void EndAnnouncedCapture() { g_captures_running.fetch_sub(1); }
+
+MEMWARD_TEXT uint32_t CaptureNoFrames(uint64_t* hash) {
+  *hash = HashStack(nullptr, 0);
+  return 0;
+}
+
+}  // namespace
+
+MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
+                                       uint8_t* captures, uint64_t* hash) {
+  if (unwinder == Unwinder::kFramePointers) {
+    FrameCollector collector(frames, max_frames);
+    WalkFramePointers(collector);
+    return FinishCapture(collector, hash);
+  }
+  if (unwinder == Unwinder::kCached) {
+    // The walk uses the cached rules alone, taking no lock, until it meets
+    // an uncached return address. From there it goes on announced, since
+    // its lookups in the CFI take the loader's lock.
+    FrameCollector collector(frames, max_frames);
+    CachedWalk walk;
+    int walked = WalkCachedFrames(collector, walk, RuleMisses::kStop);
+    if (walked == kWalkRuleMissed) {
+      if (!AnnounceCapture()) return CaptureNoFrames(hash);
+      walked = ResumeCachedWalk(collector, walk, RuleMisses::kLookUp);
+      EndAnnouncedCapture();
+    }
+    if (walked >= 0) return FinishCapture(collector, hash);
+    g_cached_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    if (g_backtrace.load(std::memory_order_acquire) == nullptr) {
+      // The frames found above the one the walk could not unwind.
+      g_truncated_stacks.fetch_add(1, std::memory_order_relaxed);
+      g_libunwind_needed.store(true, std::memory_order_relaxed);
+      return FinishCapture(collector, hash);
+    }
+  }
+  if (!AnnounceCapture()) return CaptureNoFrames(hash);
+  uint32_t depth = CaptureWithLibunwind(frames, max_frames, captures, hash);
+  EndAnnouncedCapture();
+  return depth;
+}
+
+MEMWARD_TEXT uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures,
+                                   uint64_t* hash) {
   return CaptureStackWith(g_unwinder.load(std::memory_order_relaxed), frames, max_frames,
-                          captures);
+                          captures, hash);
 }
 
 uint64_t UnwinderCacheBytes() {
@@ -305,6 +385,7 @@ CachedUnwinderCounts ReadCachedUnwinderCounts() {
   counts.rule_entries = rules.entries;
   counts.rule_misses = rules.misses;
   counts.fallbacks = g_cached_fallbacks.load(std::memory_order_relaxed);
+  counts.truncated_stacks = g_truncated_stacks.load(std::memory_order_relaxed);
   return counts;
 }
 

@@ -16,7 +16,7 @@
 namespace memward::accounting {
 
 enum class Unwinder : uint8_t {
-  kCached,         // memward's cached CFI walk, libunwind for the rest
+  kCached,         // memward's cached CFI walk, libunwind for the rest once loaded
   kLibunwind,      // unw_backtrace
   kFramePointers,  // the rbp chain; needs -fno-omit-frame-pointer
 };
@@ -25,29 +25,50 @@ enum class Unwinder : uint8_t {
 // unknown name.
 bool ParseUnwinder(const char* name, Unwinder& unwinder);
 
-// Loads libunwind unless `requested` is kFramePointers, maps the frame
-// rule cache for kCached, bounds the memory of both caches to
-// `max_cache_bytes` (accounting/unwinder_memory.h), and warms them up on
-// the calling thread. Returns the unwinder in use: kFramePointers when
-// libunwind cannot be loaded, kLibunwind when the rule cache cannot be
+// Loads libunwind for kLibunwind, maps the frame rule cache for kCached,
+// bounds the memory of both caches to `max_cache_bytes`
+// (accounting/unwinder_memory.h), and reads the calling thread's stack
+// bounds or warms libunwind up. Returns the unwinder in use: kFramePointers
+// when libunwind cannot be loaded, kLibunwind when the rule cache cannot be
 // mapped. Called outside malloc; later calls change the mode but not the
 // bound.
+//
+// For kCached, libunwind is loaded later, by LoadFallbackLibunwind, once a
+// walk has met a frame whose rule the cached unwinder does not support.
+// Until then such a stack keeps only the frames above that frame, and
+// CachedUnwinderCounts::truncated_stacks counts it.
 Unwinder LoadUnwinder(Unwinder requested, uint64_t max_cache_bytes);
+
+// Returns whether a cached walk has met a frame it could not unwind while
+// libunwind was not loaded.
+bool LibunwindNeeded();
+
+// Loads libunwind as the cached unwinder's fallback, with the bound that
+// LoadUnwinder was given; returns whether it is loaded. Called outside
+// malloc, with the sampler's control lock held (LoadUnwinderFallbackIfNeeded
+// in sampler.h), which the fork handlers take, so no child is forked inside
+// this dlopen.
+// NOTE: a host that installs a seccomp filter after start-up and blocks
+// openat(2) is killed here if its stacks need the fallback. Such hosts can
+// set sample_unwinder=libunwind to load it at start-up.
+bool LoadFallbackLibunwind();
 
 // Captures the calling thread's stack into `frames`, innermost first,
 // leaving out memward's own frames (those in the memward_text section).
-// Returns the number of frames, at most `max_frames`. Called inside malloc,
-// with the sampler's countdown raised so that allocations made by the
-// unwinder are not sampled. `captures` is the thread's count of captures,
-// which selects the unwinder's slow path for its first ones (see
-// stack_capture.cc); it stops growing at a few.
-uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures);
+// Returns the number of frames, at most `max_frames`, and stores their
+// HashStack (stack_hash.h) in `hash`. Called inside malloc, with the
+// sampler's countdown raised so that allocations made by the unwinder are
+// not sampled. `captures` is the thread's count of captures, which selects
+// the unwinder's slow path for its first ones (see stack_capture.cc); it
+// stops growing at a few.
+uint32_t CaptureStack(uintptr_t* frames, uint32_t max_frames, uint8_t* captures, uint64_t* hash);
 
 // CaptureStack with the given unwinder instead of the selected one, for
 // tests and benchmarks that compare them. kCached falls back to libunwind
 // as CaptureStack does, and needs LoadUnwinder(kCached) to have succeeded.
+// kLibunwind needs libunwind loaded (LoadUnwinder or LoadFallbackLibunwind).
 uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uint32_t max_frames,
-                          uint8_t* captures);
+                          uint8_t* captures, uint64_t* hash);
 
 // Waits until no capture runs and makes later ones skip the unwinder, so a
 // child is never forked while libunwind holds one of its mutexes. The fork
@@ -65,7 +86,8 @@ uint64_t UnwinderCacheBytes();
 struct CachedUnwinderCounts {
   uint64_t rule_entries = 0;   // return addresses in the frame rule cache
   uint64_t rule_misses = 0;    // lookups of an address that was not cached
-  uint64_t fallbacks = 0;      // captures handed to libunwind
+  uint64_t fallbacks = 0;      // captures the cached walk could not finish
+  uint64_t truncated_stacks = 0;  // of those, kept short: libunwind was not loaded
 };
 
 CachedUnwinderCounts ReadCachedUnwinderCounts();

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "accounting/loader_calls.h"
+
 namespace memward::accounting {
 namespace {
 
@@ -44,7 +46,11 @@ bool Resolve(void* handle, const char* name, Function* out) {
 // Loads libdw.so.1 once per process. The handle is never closed: a profile
 // may be written again, and unloading elfutils buys nothing.
 void LoadLibdw() {
-  void* handle = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+  void* handle = nullptr;
+  {
+    LoaderCallLock lock;
+    handle = dlopen("libdw.so.1", RTLD_NOW | RTLD_LOCAL);
+  }
   if (handle == nullptr) return;
   LibdwApi& api = g_libdw;
   bool ok = Resolve(handle, "dwfl_begin", &api.begin) && Resolve(handle, "dwfl_end", &api.end) &&
@@ -226,7 +232,10 @@ std::vector<ExecutableMapping> ListExecutableMappings() {
   ObjectList list;
   for (int attempt = 0; attempt < kAttempts; attempt++) {
     ObjectList sizes;
-    dl_iterate_phdr(CountObjects, &sizes);
+    {
+      LoaderCallLock lock;
+      dl_iterate_phdr(CountObjects, &sizes);
+    }
     objects.assign(sizes.capacity + kSpareObjects, LoadedObject());
     names.assign(sizes.names_capacity + kSpareObjects * 256, '\0');
     list = ObjectList();
@@ -234,7 +243,10 @@ std::vector<ExecutableMapping> ListExecutableMappings() {
     list.capacity = objects.size();
     list.names = names.data();
     list.names_capacity = names.size();
-    dl_iterate_phdr(CopyObject, &list);
+    {
+      LoaderCallLock lock;
+      dl_iterate_phdr(CopyObject, &list);
+    }
     if (!list.overflowed) break;
   }
   std::vector<ExecutableMapping> mappings;

@@ -4,6 +4,7 @@
 #include <pthread.h>
 
 #include "accounting/owner_map.h"
+#include "alloc/arena_decay.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/extent_hooks.h"
@@ -56,6 +57,7 @@ uint32_t CreateSlot(ArenaKind kind, TenantId tenant) {
     return 0;
   }
   SetSlotForArena(index, slot);
+  ApplyScopeArenaDecay(index);
   ArenaSlot& entry = g_slots[slot];
   entry.arena_index = index;
   entry.kind = kind;

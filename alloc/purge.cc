@@ -5,6 +5,7 @@
 
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/thread_cache.h"
 #include "base/log.h"
 
 namespace memward::alloc {
@@ -56,6 +57,10 @@ HeapStatistics ReadHeapStatisticsAsOfLastEpoch() {
 }
 
 size_t PurgeUnusedPages() {
+  // The calling thread's free objects go back to their arenas first, so
+  // that slabs they alone kept in use can be purged: its slot caches and
+  // explicit caches for memward's arenas, then jemalloc's automatic cache.
+  FlushOwnCaches();
   mwje_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
   size_t unused = ReadUnusedPageBytes();
   PurgeEveryArena();

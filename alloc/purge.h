@@ -32,8 +32,10 @@ HeapStatistics ReadHeapStatistics();
 // has just refreshed them (each refresh costs about 9 us per arena).
 HeapStatistics ReadHeapStatisticsAsOfLastEpoch();
 
-// Flushes the calling thread's cache, then purges every arena's dirty and
-// muzzy pages. Returns the number of bytes in pages that were purged.
+// Empties the calling thread's caches (memward's slot caches and jemalloc's
+// thread caches), then purges every arena's dirty and muzzy pages. Returns
+// the number of bytes in pages that were purged. Other threads' caches are
+// left as they are: only their own thread may touch them.
 size_t PurgeUnusedPages();
 
 // Refreshes jemalloc's statistics and returns the bytes in dirty and muzzy

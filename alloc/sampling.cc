@@ -116,13 +116,13 @@ namespace {
 // the unwinder allocates (libunwind's own bookkeeping, on a thread's first
 // capture) is untagged memory of the process, never a user tenant's. The
 // countdown is raised out of reach meanwhile, so none of it is sampled.
-MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames) {
+MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames, uint64_t* hash) {
   ThreadState& state = t_thread_state;
   ThreadState saved = state;
   SetUnroutedScope(state, 0, 0);
   state.sample_countdown = INT64_MAX;
-  uint32_t depth =
-      accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &saved.sample_captures);
+  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames,
+                                            &saved.sample_captures, hash);
   state = saved;
   return depth;
 }
@@ -131,7 +131,8 @@ MEMWARD_TEXT uint32_t CaptureOutsideScope(uintptr_t* frames) {
 MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t charge,
                                size_t header, const ThreadState& state, uint32_t request_slot) {
   uintptr_t frames[accounting::kMaxSampleFrames];
-  uint32_t depth = CaptureOutsideScope(frames);
+  uint64_t hash = 0;
+  uint32_t depth = CaptureOutsideScope(frames, &hash);
 
   double interval = static_cast<double>(IntervalOf(g_config.load(std::memory_order_relaxed)));
   double bytes = static_cast<double>(size == 0 ? 1 : size);
@@ -151,7 +152,8 @@ MEMWARD_TEXT void RecordSample(uint32_t index, void* block, size_t size, size_t 
   fields.request_generation = request_slot != 0 ? state.generation : 0;
   fields.weight_bytes = bytes / probability;
   fields.weight_objects = 1.0 / probability;
-  uint32_t site = accounting::AddToSite(frames, depth, fields.weight_bytes, fields.weight_objects);
+  uint32_t site =
+      accounting::AddToSite(frames, depth, hash, fields.weight_bytes, fields.weight_objects);
   accounting::PublishSample(index, block, site, fields);
 }
 

@@ -85,6 +85,18 @@ int64_t UnitMultiplier(SettingKind kind, const char* suffix, size_t length) {
   return length == 0 ? 1 : 0;
 }
 
+// Returns whether `value` is one of the '|'-separated `choices`.
+bool IsOneOfChoices(const char* choices, const char* value, size_t length) {
+  const char* choice = choices;
+  for (;;) {
+    const char* end = strchr(choice, '|');
+    size_t choice_length = end != nullptr ? static_cast<size_t>(end - choice) : strlen(choice);
+    if (choice_length == length && memcmp(value, choice, length) == 0) return true;
+    if (end == nullptr) return false;
+    choice = end + 1;
+  }
+}
+
 }  // namespace
 
 bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length,
@@ -96,11 +108,13 @@ bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length
   *error = SettingError::kInvalidValue;
   if (spec.kind == SettingKind::kBool) return ParseBool(value, length, out);
   if (spec.kind == SettingKind::kText) {
-    // The text itself is stored by the caller; only its length is checked.
+    // The text itself is stored by the caller; only its length, and its
+    // membership in `choices` where the row has them, are checked.
     if (length > kMaxSettingText) {
       *error = SettingError::kOutOfRange;
       return false;
     }
+    if (spec.choices != nullptr && !IsOneOfChoices(spec.choices, value, length)) return false;
     *out = static_cast<int64_t>(length);
     return true;
   }
@@ -163,7 +177,7 @@ size_t FormatSettingValue(const SettingSpec& spec, int64_t value, char* buffer,
 
 const char* DescribeSettingKind(const SettingSpec& spec) {
   switch (spec.kind) {
-    case SettingKind::kBool: return "true or false";
+    case SettingKind::kBool: return "true or false (also 1 or 0, yes or no, on or off)";
     case SettingKind::kCount: return "a whole number";
     case SettingKind::kSize: return "a size in bytes with an optional k, m or g suffix";
     case SettingKind::kText: return "text without commas, at most 255 bytes";
@@ -246,6 +260,12 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
   if (spec.kind == SettingKind::kBool) {
     return Format(buffer, capacity, "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping %s",
                   reason, value, spec.name, DescribeSettingKind(spec), fallback);
+  }
+  if (spec.kind == SettingKind::kText && spec.choices != nullptr) {
+    return Format(buffer, capacity,
+                  "MEMWARD_CONF: %s \"%s\" for %s (expected one of %s); keeping the current "
+                  "value",
+                  reason, value, spec.name, spec.choices);
   }
   if (spec.kind == SettingKind::kText) {
     return Format(buffer, capacity,

@@ -23,6 +23,7 @@ enum class SettingId : int {
   kNarenas,
   kDirtyDecay,
   kMuzzyDecay,
+  kScopeDirtyDecay,
   kOversizeThreshold,
   kDirtyMaxBytes,
   kBackgroundThread,
@@ -78,6 +79,9 @@ struct SettingSpec {
   const char* default_text = nullptr;
   // True when PUT /config may change the setting in a running process.
   bool runtime = false;
+  // For a text setting with a fixed set of values: those values, separated
+  // by '|' and compared exactly. nullptr accepts any text.
+  const char* choices = nullptr;
 };
 
 inline constexpr int64_t kKiB = 1024;
@@ -97,10 +101,16 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Number of automatic jemalloc arenas for untagged memory; 0 means one per CPU the "
      "process may run on (jemalloc's own default is 4 per CPU)."},
     {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 1000, 0, kHourMs, true,
-     "How long freed pages stay dirty before they are purged back to the kernel.", nullptr,
-     true},
+     "How long freed pages stay dirty before they are purged back to the kernel; the arenas "
+     "memward creates use scope_dirty_decay when that is shorter.",
+     nullptr, true},
     {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
      "How long lazily purged (MADV_FREE) pages stay before a forced purge.", nullptr, true},
+    {SettingId::kScopeDirtyDecay, "scope_dirty_decay", SettingKind::kTime, 0, 0, kHourMs, true,
+     "How long freed pages stay dirty in the arenas memward creates for tenants, requests and "
+     "samples, when that is shorter than dirty_decay; 0 purges them at once, so new blocks "
+     "do not reuse them resident; never makes them follow dirty_decay.",
+     nullptr, true},
     {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,
      false,
      "Allocations at least this large go to jemalloc's dedicated huge arena, which "
@@ -134,8 +144,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kSampleUnwinder, "sample_unwinder", SettingKind::kText, 0, 0, 0, false,
      "How sampled stacks are captured: `cached` (memward's unwinder, which caches the "
      "DWARF frame rule of each return address and hands stacks with other rules to "
-     "libunwind), `libunwind` (unw_backtrace) or `frame_pointers`. Read at start-up.",
-     "cached"},
+     "libunwind, loaded outside malloc when a stack first needs it), `libunwind` "
+     "(unw_backtrace, loaded at start-up) or `frame_pointers`. Read at start-up.",
+     "cached", false, "cached|libunwind|frame_pointers"},
     {SettingId::kSampleMaxEntries, "sample_max_entries", SettingKind::kCount, 10000, 16,
      1 << 20, false,
      "Max live samples and max distinct sampled call sites kept; later samples are dropped "

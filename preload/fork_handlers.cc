@@ -4,9 +4,11 @@
 //      comes before every lock an allocation may take;
 //   3. the profile service's, which allocates and takes the sample table's
 //      snapshot lock while holding it;
-//   4. running stack captures are waited for;
-//   5. the sampler's control and snapshot locks;
-//   6. the order of alloc/arena_registry.h: registry, arenas, thread list.
+//   4. the loader-call lock (accounting/loader_calls.h), which a leak
+//      window takes under the profile service's lock;
+//   5. running stack captures are waited for;
+//   6. the sampler's control and snapshot locks;
+//   7. the order of alloc/arena_registry.h: registry, arenas, thread list.
 // jemalloc's own handlers then take its locks. Parent and child release them
 // in the reverse order.
 #include "preload/fork_handlers.h"
@@ -14,6 +16,7 @@
 #include <pthread.h>
 
 #include "accounting/cgroup_monitor.h"
+#include "accounting/loader_calls.h"
 #include "accounting/profile_service.h"
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
@@ -40,6 +43,7 @@ void Prepare() {
   // comes before every allocator lock.
   accounting::LockCgroupMonitorForFork();
   accounting::LockProfileForFork();
+  accounting::LockLoaderCallsForFork();
   accounting::PauseCapturesForFork();
   accounting::LockSamplerForFork();
   accounting::LockSampleTableForFork();
@@ -55,6 +59,7 @@ void Parent() {
   accounting::UnlockSampleTableAfterFork();
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesAfterFork();
+  accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
@@ -71,6 +76,7 @@ void Child() {
   accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
   alloc::ResetDirtyBoundInChild();
+  accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();
   alloc::RestartDeferredFeaturesInChild();

@@ -13,6 +13,20 @@ using namespace memward::base;
 
 namespace {
 
+// Prints '|'-separated `choices` as `a`, `b`, `c`: a '|' would end the
+// Markdown table's cell.
+void PrintChoices(const char* choices) {
+  putchar('`');
+  for (const char* c = choices; *c != '\0'; c++) {
+    if (*c == '|') {
+      printf("`, `");
+    } else {
+      putchar(*c);
+    }
+  }
+  putchar('`');
+}
+
 void PrintMarkdown() {
   printf("| setting | default | accepted values | what it does |\n");
   printf("| --- | --- | --- | --- |\n");
@@ -21,7 +35,11 @@ void PrintMarkdown() {
     FormatSettingValue(spec, spec.default_value, fallback, sizeof(fallback));
     FormatSettingValue(spec, spec.min_value, low, sizeof(low));
     FormatSettingValue(spec, spec.max_value, high, sizeof(high));
-    if (spec.kind == SettingKind::kText) {
+    if (spec.kind == SettingKind::kText && spec.choices != nullptr) {
+      printf("| `%s` | `%s` | one of ", spec.name, spec.default_text);
+      PrintChoices(spec.choices);
+      printf(" | %s |\n", spec.help);
+    } else if (spec.kind == SettingKind::kText) {
       printf("| `%s` | `%s` | %s | %s |\n", spec.name, spec.default_text,
              DescribeSettingKind(spec), spec.help);
     } else if (spec.kind == SettingKind::kBool) {

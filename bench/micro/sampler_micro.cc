@@ -11,7 +11,7 @@
 //                        stack's bounds from /proc/self/maps;
 //   BM_SampleBookkeeping the table's work for one sample: reserve a record,
 //                        add to the site's totals, publish, and remove it as
-//                        free does;
+//                        free does (the stack's hash comes with the capture);
 //   BM_OneSample         capture and bookkeeping together, the cost of one
 //                        sample without its block, at about `depth` frames;
 //   BM_OneSampleLibunwind  the same with libunwind's unw_backtrace;
@@ -39,6 +39,7 @@
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
 #include "alloc/sampled_slabs.h"
@@ -59,26 +60,32 @@ __attribute__((noinline)) void AtDepth(int depth, const Body& body) {
   benchmark::ClobberMemory();
 }
 
-void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth);
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth, uint64_t hash);
 
 // Captures the stack at about state.range(0) frames deep in every
 // iteration, and records and removes a sample of it when `record` is set.
 // `libunwind` selects unw_backtrace instead of the selected unwinder.
 void CaptureAtDepth(benchmark::State& state, bool record, bool libunwind = false) {
   memward::accounting::SetSampleInterval(512 * 1024);
+  // The cached unwinder loads libunwind only when a stack needs it.
+  if (libunwind && !memward::accounting::LoadFallbackLibunwind()) {
+    state.SkipWithError("libunwind.so.8 could not be loaded");
+    return;
+  }
   uintptr_t frames[kMaxSampleFrames];
   uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
   uint32_t depth = 0;
+  uint64_t hash = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
       if (libunwind) {
         depth = memward::accounting::CaptureStackWith(memward::accounting::Unwinder::kLibunwind,
-                                                      frames, kMaxSampleFrames, &captures);
+                                                      frames, kMaxSampleFrames, &captures, &hash);
       } else {
-        depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+        depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures, &hash);
       }
       if (record) {
-        RecordAndRemoveSample(frames, depth);
+        RecordAndRemoveSample(frames, depth, hash);
       } else {
         benchmark::DoNotOptimize(frames);
       }
@@ -101,8 +108,9 @@ void BM_NewThreadCapture(benchmark::State& state) {
     std::thread worker([&] {
       uintptr_t frames[kMaxSampleFrames];
       uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
+      uint64_t hash = 0;
       auto start = std::chrono::steady_clock::now();
-      memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures, &hash);
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     });
     worker.join();
@@ -116,10 +124,11 @@ void BM_FirstCapturesOfThread(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
   uint32_t depth = 0;
+  uint64_t hash = 0;
   AtDepth(static_cast<int>(state.range(0)), [&] {
     for (auto _ : state) {
       uint8_t captures = 0;
-      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+      depth = memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures, &hash);
       benchmark::DoNotOptimize(frames);
     }
   });
@@ -129,7 +138,8 @@ BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
 
 // Records a sample of a 64-byte block at 512 KiB with the stack `frames`,
 // and removes it as its free would: the table's whole work for one sample.
-void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
+// The stack's hash comes with the capture, as in the sampler.
+void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth, uint64_t hash) {
   memward::accounting::SampleFields fields = {};
   fields.requested_bytes = 64;
   fields.usable_bytes = 64;
@@ -137,7 +147,7 @@ void RecordAndRemoveSample(const uintptr_t* frames, uint32_t depth) {
   fields.weight_objects = 8192;
   static char block[1];
   uint32_t index = memward::accounting::ReserveSample();
-  uint32_t site = memward::accounting::AddToSite(frames, depth, fields.weight_bytes,
+  uint32_t site = memward::accounting::AddToSite(frames, depth, hash, fields.weight_bytes,
                                                  fields.weight_objects);
   memward::accounting::PublishSample(index, block, site, fields);
   memward::accounting::SampleOwner owner;
@@ -148,7 +158,8 @@ void BM_SampleBookkeeping(benchmark::State& state) {
   memward::accounting::SetSampleInterval(512 * 1024);
   uintptr_t frames[kMaxSampleFrames];
   for (int i = 0; i < 30; i++) frames[i] = 0x400000 + 64 * i;
-  for (auto _ : state) RecordAndRemoveSample(frames, 30);
+  const uint64_t hash = memward::accounting::HashStack(frames, 30);
+  for (auto _ : state) RecordAndRemoveSample(frames, 30, hash);
 }
 BENCHMARK(BM_SampleBookkeeping);
 
@@ -188,10 +199,11 @@ void BM_UnwinderThreadMemory(benchmark::State& state) {
       workers.emplace_back([&] {
         uintptr_t frames[kMaxSampleFrames];
         uint8_t& captures = memward::alloc::t_thread_state.sample_captures;
+        uint64_t hash = 0;
         // The first few captures of a thread leave libunwind's trace cache
         // alone; enough follow to create it.
         for (int i = 0; i < 8; i++) {
-          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures);
+          memward::accounting::CaptureStack(frames, kMaxSampleFrames, &captures, &hash);
         }
         captured.fetch_add(1);
         while (!measured.load()) std::this_thread::yield();

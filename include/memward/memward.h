@@ -208,7 +208,8 @@ MEMWARD_API int memward_reclaimer_register(const memward_reclaimer* reclaimer,
 /* After it returns, memward makes no further call to the reclaimer. */
 MEMWARD_API int memward_reclaimer_unregister(memward_reclaimer_id id);
 MEMWARD_API int memward_pressure_get(memward_pressure_level* level);
-/* Returns the process's dirty allocator pages to the operating system now. */
+/* Empties the calling thread's allocation caches, then returns the process's
+   dirty allocator pages to the operating system now. */
 MEMWARD_API int memward_purge(void);
 /* Writes memward's metrics in Prometheus text format into `buffer` and sets
  * *length to the full length (without the NUL). When the text does not fit,

@@ -196,6 +196,18 @@ TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   EXPECT_LE(reported, static_cast<int64_t>(std::max(before, after)) + slack);
   EXPECT_GE(reported, static_cast<int64_t>(32 * kMiB));
   EXPECT_EQ(JsonNumber(stats.body, "pid"), getpid());
+  // The sampler's section: the process samples at the default interval, and
+  // 32 MiB allocated above took about 64 samples.
+  memward_sampler_stats sampler;
+  ASSERT_EQ(memward_sampler_stats_get(&sampler), MEMWARD_OK);
+  const size_t sampler_at = stats.body.find("\"sampler\":");
+  ASSERT_NE(sampler_at, std::string::npos) << stats.body;
+  EXPECT_EQ(JsonNumber(stats.body, "interval_bytes", sampler_at), sampler.interval_bytes);
+  EXPECT_GT(JsonNumber(stats.body, "samples_taken", sampler_at), 0) << stats.body;
+  EXPECT_LE(JsonNumber(stats.body, "samples_taken", sampler_at),
+            static_cast<int64_t>(sampler.samples_taken));
+  EXPECT_GE(JsonNumber(stats.body, "table_bytes", sampler_at), 1) << stats.body;
+  EXPECT_GE(JsonNumber(stats.body, "truncated_stacks", sampler_at), 0) << stats.body;
 
   // A tenant's numbers are the C API's, exactly.
   memward_tenant_id tenant = RegisterTenant("agree");
@@ -209,6 +221,9 @@ TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   EXPECT_EQ(MetricValue(metrics, "memward_tenant_live_bytes{tenant=\"agree\"}"),
             expected.live_bytes);
   EXPECT_GE(expected.live_bytes, static_cast<int64_t>(8 * kMiB));
+  EXPECT_GE(MetricValue(metrics, "memward_sampler_samples_total"),
+            JsonNumber(stats.body, "samples_taken", sampler_at));
+  EXPECT_EQ(MetricValue(metrics, "memward_sampler_interval_bytes"), sampler.interval_bytes);
   free(held);
   for (void* block : blocks) free(block);
 }
@@ -315,6 +330,42 @@ TEST_F(AdminTest, PutConfigChangesDecay) {
   ASSERT_EQ(Mallctl()("arenas.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
   EXPECT_EQ(decay, 2000);
   EXPECT_EQ(Call("PUT", "/config", "dirty_decay=10s,muzzy_decay=0").status, 200);
+}
+
+// Returns the dirty decay of the arena that contains `block`, in milliseconds.
+ssize_t DirtyDecayOfArenaWith(void* block) {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  EXPECT_EQ(Mallctl()("arenas.lookup", &arena, &length, &block, sizeof(block)), 0);
+  std::string name = "arena." + std::to_string(arena) + ".dirty_decay_ms";
+  ssize_t decay = -2;
+  length = sizeof(decay);
+  EXPECT_EQ(Mallctl()(name.c_str(), &decay, &length, nullptr, 0), 0) << name;
+  return decay;
+}
+
+// A tenant's arena follows the shorter of dirty_decay and scope_dirty_decay,
+// and the automatic arena 0 follows dirty_decay alone.
+TEST_F(AdminTest, PutConfigChangesScopeDecay) {
+  void* block = AllocateAs(RegisterTenant("scope-decay"), 64 * kKiB);
+  ssize_t automatic = 0;
+  size_t length = sizeof(automatic);
+
+  ASSERT_EQ(Call("PUT", "/config", "scope_dirty_decay=5s").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 5000);
+  ASSERT_EQ(Mallctl()("arena.0.dirty_decay_ms", &automatic, &length, nullptr, 0), 0);
+  EXPECT_EQ(automatic, 10000);
+
+  ASSERT_EQ(Call("PUT", "/config", "dirty_decay=2s").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 2000);
+  ASSERT_EQ(Call("PUT", "/config", "scope_dirty_decay=never").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 2000);
+
+  ASSERT_EQ(Call("PUT", "/config", "dirty_decay=10s,scope_dirty_decay=0").status, 200);
+  EXPECT_EQ(DirtyDecayOfArenaWith(block), 0);
+  ASSERT_EQ(Mallctl()("arena.0.dirty_decay_ms", &automatic, &length, nullptr, 0), 0);
+  EXPECT_EQ(automatic, 10000);
+  free(block);
 }
 
 // Reads jemalloc's allocated bytes after flushing this thread's caches.

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <deque>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
@@ -23,7 +24,10 @@
 
 namespace memward_leak_process_test {
 
-std::vector<void*> g_leaked;   // never freed: the leak
+// Never freed: the leak. The fork test's two threads append to it at once,
+// so appends hold g_leaked_lock.
+std::vector<void*> g_leaked;
+std::mutex g_leaked_lock;
 std::deque<void*> g_cache;     // the cache's entries, oldest first
 std::vector<void*> g_retained;  // blocks the pprof test holds
 
@@ -34,6 +38,7 @@ constexpr size_t kCacheEntries = 2000;  // 8 MB once full
 [[gnu::noinline]] void RememberRequest() {
   void* block = malloc(kLeakBytes);
   memset(block, 1, kLeakBytes);
+  std::lock_guard<std::mutex> lock(g_leaked_lock);
   g_leaked.push_back(block);
   asm volatile("" ::: "memory");
 }
@@ -79,6 +84,7 @@ void ParseAllFields(std::mt19937* random, std::integer_sequence<int, kSites...>)
 [[gnu::noinline]] void KeepResponse() {
   void* block = malloc(256 * 1024);
   memset(block, 4, 4096);
+  std::lock_guard<std::mutex> lock(g_leaked_lock);
   g_leaked.push_back(block);
   asm volatile("" ::: "memory");
 }

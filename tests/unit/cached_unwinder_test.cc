@@ -2,7 +2,7 @@
 // recursion, libstdc++, libc and a dlopen'ed library, in new threads and in
 // a forked child, both return the same frames from the same point. Repeated
 // captures hit the rule cache, and a frame with an unsupported rule falls
-// back to libunwind.
+// back to libunwind once it is loaded.
 #include <dlfcn.h>
 #include <pthread.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "accounting/cfi_program.h"
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 
 // Calls `callback(argument)` from a frame whose CFI contains a
 // DW_CFA_val_expression, which the cached unwinder does not interpret.
@@ -89,7 +91,9 @@ struct Capture {
 [[gnu::always_inline]] inline std::vector<uintptr_t> CaptureWith(Unwinder unwinder,
                                                                  uint8_t captures) {
   uintptr_t frames[kMaxFrames];
-  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures);
+  uint64_t hash = 0;
+  uint32_t depth = accounting::CaptureStackWith(unwinder, frames, kMaxFrames, &captures, &hash);
+  EXPECT_EQ(hash, accounting::HashStack(frames, depth));
   return std::vector<uintptr_t>(frames, frames + depth);
 }
 
@@ -117,10 +121,57 @@ void ExpectSameCallers(const Capture& capture, size_t min) {
   EXPECT_GT(capture.cached.size(), min);
 }
 
+[[gnu::noinline]] int CaptureCachedInto(void* argument) {
+  *static_cast<std::vector<uintptr_t>*>(argument) = CaptureWith(Unwinder::kCached, 0);
+  asm volatile("" ::: "memory");
+  return 0;
+}
+
+// Returns the name of the function that contains `return_address`.
+std::string FunctionOf(uintptr_t return_address) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(return_address - 1), &info) == 0) return "";
+  return info.dli_sname != nullptr ? info.dli_sname : "";
+}
+
+// Runs first in this program, before any test loads libunwind.
+class CachedUnwinderBeforeFallbackTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_EQ(accounting::LoadUnwinder(Unwinder::kCached, kCacheBound), Unwinder::kCached);
+  }
+};
+
+// Until libunwind is loaded, a stack with an unsupported rule keeps the
+// frames above that frame; once loaded, the same stack is captured whole.
+TEST_F(CachedUnwinderBeforeFallbackTest, UnsupportedRuleTruncatesUntilLoaded) {
+  ASSERT_FALSE(accounting::LibunwindNeeded());
+  accounting::CachedUnwinderCounts before = accounting::ReadCachedUnwinderCounts();
+  std::vector<uintptr_t> truncated;
+  memward_test_call_with_expression(CaptureCachedInto, &truncated);
+  accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
+  EXPECT_EQ(after.fallbacks, before.fallbacks + 1);
+  EXPECT_EQ(after.truncated_stacks, before.truncated_stacks + 1);
+  EXPECT_TRUE(accounting::LibunwindNeeded());
+  ASSERT_FALSE(truncated.empty());
+  EXPECT_EQ(FunctionOf(truncated.back()), "memward_test_call_with_expression");
+
+  ASSERT_TRUE(accounting::LoadFallbackLibunwind());
+  EXPECT_FALSE(accounting::LibunwindNeeded());
+  std::vector<uintptr_t> whole;
+  memward_test_call_with_expression(CaptureCachedInto, &whole);
+  accounting::CachedUnwinderCounts loaded = accounting::ReadCachedUnwinderCounts();
+  EXPECT_EQ(loaded.fallbacks, after.fallbacks + 1);
+  EXPECT_EQ(loaded.truncated_stacks, after.truncated_stacks);
+  ASSERT_GT(whole.size(), truncated.size());
+  EXPECT_EQ(FunctionOf(whole[truncated.size() - 1]), "memward_test_call_with_expression");
+}
+
 class CachedUnwinderTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ASSERT_EQ(accounting::LoadUnwinder(Unwinder::kCached, kCacheBound), Unwinder::kCached);
+    ASSERT_TRUE(accounting::LoadFallbackLibunwind());
   }
 };
 
@@ -245,6 +296,37 @@ TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
   accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
   EXPECT_GT(after.rule_misses - before.rule_misses, 2u);
   ExpectSameCallers(after_unload, 2);
+}
+
+// Captures with `unwinder` from one call site, so that every frame's
+// return address is the same in each call from one place.
+[[gnu::noinline]] std::vector<uintptr_t> CaptureFromOneSite(Unwinder unwinder) {
+  std::vector<uintptr_t> frames = CaptureWith(unwinder, 4);
+  asm volatile("" ::: "memory");
+  return frames;
+}
+
+// While a fork is pending, a cached walk that meets only cached rules takes
+// no lock and still captures. Captures that may take a lock (libunwind, or
+// a walk that meets a new return address) keep the sample without frames.
+TEST_F(CachedUnwinderTest, ForkPauseKeepsFullyCachedWalks) {
+  std::vector<uintptr_t> cached[2];
+  // Both rounds must call from one place, so the loop must not be unrolled:
+  // its trip count is read from a volatile.
+  volatile int rounds = 2;
+  for (int round = 0; round < rounds; round++) {
+    if (round == 1) accounting::PauseCapturesForFork();
+    cached[round] = CaptureFromOneSite(Unwinder::kCached);
+  }
+  std::vector<uintptr_t> libunwind = CaptureFromOneSite(Unwinder::kLibunwind);
+  std::vector<uintptr_t> new_site = CaptureWith(Unwinder::kCached, 4);
+  accounting::ResumeCapturesAfterFork();
+
+  ASSERT_GT(cached[0].size(), 3u);
+  EXPECT_EQ(cached[1], cached[0]);
+  EXPECT_TRUE(libunwind.empty());
+  EXPECT_TRUE(new_site.empty());
+  EXPECT_FALSE(CaptureWith(Unwinder::kLibunwind, 4).empty());
 }
 
 TEST_F(CachedUnwinderTest, RepeatedCapturesHitCache) {

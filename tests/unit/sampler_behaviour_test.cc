@@ -19,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "accounting/stack_capture.h"
+#include "accounting/stack_hash.h"
 #include "alloc/scope.h"
 #include "memward/memward.h"
 #include "tests/unit/sampler_test_util.h"
@@ -119,6 +120,45 @@ TEST_F(SamplerTest, EveryEntryPointSamples) {
   uint64_t before = LiveSamples();
   dallocx(block, 0);
   EXPECT_EQ(LiveSamples(), before - 1);
+}
+
+// A sample's time comes from the coarse clock that SampleClockNs reads, so
+// it lies between two readings of that clock around the allocation.
+TEST_F(SamplerTest, SampleTimeLiesWithinCall) {
+  const int64_t before = accounting::SampleClockNs();
+  void* block = malloc(100);
+  const int64_t after = accounting::SampleClockNs();
+  ASSERT_TRUE(IsSampledBlock(block));
+  std::vector<accounting::SampleRecord> samples = SamplesOfThread(CurrentThreadId());
+  const accounting::SampleRecord* sample = nullptr;
+  for (const accounting::SampleRecord& candidate : samples) {
+    if (candidate.requested_bytes == 100 && candidate.time_ns >= before) sample = &candidate;
+  }
+  ASSERT_NE(sample, nullptr);
+  EXPECT_GE(sample->time_ns, before);
+  EXPECT_LE(sample->time_ns, after);
+  free(block);
+}
+
+// The live count is derived from the samples taken and removed, so every
+// sample taken and every free must move it by exactly one. Every check
+// comes after the last reading, because a failed check allocates.
+TEST_F(SamplerTest, LiveCountFollowsTakenAndFreed) {
+  std::vector<void*> blocks;
+  blocks.reserve(50);
+  const accounting::SamplerStats start = accounting::GetSamplerStats();
+  for (int i = 0; i < 50; i++) blocks.push_back(malloc(48));
+  const accounting::SamplerStats allocated = accounting::GetSamplerStats();
+  for (int i = 0; i < 20; i++) free(blocks[i]);
+  const accounting::SamplerStats partly_freed = accounting::GetSamplerStats();
+  for (int i = 20; i < 50; i++) free(blocks[i]);
+  const accounting::SamplerStats freed = accounting::GetSamplerStats();
+
+  EXPECT_EQ(allocated.samples_taken - start.samples_taken, 50u);
+  EXPECT_EQ(allocated.live_samples - start.live_samples, 50u);
+  EXPECT_EQ(partly_freed.samples_taken, allocated.samples_taken);
+  EXPECT_EQ(partly_freed.live_samples, start.live_samples + 30);
+  EXPECT_EQ(freed.live_samples, start.live_samples);
 }
 
 // memward's own bookkeeping (the admin server, the warden) allocates in the
@@ -225,7 +265,9 @@ TEST_F(SamplerTest, FreeOnAnotherThread) {
 // Captures the stack from one call site. `captures` is passed to
 // CaptureStack as the thread's count of captures, which selects its path.
 __attribute__((noinline)) uint32_t CaptureFromHere(uintptr_t* frames, uint8_t captures) {
-  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures);
+  uint64_t hash = 0;
+  uint32_t depth = accounting::CaptureStack(frames, accounting::kMaxSampleFrames, &captures, &hash);
+  EXPECT_EQ(hash, accounting::HashStack(frames, depth));
   asm volatile("" ::: "memory");  // keeps the call above from becoming a jump
   return depth;
 }

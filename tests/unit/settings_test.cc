@@ -71,6 +71,29 @@ TEST(Settings, OverlongTextKeepsValue) {
   EXPECT_STREQ(settings.GetText(SettingId::kCgroupRoot), "/");
 }
 
+TEST(Settings, ChoiceAcceptsListedValues) {
+  for (const char* value : {"cached", "libunwind", "frame_pointers"}) {
+    Settings settings;
+    std::string text = std::string("sample_unwinder=") + value;
+    EXPECT_TRUE(ParseAndCollect(text.c_str(), &settings).empty()) << text;
+    EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), value);
+  }
+}
+
+TEST(Settings, ChoiceRejectsOtherValues) {
+  for (const char* value : {"libunwnd", "Cached", "cached|libunwind", "cache"}) {
+    Settings settings;
+    std::string text = std::string("sample_unwinder=") + value;
+    std::vector<std::string> messages = ParseAndCollect(text.c_str(), &settings);
+    ASSERT_EQ(messages.size(), 1u) << text;
+    EXPECT_NE(messages[0].find("invalid value"), std::string::npos) << messages[0];
+    EXPECT_NE(messages[0].find("expected one of cached|libunwind|frame_pointers"),
+              std::string::npos)
+        << messages[0];
+    EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "cached");
+  }
+}
+
 TEST(Settings, AcceptsNeverAndBareZero) {
   Settings settings;
   EXPECT_TRUE(ParseAndCollect("dirty_decay=never,muzzy_decay=0", &settings).empty());
