@@ -28,7 +28,7 @@ namespace {
 size_t ReadSize(const char* name) { return ReadSizeStatistic(name); }
 
 // Bytes in unused dirty and muzzy pages over all arenas, as of the last epoch.
-size_t ReadUnusedPageBytes() {
+size_t ReadUnusedPageBytesAsOfLastEpoch() {
   char name[96];
   base::Format(name, sizeof(name), "stats.arenas.%u.pdirty", kAllArenas);
   size_t pages = ReadSize(name);
@@ -52,7 +52,7 @@ HeapStatistics ReadHeapStatisticsAsOfLastEpoch() {
   stats.mapped = ReadSize("stats.mapped");
   stats.retained = ReadSize("stats.retained");
   stats.metadata = ReadSize("stats.metadata");
-  stats.dirty = ReadUnusedPageBytes();
+  stats.dirty = ReadUnusedPageBytesAsOfLastEpoch();
   return stats;
 }
 
@@ -62,12 +62,20 @@ size_t PurgeUnusedPages() {
   // explicit caches for memward's arenas, then jemalloc's automatic cache.
   FlushOwnCaches();
   mwje_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
-  RefreshEpoch();
   size_t unused = ReadUnusedPageBytes();
+  PurgeEveryArena();
+  return unused;
+}
+
+size_t ReadUnusedPageBytes() {
+  RefreshEpoch();
+  return ReadUnusedPageBytesAsOfLastEpoch();
+}
+
+void PurgeEveryArena() {
   char name[64];
   base::Format(name, sizeof(name), "arena.%u.purge", kAllArenas);
   mwje_mallctl(name, nullptr, nullptr, nullptr, 0);
-  return unused;
 }
 
 }  // namespace memward::alloc

@@ -38,6 +38,14 @@ HeapStatistics ReadHeapStatisticsAsOfLastEpoch();
 // left as they are: only their own thread may touch them.
 size_t PurgeUnusedPages();
 
+// Refreshes jemalloc's statistics and returns the bytes in dirty and muzzy
+// pages over all arenas.
+size_t ReadUnusedPageBytes();
+
+// Purges every arena's dirty and muzzy pages. Unlike PurgeUnusedPages it
+// leaves the thread caches alone, so it can run inside malloc's slow path.
+void PurgeEveryArena();
+
 }  // namespace memward::alloc
 
 #endif  // MEMWARD_ALLOC_PURGE_H_

@@ -15,6 +15,7 @@
 #include "accounting/tenant.h"
 #include "alloc/allocator.h"
 #include "alloc/arena_registry.h"
+#include "alloc/dirty_bound.h"
 #include "alloc/engine.h"
 #include "alloc/routing.h"
 #include "alloc/sample_math.h"
@@ -254,27 +255,39 @@ void FreeSampledBlock(void* pointer) {
   ChargeSampledBlock(owner.tenant, owner.arena_slot, delta);
 }
 
+namespace {
+
+// Passes a successful large allocation to the dirty-page bound
+// (alloc/dirty_bound.h) and returns `result`.
+MEMWARD_ALWAYS_INLINE void* NoteIfLarge(void* result, size_t size) {
+  if (MEMWARD_UNLIKELY(size >= kLargeAllocationBytes) && result != nullptr) {
+    NoteLargeAllocation(size);
+  }
+  return result;
+}
+
+}  // namespace
+
 MEMWARD_TEXT void* AllocateAfterCountdown(size_t size) {
-  if (DecideSample(size)) return AllocateSampled(size, 0, false);
-  return AllocateUnsampled(size);
+  if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, 0, false), size);
+  return NoteIfLarge(AllocateUnsampled(size), size);
 }
 
 MEMWARD_TEXT void* AllocateZeroedAfterCountdown(size_t count, size_t size) {
   size_t total = 0;
-  if (!__builtin_mul_overflow(count, size, &total) && DecideSample(total)) {
-    return AllocateSampled(total, 0, true);
-  }
-  return AllocateZeroedUnsampled(count, size);
+  if (__builtin_mul_overflow(count, size, &total)) return AllocateZeroedUnsampled(count, size);
+  if (DecideSample(total)) return NoteIfLarge(AllocateSampled(total, 0, true), total);
+  return NoteIfLarge(AllocateZeroedUnsampled(count, size), total);
 }
 
 MEMWARD_TEXT void* AllocateAlignedAfterCountdown(size_t size, size_t alignment) {
-  if (DecideSample(size)) return AllocateSampled(size, alignment, false);
-  return AllocateAlignedUnsampled(size, alignment);
+  if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, alignment, false), size);
+  return NoteIfLarge(AllocateAlignedUnsampled(size, alignment), size);
 }
 
 MEMWARD_TEXT void* ReallocateAfterCountdown(void* pointer, size_t size) {
-  if (DecideSample(size)) return ReallocateSampled(pointer, size, 0, false);
-  return ReallocateUnsampled(pointer, size);
+  if (DecideSample(size)) return NoteIfLarge(ReallocateSampled(pointer, size, 0, false), size);
+  return NoteIfLarge(ReallocateUnsampled(pointer, size), size);
 }
 
 size_t SampledUsableSize(const void* pointer) {

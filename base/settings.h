@@ -25,6 +25,7 @@ enum class SettingId : int {
   kMuzzyDecay,
   kScopeDirtyDecay,
   kOversizeThreshold,
+  kDirtyMaxBytes,
   kBackgroundThread,
   kStatsAtExit,
   kDedicatedArenas,
@@ -97,9 +98,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kStrict, "strict", SettingKind::kBool, 0, 0, 1, false,
      "Make an unknown key or invalid value in MEMWARD_CONF fatal instead of a warning."},
     {SettingId::kNarenas, "narenas", SettingKind::kCount, 0, 0, 1024, false,
-     "Number of automatic jemalloc arenas for untagged memory; 0 lets jemalloc choose "
-     "(4 per CPU)."},
-    {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 10 * 1000, 0, kHourMs, true,
+     "Number of automatic jemalloc arenas for untagged memory; 0 means one per CPU the "
+     "process may run on (jemalloc's own default is 4 per CPU)."},
+    {SettingId::kDirtyDecay, "dirty_decay", SettingKind::kTime, 1000, 0, kHourMs, true,
      "How long freed pages stay dirty before they are purged back to the kernel; the arenas "
      "memward creates use scope_dirty_decay when that is shorter.",
      nullptr, true},
@@ -114,6 +115,11 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      false,
      "Allocations at least this large go to jemalloc's dedicated huge arena, which "
      "purges at once; 0 turns that arena off."},
+    {SettingId::kDirtyMaxBytes, "dirty_max_bytes", SettingKind::kSize, 32 * kMiB, 0, 64 * kGiB,
+     false,
+     "Max bytes of dirty pages kept in all arenas, checked after each quarter of this many "
+     "bytes allocated in blocks of 1 MiB or more; past it every arena is purged at once. "
+     "0 leaves dirty pages to decay alone."},
     {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
      "Let jemalloc run its background purging threads (started after start-up)."},
     {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
@@ -183,7 +189,7 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "With pressure_forecast, ask the reclaimers for memory once the working set is "
      "projected to reach the soft threshold within this time, at most half the hysteresis "
      "early; 0 waits for the crossing."},
-    {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 1000, 0,
+    {SettingId::kPressureDirtyDecay, "pressure_dirty_decay", SettingKind::kTime, 250, 0,
      kHourMs, false,
      "Dirty page decay while the level is soft (high and critical use 0); the "
      "dirty_decay setting is restored when the level falls to normal."},

@@ -27,6 +27,7 @@
 #include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
+#include "alloc/dirty_bound.h"
 #include "alloc/engine.h"
 #include "alloc/sampling.h"
 #include "alloc/thread_state.h"
@@ -74,6 +75,7 @@ void Child() {
   accounting::UnlockSamplerAfterFork();
   accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
+  alloc::ResetDirtyBoundInChild();
   accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();

@@ -163,7 +163,7 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
 
   // Soft at 80 %, which is 50 MiB above the 75 % goal. "first" gives its
   // 30 MiB and "second" the remaining 20 MiB. Dirty pages are purged, and
-  // the decay is shortened to pressure_dirty_decay (1 s).
+  // the decay is shortened to pressure_dirty_decay (250 ms).
   ASSERT_NO_FATAL_FAILURE(Step(800));
   memward_pressure_level level;
   ASSERT_EQ(memward_pressure_get(&level), MEMWARD_OK);
@@ -174,7 +174,7 @@ TEST_F(PressureServiceTest, LadderActsAtEachLevel) {
   // were dirty and those the reclaimers freed.
   EXPECT_EQ(CountOf(DecisionKind::kPurge), purges + 1);
   EXPECT_EQ(CountOf(DecisionKind::kReclaim), reclaims + 2) << "one per reclaimer called";
-  EXPECT_EQ(ReadDirtyDecayMs(), 1000);
+  EXPECT_EQ(ReadDirtyDecayMs(), 250);
   EXPECT_EQ(Admit(heavy).reason, MEMWARD_REASON_SOFT_LIMIT);
 
   // High at 90 %, so 150 MiB is requested, from "second" alone because

@@ -331,7 +331,7 @@ TEST(Surface, EngineOptionsApplied) {
   ssize_t decay = 0;
   length = sizeof(decay);
   ASSERT_EQ(Memward().mallctl("opt.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
-  EXPECT_EQ(decay, 10000);
+  EXPECT_EQ(decay, 1000);
   bool background = true;
   length = sizeof(background);
   ASSERT_EQ(Memward().mallctl("background_thread", &background, &length, nullptr, 0), 0);

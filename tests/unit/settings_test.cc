@@ -120,13 +120,13 @@ TEST(Settings, BadValuesKeepDefault) {
   Settings settings;
   auto messages = ParseAndCollect("dirty_decay=abc,narenas=99999,muzzy_decay=5,strict=", &settings);
   ASSERT_EQ(messages.size(), 4u);
-  EXPECT_EQ(settings.Get(SettingId::kDirtyDecay), 10000);
+  EXPECT_EQ(settings.Get(SettingId::kDirtyDecay), 1000);
   EXPECT_EQ(settings.Get(SettingId::kNarenas), 0);
   EXPECT_EQ(settings.Get(SettingId::kMuzzyDecay), 0);
   EXPECT_NE(messages[0].find("invalid value \"abc\" for dirty_decay"), std::string::npos)
       << messages[0];
   EXPECT_NE(messages[0].find("a time with ms or s"), std::string::npos) << messages[0];
-  EXPECT_NE(messages[0].find("keeping 10s"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("keeping 1s"), std::string::npos) << messages[0];
   EXPECT_NE(messages[1].find("value out of range \"99999\" for narenas"), std::string::npos)
       << messages[1];
   EXPECT_NE(messages[2].find("for muzzy_decay"), std::string::npos) << messages[2];
