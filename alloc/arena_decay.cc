@@ -18,6 +18,14 @@ namespace {
 // server changed it, or kFromSettings before any change.
 constexpr int64_t kFromSettings = INT64_MIN;
 constinit std::atomic<int64_t> g_dirty_decay_in_force{kFromSettings};
+// The sampler's arena index plus one, or 0 before it exists.
+constinit std::atomic<unsigned> g_sampler_arena_plus_one{0};
+
+// Returns whether `arena_index` takes the scope arenas' decay.
+bool TakesScopeDecay(unsigned arena_index) {
+  return IsMemwardArena(arena_index) &&
+         arena_index + 1 != g_sampler_arena_plus_one.load(std::memory_order_acquire);
+}
 
 void WriteArenaDecay(unsigned arena_index, int64_t decay_ms) {
   char name[64];
@@ -46,18 +54,23 @@ void SetDirtyDecayOfArenas(int64_t dirty_decay_ms) {
   const int64_t scope_decay_ms = ScopeArenaDecay(
       dirty_decay_ms, CurrentSettings().Get(base::SettingId::kScopeDirtyDecay));
   ssize_t value = static_cast<ssize_t>(dirty_decay_ms);
-  // The default for arenas created later; ApplyScopeArenaDecay overrides it
+  // The default for arenas created later; ApplyNewArenaDecay overrides it
   // for memward's own.
   mwje_mallctl("arenas.dirty_decay_ms", nullptr, nullptr, &value, sizeof(value));
   unsigned arenas = 0;
   size_t length = sizeof(arenas);
   mwje_mallctl("arenas.narenas", &arenas, &length, nullptr, 0);
   for (unsigned arena = 0; arena < arenas; arena++) {
-    WriteArenaDecay(arena, IsMemwardArena(arena) ? scope_decay_ms : dirty_decay_ms);
+    WriteArenaDecay(arena, TakesScopeDecay(arena) ? scope_decay_ms : dirty_decay_ms);
   }
 }
 
-void ApplyScopeArenaDecay(unsigned arena_index) {
+void ApplyNewArenaDecay(unsigned arena_index, bool is_sampler_arena) {
+  if (is_sampler_arena) {
+    g_sampler_arena_plus_one.store(arena_index + 1, std::memory_order_release);
+    WriteArenaDecay(arena_index, DirtyDecayInForce());
+    return;
+  }
   WriteArenaDecay(arena_index,
                   ScopeArenaDecay(DirtyDecayInForce(),
                                   CurrentSettings().Get(base::SettingId::kScopeDirtyDecay)));

@@ -1,7 +1,9 @@
 // Dirty page decay of jemalloc's arenas. The automatic arenas, which serve
-// memory outside any scope, follow the `dirty_decay` setting. The arenas
-// memward creates (tenants' shared and dedicated arenas, request arenas, the
-// sampler's and memward's own) follow the shorter of `dirty_decay` and
+// memory outside any scope, follow the `dirty_decay` setting, and so does
+// the sampler's arena: its blocks are ordinary allocations that happened to
+// be sampled, most of them outside any scope. The other arenas memward
+// creates (tenants' shared and dedicated arenas, request arenas and
+// memward's own) follow the shorter of `dirty_decay` and
 // `scope_dirty_decay`.
 //
 // Why those arenas purge sooner: jemalloc 5.3 serves a new block from the
@@ -46,8 +48,10 @@ void SetDirtyDecayOfArenas(int64_t dirty_decay_ms);
 int64_t DirtyDecayInForce();
 
 // Sets the decay of arena `arena_index`, which memward has just created,
-// from the decay now in force. Called under g_arena_lock, outside malloc.
-void ApplyScopeArenaDecay(unsigned arena_index);
+// from the decay now in force: the automatic arenas' one when
+// `is_sampler_arena`, else ScopeArenaDecay. Called under g_arena_lock,
+// outside malloc.
+void ApplyNewArenaDecay(unsigned arena_index, bool is_sampler_arena);
 
 }  // namespace memward::alloc
 

@@ -57,7 +57,7 @@ uint32_t CreateSlot(ArenaKind kind, TenantId tenant) {
     return 0;
   }
   SetSlotForArena(index, slot);
-  ApplyScopeArenaDecay(index);
+  ApplyNewArenaDecay(index, kind == ArenaKind::kSampled);
   ArenaSlot& entry = g_slots[slot];
   entry.arena_index = index;
   entry.kind = kind;

@@ -107,8 +107,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kMuzzyDecay, "muzzy_decay", SettingKind::kTime, 0, 0, kHourMs, true,
      "How long lazily purged (MADV_FREE) pages stay before a forced purge.", nullptr, true},
     {SettingId::kScopeDirtyDecay, "scope_dirty_decay", SettingKind::kTime, 0, 0, kHourMs, true,
-     "How long freed pages stay dirty in the arenas memward creates for tenants, requests and "
-     "samples, when that is shorter than dirty_decay; 0 purges them at once, so new blocks "
+     "How long freed pages stay dirty in the arenas memward creates for tenants and "
+     "requests, when that is shorter than dirty_decay; 0 purges them at once, so new blocks "
      "do not reuse them resident; never makes them follow dirty_decay.",
      nullptr, true},
     {SettingId::kOversizeThreshold, "oversize_threshold", SettingKind::kSize, 0, 0, 64 * kGiB,

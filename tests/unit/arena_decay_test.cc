@@ -1,5 +1,6 @@
 // Dirty page decay of the arenas memward creates (scope_dirty_decay, 0 by
-// default) against the automatic arenas (dirty_decay, 10 s by default), and
+// default) against the automatic arenas and the sampler's (dirty_decay, 1 s
+// by default), and
 // memward_purge emptying the calling thread's caches. A process of its own,
 // so that its tenant gets a dedicated arena before other tests use up the
 // budget, and so that no MEMWARD_CONF changes the defaults.
@@ -88,13 +89,30 @@ TEST_F(ArenaDecay, RequestArenaPurgesAtFree) {
   EXPECT_EQ(dirty, 0u);
 }
 
+// The dirty_decay setting's default, in milliseconds.
+constexpr ssize_t kDefaultDirtyDecayMs = 1000;
+
 TEST_F(ArenaDecay, AutomaticArenaKeepsDirtyDecay) {
   unsigned arena = FillAndFreeLargeBlock();
   EXPECT_LT(arena, AutomaticArenas());
-  EXPECT_EQ(DirtyDecayOf(arena), 10000);
-  // With a 10 s decay, jemalloc purges freed pages gradually over that time,
+  EXPECT_EQ(DirtyDecayOf(arena), kDefaultDirtyDecayMs);
+  // With a 1 s decay, jemalloc purges freed pages gradually over that time,
   // so most of them are still dirty right after the free.
   EXPECT_GT(DirtyPagesOf(arena), 0u);
+}
+
+// A sampled block is an ordinary allocation that happened to be sampled,
+// so the sampler's arena keeps the automatic arenas' decay.
+TEST_F(ArenaDecay, SamplerArenaKeepsDirtyDecay) {
+  ASSERT_EQ(memward_sample_interval_set(1), MEMWARD_OK);
+  void* block = Allocate(kLargeBlock);
+  ASSERT_NE(block, nullptr);
+  unsigned arena = ArenaOf(block);
+  free(block);
+  ASSERT_EQ(memward_sample_interval_set(0), MEMWARD_OK);
+
+  EXPECT_GE(arena, AutomaticArenas()) << "the block was not sampled";
+  EXPECT_EQ(DirtyDecayOf(arena), kDefaultDirtyDecayMs);
 }
 
 TEST_F(ArenaDecay, PurgeEmptiesThisThreadsCaches) {
