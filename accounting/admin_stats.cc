@@ -8,6 +8,7 @@
 #include "accounting/admin_endpoints.h"
 #include "accounting/admin_handlers.h"
 #include "accounting/admin_service.h"
+#include "accounting/pressure_service.h"
 #include "accounting/request_log.h"
 #include "accounting/sample_table.h"
 #include "accounting/stack_capture.h"
@@ -17,9 +18,6 @@
 #include "alloc/purge.h"
 #include "base/json_writer.h"
 
-// The pressure ladder may be absent from a build; the reference is weak so
-// that /stats then reports "unknown".
-#pragma weak memward_pressure_get
 
 namespace memward::accounting {
 namespace {
@@ -312,17 +310,12 @@ std::vector<memward_tenant_stats> ReadAllTenantStats() {
   return stats;
 }
 
+// Reading the level must not start the pressure ladder: a scrape of
+// /metrics would otherwise turn on cgroup watching.
 const char* CurrentPressureName() {
-  if (&memward_pressure_get == nullptr) return "unknown";
-  memward_pressure_level level = MEMWARD_PRESSURE_NORMAL;
-  if (memward_pressure_get(&level) != MEMWARD_OK) return "unknown";
-  switch (level) {
-    case MEMWARD_PRESSURE_NORMAL: return "normal";
-    case MEMWARD_PRESSURE_SOFT: return "soft";
-    case MEMWARD_PRESSURE_HIGH: return "high";
-    case MEMWARD_PRESSURE_CRITICAL: return "critical";
-  }
-  return "unknown";
+  PressureLevel level = PressureLevel::kNormal;
+  if (!ReadPressureLevelIfStarted(&level)) return "off";
+  return PressureLevelName(level);
 }
 
 void RegisterStatsEndpoints() {

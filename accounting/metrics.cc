@@ -252,7 +252,7 @@ void WriteMetricsText(std::string* out) {
   AppendSample("memward_requests_ended_total", std::string(),
                static_cast<int64_t>(EndedRequestCount()), out);
   AppendGauge("memward_pressure_level", "Memory pressure: 0 normal, 1 soft, 2 high, "
-              "3 critical, -1 unknown.", PressureValue(), out);
+              "3 critical, -1 while the pressure ladder is off.", PressureValue(), out);
 
   AppendGauge("memward_tenants", "Registered tenants, the process and memward included.",
               static_cast<int64_t>(all.size()), out);

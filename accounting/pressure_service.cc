@@ -452,6 +452,12 @@ void SetPressureInputSource(PressureInputSource source, void* context) {
   g_source.store(source != nullptr ? source : NoInput, std::memory_order_release);
 }
 
+bool ReadPressureLevelIfStarted(PressureLevel* level) {
+  if (!g_started.load(std::memory_order_acquire)) return false;
+  *level = CurrentPressureLevel();
+  return true;
+}
+
 bool StartPressureService() {
   if (g_started.load(std::memory_order_acquire)) return Warden::Get().Start();
   pthread_mutex_lock(&g_start_lock);

@@ -34,6 +34,11 @@ void SetPressureInputSource(PressureInputSource source, void* context);
 // Returns false when the warden could not start. Never call inside malloc.
 bool StartPressureService();
 
+// Stores the pressure level in `level` and returns true once the service has
+// started; returns false before, without starting it. For readers such as
+// GET /stats that must not turn the ladder on.
+bool ReadPressureLevelIfStarted(PressureLevel* level);
+
 // Runs one tick now, on the warden thread, and waits for it. Returns false
 // when the warden is not running or the tick did not run within 10 s.
 bool EvaluatePressureNow();

@@ -175,6 +175,20 @@ TEST_F(AdminTest, EveryEndpointResponds) {
   }
 }
 
+// Nothing in this process starts the pressure ladder (pressure_monitor is
+// off and no reclaimer is registered), and reading the numbers must not
+// start it either: a Prometheus scrape would turn on cgroup watching.
+TEST_F(AdminTest, StatsLeavePressureLadderOff) {
+  Reply stats = Call("GET", "/stats");
+  ASSERT_EQ(stats.status, 200);
+  Reply metrics = Call("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(stats.body.find("\"level\":\"off\""), std::string::npos) << stats.body;
+  EXPECT_EQ(MetricValue(metrics.body, "memward_pressure_level"), -1);
+  EXPECT_EQ(Call("GET", "/pressure").status, 404);
+  EXPECT_NE(Call("GET", "/stats").body.find("\"level\":\"off\""), std::string::npos);
+}
+
 TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   std::vector<void*> blocks;
   for (int i = 0; i < 32; i++) {
