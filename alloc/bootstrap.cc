@@ -98,6 +98,9 @@ void BuildEngineOptions(const base::Settings& settings) {
                          static_cast<long long>(settings.Get(SettingId::kMuzzyDecay)),
                          static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
   if (settings.GetBool(SettingId::kStatsAtExit)) {
+    // NOTE: jemalloc writes the statistics to whatever file descriptor 2 is
+    // at exit: nothing when the program closed stderr (coreutils do), and
+    // into a data file that a program opened after closing stderr.
     base::Format(out + length, capacity - length, ",stats_print:true");
   }
 }
