@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <libunwind.h>
 #include <string.h>
+#include <strings.h>
 
 #include <atomic>
 
@@ -176,11 +177,11 @@ bool OpenLibunwind(uint64_t max_cache_bytes) {
 }  // namespace
 
 bool ParseUnwinder(const char* name, Unwinder& unwinder) {
-  if (strcmp(name, "cached") == 0) {
+  if (strcasecmp(name, "cached") == 0) {
     unwinder = Unwinder::kCached;
-  } else if (strcmp(name, "libunwind") == 0) {
+  } else if (strcasecmp(name, "libunwind") == 0) {
     unwinder = Unwinder::kLibunwind;
-  } else if (strcmp(name, "frame_pointers") == 0) {
+  } else if (strcasecmp(name, "frame_pointers") == 0) {
     unwinder = Unwinder::kFramePointers;
   } else {
     return false;

@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include <algorithm>
 
@@ -85,13 +86,14 @@ int64_t UnitMultiplier(SettingKind kind, const char* suffix, size_t length) {
   return length == 0 ? 1 : 0;
 }
 
-// Returns whether `value` is one of the '|'-separated `choices`.
+// Returns whether `value` is one of the '|'-separated `choices`, compared
+// without regard to case like the other kinds' words.
 bool IsOneOfChoices(const char* choices, const char* value, size_t length) {
   const char* choice = choices;
   for (;;) {
     const char* end = strchr(choice, '|');
     size_t choice_length = end != nullptr ? static_cast<size_t>(end - choice) : strlen(choice);
-    if (choice_length == length && memcmp(value, choice, length) == 0) return true;
+    if (choice_length == length && strncasecmp(value, choice, length) == 0) return true;
     if (end == nullptr) return false;
     choice = end + 1;
   }
@@ -228,13 +230,27 @@ const char* ClosestSettingName(const char* key, size_t key_length) {
   return best <= limit ? closest : nullptr;
 }
 
+bool IsControlCharacter(char c) {
+  return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+}
+
+// Replaces control characters with '?', so that a setting's value cannot
+// move the cursor or clear the terminal of whoever reads the log.
+void ReplaceControlCharacters(char* text) {
+  for (; *text != '\0'; text++) {
+    if (IsControlCharacter(*text)) *text = '?';
+  }
+}
+
 }  // namespace
 
 size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t capacity) {
   const int key_length = static_cast<int>(problem.key_length);
   if (problem.spec == nullptr) {
     size_t length = Format(buffer, capacity, "MEMWARD_CONF: unknown setting \"");
-    for (int i = 0; i < key_length && length + 1 < capacity; i++) buffer[length++] = problem.key[i];
+    for (int i = 0; i < key_length && length + 1 < capacity; i++) {
+      buffer[length++] = IsControlCharacter(problem.key[i]) ? '?' : problem.key[i];
+    }
     length += Format(buffer + length, capacity - length, "\" is ignored");
     const char* closest = ClosestSettingName(problem.key, problem.key_length);
     if (closest != nullptr) {
@@ -250,6 +266,7 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
                                                                  : sizeof(value) - 1;
   memcpy(value, problem.value, value_length);
   value[value_length] = '\0';
+  ReplaceControlCharacters(value);
   char low[32], high[32], fallback[32];
   FormatSettingValue(spec, spec.min_value, low, sizeof(low));
   FormatSettingValue(spec, spec.max_value, high, sizeof(high));

@@ -80,7 +80,7 @@ struct SettingSpec {
   // True when PUT /config may change the setting in a running process.
   bool runtime = false;
   // For a text setting with a fixed set of values: those values, separated
-  // by '|' and compared exactly. nullptr accepts any text.
+  // by '|' and compared without regard to case. nullptr accepts any text.
   const char* choices = nullptr;
 };
 

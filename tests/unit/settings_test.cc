@@ -81,7 +81,7 @@ TEST(Settings, ChoiceAcceptsListedValues) {
 }
 
 TEST(Settings, ChoiceRejectsOtherValues) {
-  for (const char* value : {"libunwnd", "Cached", "cached|libunwind", "cache"}) {
+  for (const char* value : {"libunwnd", "cached|libunwind", "cache", "cachedx"}) {
     Settings settings;
     std::string text = std::string("sample_unwinder=") + value;
     std::vector<std::string> messages = ParseAndCollect(text.c_str(), &settings);
@@ -92,6 +92,26 @@ TEST(Settings, ChoiceRejectsOtherValues) {
         << messages[0];
     EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "cached");
   }
+}
+
+TEST(Settings, ChoiceIgnoresCase) {
+  Settings settings;
+  EXPECT_TRUE(ParseAndCollect("sample_unwinder=LibUnwind", &settings).empty());
+  EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "LibUnwind");
+}
+
+TEST(Settings, ControlCharactersAreNotEchoed) {
+  Settings settings;
+  std::vector<std::string> messages =
+      ParseAndCollect("narenas=1\x1b[2J,sample_intervl\x07=1k", &settings);
+  ASSERT_EQ(messages.size(), 2u);
+  for (const std::string& message : messages) {
+    for (char c : message) {
+      EXPECT_FALSE(static_cast<unsigned char>(c) < 0x20 || c == 0x7f) << message;
+    }
+  }
+  EXPECT_NE(messages[0].find("\"1?[2J\""), std::string::npos) << messages[0];
+  EXPECT_NE(messages[1].find("sample_intervl?"), std::string::npos) << messages[1];
 }
 
 TEST(Settings, AcceptsNeverAndBareZero) {
