@@ -11,7 +11,6 @@
 #include "accounting/pressure_service.h"
 #include "accounting/request_log.h"
 #include "accounting/sample_table.h"
-#include "accounting/stack_capture.h"
 #include "accounting/tenant.h"
 #include "alloc/arena_registry.h"
 #include "alloc/engine.h"
@@ -118,7 +117,6 @@ void WriteOverhead(JsonWriter& json) {
 // unwinders' caches.
 void WriteSampler(JsonWriter& json) {
   SamplerStats stats = GetSamplerStats();
-  CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
   json.Key("sampler").BeginObject();
   json.Key("interval_bytes").Int(stats.interval_bytes);
   json.Key("samples_taken").Uint(stats.samples_taken);
@@ -127,8 +125,8 @@ void WriteSampler(JsonWriter& json) {
   json.Key("table_bytes").Uint(stats.table_bytes);
   json.Key("table_resident_bytes").Uint(stats.table_resident_bytes);
   json.Key("unwinder_cache_bytes").Uint(stats.unwinder_cache_bytes);
-  json.Key("unwinder_fallbacks").Uint(unwinder.fallbacks);
-  json.Key("truncated_stacks").Uint(unwinder.truncated_stacks);
+  json.Key("unwinder_fallbacks").Uint(stats.unwinder_fallbacks);
+  json.Key("truncated_stacks").Uint(stats.truncated_stacks);
   json.EndObject();
 }
 

@@ -16,7 +16,6 @@
 #include "accounting/admin_service.h"
 #include "accounting/request_log.h"
 #include "accounting/sample_table.h"
-#include "accounting/stack_capture.h"
 #include "accounting/tenant.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
@@ -80,7 +79,6 @@ void AppendCounter(const char* name, const char* help, uint64_t value, std::stri
 // The sampler's counters and the memory of its tables and unwinder caches.
 void AppendSamplerMetrics(std::string* out) {
   SamplerStats stats = GetSamplerStats();
-  CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
   AppendGauge("memward_sampler_interval_bytes",
               "Mean bytes allocated between two sampled allocations; 0 when sampling is off.",
               stats.interval_bytes, out);
@@ -100,7 +98,7 @@ void AppendSamplerMetrics(std::string* out) {
   AppendCounter("memward_sampler_truncated_stacks_total",
                 "Sampled stacks cut at a frame the cached unwinder cannot walk, taken before "
                 "libunwind was loaded.",
-                unwinder.truncated_stacks, out);
+                stats.truncated_stacks, out);
 }
 
 std::string TenantLabel(std::string_view tenant) {

@@ -88,6 +88,10 @@ struct SamplerStats {
   // rejected at the sample_unwinder_max_bytes bound.
   uint64_t unwinder_cache_bytes;
   uint64_t unwinder_rejected_mappings;
+  // Stacks the cached unwinder could not walk to the end, and of those the
+  // ones cut short because libunwind was not loaded yet.
+  uint64_t unwinder_fallbacks;
+  uint64_t truncated_stacks;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off
 };
 

@@ -100,6 +100,9 @@ SamplerStats GetSamplerStats() {
   stats.table_resident_bytes = counts.resident_bytes;
   stats.unwinder_cache_bytes = UnwinderCacheBytes();
   stats.unwinder_rejected_mappings = UnwinderRejectedMappings();
+  CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
+  stats.unwinder_fallbacks = unwinder.fallbacks;
+  stats.truncated_stacks = unwinder.truncated_stacks;
   stats.interval_bytes = alloc::CurrentSampleInterval();
   return stats;
 }
