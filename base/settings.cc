@@ -235,7 +235,7 @@ bool IsControlCharacter(char c) {
 }
 
 // Replaces control characters with '?', so that a setting's value cannot
-// move the cursor or clear the terminal of whoever reads the log.
+// move the cursor or clear the terminal that shows the log.
 void ReplaceControlCharacters(char* text) {
   for (; *text != '\0'; text++) {
     if (IsControlCharacter(*text)) *text = '?';
