@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 
 #include "accounting/admin_socket.h"
 #include "base/log.h"
+#include "base/mutex_lock.h"
 
 namespace memward::accounting {
 namespace {
@@ -32,6 +34,15 @@ constexpr size_t kReadChunk = 16 * 1024;
 constexpr int64_t kLingerNs = 500 * 1000 * 1000;
 
 base::LogLimit g_log_limit(8);
+
+// Guards every server's connections_ and each connection's fd: an accepted
+// descriptor is in connections_ before the lock is released, and a closed
+// one is -1 before it is. The fork handler takes it before every other
+// memward lock, so a child never sees a descriptor half accepted or half
+// closed. Endpoints run without it. One lock for all servers: a process runs
+// one, and only unit tests run more.
+constinit pthread_mutex_t g_connections_lock = PTHREAD_MUTEX_INITIALIZER;
+
 
 int64_t MonotonicNs() {
   timespec now;
@@ -130,8 +141,33 @@ bool AdminServer::OpenTcpListener(std::string* error) {
 }
 
 void AdminServer::Close(bool unlink_socket) {
-  for (auto& connection : connections_) close(connection->fd);
-  connections_.clear();
+  {
+    base::MutexLock lock(&g_connections_lock);
+    for (auto& connection : connections_) {
+      if (connection->fd >= 0) close(connection->fd);
+    }
+    connections_.clear();
+  }
+  CloseListeners(unlink_socket);
+}
+
+void AdminServer::CloseInForkedChild() {
+  {
+    base::MutexLock lock(&g_connections_lock);
+    for (auto& connection : connections_) {
+      if (connection->fd >= 0) close(connection->fd);
+      // The parent's warden may have been changing this connection's
+      // buffers at fork; freeing them could free a block twice.
+      [[maybe_unused]] Connection* abandoned = connection.release();
+    }
+    // The table's own block is leaked for the same reason: a new vector
+    // constructed in place replaces the old one without freeing its block.
+    new (&connections_) std::vector<std::unique_ptr<Connection>>();
+  }
+  CloseListeners(/*unlink_socket=*/false);
+}
+
+void AdminServer::CloseListeners(bool unlink_socket) {
   if (unix_fd_ >= 0) {
     close(unix_fd_);
     if (unlink_socket) RemoveSocketFile(options_.socket_path, socket_device_, socket_inode_);
@@ -165,46 +201,51 @@ void AdminServer::HandleEvents() {
   }
   // A connection closed above is removed from connections_ only here, so
   // that a pointer later in `events` never refers to freed memory.
-  connections_.erase(std::remove_if(connections_.begin(), connections_.end(),
-                                    [](const auto& connection) { return connection->fd < 0; }),
-                     connections_.end());
+  RemoveClosedConnections();
   if (timer_fired || ready > 0) ExpireDeadlines();
   ArmTimer();
 }
 
 void AdminServer::AcceptAll(int listen_fd, bool tcp) {
   for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
-    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && g_log_limit.Allow()) {
-        base::Log("admin server: accept failed (errno %d)", errno);
-      }
-      return;
-    }
-    counters_.accepted++;
-    if (static_cast<int>(connections_.size()) >= options_.max_connections) {
-      counters_.over_capacity++;
-      SendAndClose(fd, 503, "too many admin connections; retry later");
-      continue;
-    }
-    auto connection = std::make_unique<Connection>();
-    connection->fd = fd;
-    connection->tcp = tcp;
-    connection->deadline_ns = MonotonicNs() + options_.timeout_ms * 1000000;
-    Connection* raw = connection.get();
-    if (!AddToEpoll(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, reinterpret_cast<uint64_t>(raw))) {
-      close(fd);
-      continue;
-    }
-    connections_.push_back(std::move(connection));
-    if (!tcp && !PeerAllowed(fd)) {
-      counters_.rejected_peers++;
-      AdminResponse response;
-      response.SetError(403, "permission denied: the admin socket accepts only the "
-                             "process's own user, root and admin_group");
-      StartResponse(raw, response);
-    }
+    Connection* connection = nullptr;
+    if (!AcceptOne(listen_fd, tcp, &connection)) return;
+    if (connection == nullptr || tcp || PeerAllowed(connection->fd)) continue;
+    counters_.rejected_peers++;
+    AdminResponse response;
+    response.SetError(403, "permission denied: the admin socket accepts only the "
+                           "process's own user, root and admin_group");
+    StartResponse(connection, response);
   }
+}
+
+bool AdminServer::AcceptOne(int listen_fd, bool tcp, Connection** accepted) {
+  base::MutexLock lock(&g_connections_lock);
+  int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd < 0) {
+    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && g_log_limit.Allow()) {
+      base::Log("admin server: accept failed (errno %d)", errno);
+    }
+    return false;
+  }
+  counters_.accepted++;
+  if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+    counters_.over_capacity++;
+    SendAndClose(fd, 503, "too many admin connections; retry later");
+    return true;
+  }
+  auto connection = std::make_unique<Connection>();
+  connection->fd = fd;
+  connection->tcp = tcp;
+  connection->deadline_ns = MonotonicNs() + options_.timeout_ms * 1000000;
+  Connection* raw = connection.get();
+  if (!AddToEpoll(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, reinterpret_cast<uint64_t>(raw))) {
+    close(fd);
+    return true;
+  }
+  connections_.push_back(std::move(connection));
+  *accepted = raw;
+  return true;
 }
 
 bool AdminServer::PeerAllowed(int fd) {
@@ -348,6 +389,7 @@ void AdminServer::Linger(Connection* connection) {
 }
 
 void AdminServer::CloseConnection(Connection* connection) {
+  base::MutexLock lock(&g_connections_lock);
   if (connection->fd < 0) return;
   close(connection->fd);  // also removes it from the epoll set
   connection->fd = -1;
@@ -368,6 +410,11 @@ void AdminServer::ExpireDeadlines() {
       CloseConnection(connection.get());
     }
   }
+  RemoveClosedConnections();
+}
+
+void AdminServer::RemoveClosedConnections() {
+  base::MutexLock lock(&g_connections_lock);
   connections_.erase(std::remove_if(connections_.begin(), connections_.end(),
                                     [](const auto& connection) { return connection->fd < 0; }),
                      connections_.end());
@@ -387,6 +434,10 @@ void AdminServer::ArmTimer() {
   }
   timerfd_settime(timer_fd_, TFD_TIMER_ABSTIME, &spec, nullptr);
 }
+
+void LockAdminConnectionsForFork() { pthread_mutex_lock(&g_connections_lock); }
+
+void UnlockAdminConnectionsAfterFork() { pthread_mutex_unlock(&g_connections_lock); }
 
 std::string ExpandSocketPath(const std::string& pattern, pid_t pid) {
   std::string path;

@@ -15,8 +15,12 @@
 // own user, or in `allowed_group` (SO_PEERCRED, SO_PEERGROUPS); others get
 // 403.
 //
-// Thread safety: none. One thread calls every method; the warden thread in a
-// running process, a test's own loop in unit tests.
+// Thread safety: one thread calls every method; the warden thread in a
+// running process, a test's own loop in unit tests. Fork is the exception:
+// the set of open connection descriptors changes only under a process-wide
+// lock that the fork handler holds across fork
+// (LockAdminConnectionsForFork), so a child can close exactly the
+// descriptors its parent had open (CloseInForkedChild).
 #ifndef MEMWARD_ACCOUNTING_ADMIN_SERVER_H_
 #define MEMWARD_ACCOUNTING_ADMIN_SERVER_H_
 
@@ -67,6 +71,13 @@ class AdminServer {
   // if it is still the one this server created (same inode).
   void Close(bool unlink_socket);
 
+  // Close for a forked child, which must not free what the parent's warden
+  // thread may have been changing at fork: closes every descriptor, and
+  // leaks the connections' buffers instead of freeing them. Requires that
+  // the fork handler held LockAdminConnectionsForFork across fork and has
+  // released it.
+  void CloseInForkedChild();
+
   // Accepts, reads, dispatches and writes whatever is ready, without
   // blocking, then re-arms the deadline timer.
   void HandleEvents();
@@ -85,13 +96,18 @@ class AdminServer {
 
   bool OpenUnixListener(std::string* error);
   bool OpenTcpListener(std::string* error);
+  void CloseListeners(bool unlink_socket);
   void AcceptAll(int listen_fd, bool tcp);
+  // Accepts one connection; false when none is waiting. Sets `accepted` to
+  // the new connection, or leaves it when the connection was refused.
+  bool AcceptOne(int listen_fd, bool tcp, Connection** accepted);
   void OnConnectionEvent(Connection* connection, uint32_t events);
   void ReadRequest(Connection* connection);
   void StartResponse(Connection* connection, const AdminResponse& response);
   void WriteResponse(Connection* connection);
   void Linger(Connection* connection);
   void CloseConnection(Connection* connection);
+  void RemoveClosedConnections();
   void ExpireDeadlines();
   void ArmTimer();
   bool PeerAllowed(int fd);
@@ -109,6 +125,11 @@ class AdminServer {
   AdminServerCounters counters_;
   int open_errno_ = 0;
 };
+
+// The lock that guards every server's connection descriptors, for the fork
+// handler (preload/fork_handlers.cc); both processes release it.
+void LockAdminConnectionsForFork();
+void UnlockAdminConnectionsAfterFork();
 
 // Replaces each "%p" in `pattern` with `pid` and "%%" with "%".
 std::string ExpandSocketPath(const std::string& pattern, pid_t pid);

@@ -16,6 +16,7 @@
 #include "accounting/warden.h"
 #include "alloc/bootstrap.h"
 #include "base/log.h"
+#include "base/mutex_lock.h"
 
 namespace memward::accounting {
 namespace {
@@ -58,19 +59,8 @@ pthread_mutex_t g_info_lock = PTHREAD_MUTEX_INITIALIZER;
 std::string* g_socket_path = nullptr;
 int g_tcp_port = 0;
 
-class Locker {
- public:
-  explicit Locker(pthread_mutex_t* mutex) : mutex_(mutex) { pthread_mutex_lock(mutex_); }
-  ~Locker() { pthread_mutex_unlock(mutex_); }
-  Locker(const Locker&) = delete;
-  Locker& operator=(const Locker&) = delete;
-
- private:
-  pthread_mutex_t* mutex_;
-};
-
 void PublishAddress(const AdminServer& server) {
-  Locker lock(&g_info_lock);
+  base::MutexLock lock(&g_info_lock);
   if (g_socket_path == nullptr) g_socket_path = new std::string();
   *g_socket_path = server.is_open() ? server.socket_path() : std::string();
   g_tcp_port = server.is_open() ? server.tcp_port() : 0;
@@ -133,7 +123,7 @@ void ReopenInChild(void*) {
   if (!g_reopen_pending.load(std::memory_order_acquire)) return;
   if (MonotonicNs() - g_forked_at_ns.load(std::memory_order_relaxed) < kChildSocketDelayNs) return;
   if (!g_reopen_pending.exchange(false, std::memory_order_acq_rel)) return;
-  Locker lock(&g_service_lock);
+  base::MutexLock lock(&g_service_lock);
   if (g_server == nullptr || g_server->is_open() || g_stopped) return;
   OpenAndWatchLocked();
 }
@@ -145,7 +135,7 @@ void StopAtExit() { StopAdminService(); }
 void StartAdminService() {
   alloc::Bootstrap();
   MemwardAllocationScope scope;
-  Locker lock(&g_service_lock);
+  base::MutexLock lock(&g_service_lock);
   if (g_started) return;
   g_started = true;
   RegisterCoreAdminEndpoints();
@@ -155,7 +145,7 @@ void StartAdminService() {
 }
 
 void StopAdminService() {
-  Locker lock(&g_service_lock);
+  base::MutexLock lock(&g_service_lock);
   g_stopped = true;
   if (g_server == nullptr || !g_server->is_open()) return;
   Warden::Get().Unwatch(g_server->poll_fd());
@@ -170,15 +160,10 @@ void ResetAdminServiceInChild() {
   g_service_lock = PTHREAD_MUTEX_INITIALIZER;
   g_info_lock = PTHREAD_MUTEX_INITIALIZER;
   if (g_server == nullptr || !g_server->is_open()) return;
-  // The warden has made a new epoll set for the child already, so this
-  // removes the watch from the child's set only.
-  Warden::Get().Unwatch(g_server->poll_fd());
-  // NOTE: the parent's warden thread may have been changing a connection
-  // when the process forked; destroying the connections here then frees a
-  // block twice. A forked child crashed so in about 3 of 100 runs of the
-  // admin tests that fork. Leaking them instead left the connections'
-  // descriptors open in the child and hung the parent's client.
-  g_server->Close(/*unlink_socket=*/false);
+  // Before the warden restarts, so that the child's new warden thread
+  // never accepts or answers a connection meant for the parent.
+  Warden::Get().UnwatchInChild(g_server->poll_fd());
+  g_server->CloseInForkedChild();
   PublishAddress(*g_server);
   g_forked_at_ns.store(MonotonicNs(), std::memory_order_relaxed);
   g_reopen_pending.store(true, std::memory_order_release);
@@ -193,12 +178,12 @@ void ResetAdminServiceInChild() {
 }
 
 std::string AdminSocketPath() {
-  Locker lock(&g_info_lock);
+  base::MutexLock lock(&g_info_lock);
   return g_socket_path == nullptr ? std::string() : *g_socket_path;
 }
 
 int AdminTcpPort() {
-  Locker lock(&g_info_lock);
+  base::MutexLock lock(&g_info_lock);
   return g_tcp_port;
 }
 

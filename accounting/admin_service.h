@@ -25,9 +25,10 @@ void StartAdminService();
 // Runs at exit (atexit); the process serves no admin socket afterwards.
 void StopAdminService();
 
-// Called by the child's fork handler after the warden is restarted: drops
+// Called by the child's fork handler before the warden is restarted: closes
 // the descriptors inherited from the parent (the parent's socket stays the
-// parent's). The warden thread opens the child's server 0.2 to 0.7 s later.
+// parent's) and drops the server's watch. The warden thread opens the
+// child's server 0.2 to 0.7 s later.
 void ResetAdminServiceInChild();
 
 // The socket path in use, or "" when no Unix socket is served.

@@ -10,6 +10,7 @@
 
 #include "accounting/decision_log.h"
 #include "accounting/pressure_state.h"
+#include "base/mutex_lock.h"
 
 namespace memward::accounting {
 namespace {
@@ -55,13 +56,6 @@ int64_t MonotonicNs() {
   return static_cast<int64_t>(now.tv_sec) * 1000000000 + now.tv_nsec;
 }
 
-class LockGuard {
- public:
-  LockGuard() { pthread_mutex_lock(&g_lock); }
-  ~LockGuard() { pthread_mutex_unlock(&g_lock); }
-  LockGuard(const LockGuard&) = delete;
-  LockGuard& operator=(const LockGuard&) = delete;
-};
 
 // Copies the used entries sorted by priority (then by id, the order of
 // registration) into `out`. Requires g_lock.
@@ -91,7 +85,7 @@ Entry* FindLocked(uint32_t id) {
 // Starts the call of `id`, or returns false when it was unregistered since
 // the pass copied the table.
 bool BeginCall(uint32_t id) {
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   if (FindLocked(id) == nullptr) return false;
   g_calling_thread = pthread_self();
   g_calling.store(id, std::memory_order_release);
@@ -114,7 +108,7 @@ void FinishCall(const Entry& copy, uint64_t requested, uint64_t freed, int64_t e
 
   int64_t backoff_ms = 0;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     Entry* entry = FindLocked(copy.id);
     if (entry == nullptr) return;
     entry->calls++;
@@ -152,7 +146,7 @@ int RegisterReclaimer(const memward_reclaimer& reclaimer, uint32_t* id) {
   }
   const size_t name_length = strnlen(reclaimer.name, 64);
   if (name_length == 0 || name_length > 63) return MEMWARD_ERROR_INVALID;
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   for (Entry& entry : g_entries) {
     if (entry.used) continue;
     entry = Entry{};
@@ -169,7 +163,7 @@ int RegisterReclaimer(const memward_reclaimer& reclaimer, uint32_t* id) {
 
 int UnregisterReclaimer(uint32_t id) {
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     Entry* entry = FindLocked(id);
     if (entry == nullptr) return MEMWARD_ERROR_NOT_FOUND;
     *entry = Entry{};
@@ -206,7 +200,7 @@ ReclaimPassResult RunReclaimPass(uint64_t target_bytes, int64_t now_ns, int cpu_
   Entry entries[kMaxReclaimers];
   int count = 0;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     count = SortedEntriesLocked(entries);
   }
   for (int i = 0; i < count && result.freed_bytes < target_bytes; i++) {
@@ -249,7 +243,7 @@ uint64_t CountReclaimable() {
   Entry entries[kMaxReclaimers];
   int count = 0;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     count = SortedEntriesLocked(entries);
   }
   uint64_t total = 0;
@@ -262,7 +256,7 @@ uint64_t CountReclaimable() {
 }
 
 int ListReclaimers(ReclaimerInfo* out, int capacity) {
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   int count = 0;
   for (const Entry& entry : g_entries) {
     if (!entry.used) continue;

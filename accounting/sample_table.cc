@@ -26,6 +26,7 @@
 
 #include "alloc/arena_registry.h"
 #include "alloc/routing.h"
+#include "base/mutex_lock.h"
 #include "base/resident.h"
 
 namespace memward::accounting {
@@ -97,13 +98,6 @@ constinit std::atomic<uint32_t> g_site_count{0};
 // Serialises CreateSampleTable and the snapshots; never taken inside malloc.
 constinit pthread_mutex_t g_snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
 
-class SnapshotLock {
- public:
-  SnapshotLock() { pthread_mutex_lock(&g_snapshot_lock); }
-  ~SnapshotLock() { pthread_mutex_unlock(&g_snapshot_lock); }
-  SnapshotLock(const SnapshotLock&) = delete;
-  SnapshotLock& operator=(const SnapshotLock&) = delete;
-};
 
 uint64_t RoundUpToPowerOfTwo(uint64_t value) {
   uint64_t result = 1;
@@ -136,7 +130,7 @@ T* Carve(char*& cursor, uint64_t count) {
 }  // namespace
 
 bool CreateSampleTable(int64_t max_entries, int64_t max_bytes) {
-  SnapshotLock lock;
+  base::MutexLock lock(&g_snapshot_lock);
   if (g_ready.load(std::memory_order_acquire)) return true;
   uint64_t capacity = static_cast<uint64_t>(max_entries);
   uint64_t index_capacity = 0;
@@ -376,7 +370,7 @@ void CopyFrames(uint32_t site_index, SampleRecord* out) {
 size_t SnapshotSamples(std::vector<SampleRecord>* out) {
   out->clear();
   if (!g_ready.load(std::memory_order_acquire)) return 0;
-  SnapshotLock lock;
+  base::MutexLock lock(&g_snapshot_lock);
   uint32_t used = g_unused_records.load(std::memory_order_acquire);
   for (uint32_t i = 0; i < used && i < g_table.capacity; i++) {
     const Record& record = g_table.records[i];
@@ -411,7 +405,7 @@ size_t SnapshotSamples(std::vector<SampleRecord>* out) {
 size_t SnapshotSiteTotals(std::vector<SiteTotals>* out) {
   out->clear();
   if (!g_ready.load(std::memory_order_acquire)) return 0;
-  SnapshotLock lock;
+  base::MutexLock lock(&g_snapshot_lock);
   uint32_t sites = g_site_count.load(std::memory_order_relaxed);
   if (sites > g_table.capacity) sites = g_table.capacity;
   for (uint32_t i = 0; i < sites; i++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc/arena_registry.h"
+#include "base/mutex_lock.h"
 
 namespace memward::accounting {
 namespace {
@@ -17,13 +18,6 @@ constinit pthread_mutex_t g_registry_lock = PTHREAD_MUTEX_INITIALIZER;
 constinit uint16_t g_index[kIndexSize] = {};
 constinit std::atomic<TenantId> g_next_id{kFirstUserTenant};
 
-class RegistryLock {
- public:
-  RegistryLock() { pthread_mutex_lock(&g_registry_lock); }
-  ~RegistryLock() { pthread_mutex_unlock(&g_registry_lock); }
-  RegistryLock(const RegistryLock&) = delete;
-  RegistryLock& operator=(const RegistryLock&) = delete;
-};
 
 uint32_t HashName(const char* name) {
   uint32_t hash = 2166136261u;  // FNV-1a
@@ -60,7 +54,7 @@ bool AssignArena(TenantId id, bool dedicated) {
 
 RegistryStatus RegisterTenant(const char* name, const TenantOptions& options, TenantId* id) {
   if (!IsValidName(name) || id == nullptr) return RegistryStatus::kInvalid;
-  RegistryLock lock;
+  base::MutexLock lock(&g_registry_lock);
   uint32_t bucket = FindBucket(name);
   if (g_index[bucket] != 0) {
     *id = g_index[bucket];
@@ -84,7 +78,7 @@ RegistryStatus RegisterTenant(const char* name, const TenantOptions& options, Te
 
 RegistryStatus FindTenant(const char* name, TenantId* id) {
   if (!IsValidName(name) || id == nullptr) return RegistryStatus::kInvalid;
-  RegistryLock lock;
+  base::MutexLock lock(&g_registry_lock);
   uint32_t bucket = FindBucket(name);
   if (g_index[bucket] == 0) return RegistryStatus::kNotFound;
   *id = g_index[bucket];

@@ -28,6 +28,7 @@
 #include "alloc/arena_registry.h"
 #include "alloc/scope.h"
 #include "base/log.h"
+#include "base/mutex_lock.h"
 
 namespace memward::accounting {
 namespace {
@@ -77,13 +78,6 @@ static_assert(kMaxTasks <= 32, "g_woken_tasks has one bit per task");
 
 base::LogLimit g_error_log_limit(8);
 
-class LockGuard {
- public:
-  LockGuard() { pthread_mutex_lock(&g_lock); }
-  ~LockGuard() { pthread_mutex_unlock(&g_lock); }
-  LockGuard(const LockGuard&) = delete;
-  LockGuard& operator=(const LockGuard&) = delete;
-};
 
 int64_t MonotonicNs() {
   timespec now;
@@ -176,7 +170,7 @@ void RunTasks(uint32_t woken) {
   int due_count = 0;
   const int64_t now = MonotonicNs();
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     for (int i = 0; i < g_task_count; i++) {
       TaskEntry& entry = g_tasks[i];
       const bool is_woken = (woken >> i & 1) != 0;
@@ -186,7 +180,7 @@ void RunTasks(uint32_t woken) {
     }
   }
   for (int i = 0; i < due_count; i++) due[i].task(due[i].context);
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   ArmTimerLocked();
 }
 
@@ -194,7 +188,7 @@ void RunTasks(uint32_t woken) {
 void Dispatch(int fd, uint32_t events) {
   WatchEntry entry;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     for (const WatchEntry& candidate : g_watches) {
       if (candidate.fd == fd) entry = candidate;
     }
@@ -272,7 +266,7 @@ bool Warden::Start() {
   // memward_pressure_get calls this each time; a running warden costs one
   // load, not the lock.
   if (g_running.load(std::memory_order_acquire)) return true;
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   if (g_running.load(std::memory_order_acquire)) return true;
   g_stop_requested.store(false, std::memory_order_release);
   if (!CreateDescriptorsLocked()) {
@@ -297,7 +291,7 @@ bool Warden::Start() {
 void Warden::Stop() {
   pthread_t thread;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     if (!g_running.load(std::memory_order_acquire)) return;
     if (pthread_equal(pthread_self(), g_thread)) {
       base::Log("warden: Stop called from a warden callback; ignored (it cannot join itself)");
@@ -308,7 +302,7 @@ void Warden::Stop() {
   }
   Wake();
   pthread_join(thread, nullptr);
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   CloseDescriptorsLocked();
   g_running.store(false, std::memory_order_release);
 }
@@ -317,7 +311,7 @@ bool Warden::IsRunning() const { return g_running.load(std::memory_order_acquire
 
 bool Warden::Watch(int fd, uint32_t events, FdHandler handler, void* context) {
   if (fd < 0 || handler == nullptr) return false;
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   WatchEntry* free_entry = nullptr;
   for (WatchEntry& entry : g_watches) {
     if (entry.fd == fd) free_entry = &entry;  // a new watch of `fd` replaces the old one
@@ -332,7 +326,7 @@ bool Warden::Watch(int fd, uint32_t events, FdHandler handler, void* context) {
 
 void Warden::Unwatch(int fd) {
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     for (WatchEntry& entry : g_watches) {
       if (entry.fd == fd) entry = WatchEntry{};
     }
@@ -346,10 +340,17 @@ void Warden::Unwatch(int fd) {
   while (g_dispatching_fd.load(std::memory_order_acquire) == fd) usleep(100);
 }
 
+void Warden::UnwatchInChild(int fd) {
+  base::MutexLock guard(&g_lock);
+  for (WatchEntry& entry : g_watches) {
+    if (entry.fd == fd) entry = WatchEntry{};
+  }
+}
+
 bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task, void* context,
                          int* task_id) {
   if (task == nullptr || period_ms <= 0) return false;
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   if (g_task_count == kMaxTasks) return false;
   TaskEntry& entry = g_tasks[g_task_count];
   entry = TaskEntry{};
@@ -383,7 +384,7 @@ void Warden::WakeTask(int task_id) {
 }
 
 void Warden::RunTaskAfter(int task_id, int64_t delay_ns) {
-  LockGuard guard;
+  base::MutexLock guard(&g_lock);
   if (task_id < 0 || task_id >= g_task_count) return;
   TaskEntry& entry = g_tasks[task_id];
   const int64_t due = MonotonicNs() + (delay_ns > 0 ? delay_ns : 0);
@@ -395,7 +396,7 @@ void Warden::RunTaskAfter(int task_id, int64_t delay_ns) {
 void Warden::RestartInChild() {
   if (!g_was_running_at_fork.load(std::memory_order_acquire)) return;
   {
-    LockGuard guard;
+    base::MutexLock guard(&g_lock);
     // The parent's thread does not exist here, and the inherited epoll set
     // and eventfd are shared with the parent: close this process's copies.
     // Only this thread runs in the child yet, so no Wake can race the close.

@@ -44,6 +44,11 @@ class Warden {
   // the table is full or epoll rejects the descriptor.
   bool Watch(int fd, uint32_t events, FdHandler handler, void* context);
   void Unwatch(int fd);
+  // Unwatch for a forked child's fork handler, before RestartInChild: drops
+  // `fd` from the table only, because the epoll set is still the parent's
+  // and the parent's thread, which may have been calling the handler at
+  // fork, does not exist here.
+  void UnwatchInChild(int fd);
 
   // Runs `task` every `period_ms` milliseconds, counted from its last run;
   // the first run comes one period after the registration. Stores the

@@ -9,6 +9,7 @@
 #include "alloc/engine.h"
 #include "alloc/extent_hooks.h"
 #include "base/log.h"
+#include "base/mutex_lock.h"
 #include "base/resident.h"
 
 namespace memward::alloc {
@@ -31,13 +32,6 @@ constinit uint32_t g_sampled_slot = 0;
 constinit uint32_t g_dedicated_count = 0;
 constinit uint32_t g_request_count = 0;
 
-class ArenaLock {
- public:
-  ArenaLock() { pthread_mutex_lock(&g_arena_lock); }
-  ~ArenaLock() { pthread_mutex_unlock(&g_arena_lock); }
-  ArenaLock(const ArenaLock&) = delete;
-  ArenaLock& operator=(const ArenaLock&) = delete;
-};
 
 // Creates an arena with memward's extent hooks in a new slot. Returns the
 // slot, or 0. REQUIRES g_arena_lock.
@@ -110,13 +104,13 @@ uint32_t FindIdleRequestSlot() {
 }  // namespace
 
 uint32_t MemwardArenaSlot() {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   if (g_memward_slot == 0) g_memward_slot = CreateSlot(ArenaKind::kMemward, accounting::kMemwardTenant);
   return g_memward_slot;
 }
 
 uint32_t CreateDedicatedArena(TenantId tenant) {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   auto budget = CurrentSettings().Get(base::SettingId::kDedicatedArenas);
   if (g_dedicated_count >= budget) return 0;
   uint32_t slot = CreateSlot(ArenaKind::kDedicated, tenant);
@@ -125,7 +119,7 @@ uint32_t CreateDedicatedArena(TenantId tenant) {
 }
 
 uint32_t SampledArenaSlot() {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   if (g_sampled_slot == 0) {
     g_sampled_slot = CreateSlot(ArenaKind::kSampled, accounting::kMemwardTenant);
   }
@@ -133,13 +127,13 @@ uint32_t SampledArenaSlot() {
 }
 
 uint32_t SharedArenaSlot() {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   if (g_shared_slot == 0) g_shared_slot = CreateSlot(ArenaKind::kShared, 0);
   return g_shared_slot;
 }
 
 uint32_t AcquireRequestArena(TenantId tenant, uint32_t* generation) {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   RecycleDrained();
   uint32_t slot = FindIdleRequestSlot();
   if (slot == 0 && g_request_count < CurrentSettings().Get(base::SettingId::kRequestArenas)) {
@@ -156,7 +150,7 @@ uint32_t AcquireRequestArena(TenantId tenant, uint32_t* generation) {
 }
 
 void ReleaseRequestArena(uint32_t slot) {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   ArenaSlot& entry = g_slots[slot];
   if (IsEmpty(entry)) {
     PurgeArena(slot);
@@ -175,7 +169,7 @@ void PurgeArena(uint32_t slot) {
 }
 
 RequestPoolCounts CountRequestArenas() {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   RequestPoolCounts counts;
   for (uint32_t slot = 1; slot < g_slot_count; slot++) {
     const ArenaSlot& entry = g_slots[slot];
@@ -190,7 +184,7 @@ RequestPoolCounts CountRequestArenas() {
 }
 
 uint32_t ListOpenRequests(OpenRequestInfo* out, uint32_t capacity) {
-  ArenaLock lock;
+  base::MutexLock lock(&g_arena_lock);
   uint32_t count = 0;
   for (uint32_t slot = 1; slot < g_slot_count; slot++) {
     const ArenaSlot& entry = g_slots[slot];

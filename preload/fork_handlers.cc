@@ -1,4 +1,6 @@
 // memward's locks across fork, taken in this order:
+//   0. the admin server's connection lock, which allocates and frees while
+//      it holds it (accounting/admin_server.h);
 //   1. the warden's table lock;
 //   2. the cgroup monitor's, which allocates while holding its mutex, so it
 //      comes before every lock an allocation may take;
@@ -15,6 +17,7 @@
 
 #include <pthread.h>
 
+#include "accounting/admin_server.h"
 #include "accounting/cgroup_monitor.h"
 #include "accounting/loader_calls.h"
 #include "accounting/profile_service.h"
@@ -38,6 +41,7 @@ namespace memward::preload {
 namespace {
 
 void Prepare() {
+  accounting::LockAdminConnectionsForFork();
   accounting::LockWardenForFork();
   // The cgroup monitor allocates while holding its mutex, so its mutex
   // comes before every allocator lock.
@@ -63,6 +67,7 @@ void Parent() {
   accounting::UnlockProfileAfterFork();
   accounting::UnlockCgroupMonitorInParent();
   accounting::UnlockWardenAfterFork();
+  accounting::UnlockAdminConnectionsAfterFork();
 }
 
 // Only the forking thread lives on in the child: the other threads' batches
@@ -79,12 +84,11 @@ void Child() {
   accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();
+  accounting::UnlockAdminConnectionsAfterFork();
   alloc::RestartDeferredFeaturesInChild();
   accounting::ResetCgroupMonitorInChild();
-  accounting::Warden::Get().RestartInChild();
-  // After the warden's restart, so that the admin server's watch is removed
-  // from the child's new epoll set, not from the one shared with the parent.
   accounting::ResetAdminServiceInChild();
+  accounting::Warden::Get().RestartInChild();
 }
 
 void Install() {

@@ -36,6 +36,8 @@ namespace {
 
 constexpr size_t kKiB = 1024;
 constexpr size_t kMiB = 1024 * kKiB;
+// The default of the sample_interval setting.
+constexpr int64_t kDefaultSampleInterval = 512 * kKiB;
 
 std::string SocketPathOf(pid_t pid) { return "/tmp/memward/" + std::to_string(pid) + ".sock"; }
 
@@ -359,9 +361,13 @@ ssize_t DirtyDecayOfArenaWith(void* block) {
 }
 
 // A tenant's arena follows the shorter of dirty_decay and scope_dirty_decay,
-// and the automatic arena 0 follows dirty_decay alone.
+// and the automatic arena 0 follows dirty_decay alone. Sampling is off while
+// the block is allocated: a sampled block lives in the sampler's arena, which
+// keeps dirty_decay.
 TEST_F(AdminTest, PutConfigChangesScopeDecay) {
+  ASSERT_EQ(memward_sample_interval_set(0), MEMWARD_OK);
   void* block = AllocateAs(RegisterTenant("scope-decay"), 64 * kKiB);
+  ASSERT_EQ(memward_sample_interval_set(kDefaultSampleInterval), MEMWARD_OK);
   ssize_t automatic = 0;
   size_t length = sizeof(automatic);
 
@@ -559,14 +565,25 @@ TEST_F(AdminTest, OtherUserCannotConnect) {
 }
 
 // Runs `command` with /bin/sh and returns its standard output.
+// Runs `command` through the shell and returns its standard output. When
+// the command did not exit with status 0, a last line says how it ended, so
+// that a failed expectation on the output shows why the output is missing.
 std::string RunCommand(const std::string& command) {
   std::string output;
   FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return output;
+  if (pipe == nullptr) return "[popen failed: " + std::string(strerror(errno)) + "]";
   char buffer[4096];
   size_t n;
   while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) output.append(buffer, n);
-  pclose(pipe);
+  if (ferror(pipe)) output += "\n[reading the output failed: " + std::string(strerror(errno)) + "]";
+  int status = pclose(pipe);
+  if (status == -1) {
+    output += "\n[pclose failed: " + std::string(strerror(errno)) + "]";
+  } else if (WIFSIGNALED(status)) {
+    output += "\n[killed by signal " + std::to_string(WTERMSIG(status)) + "]";
+  } else if (WEXITSTATUS(status) != 0) {
+    output += "\n[exit status " + std::to_string(WEXITSTATUS(status)) + "]";
+  }
   return output;
 }
 

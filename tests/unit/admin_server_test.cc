@@ -5,6 +5,7 @@
 #include "accounting/admin_server.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -302,6 +303,55 @@ TEST_F(AdminServerTest, CloseRemovesOnlyItsOwnFile) {
   EXPECT_EQ(stat(options.socket_path.c_str(), &info), 0);
   second.Close(/*unlink_socket=*/true);
   EXPECT_NE(stat(options.socket_path.c_str(), &info), 0);
+}
+
+int OpenDescriptorCount() {
+  int count = 0;
+  for (int fd = 0; fd < 1024; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0) count++;
+  }
+  return count;
+}
+
+// A child forked while the server's loop runs closes exactly what the
+// server had open: the listener, the epoll set, the timer and both
+// connections. Its exit status is how many of them it closed.
+TEST_F(AdminServerTest, ForkedChildClosesInheritedDescriptors) {
+  AdminServerOptions options = DefaultOptions();
+  options.timeout_ms = 10000;
+  ASSERT_NO_FATAL_FAILURE(StartLoop(options));
+  int first = ConnectUnix(server_.socket_path());
+  int second = ConnectUnix(server_.socket_path());
+  ASSERT_GE(first, 0);
+  ASSERT_GE(second, 0);
+  SendAll(first, "GET /echo HTTP/1.1\r\n");  // incomplete: the server keeps it open
+  for (int i = 0; i < 200 && server_.open_connections() < 2; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+
+  // What the fork handler does around fork in a running process.
+  LockAdminConnectionsForFork();
+  pid_t child = fork();
+  if (child == 0) {
+    UnlockAdminConnectionsAfterFork();
+    const int before = OpenDescriptorCount();
+    server_.CloseInForkedChild();
+    _exit(before - OpenDescriptorCount());
+  }
+  UnlockAdminConnectionsAfterFork();
+  ASSERT_GT(child, 0) << strerror(errno);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died with status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 5) << "listener, epoll set, timer and 2 connections";
+
+  // The parent's server still answers both connections.
+  SendAll(first, "\r\n");
+  EXPECT_EQ(StatusOf(ReadAll(first)), 200);
+  SendAll(second, "GET /echo HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(StatusOf(ReadAll(second)), 200);
+  close(first);
+  close(second);
 }
 
 // Forks a child that becomes uid/gid 65534 (nobody/nogroup on Debian) and
