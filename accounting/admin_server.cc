@@ -391,7 +391,12 @@ void AdminServer::Linger(Connection* connection) {
 void AdminServer::CloseConnection(Connection* connection) {
   base::MutexLock lock(&g_connections_lock);
   if (connection->fd < 0) return;
-  close(connection->fd);  // also removes it from the epoll set
+  // close() alone leaves the registration in the epoll set while another
+  // descriptor refers to the same socket: a child between fork (or
+  // posix_spawn) and exec holds copies. epoll would then report events
+  // with the address of a freed connection.
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, connection->fd, nullptr);
+  close(connection->fd);
   connection->fd = -1;
 }
 

@@ -345,13 +345,48 @@ TEST_F(AdminServerTest, ForkedChildClosesInheritedDescriptors) {
   ASSERT_TRUE(WIFEXITED(status)) << "the child died with status " << status;
   EXPECT_EQ(WEXITSTATUS(status), 5) << "listener, epoll set, timer and 2 connections";
 
-  // The parent's server still answers both connections.
+  // The parent's server still serves both connections.
   SendAll(first, "\r\n");
   EXPECT_EQ(StatusOf(ReadAll(first)), 200);
   SendAll(second, "GET /echo HTTP/1.1\r\n\r\n");
   EXPECT_EQ(StatusOf(ReadAll(second)), 200);
   close(first);
   close(second);
+}
+
+// A child with copies of the server's descriptors (as one between
+// fork and exec does) keeps a closed connection's socket open. The server
+// must still stop watching it: the sanitized build reports the use of the
+// freed connection otherwise.
+TEST_F(AdminServerTest, ClosedConnectionCopiedByChildIsNotWatched) {
+  ASSERT_NO_FATAL_FAILURE(StartLoop(DefaultOptions()));
+  int client = ConnectUnix(server_.socket_path());
+  ASSERT_GE(client, 0);
+  for (int i = 0; i < 200 && server_.open_connections() < 1; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    char byte;
+    close(client);  // so that the parent's close ends the client's side
+    close(release[1]);
+    [[maybe_unused]] ssize_t got = read(release[0], &byte, 1);
+    _exit(0);
+  }
+  ASSERT_GT(child, 0) << strerror(errno);
+  close(release[0]);
+
+  SendAll(client, "GET /echo HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(StatusOf(ReadAll(client)), 200);
+  close(client);  // the socket stays readable (end of file) for the child's copy
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(StatusOf(Request("GET /echo HTTP/1.1\r\n\r\n")), 200);
+
+  close(release[1]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
 }
 
 // Forks a child that becomes uid/gid 65534 (nobody/nogroup on Debian) and
