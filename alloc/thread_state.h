@@ -24,7 +24,7 @@ struct ThreadState {
   // Non-zero sends this thread's allocations to the slow path: it starts at 1
   // (the TLS image holds it), so each thread's first allocation runs the
   // bootstrap, and it stays 1 while the thread is inside a tenant scope.
-  uint32_t slow_path = 1;
+  uint8_t slow_path = 1;
 
   // The current scope: its tenant, the arena slot that serves it (0 for the
   // automatic arenas) and, for a request arena, the request's generation.
