@@ -58,6 +58,35 @@ TEST(Tenant, ScopeChargesTenant) {
   EXPECT_EQ(stats.frees, 1u);
 }
 
+// Inside a scope the sampling countdown is parked, so that malloc's one
+// test sends every allocation to the routed path. Requests too large to
+// succeed move the countdown the furthest; the scope must still route and
+// charge the allocations after them.
+TEST(Tenant, HugeRequestsKeepScopeRouting) {
+  memward_tenant_id id = Register(UniqueName("huge"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  const volatile size_t huge_sizes[] = {size_t{1} << 63, SIZE_MAX, (size_t{1} << 62) + 1,
+                                        (size_t{1} << 63) + 4096};
+  for (size_t huge : huge_sizes) {
+    errno = 0;
+    EXPECT_EQ(Allocate(huge), nullptr) << huge;
+    EXPECT_EQ(errno, ENOMEM) << huge;
+  }
+  void* empty = Allocate(0);
+  void* block = Allocate(1000);
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.allocations, 2u);
+  EXPECT_EQ(stats.live_bytes,
+            static_cast<int64_t>(malloc_usable_size(empty) + malloc_usable_size(block)));
+  free(empty);
+  free(block);
+}
+
 TEST(Tenant, NestedScopesRestore) {
   memward_tenant_id outer = Register(UniqueName("outer"));
   memward_tenant_id inner = Register(UniqueName("inner"), true);
