@@ -1,13 +1,12 @@
 // The allocation paths every exported entry point goes through.
 //
 // Allocation: every entry point first subtracts the requested size from the
-// sampler's per-thread countdown and branches when it crossed
-// (alloc/sampling.h). That is the whole fast path in front of the engine's
-// own: a thread's first call (which runs the bootstrap) and every call
-// inside a tenant or request scope find the countdown parked, cross it, and
-// leave through the sampler's slow path into alloc/routing.h. The
-// *Unsampled functions, which the slow path calls, test the slow-path flag
-// themselves.
+// sampler's per-thread countdown and branches on its sign (alloc/sampling.h).
+// The rest of the fast path is one load and one branch in front of the
+// engine's own fast path. A thread outside any scope calls jemalloc directly;
+// a thread's first call (which runs the bootstrap) and every call inside a
+// tenant or request scope leave through one unlikely branch into
+// alloc/routing.h.
 //
 // Free: two loads (the owner map's base and the chunk's entry) tell whether a
 // memward arena owns the pointer. Untagged memory goes straight to jemalloc.
@@ -46,17 +45,17 @@ MEMWARD_ALWAYS_INLINE void EnterAllocation() {
 }
 
 // The thread's slow-path flag sends its first call (the bootstrap) and every
-// call inside a scope to the slot cache's path.
+// call inside a scope to the slot cache's path. The check reuses the TLS
+// address that the sampling countdown has just loaded, so it costs one
+// compare and one branch.
 MEMWARD_ALWAYS_INLINE void* AllocateUnsampled(size_t size) {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlowMalloc(size);
   return mwje_malloc(size);
 }
 
-// A countdown that was not crossed was not parked, so the thread is outside
-// any routed scope.
 MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
   if (SampleCountdownCrossed(size)) return AllocateAfterCountdown(size);
-  return mwje_malloc(size);
+  return AllocateUnsampled(size);
 }
 
 // Zeroed memory for count * size bytes; an overflowing product gives ENOMEM.
@@ -76,7 +75,7 @@ MEMWARD_ALWAYS_INLINE void* AllocateZeroedUnsampled(size_t count, size_t size) {
 // sorted out after a crossing.
 MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
   if (SampleCountdownCrossed(count * size)) return AllocateZeroedAfterCountdown(count, size);
-  return mwje_calloc(count, size);
+  return AllocateZeroedUnsampled(count, size);
 }
 
 // Memory aligned to `alignment` (a power of two). Returns nullptr without
@@ -88,7 +87,7 @@ MEMWARD_ALWAYS_INLINE void* AllocateAlignedUnsampled(size_t size, size_t alignme
 
 MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
   if (SampleCountdownCrossed(size)) return AllocateAlignedAfterCountdown(size, alignment);
-  return mwje_mallocx(size == 0 ? 1 : size, MallocxAlign(alignment));
+  return AllocateAlignedUnsampled(size, alignment);
 }
 
 // Resizes `pointer` (not null) to `size` bytes (not 0). On failure returns

@@ -44,23 +44,14 @@ int WithoutMemwardArena(int flags) {
   return IsMemwardArena(arena_index) ? (flags & ~kArenaMask) : flags;
 }
 
-// Decides whether an allocation that crossed the countdown is sampled: never
-// one in an arena the caller names.
-bool SampleAfterCrossing(size_t size, int flags) {
-  if (NamesArena(flags)) {
-    KeepCountdownParked();
-    return false;
-  }
-  return DecideCrossing(size);
-}
-
 }  // namespace
 
 extern "C" {
 
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
-  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && SampleAfterCrossing(size, flags)) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
+      DecideSample(size)) {
     return AllocateSampled(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
@@ -71,7 +62,8 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
 
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
-  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && SampleAfterCrossing(size, flags)) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
+      DecideSample(size)) {
     return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   uint16_t slot = OwnerSlotOf(pointer);

@@ -147,11 +147,7 @@ namespace memward::alloc {
 void PrepareThread() {
   if (MEMWARD_UNLIKELY(t_thread_state.probe == 1)) t_thread_state.probe = 2;
   Bootstrap();
-  if (t_thread_state.slot != 0) {
-    EnterSlowPath(t_thread_state);
-  } else {
-    LeaveSlowPath(t_thread_state);
-  }
+  t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
 }
 
 }  // namespace memward::alloc

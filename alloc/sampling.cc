@@ -110,17 +110,6 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
   return true;
 }
 
-MEMWARD_TEXT bool DecideCrossing(size_t size) {
-  ThreadState& state = t_thread_state;
-  if (MEMWARD_LIKELY(state.slow_path == 0)) return DecideSample(size);
-  state.sample_countdown =
-      static_cast<int64_t>(static_cast<uint64_t>(state.parked_countdown) - size);
-  const bool sampled = state.sample_countdown < 0 && DecideSample(size);
-  state.parked_countdown = state.sample_countdown;
-  state.sample_countdown = kParkedCountdown;
-  return sampled;
-}
-
 namespace {
 
 // Captures the stack with the thread taken out of its scope, so that what
@@ -280,27 +269,24 @@ MEMWARD_ALWAYS_INLINE void* NoteIfLarge(void* result, size_t size) {
 }  // namespace
 
 MEMWARD_TEXT void* AllocateAfterCountdown(size_t size) {
-  if (DecideCrossing(size)) return NoteIfLarge(AllocateSampled(size, 0, false), size);
+  if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, 0, false), size);
   return NoteIfLarge(AllocateUnsampled(size), size);
 }
 
 MEMWARD_TEXT void* AllocateZeroedAfterCountdown(size_t count, size_t size) {
   size_t total = 0;
-  if (__builtin_mul_overflow(count, size, &total)) {
-    KeepCountdownParked();
-    return AllocateZeroedUnsampled(count, size);
-  }
-  if (DecideCrossing(total)) return NoteIfLarge(AllocateSampled(total, 0, true), total);
+  if (__builtin_mul_overflow(count, size, &total)) return AllocateZeroedUnsampled(count, size);
+  if (DecideSample(total)) return NoteIfLarge(AllocateSampled(total, 0, true), total);
   return NoteIfLarge(AllocateZeroedUnsampled(count, size), total);
 }
 
 MEMWARD_TEXT void* AllocateAlignedAfterCountdown(size_t size, size_t alignment) {
-  if (DecideCrossing(size)) return NoteIfLarge(AllocateSampled(size, alignment, false), size);
+  if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, alignment, false), size);
   return NoteIfLarge(AllocateAlignedUnsampled(size, alignment), size);
 }
 
 MEMWARD_TEXT void* ReallocateAfterCountdown(void* pointer, size_t size) {
-  if (DecideCrossing(size)) return NoteIfLarge(ReallocateSampled(pointer, size, 0, false), size);
+  if (DecideSample(size)) return NoteIfLarge(ReallocateSampled(pointer, size, 0, false), size);
   return NoteIfLarge(ReallocateUnsampled(pointer, size), size);
 }
 
@@ -332,7 +318,7 @@ void ForgetThreadIdInChild() { t_thread_state.sample_thread_id = 0; }
 void ResetThreadSampling() {
   ThreadState& state = t_thread_state;
   state.sample_epoch = 0;
-  EffectiveCountdown(state) = 0;
+  state.sample_countdown = 0;
   state.sample_gap_rest = 0;
 }
 

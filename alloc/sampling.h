@@ -8,11 +8,8 @@
 // bytes: an unbiased estimate at the moment it is taken.
 //
 // Fast path: each allocating entry point subtracts the requested size from
-// the thread's countdown and branches when the countdown was at most the
-// size (SampleCountdownCrossed). Only the allocation that crosses zero calls into
-// this file's slow path. While the thread's slow-path flag is set, its
-// countdown is parked at kParkedCountdown (alloc/thread_state.h), so that
-// this one test also sends it to the slow path.
+// the thread's countdown and branches on its sign (SampleCountdownCrossed).
+// Only the allocation that crosses zero calls into this file's slow path.
 //
 // A sampled allocation is served from the sampler's own arena (ArenaKind::
 // kSampled) without a header. In a shared-arena scope, it keeps the room of
@@ -33,41 +30,20 @@
 
 namespace memward::alloc {
 
-// Subtracts `size` from the thread's countdown modulo 2^64 and returns
-// whether the countdown was at most `size` as signed numbers, which sends
-// the allocation to the slow path. A parked countdown (INT64_MIN) is at most
-// every size. One subtraction and one branch: GCC 12 does not fuse the
-// signed compare with the subtraction, hence the asm. The countdown is an
-// input with a memory clobber, not an output: GCC 12 dropped the jump's
-// target block from some callers of an asm goto with outputs (mallocx), and
-// the link failed.
+// Subtracts `size` from the thread's countdown; returns whether it crossed
+// zero, which sends the allocation to the sampler's slow path.
+// The subtraction is done modulo 2^64, so a size above INT64_MAX (an
+// allocation that fails anyway) cannot overflow the signed countdown.
 MEMWARD_ALWAYS_INLINE bool SampleCountdownCrossed(size_t size) {
-  asm goto("subq %1, %0\n\tjle %l[crossed]"
-           :
-           : "m"(t_thread_state.sample_countdown), "r"(size)
-           : "cc", "memory"
-           : crossed);
-  return false;
-crossed:
-  return true;
-}
-
-// Decides whether the allocation of `size` bytes that crossed the countdown
-// is sampled, and draws the next gap. Called only after a crossing, with
-// the countdown not parked.
-MEMWARD_NOINLINE bool DecideSample(size_t size);
-
-// Decides whether the allocation of `size` bytes that crossed the countdown
-// is sampled. A parked countdown is brought back for the decision and
-// parked again. Every crossing ends here or in KeepCountdownParked.
-MEMWARD_NOINLINE bool DecideCrossing(size_t size);
-
-// Parks the countdown again after a crossing that is not sampled for
-// another reason (an overflowing calloc, a mallocx with an explicit arena).
-MEMWARD_ALWAYS_INLINE void KeepCountdownParked() {
   ThreadState& state = t_thread_state;
-  if (state.slow_path != 0) state.sample_countdown = kParkedCountdown;
+  state.sample_countdown =
+      static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
+  return MEMWARD_UNLIKELY(state.sample_countdown < 0);
 }
+
+// Decides whether the allocation of `size` bytes that crossed the countdown
+// is sampled, and draws the next gap. Called only after a crossing.
+MEMWARD_NOINLINE bool DecideSample(size_t size);
 
 // Allocates `size` bytes as a sampled allocation: from the sampler's arena,
 // charged to the thread's scope, with its stack recorded. When the sample

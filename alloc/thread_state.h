@@ -20,17 +20,10 @@ struct SlotCache;
 // this number.
 inline constexpr uint32_t kNoCachedSlot = UINT32_MAX;
 
-// ThreadState::sample_countdown while the slow-path flag is set. It is at
-// most every allocation size in signed comparison, so every allocation
-// crosses the countdown and reaches the slow path with one test.
-inline constexpr int64_t kParkedCountdown = INT64_MIN;
-
 struct ThreadState {
   // Non-zero sends this thread's allocations to the slow path: it starts at 1
   // (the TLS image holds it), so each thread's first allocation runs the
   // bootstrap, and it stays 1 while the thread is inside a tenant scope.
-  // Set and cleared only by EnterSlowPath and LeaveSlowPath, which park the
-  // sampling countdown (see `sample_countdown`).
   uint8_t slow_path = 1;
 
   // The current scope: its tenant, the arena slot that serves it (0 for the
@@ -79,14 +72,7 @@ struct ThreadState {
   // sampler's recheck step are fed in steps, with the rest in
   // `sample_gap_rest`, so that a changed interval (a new `sample_epoch`)
   // takes effect within one step.
-  //
-  // Invariant: while `slow_path` is set, `sample_countdown` is
-  // kParkedCountdown, so that malloc's one countdown test also sends the
-  // thread to the slow path, and the thread's countdown waits in
-  // `parked_countdown`. An allocation that crossed the parked countdown
-  // moves it by its size; DecideCrossing parks it again.
-  int64_t sample_countdown = kParkedCountdown;
-  int64_t parked_countdown = 0;
+  int64_t sample_countdown = 0;
   int64_t sample_gap_rest = 0;
   uint64_t sample_random = 0;  // xorshift64* state; 0 until seeded
   uint32_t sample_epoch = 0;
@@ -100,27 +86,6 @@ struct ThreadState {
 
 static_assert(sizeof(ThreadState) <= 160, "keep the initial-exec TLS block small");
 
-// Sets the slow-path flag and parks the sampling countdown.
-inline void EnterSlowPath(ThreadState& state) {
-  if (state.slow_path == 0) {
-    state.parked_countdown = state.sample_countdown;
-    state.sample_countdown = kParkedCountdown;
-  }
-  state.slow_path = 1;
-}
-
-// Clears the slow-path flag and brings the parked countdown back.
-inline void LeaveSlowPath(ThreadState& state) {
-  if (state.slow_path != 0) state.sample_countdown = state.parked_countdown;
-  state.slow_path = 0;
-}
-
-// Returns the thread's sampling countdown, parked or not, for code that
-// reads or replaces it outside an allocation.
-inline int64_t& EffectiveCountdown(ThreadState& state) {
-  return state.slow_path != 0 ? state.parked_countdown : state.sample_countdown;
-}
-
 // Makes the thread's allocations go to the automatic arenas, counted for
 // `tenant` (0 for the process), with no routed scope and no slot cache.
 inline void SetUnroutedScope(ThreadState& state, accounting::TenantId tenant,
@@ -133,7 +98,7 @@ inline void SetUnroutedScope(ThreadState& state, accounting::TenantId tenant,
   state.cached_slot = kNoCachedSlot;
   state.shared_scope = false;
   state.request_scope = false;
-  LeaveSlowPath(state);
+  state.slow_path = 0;
 }
 
 // constinit: the TLS image holds the initial value, so no per-access
