@@ -2,8 +2,9 @@
 //
 // memward's extent hooks (alloc/extent_hooks.cc) give each arena it creates
 // whole 2 MiB chunks, aligned to 2 MiB, and record the arena's slot for every
-// chunk here. A free then finds the owner with two loads: the map's base
-// pointer and the chunk's entry. Entry 0 means "not a memward arena" (the
+// chunk here. A free first tests the owned range (OwnedRange below), which
+// untagged memory is outside of, and only then finds the owner with two
+// loads: the map's base pointer and the chunk's entry. Entry 0 means "not a memward arena" (the
 // automatic arenas of untagged memory). Chunks are never handed back to the
 // kernel while their arena lives (jemalloc 5.3 retains address space), and
 // memward never destroys an arena, so an entry never changes once written.
@@ -51,18 +52,32 @@ struct OwnerMap {
 // Hidden, so the free path reads it with one RIP-relative load per field.
 extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 
+// The address range that contains every chunk of memward's arenas
+// (alloc/chunk_region.h): empty until the first chunk, the whole address
+// space when chunks had to be mapped outside the region. Outside it, a
+// pointer is untagged memory, which free learns with one subtraction and
+// one compare.
+struct OwnedRange {
+  std::atomic<uintptr_t> base;
+  std::atomic<uintptr_t> size;
+};
+extern OwnedRange g_owned_range __attribute__((visibility("hidden")));
+
+inline bool InOwnedRange(const void* pointer) {
+  return reinterpret_cast<uintptr_t>(pointer) - g_owned_range.base.load(std::memory_order_relaxed) <
+         g_owned_range.size.load(std::memory_order_relaxed);
+}
+
 // Returns the map's entry for `pointer`: 0 (also for nullptr) when no
 // memward arena owns it. Addresses above the 47-bit user space (possible only
 // with 5-level paging and an explicit mmap hint) wrap around and are not
 // supported.
 //
-// The lookup has no branch of its own. With the default settings a memward
-// arena exists from start-up (the sampler's, and memward's own, which the
-// warden thread of the admin server uses), so the map is reserved, and a
-// test of the mask would cost every free a compare and a branch (9
-// instructions instead of 11, callgrind). Before the reservation the zero
-// mask reads the single zero entry.
+// A pointer outside the owned range costs two loads, a subtraction and a
+// compare. Inside it, the map is reserved (its chunks were recorded there
+// before they were handed out).
 inline uint32_t OwnerEntryOf(const void* pointer) {
+  if (__builtin_expect(!InOwnedRange(pointer), 1)) return 0;
   uintptr_t mask = g_owner_map.mask.load(std::memory_order_acquire);
   uint32_t* entries = g_owner_map.entries.load(std::memory_order_relaxed);
   return entries[(reinterpret_cast<uintptr_t>(pointer) >> kLgChunkSize) & mask];

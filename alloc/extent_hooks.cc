@@ -1,4 +1,6 @@
 // The alloc hook behind MemwardExtentHooks; every other hook is jemalloc's.
+// Chunks come from the chunk region (alloc/chunk_region.h) while it has
+// room, and from mmap anywhere after that.
 //
 // jemalloc 5.3 with retain (the Linux default) grows an arena by asking the
 // hook for 2 MiB and larger extents, never unmaps them and splits them
@@ -13,6 +15,7 @@
 #include <atomic>
 
 #include "accounting/owner_map.h"
+#include "alloc/chunk_region.h"
 #include "alloc/engine.h"
 #include "alloc/growth_signal.h"
 
@@ -60,7 +63,15 @@ void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size
   int saved_errno = errno;
   size_t chunk_alignment = alignment > kChunkSize ? alignment : kChunkSize;
   size_t reserved = RoundUp(size, kChunkSize);
-  void* memory = MapAligned(reserved, chunk_alignment);
+  void* memory = TakeRegionChunks(reserved, chunk_alignment);
+  if (memory != nullptr) {
+    NoteHeapGrowth(reserved);
+  } else {
+    // Before the chunks are recorded and handed out, so that free looks
+    // them up in the owner map.
+    OpenOwnedRangeToAll();
+    memory = MapAligned(reserved, chunk_alignment);
+  }
   errno = saved_errno;
   if (memory == nullptr) return nullptr;
   accounting::RecordChunks(memory, reserved, SlotOfArena(arena_index));

@@ -1,0 +1,44 @@
+// The chunk region: one reserved address range that the chunks of every
+// arena memward creates are carved from.
+//
+// With all of memward's arenas in one range, free separates untagged
+// memory (the automatic arenas') from memward's with one subtraction and
+// one compare (accounting/owner_map.h, OwnedRange), before it reads the owner
+// map. The region is reserved on the first chunk request: the first of
+// kRegionSizes that the kernel grants, with PROT_NONE and MAP_NORESERVE,
+// which costs no memory and no commit charge. A chunk is committed by
+// mapping it read-write in place.
+//
+// When every reservation fails (a low RLIMIT_AS, say) or the region is full,
+// chunks are mapped anywhere and the owned range is opened to the whole
+// address space, so free reads the owner map for every pointer, as it did
+// before the region existed.
+//
+// Thread safety: chunks are taken with a compare-and-swap on the region's
+// next offset. One thread reserves the region while the others wait for it
+// (RegionBase in alloc/chunk_region.cc).
+#ifndef MEMWARD_ALLOC_CHUNK_REGION_H_
+#define MEMWARD_ALLOC_CHUNK_REGION_H_
+
+#include <stddef.h>
+
+namespace memward::alloc {
+
+// The region sizes tried, largest first: 64 GiB of address space for the
+// arenas memward creates, which retain what they grow to, and smaller ones
+// for hosts that limit address space (valgrind grants at most 32 GiB).
+inline constexpr size_t kRegionSizes[] = {size_t{64} << 30, size_t{16} << 30, size_t{4} << 30};
+
+// Returns `size` bytes of committed, zeroed memory aligned to `alignment`
+// (both multiples of the chunk size) from the region. Returns nullptr when
+// the region is unavailable or full. The caller then maps the chunks
+// elsewhere and calls OpenOwnedRangeToAll first.
+void* TakeRegionChunks(size_t size, size_t alignment);
+
+// Makes free look every pointer up in the owner map, for chunks mapped
+// outside the region. Permanent.
+void OpenOwnedRangeToAll();
+
+}  // namespace memward::alloc
+
+#endif  // MEMWARD_ALLOC_CHUNK_REGION_H_

@@ -1,0 +1,125 @@
+// The chunk region: tenant arenas' chunks come from one reserved range that
+// untagged memory never falls in, and with the reservation refused (a low
+// RLIMIT_AS) memward still routes and charges every allocation.
+//
+// CTest runs this binary twice: as is, and under `ulimit -v` with
+// MEMWARD_TEST_REGION=absent, where every reservation size fails.
+#include <malloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "memward/memward.h"
+#include "tests/unit/tenant_test_util.h"
+
+namespace memward::testing {
+namespace {
+
+// The region sizes memward tries, largest first (alloc/chunk_region.h).
+constexpr uintptr_t kRegionSizes[] = {uintptr_t{64} << 30, uintptr_t{16} << 30,
+                                      uintptr_t{4} << 30};
+
+struct Mapping {
+  uintptr_t start = 0;
+  uintptr_t end = 0;
+  std::string permissions;
+};
+
+std::vector<Mapping> ReadMappings() {
+  std::vector<Mapping> mappings;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    Mapping mapping;
+    unsigned long long start = 0;
+    unsigned long long end = 0;
+    char permissions[8] = {};
+    if (sscanf(line.c_str(), "%llx-%llx %7s", &start, &end, permissions) != 3) continue;
+    mapping.start = start;
+    mapping.end = end;
+    mapping.permissions = permissions;
+    mappings.push_back(mapping);
+  }
+  return mappings;
+}
+
+// Returns the [start, end) of the region: the reserved PROT_NONE part that
+// ends it and the committed chunks below it, one of kRegionSizes in all.
+// {0, 0} when no reservation of at least 1 GiB is mapped.
+std::pair<uintptr_t, uintptr_t> FindRegion() {
+  for (const Mapping& mapping : ReadMappings()) {
+    const uintptr_t size = mapping.end - mapping.start;
+    if (mapping.permissions != "---p" || size < (uintptr_t{1} << 30)) continue;
+    uintptr_t region = 0;
+    for (uintptr_t candidate : kRegionSizes) {
+      if (candidate >= size) region = candidate;
+    }
+    if (region != 0) return {mapping.end - region, mapping.end};
+  }
+  return {0, 0};
+}
+
+bool RegionExpected() {
+  const char* expectation = getenv("MEMWARD_TEST_REGION");
+  return expectation == nullptr || strcmp(expectation, "absent") != 0;
+}
+
+bool Inside(const void* block, std::pair<uintptr_t, uintptr_t> range) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(block);
+  return address >= range.first && address < range.second;
+}
+
+TEST(ChunkRegion, HoldsTenantChunksOnly) {
+  memward_tenant_id id = Register(UniqueName("region"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  void* small = Allocate(100);
+  void* large = Allocate(3 << 20);
+  memward_scope_exit(&saved);
+  void* untagged = Allocate(100);
+
+  const auto region = FindRegion();
+  if (RegionExpected()) {
+    ASSERT_NE(region.second, 0u) << "no reservation in /proc/self/maps";
+    EXPECT_TRUE(Inside(small, region)) << small;
+    EXPECT_TRUE(Inside(large, region)) << large;
+    EXPECT_FALSE(Inside(untagged, region)) << untagged;
+  } else {
+    EXPECT_EQ(region.second, 0u) << "a reservation was mapped despite the address-space limit";
+  }
+  free(small);
+  free(large);
+  free(untagged);
+}
+
+// Routing and charging do not depend on the region: the same checks pass
+// with and without it.
+TEST(ChunkRegion, TenantIsChargedAndCredited) {
+  memward_tenant_id id = Register(UniqueName("charged"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  void* small = Allocate(1000);
+  void* large = Allocate(5 << 20);
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.live_bytes,
+            static_cast<int64_t>(malloc_usable_size(small) + malloc_usable_size(large)));
+  free(small);
+  free(large);
+  memward_thread_flush();
+  EXPECT_EQ(Stats(id).live_bytes, 0);
+}
+
+}  // namespace
+}  // namespace memward::testing
