@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +68,11 @@ constinit std::atomic<bool> g_running{false};
 // The eventfd that Wake writes to, -1 before the first Start. Read without
 // the lock (Wake runs in signal handlers and the allocation slow path).
 constinit std::atomic<int> g_event_fd{-1};
+// The device and inode of the eventfd, so that a wake-up never writes into
+// a file of the program's that took over the eventfd's number after the
+// program closed it (a daemon that closes every descriptor after fork).
+constinit std::atomic<uint64_t> g_event_device{0};
+constinit std::atomic<uint64_t> g_event_inode{0};
 // The fd whose handler runs now on the warden thread, -1 for none, so that
 // Unwatch from another thread can wait for that call to return.
 constinit std::atomic<int> g_dispatching_fd{-1};
@@ -137,6 +143,11 @@ bool CreateDescriptorsLocked() {
   int event_fd = g_event_fd.load(std::memory_order_acquire);
   if (event_fd < 0) {
     event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct stat info;
+    if (event_fd >= 0 && fstat(event_fd, &info) == 0) {
+      g_event_device.store(info.st_dev, std::memory_order_relaxed);
+      g_event_inode.store(info.st_ino, std::memory_order_relaxed);
+    }
     g_event_fd.store(event_fd, std::memory_order_release);
   }
   if (g_epoll_fd < 0 || g_timer_fd < 0 || event_fd < 0) return false;
@@ -184,6 +195,32 @@ void RunTasks(uint32_t woken) {
   ArmTimerLocked();
 }
 
+// Returns whether `fd` is still the eventfd that CreateDescriptorsLocked
+// made. Async-signal-safe.
+bool IsOwnEventFd(int fd) {
+  struct stat info;
+  return fstat(fd, &info) == 0 &&
+         info.st_dev == g_event_device.load(std::memory_order_relaxed) &&
+         info.st_ino == g_event_inode.load(std::memory_order_relaxed);
+}
+
+// Makes new descriptors after the program closed the warden's epoll set
+// (epoll_wait fails with EBADF, or EINVAL once the number names another
+// file). The old numbers are forgotten, never closed: they may be the
+// program's files now. Returns whether the warden can go on.
+bool RecreateClosedDescriptors() {
+  base::MutexLock guard(&g_lock);
+  if (g_error_log_limit.Allow()) {
+    base::Log("warden: its epoll descriptor %d was closed by the program; making new ones",
+              g_epoll_fd);
+  }
+  g_epoll_fd = -1;
+  g_timer_fd = -1;
+  const int event_fd = g_event_fd.load(std::memory_order_acquire);
+  if (event_fd >= 0 && !IsOwnEventFd(event_fd)) g_event_fd.store(-1, std::memory_order_release);
+  return CreateDescriptorsLocked();
+}
+
 // Calls the handler of a watched fd, if it is still watched.
 void Dispatch(int fd, uint32_t events) {
   WatchEntry entry;
@@ -205,6 +242,7 @@ void RunLoop() {
     int ready = epoll_wait(g_epoll_fd, events, kMaxEventsPerWait, -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
+      if ((errno == EBADF || errno == EINVAL) && RecreateClosedDescriptors()) continue;
       if (g_error_log_limit.Allow()) base::Log("warden: epoll_wait failed (errno %d)", errno);
       usleep(10000);
       continue;
@@ -365,22 +403,28 @@ bool Warden::AddPeriodic(const char* name, int64_t period_ms, PeriodicTask task,
   return true;
 }
 
+namespace {
+
+// Adds 1 to the eventfd's counter, unless its number names another file
+// now. EAGAIN means the counter is full and a wake-up is pending anyway.
+void SignalEventFd() {
+  int fd = g_event_fd.load(std::memory_order_acquire);
+  if (fd < 0 || !IsOwnEventFd(fd)) return;
+  const uint64_t increment = 1;
+  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
+}
+
+}  // namespace
+
 void Warden::Wake() {
   g_woken_tasks.store(~uint32_t{0}, std::memory_order_release);
-  int fd = g_event_fd.load(std::memory_order_acquire);
-  if (fd < 0) return;
-  const uint64_t increment = 1;
-  // EAGAIN means the counter is full and a wake-up is pending anyway.
-  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
+  SignalEventFd();
 }
 
 void Warden::WakeTask(int task_id) {
   if (task_id < 0 || task_id >= kMaxTasks) return;
   g_woken_tasks.fetch_or(uint32_t{1} << task_id, std::memory_order_acq_rel);
-  int fd = g_event_fd.load(std::memory_order_acquire);
-  if (fd < 0) return;
-  const uint64_t increment = 1;
-  [[maybe_unused]] ssize_t written = write(fd, &increment, sizeof(increment));
+  SignalEventFd();
 }
 
 void Warden::RunTaskAfter(int task_id, int64_t delay_ns) {

@@ -550,6 +550,26 @@ TEST_F(AdminTest, ForkedChildServesItsOwnSocket) {
   EXPECT_EQ(JsonNumber(stats.body, "pid"), parent);
 }
 
+// A daemon closes every inherited descriptor after fork, memward's too, and
+// opens files of its own that may take their numbers. The child's warden
+// makes new descriptors, and the child still gets its own socket.
+TEST_F(AdminTest, ForkedChildThatClosesEveryDescriptorServes) {
+  pid_t child = fork();
+  if (child == 0) {
+    ArmChildAlarm();
+    for (int fd = 3; fd < 1024; fd++) close(fd);
+    int pipe_fds[2];
+    if (pipe(pipe_fds) != 0) _exit(4);
+    const std::string own = SocketPathOf(getpid());
+    bool served = WaitForServer(own);
+    Reply stats = Call("GET", "/stats", "", own);
+    bool own_pid = JsonNumber(stats.body, "pid") == getpid();
+    exit(served && own_pid ? 0 : 3);
+  }
+  ChildOutcome outcome = WaitForChild(child, kChildDeadline);
+  EXPECT_TRUE(outcome.ExitedWithZero()) << outcome.Describe();
+}
+
 TEST_F(AdminTest, OtherUserCannotConnect) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to switch to another user";
   const std::string path = SocketPathOf(getpid());
