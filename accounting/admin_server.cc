@@ -209,17 +209,27 @@ void AdminServer::HandleEvents() {
 void AdminServer::AcceptAll(int listen_fd, bool tcp) {
   for (int i = 0; i < kMaxAcceptsPerEvent; i++) {
     Connection* connection = nullptr;
-    if (!AcceptOne(listen_fd, tcp, &connection)) return;
-    if (connection == nullptr || tcp || PeerAllowed(connection->fd)) continue;
-    counters_.rejected_peers++;
+    bool over_capacity = false;
+    if (!AcceptOne(listen_fd, tcp, &connection, &over_capacity)) return;
+    if (connection == nullptr) continue;
     AdminResponse response;
-    response.SetError(403, "permission denied: the admin socket accepts only the "
-                           "process's own user, root and admin_group");
+    if (over_capacity) {
+      counters_.over_capacity++;
+      connection->deadline_ns = MonotonicNs() + kLingerNs;
+      response.SetError(503, "too many admin connections; retry later");
+    } else if (!tcp && !PeerAllowed(connection->fd)) {
+      counters_.rejected_peers++;
+      response.SetError(403, "permission denied: the admin socket accepts only the "
+                             "process's own user, root and admin_group");
+    } else {
+      continue;
+    }
     StartResponse(connection, response);
   }
 }
 
-bool AdminServer::AcceptOne(int listen_fd, bool tcp, Connection** accepted) {
+bool AdminServer::AcceptOne(int listen_fd, bool tcp, Connection** accepted,
+                            bool* over_capacity) {
   base::MutexLock lock(&g_connections_lock);
   int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd < 0) {
@@ -229,11 +239,13 @@ bool AdminServer::AcceptOne(int listen_fd, bool tcp, Connection** accepted) {
     return false;
   }
   counters_.accepted++;
-  if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+  const int open = static_cast<int>(connections_.size());
+  if (open >= 2 * options_.max_connections) {
     counters_.over_capacity++;
     SendAndClose(fd, 503, "too many admin connections; retry later");
     return true;
   }
+  *over_capacity = open >= options_.max_connections;
   auto connection = std::make_unique<Connection>();
   connection->fd = fd;
   connection->tcp = tcp;

@@ -11,7 +11,10 @@
 //
 // Limits: the request size limits of HttpLimits, a deadline per connection
 // (408 when it passes before a complete request), and a cap on open
-// connections (503 beyond it). A Unix socket peer must be root, the server's
+// connections. Beyond the cap a connection gets a 503 and is kept up to the
+// linger time, so that the client can send its request and read the answer
+// (closing at once made clients fail on send with EPIPE); beyond twice the
+// cap it is closed at once. A Unix socket peer must be root, the server's
 // own user, or in `allowed_group` (SO_PEERCRED, SO_PEERGROUPS); others get
 // 403.
 //
@@ -99,8 +102,9 @@ class AdminServer {
   void CloseListeners(bool unlink_socket);
   void AcceptAll(int listen_fd, bool tcp);
   // Accepts one connection; false when none is waiting. Sets `accepted` to
-  // the new connection, or leaves it when the connection was refused.
-  bool AcceptOne(int listen_fd, bool tcp, Connection** accepted);
+  // the new connection, or leaves it when the connection was refused, and
+  // `over_capacity` when it is beyond the cap.
+  bool AcceptOne(int listen_fd, bool tcp, Connection** accepted, bool* over_capacity);
   void OnConnectionEvent(Connection* connection, uint32_t events);
   void ReadRequest(Connection* connection);
   void StartResponse(Connection* connection, const AdminResponse& response);

@@ -77,6 +77,12 @@ constinit std::atomic<uint64_t> g_event_inode{0};
 // Unwatch from another thread can wait for that call to return.
 constinit std::atomic<int> g_dispatching_fd{-1};
 constinit std::atomic<bool> g_was_running_at_fork{false};
+// Set in a forked child, whose program may close every descriptor it
+// inherited, the warden's new ones too (a daemon). Closing an epoll set does
+// not wake a thread that waits on it, so the child's warden waits at most
+// kChildWaitMs at a time and checks its descriptors after each wait.
+constinit std::atomic<bool> g_in_forked_child{false};
+constexpr int kChildWaitMs = 500;
 // Bit i set: task i was woken by WakeTask (Wake sets every bit). The loop
 // takes the whole mask after each wait.
 constinit std::atomic<uint32_t> g_woken_tasks{0};
@@ -196,7 +202,9 @@ void RunTasks(uint32_t woken) {
 }
 
 // Returns whether `fd` is still the eventfd that CreateDescriptorsLocked
-// made. Async-signal-safe.
+// made, or another anonymous-inode file (an epoll set, a timerfd), which
+// share its device and inode: fstat cannot tell those apart.
+// Async-signal-safe.
 bool IsOwnEventFd(int fd) {
   struct stat info;
   return fstat(fd, &info) == 0 &&
@@ -221,6 +229,13 @@ bool RecreateClosedDescriptors() {
   return CreateDescriptorsLocked();
 }
 
+// Returns whether the epoll set and the timerfd are still open as
+// anonymous-inode files. Only the loop thread replaces them.
+// NOTE: a program that closes them and creates an epoll set, eventfd or
+// timerfd of its own under the same number before the next check is not
+// detected; the warden then waits on the program's descriptor.
+bool DescriptorsStillOpen() { return IsOwnEventFd(g_epoll_fd) && IsOwnEventFd(g_timer_fd); }
+
 // Calls the handler of a watched fd, if it is still watched.
 void Dispatch(int fd, uint32_t events) {
   WatchEntry entry;
@@ -239,7 +254,9 @@ void Dispatch(int fd, uint32_t events) {
 void RunLoop() {
   epoll_event events[kMaxEventsPerWait];
   while (!g_stop_requested.load(std::memory_order_acquire)) {
-    int ready = epoll_wait(g_epoll_fd, events, kMaxEventsPerWait, -1);
+    const bool in_child = g_in_forked_child.load(std::memory_order_relaxed);
+    if (in_child && !DescriptorsStillOpen()) RecreateClosedDescriptors();
+    int ready = epoll_wait(g_epoll_fd, events, kMaxEventsPerWait, in_child ? kChildWaitMs : -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       if ((errno == EBADF || errno == EINVAL) && RecreateClosedDescriptors()) continue;
@@ -439,6 +456,7 @@ void Warden::RunTaskAfter(int task_id, int64_t delay_ns) {
 
 void Warden::RestartInChild() {
   if (!g_was_running_at_fork.load(std::memory_order_acquire)) return;
+  g_in_forked_child.store(true, std::memory_order_relaxed);
   {
     base::MutexLock guard(&g_lock);
     // The parent's thread does not exist here, and the inherited epoll set

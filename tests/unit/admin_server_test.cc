@@ -229,6 +229,31 @@ TEST_F(AdminServerTest, ConnectionsOverCapGet503) {
   EXPECT_EQ(StatusOf(Request("GET /echo HTTP/1.1\r\n\r\n")), 200);
 }
 
+// A client over the cap sends its request after the server has answered
+// 503. The server keeps the connection for the linger time, so the send
+// succeeds and the client reads the 503 instead of failing with EPIPE.
+TEST_F(AdminServerTest, OverCapClientSendsThenReads503) {
+  AdminServerOptions options = DefaultOptions();
+  options.max_connections = 1;
+  options.timeout_ms = 5000;
+  ASSERT_NO_FATAL_FAILURE(StartLoop(options));
+  int held = ConnectUnix(server_.socket_path());
+  ASSERT_GE(held, 0);
+  for (int i = 0; i < 200 && server_.open_connections() < 1; i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int late = ConnectUnix(server_.socket_path());
+  ASSERT_GE(late, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+
+  const std::string request = "GET /echo HTTP/1.1\r\n\r\n";
+  ssize_t sent = send(late, request.data(), request.size(), MSG_NOSIGNAL);
+  EXPECT_EQ(sent, static_cast<ssize_t>(request.size())) << strerror(errno);
+  EXPECT_EQ(StatusOf(ReadAll(late)), 503);
+  close(late);
+  close(held);
+}
+
 TEST_F(AdminServerTest, TcpPortServesOnlyMetrics) {
   AdminServerOptions options = DefaultOptions();
   options.tcp_port = -1;
