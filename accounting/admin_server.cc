@@ -38,7 +38,7 @@ base::LogLimit g_log_limit(8);
 // Guards every server's connections_ and each connection's fd: an accepted
 // descriptor is in connections_ before the lock is released, and a closed
 // one is -1 before it is. The fork handler takes it before every other
-// memward lock, so a child never sees a descriptor half accepted or half
+// memward lock, so a child never inherits a descriptor half accepted or half
 // closed. Endpoints run without it. One lock for all servers: a process runs
 // one, and only unit tests run more.
 constinit pthread_mutex_t g_connections_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -404,9 +404,9 @@ void AdminServer::CloseConnection(Connection* connection) {
   base::MutexLock lock(&g_connections_lock);
   if (connection->fd < 0) return;
   // close() alone leaves the registration in the epoll set while another
-  // descriptor refers to the same socket: a child between fork (or
-  // posix_spawn) and exec holds copies. epoll would then report events
-  // with the address of a freed connection.
+  // descriptor refers to the same socket, as the copies of a child between
+  // fork (or posix_spawn) and exec do. epoll would then report events with
+  // the address of a freed connection.
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, connection->fd, nullptr);
   close(connection->fd);
   connection->fd = -1;

@@ -12,9 +12,9 @@
 // Limits: the request size limits of HttpLimits, a deadline per connection
 // (408 when it passes before a complete request), and a cap on open
 // connections. Beyond the cap a connection gets a 503 and is kept up to the
-// linger time, so that the client can send its request and read the answer
-// (closing at once made clients fail on send with EPIPE); beyond twice the
-// cap it is closed at once. A Unix socket peer must be root, the server's
+// linger time, so that the client can send its request and read the
+// response. Closing at once made clients fail on send with EPIPE. Beyond
+// twice the cap a connection is closed at once. A Unix socket peer must be root, the server's
 // own user, or in `allowed_group` (SO_PEERCRED, SO_PEERGROUPS); others get
 // 403.
 //

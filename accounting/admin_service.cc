@@ -161,7 +161,7 @@ void ResetAdminServiceInChild() {
   g_info_lock = PTHREAD_MUTEX_INITIALIZER;
   if (g_server == nullptr || !g_server->is_open()) return;
   // Before the warden restarts, so that the child's new warden thread
-  // never accepts or answers a connection meant for the parent.
+  // never accepts or serves a connection meant for the parent.
   Warden::Get().UnwatchInChild(g_server->poll_fd());
   g_server->CloseInForkedChild();
   PublishAddress(*g_server);

@@ -231,9 +231,9 @@ bool RecreateClosedDescriptors() {
 
 // Returns whether the epoll set and the timerfd are still open as
 // anonymous-inode files. Only the loop thread replaces them.
-// NOTE: a program that closes them and creates an epoll set, eventfd or
-// timerfd of its own under the same number before the next check is not
-// detected; the warden then waits on the program's descriptor.
+// NOTE: a program may close them and create an epoll set, eventfd or
+// timerfd of its own under the same number before the next check. That is
+// not detected, and the warden then waits on the program's descriptor.
 bool DescriptorsStillOpen() { return IsOwnEventFd(g_epoll_fd) && IsOwnEventFd(g_timer_fd); }
 
 // Calls the handler of a watched fd, if it is still watched.

@@ -30,28 +30,15 @@ uintptr_t RoundUp(uintptr_t value, uintptr_t alignment) {
   return (value + alignment - 1) & ~(alignment - 1);
 }
 
-// Reserves `bytes` aligned to the chunk size. Returns the base, or
-// kNoRegion.
-uintptr_t ReserveAligned(size_t bytes) {
-  void* raw = mmap(nullptr, bytes + kChunkSize, PROT_NONE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) return kNoRegion;
-  const uintptr_t start = RoundUp(reinterpret_cast<uintptr_t>(raw), kChunkSize);
-  const uintptr_t head = start - reinterpret_cast<uintptr_t>(raw);
-  if (head != 0) munmap(raw, head);
-  const uintptr_t tail = kChunkSize - head;
-  if (tail != 0) munmap(reinterpret_cast<void*>(start + bytes), tail);
-  return start;
-}
-
 // Reserves the largest of kRegionSizes that the kernel grants and sets
 // g_region_bytes. Returns the base, or kNoRegion.
 uintptr_t Reserve() {
   for (size_t bytes : kRegionSizes) {
-    const uintptr_t base = ReserveAligned(bytes);
-    if (base == kNoRegion) continue;
+    void* base = MapAlignedRange(bytes, kChunkSize, PROT_NONE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+    if (base == nullptr) continue;
     g_region_bytes = bytes;
-    return base;
+    return reinterpret_cast<uintptr_t>(base);
   }
   return kNoRegion;
 }
@@ -107,6 +94,18 @@ void* TakeRegionChunks(size_t size, size_t alignment) {
   // the region unused for good; the next request takes the part after it.
   if (mapped == MAP_FAILED) return nullptr;
   return mapped;
+}
+
+void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags) {
+  const size_t padded = size + alignment;
+  void* raw = mmap(nullptr, padded, protection, flags, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t start = RoundUp(reinterpret_cast<uintptr_t>(raw), alignment);
+  const uintptr_t head = start - reinterpret_cast<uintptr_t>(raw);
+  if (head != 0) munmap(raw, head);
+  const size_t tail = padded - head - size;
+  if (tail != 0) munmap(reinterpret_cast<void*>(start + size), tail);
+  return reinterpret_cast<void*>(start);
 }
 
 void OpenOwnedRangeToAll() {

@@ -11,7 +11,7 @@
 //
 // When every reservation fails (a low RLIMIT_AS, say) or the region is full,
 // chunks are mapped anywhere and the owned range is opened to the whole
-// address space, so free reads the owner map for every pointer, as it did
+// address space. free then reads the owner map for every pointer, as it did
 // before the region existed.
 //
 // Thread safety: chunks are taken with a compare-and-swap on the region's
@@ -38,6 +38,13 @@ void* TakeRegionChunks(size_t size, size_t alignment);
 // Makes free look every pointer up in the owner map, for chunks mapped
 // outside the region. Permanent.
 void OpenOwnedRangeToAll();
+
+// Maps `size` bytes (a multiple of the page size) at an address aligned to
+// `alignment`, a power of two of at least a page, with `protection` and
+// `flags` (MAP_PRIVATE | MAP_ANONYMOUS and more). Returns nullptr on
+// failure. Maps `size` + `alignment` and unmaps the parts around the
+// aligned range.
+void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags);
 
 }  // namespace memward::alloc
 

@@ -41,19 +41,13 @@ uint16_t SlotOfArena(unsigned arena_index) {
   return static_cast<uint16_t>(g_slot_for_new_arena.load(std::memory_order_acquire));
 }
 
-// Maps `size` bytes (a multiple of `alignment`, itself a multiple of 2 MiB)
-// at an address aligned to `alignment`, or returns nullptr.
+// Maps `size` read-write bytes outside the chunk region at an address
+// aligned to `alignment`, or returns nullptr.
 void* MapAligned(size_t size, size_t alignment) {
-  size_t padded = size + alignment;
-  void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  NoteHeapGrowth(size);
-  uintptr_t start = RoundUp(reinterpret_cast<uintptr_t>(raw), alignment);
-  uintptr_t head = start - reinterpret_cast<uintptr_t>(raw);
-  if (head != 0) munmap(raw, head);
-  size_t tail = padded - head - size;
-  if (tail != 0) munmap(reinterpret_cast<void*>(start + size), tail);
-  return reinterpret_cast<void*>(start);
+  void* memory = MapAlignedRange(size, alignment, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS);
+  if (memory != nullptr) NoteHeapGrowth(size);
+  return memory;
 }
 
 void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size_t alignment,

@@ -586,7 +586,7 @@ TEST_F(AdminTest, OtherUserCannotConnect) {
 
 // Runs `command` with /bin/sh and returns its standard output.
 // Runs `command` through the shell and returns its standard output. When
-// the command did not exit with status 0, a last line says how it ended, so
+// the command did not exit with status 0, a last line states how it ended, so
 // that a failed expectation on the output shows why the output is missing.
 std::string RunCommand(const std::string& command) {
   std::string output;

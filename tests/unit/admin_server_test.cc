@@ -141,6 +141,13 @@ class AdminServerTest : public testing::Test {
     if (loop_.joinable()) loop_.join();
   }
 
+  // Waits up to 2 s until the loop has accepted `count` connections.
+  void WaitForOpenConnections(int count) {
+    for (int i = 0; i < 200 && server_.open_connections() < count; i++) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+
   std::string Request(const std::string& text) {
     int fd = ConnectUnix(server_.socket_path());
     EXPECT_GE(fd, 0) << strerror(errno);
@@ -229,19 +236,17 @@ TEST_F(AdminServerTest, ConnectionsOverCapGet503) {
   EXPECT_EQ(StatusOf(Request("GET /echo HTTP/1.1\r\n\r\n")), 200);
 }
 
-// A client over the cap sends its request after the server has answered
-// 503. The server keeps the connection for the linger time, so the send
+// A client over the cap sends its request after the server has written
+// its 503. The server keeps the connection for the linger time, so the send
 // succeeds and the client reads the 503 instead of failing with EPIPE.
 TEST_F(AdminServerTest, OverCapClientSendsThenReads503) {
   AdminServerOptions options = DefaultOptions();
   options.max_connections = 1;
   options.timeout_ms = 5000;
   ASSERT_NO_FATAL_FAILURE(StartLoop(options));
-  int held = ConnectUnix(server_.socket_path());
-  ASSERT_GE(held, 0);
-  for (int i = 0; i < 200 && server_.open_connections() < 1; i++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  int first = ConnectUnix(server_.socket_path());
+  ASSERT_GE(first, 0);
+  WaitForOpenConnections(1);
   int late = ConnectUnix(server_.socket_path());
   ASSERT_GE(late, 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -251,7 +256,7 @@ TEST_F(AdminServerTest, OverCapClientSendsThenReads503) {
   EXPECT_EQ(sent, static_cast<ssize_t>(request.size())) << strerror(errno);
   EXPECT_EQ(StatusOf(ReadAll(late)), 503);
   close(late);
-  close(held);
+  close(first);
 }
 
 TEST_F(AdminServerTest, TcpPortServesOnlyMetrics) {
@@ -350,9 +355,7 @@ TEST_F(AdminServerTest, ForkedChildClosesInheritedDescriptors) {
   ASSERT_GE(first, 0);
   ASSERT_GE(second, 0);
   SendAll(first, "GET /echo HTTP/1.1\r\n");  // incomplete: the server keeps it open
-  for (int i = 0; i < 200 && server_.open_connections() < 2; i++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitForOpenConnections(2);
 
   // What the fork handler does around fork in a running process.
   LockAdminConnectionsForFork();
@@ -387,9 +390,7 @@ TEST_F(AdminServerTest, ClosedConnectionCopiedByChildIsNotWatched) {
   ASSERT_NO_FATAL_FAILURE(StartLoop(DefaultOptions()));
   int client = ConnectUnix(server_.socket_path());
   ASSERT_GE(client, 0);
-  for (int i = 0; i < 200 && server_.open_connections() < 1; i++) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitForOpenConnections(1);
   int release[2];
   ASSERT_EQ(pipe(release), 0);
   pid_t child = fork();
