@@ -9,12 +9,18 @@
 //   then succeeds. free must never change errno, and a successful malloc should
 //   not either, so these wrappers restore it. jemalloc reads no errno from them
 //   except for its own messages, and reports failures through return values.
+// - madvise also fails MADV_DONTNEED while a new thread creates its jemalloc
+//   cache, so that jemalloc zeroes the recycled cache stack with memset
+//   instead of dropping its pages (alloc/thread_start.h). jemalloc 5.3
+//   checks the result of every purge and treats pages whose purge failed as
+//   not zeroed.
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "alloc/growth_signal.h"
+#include "alloc/thread_start.h"
 
 extern "C" {
 
@@ -39,6 +45,7 @@ int mwje_munmap(void* address, size_t length) {
 }
 
 int mwje_madvise(void* address, size_t length, int advice) {
+  if (advice == MADV_DONTNEED && memward::alloc::ZeroingWithMemset()) return -1;
   int saved_errno = errno;
   int result = madvise(address, length, advice);
   errno = saved_errno;

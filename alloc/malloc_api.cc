@@ -18,6 +18,7 @@
 
 #include "alloc/allocator.h"
 #include "alloc/bootstrap.h"
+#include "alloc/thread_start.h"
 
 using namespace memward::alloc;
 
@@ -147,6 +148,7 @@ namespace memward::alloc {
 void PrepareThread() {
   if (MEMWARD_UNLIKELY(t_thread_state.probe == 1)) t_thread_state.probe = 2;
   Bootstrap();
+  StartThreadOnEngine();
   t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
 }
 
