@@ -25,28 +25,24 @@ PressureLevel LevelFromPsi(const PressureInput& input) {
 }  // namespace
 
 bool LadderThresholds::Valid() const {
-  return soft_percent > 0 && soft_percent < high_percent && high_percent < critical_percent &&
-         critical_percent <= 100 && hysteresis_percent >= 0 &&
-         hysteresis_percent < soft_percent;
+  return base::PressureThresholdsAscend(soft_percent, high_percent, critical_percent,
+                                        hysteresis_percent);
 }
 
 LadderThresholds ThresholdsFromSettings(const base::Settings& settings) {
   using base::SettingId;
+  char message[base::kMaxLogMessage];
+  if (!base::CheckPressureThresholds(settings, message, sizeof(message))) {
+    static base::LogLimit log_limit(1);
+    if (log_limit.Allow()) base::Log("%s", message);
+    return LadderThresholds{};
+  }
   LadderThresholds thresholds;
   thresholds.soft_percent = static_cast<int>(settings.Get(SettingId::kPressureSoft));
   thresholds.high_percent = static_cast<int>(settings.Get(SettingId::kPressureHigh));
   thresholds.critical_percent = static_cast<int>(settings.Get(SettingId::kPressureCritical));
   thresholds.hysteresis_percent = static_cast<int>(settings.Get(SettingId::kPressureHysteresis));
-  if (thresholds.Valid()) return thresholds;
-  static base::LogLimit log_limit(1);
-  if (log_limit.Allow()) {
-    base::Log("invalid pressure thresholds pressure_soft=%d, pressure_high=%d, "
-              "pressure_critical=%d, pressure_hysteresis=%d: they must ascend "
-              "(soft < high < critical <= 100, hysteresis < soft); using 80, 90, 95 and 5",
-              thresholds.soft_percent, thresholds.high_percent, thresholds.critical_percent,
-              thresholds.hysteresis_percent);
-  }
-  return LadderThresholds{};
+  return thresholds;
 }
 
 int PressureLadder::EntryPercent(PressureLevel level) const {

@@ -343,4 +343,25 @@ int ParseSettings(const char* text, Settings* settings, SettingProblemHandler ha
   return problems;
 }
 
+bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capacity) {
+  const int64_t soft = settings.Get(SettingId::kPressureSoft);
+  const int64_t high = settings.Get(SettingId::kPressureHigh);
+  const int64_t critical = settings.Get(SettingId::kPressureCritical);
+  const int64_t hysteresis = settings.Get(SettingId::kPressureHysteresis);
+  if (PressureThresholdsAscend(soft, high, critical, hysteresis)) return true;
+
+  const Settings defaults;
+  Format(buffer, capacity,
+         "MEMWARD_CONF: invalid pressure thresholds pressure_soft=%lld, pressure_high=%lld, "
+         "pressure_critical=%lld, pressure_hysteresis=%lld: they must ascend (soft < high < "
+         "critical <= 100, hysteresis < soft); using the defaults %lld, %lld, %lld and %lld",
+         static_cast<long long>(soft), static_cast<long long>(high),
+         static_cast<long long>(critical), static_cast<long long>(hysteresis),
+         static_cast<long long>(defaults.Get(SettingId::kPressureSoft)),
+         static_cast<long long>(defaults.Get(SettingId::kPressureHigh)),
+         static_cast<long long>(defaults.Get(SettingId::kPressureCritical)),
+         static_cast<long long>(defaults.Get(SettingId::kPressureHysteresis)));
+  return false;
+}
+
 }  // namespace memward::base

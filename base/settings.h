@@ -123,7 +123,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
      "Let jemalloc run its background purging threads (started after start-up)."},
     {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
-     "Print jemalloc's statistics to stderr when the process exits."},
+     "Print jemalloc's statistics to stderr when the process exits, unless descriptor 2 "
+     "names a different file at exit than at start-up."},
     {SettingId::kDedicatedArenas, "dedicated_arenas", SettingKind::kCount, 16, 0, 512, false,
      "Most tenants that get an arena of their own (each costs about 120 KiB resident); "
      "the rest share one arena."},
@@ -311,6 +312,19 @@ const char* DescribeSettingKind(const SettingSpec& spec);
 // Formats the message for a rejected pair, naming the key, the value, the
 // accepted form and the default that is kept.
 size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t capacity);
+
+// Returns whether pressure thresholds have the order the pressure ladder
+// needs: 0 < soft < high < critical <= 100 and 0 <= hysteresis < soft.
+constexpr bool PressureThresholdsAscend(int64_t soft, int64_t high, int64_t critical,
+                                        int64_t hysteresis) {
+  return soft > 0 && soft < high && high < critical && critical <= 100 && hysteresis >= 0 &&
+         hysteresis < soft;
+}
+
+// Checks the rule between settings that no single range expresses: the
+// pressure thresholds must ascend. Returns true when they do; otherwise
+// writes a message with the four values and the defaults used instead.
+bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capacity);
 
 }  // namespace memward::base
 

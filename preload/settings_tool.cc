@@ -61,6 +61,17 @@ void PrintProblem(const SettingProblem& problem, void* context) {
 int Check(const char* text) {
   Settings settings;
   int problems = ParseSettings(text, &settings, PrintProblem, nullptr);
+  char message[kMaxLogMessage];
+  if (!CheckPressureThresholds(settings, message, sizeof(message))) {
+    fprintf(stderr, "%s\n", message);
+    problems++;
+    // Print the values memward uses, as for a rejected pair.
+    const Settings defaults;
+    for (SettingId id : {SettingId::kPressureSoft, SettingId::kPressureHigh,
+                         SettingId::kPressureCritical, SettingId::kPressureHysteresis}) {
+      settings.Set(id, defaults.Get(id));
+    }
+  }
   for (const SettingSpec& spec : kSettingSpecs) {
     if (spec.kind == SettingKind::kText) {
       printf("%s=%s\n", spec.name, settings.GetText(spec.id));
@@ -85,7 +96,8 @@ int main(int argc, char** argv) {
       "usage: memward-settings --markdown | --check 'key=value,...'\n"
       "  --markdown  print the settings table (the README's) as Markdown\n"
       "  --check     parse a MEMWARD_CONF string, print every setting's value, and\n"
-      "              exit with 1 if a pair was rejected\n";
+      "              exit with 1 if a pair was rejected or the pressure thresholds\n"
+      "              do not ascend\n";
   if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
     fputs(usage, stdout);
     return 0;

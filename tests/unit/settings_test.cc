@@ -153,6 +153,33 @@ TEST(Settings, BadValuesKeepDefault) {
   EXPECT_NE(messages[3].find("missing value"), std::string::npos) << messages[3];
 }
 
+TEST(Settings, DefaultPressureThresholdsAscend) {
+  Settings settings;
+  char message[kMaxLogMessage] = {};
+  EXPECT_TRUE(CheckPressureThresholds(settings, message, sizeof(message)));
+  EXPECT_STREQ(message, "");
+}
+
+TEST(Settings, InvertedPressureThresholdsReported) {
+  const char* cases[] = {
+      "pressure_soft=95,pressure_high=90",
+      "pressure_high=96",
+      "pressure_critical=90",
+      "pressure_soft=30,pressure_hysteresis=40",
+  };
+  for (const char* text : cases) {
+    Settings settings;
+    EXPECT_TRUE(ParseAndCollect(text, &settings).empty()) << text;
+    char message[kMaxLogMessage] = {};
+    EXPECT_FALSE(CheckPressureThresholds(settings, message, sizeof(message))) << text;
+    const std::string reported = message;
+    EXPECT_NE(reported.find("invalid pressure thresholds"), std::string::npos) << reported;
+    EXPECT_NE(reported.find("soft < high < critical <= 100"), std::string::npos) << reported;
+    EXPECT_NE(reported.find("using the defaults 80, 90, 95 and 5"), std::string::npos)
+        << reported;
+  }
+}
+
 TEST(Settings, UnknownKeyNamesTheList) {
   Settings settings;
   auto messages = ParseAndCollect("no_such_key=1,,", &settings);
