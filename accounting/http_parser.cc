@@ -217,6 +217,20 @@ bool PercentDecode(std::string_view text, bool plus_is_space, std::string* out) 
   return true;
 }
 
+namespace {
+
+// Returns whether `text` has a CR that is not the start of a CRLF. A CR at
+// the end may be the first half of a CRLF still to arrive. RFC 9112 (2.2)
+// lets a recipient reject a bare CR.
+bool HasBareCarriageReturn(std::string_view text) {
+  for (size_t i = text.find('\r'); i != std::string_view::npos; i = text.find('\r', i + 1)) {
+    if (i + 1 < text.size() && text[i + 1] != '\n') return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 HttpParseResult ParseHttpRequest(std::string_view input, const HttpLimits& limits,
                                  AdminRequest* request) {
   // The request line.
@@ -225,13 +239,16 @@ HttpParseResult ParseHttpRequest(std::string_view input, const HttpLimits& limit
     if (!CouldBeRequestLine(input)) {
       return Error(400, "malformed request line; expected METHOD /path HTTP/1.1");
     }
-    if (input.find('\n') != std::string_view::npos) {
+    if (input.find('\n') != std::string_view::npos || HasBareCarriageReturn(input)) {
       return Error(400, "request lines must end with CRLF");
     }
     if (input.size() >= limits.max_request_line) return Error(414, "request line too long");
     return HttpParseResult{};
   }
   if (line_end + 2 > limits.max_request_line) return Error(414, "request line too long");
+  if (input.substr(0, line_end).find('\r') != std::string_view::npos) {
+    return Error(400, "request lines must end with CRLF");
+  }
   AdminRequest parsed;
   const char* message = "";
   if (int status = ParseRequestLine(input.substr(0, line_end), &parsed, &message); status != 0) {
@@ -249,7 +266,7 @@ HttpParseResult ParseHttpRequest(std::string_view input, const HttpLimits& limit
     if (end == std::string_view::npos) {
       if (input.size() >= limit_end) return Error(431, "request header fields too large");
       std::string_view partial = input.substr(cursor);
-      if (partial.find('\n') != std::string_view::npos) {
+      if (partial.find('\n') != std::string_view::npos || HasBareCarriageReturn(partial)) {
         return Error(400, "header lines must end with CRLF");
       }
       return HttpParseResult{};
@@ -258,7 +275,7 @@ HttpParseResult ParseHttpRequest(std::string_view input, const HttpLimits& limit
     std::string_view line = input.substr(cursor, end - cursor);
     cursor = end + 2;
     if (line.empty()) break;
-    if (line.find('\n') != std::string_view::npos) {
+    if (line.find('\n') != std::string_view::npos || line.find('\r') != std::string_view::npos) {
       return Error(400, "header lines must end with CRLF");
     }
     if (++header_count > limits.max_headers) return Error(431, "too many header fields");
