@@ -3,7 +3,8 @@
 // PUT /config takes a body in MEMWARD_CONF's form ("dirty_decay=5s,
 // muzzy_decay=0") and changes only settings whose row is marked `runtime`.
 // Every pair is checked before any is applied, so a rejected request
-// changes nothing.
+// changes nothing. A setting named twice is rejected, so a body cannot make
+// the server apply one setting thousands of times.
 #include <string_view>
 #include <vector>
 
@@ -122,6 +123,13 @@ bool CheckPair(std::string_view pair, std::vector<Change>* changes, AdminRespons
                                 " cannot change in a running process; set it in "
                                 "MEMWARD_CONF and restart");
     return false;
+  }
+  for (const Change& change : *changes) {
+    if (change.spec == spec) {
+      response->SetError(400, "setting " + std::string(spec->name) +
+                                  " appears more than once; send each setting once");
+      return false;
+    }
   }
   int64_t parsed = 0;
   base::SettingError error;

@@ -54,11 +54,20 @@ void WriteTenant(const memward_tenant_stats& stats, JsonWriter& json) {
   json.Key("id").Uint(stats.id);
   json.Key("name").String(stats.name);
   json.Key("live_bytes").Int(stats.live_bytes);
-  json.Key("peak_bytes").Int(stats.peak_bytes);
-  json.Key("allocated_bytes").Uint(stats.allocated_bytes);
-  json.Key("freed_bytes").Uint(stats.freed_bytes);
-  json.Key("allocations").Uint(stats.allocations);
-  json.Key("frees").Uint(stats.frees);
+  if (stats.id == kProcessTenant) {
+    // Untagged allocations take jemalloc's path without being counted, so
+    // only the process's live bytes are known (from jemalloc's arenas).
+    for (const char* key : {"peak_bytes", "allocated_bytes", "freed_bytes", "allocations",
+                            "frees"}) {
+      json.Key(key).Null();
+    }
+  } else {
+    json.Key("peak_bytes").Int(stats.peak_bytes);
+    json.Key("allocated_bytes").Uint(stats.allocated_bytes);
+    json.Key("freed_bytes").Uint(stats.freed_bytes);
+    json.Key("allocations").Uint(stats.allocations);
+    json.Key("frees").Uint(stats.frees);
+  }
   json.Key("soft_limit_bytes").Uint(stats.soft_limit);
   json.Key("hard_limit_bytes").Uint(stats.hard_limit);
   json.Key("enforce_hard_limit").Bool(stats.enforce_hard_limit != 0);

@@ -153,22 +153,28 @@ struct TenantMetric {
   const char* help;
   Field field;
   bool summable;  // false: not written for tenant="other"
+  // false: not written for tenant="process", whose untagged allocations are
+  // not counted one by one
+  bool counted_for_process = true;
 };
 
 const TenantMetric kTenantMetrics[] = {
     {"memward_tenant_live_bytes", "gauge", "Bytes the tenant holds now (usable sizes).",
      [](const memward_tenant_stats& s) { return s.live_bytes; }, true},
     {"memward_tenant_peak_bytes", "gauge", "Most bytes the tenant held at once.",
-     [](const memward_tenant_stats& s) { return s.peak_bytes; }, false},
+     [](const memward_tenant_stats& s) { return s.peak_bytes; }, false, false},
     {"memward_tenant_allocated_bytes_total", "counter", "Bytes allocated by the tenant.",
      [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.allocated_bytes); },
-     true},
+     true, false},
     {"memward_tenant_freed_bytes_total", "counter", "Bytes of the tenant's memory freed.",
-     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.freed_bytes); }, true},
+     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.freed_bytes); }, true,
+     false},
     {"memward_tenant_allocations_total", "counter", "Allocations charged to the tenant.",
-     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.allocations); }, true},
+     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.allocations); }, true,
+     false},
     {"memward_tenant_frees_total", "counter", "Frees of the tenant's memory.",
-     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.frees); }, true},
+     [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.frees); }, true,
+     false},
     {"memward_tenant_refused_allocations_total", "counter",
      "Allocations that failed because they would pass the hard limit.",
      [](const memward_tenant_stats& s) { return static_cast<int64_t>(s.refused_allocations); },
@@ -184,6 +190,7 @@ void AppendTenantMetrics(const std::vector<memward_tenant_stats>& tenants, std::
     AppendHeader(metric.name, metric.type, metric.help, out);
     for (const memward_tenant_stats& tenant : tenants) {
       if (tenant.id == kMaxTenants && !metric.summable) continue;
+      if (tenant.id == kProcessTenant && !metric.counted_for_process) continue;
       AppendSample(metric.name, TenantLabel(tenant.name), metric.field(tenant), out);
     }
   }

@@ -101,6 +101,10 @@ typedef enum memward_admission_reason {
   MEMWARD_REASON_PRESSURE = 3 /* the process is shedding or rejecting under memory pressure */
 } memward_admission_reason;
 
+/* A tenant's counters. For the process (tenant 0), whose untagged allocations
+   go to jemalloc without being counted, live_bytes is what jemalloc's own
+   arenas hold, and peak_bytes, allocated_bytes, freed_bytes, allocations and
+   frees stay 0. */
 typedef struct memward_tenant_stats {
   memward_tenant_id id;
   char name[MEMWARD_MAX_TENANT_NAME + 1];

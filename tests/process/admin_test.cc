@@ -237,6 +237,15 @@ TEST_F(AdminTest, StatsAgreeWithJemalloc) {
   EXPECT_EQ(MetricValue(metrics, "memward_tenant_live_bytes{tenant=\"agree\"}"),
             expected.live_bytes);
   EXPECT_GE(expected.live_bytes, static_cast<int64_t>(8 * kMiB));
+
+  // The process's untagged allocations are not counted one by one: only its
+  // live bytes are reported.
+  Reply process = Call("GET", "/tenants/process");
+  EXPECT_NE(process.body.find("\"peak_bytes\":null"), std::string::npos) << process.body;
+  EXPECT_NE(process.body.find("\"allocations\":null"), std::string::npos) << process.body;
+  EXPECT_GT(JsonNumber(process.body, "live_bytes"), 0) << process.body;
+  EXPECT_EQ(metrics.find("memward_tenant_peak_bytes{tenant=\"process\"}"), std::string::npos);
+  EXPECT_NE(metrics.find("memward_tenant_live_bytes{tenant=\"process\"}"), std::string::npos);
   EXPECT_GE(MetricValue(metrics, "memward_sampler_samples_total"),
             JsonNumber(stats.body, "samples_taken", sampler_at));
   EXPECT_EQ(MetricValue(metrics, "memward_sampler_interval_bytes"), sampler.interval_bytes);
@@ -343,6 +352,13 @@ TEST_F(AdminTest, PutConfigChangesDecay) {
   EXPECT_EQ(Call("PUT", "/config", "no_such_setting=1").status, 400);
   // A rejected pair leaves the valid one before it unapplied.
   EXPECT_EQ(Call("PUT", "/config", "dirty_decay=3s,narenas=2").status, 409);
+  ASSERT_EQ(Mallctl()("arenas.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
+  EXPECT_EQ(decay, 2000);
+  // A setting named twice is rejected before either value is applied.
+  Reply repeated = Call("PUT", "/config", "dirty_decay=3s,dirty_decay=4s");
+  EXPECT_EQ(repeated.status, 400);
+  EXPECT_NE(repeated.body.find("dirty_decay appears more than once"), std::string::npos)
+      << repeated.body;
   ASSERT_EQ(Mallctl()("arenas.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
   EXPECT_EQ(decay, 2000);
   EXPECT_EQ(Call("PUT", "/config", "dirty_decay=10s,muzzy_decay=0").status, 200);
