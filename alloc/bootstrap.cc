@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/auxv.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -97,12 +99,6 @@ void BuildEngineOptions(const base::Settings& settings) {
                          static_cast<long long>(settings.Get(SettingId::kDirtyDecay)),
                          static_cast<long long>(settings.Get(SettingId::kMuzzyDecay)),
                          static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
-  if (settings.GetBool(SettingId::kStatsAtExit)) {
-    // NOTE: jemalloc writes the statistics to whatever file descriptor 2 is
-    // at exit: nothing when the program closed stderr (coreutils do), and
-    // into a data file that a program opened after closing stderr.
-    base::Format(out + length, capacity - length, ",stats_print:true");
-  }
 }
 
 void RunBootstrap() {
@@ -223,8 +219,45 @@ void StoreRuntimeSetting(base::SettingId id, int64_t value) {
   g_settings.Set(id, value);
 }
 
+namespace {
+
+// stats_at_exit: the file that descriptor 2 named when the library started.
+// jemalloc's own stats_print option writes to whatever descriptor 2 is at
+// exit. In a program that closed stderr and then opened a data file, that is
+// the data file. So memward prints the statistics itself, and only while
+// descriptor 2 still names this file.
+constinit dev_t g_stderr_device = 0;
+constinit ino_t g_stderr_inode = 0;
+
+bool IdentifyStderr(dev_t* device, ino_t* inode) {
+  struct stat status;
+  if (fstat(STDERR_FILENO, &status) != 0) return false;
+  *device = status.st_dev;
+  *inode = status.st_ino;
+  return true;
+}
+
+void PrintStatisticsAtExit() {
+  dev_t device = 0;
+  ino_t inode = 0;
+  if (!IdentifyStderr(&device, &inode)) return;
+  if (device != g_stderr_device || inode != g_stderr_inode) return;
+  mwje_malloc_stats_print(nullptr, nullptr, nullptr);
+}
+
+// Registers PrintStatisticsAtExit when stats_at_exit is set and descriptor 2
+// is open. Runs in the library's constructor, where atexit may allocate.
+void RegisterStatisticsAtExit() {
+  if (!g_settings.GetBool(base::SettingId::kStatsAtExit)) return;
+  if (!IdentifyStderr(&g_stderr_device, &g_stderr_inode)) return;
+  atexit(PrintStatisticsAtExit);
+}
+
+}  // namespace
+
 void StartDeferredFeatures() {
   Bootstrap();
+  RegisterStatisticsAtExit();
   if (!g_settings.GetBool(base::SettingId::kBackgroundThread)) return;
   if (!EnableBackgroundThreads()) {
     base::Log("background_thread=true: jemalloc could not start its background threads");

@@ -28,8 +28,9 @@ const base::Settings& CurrentSettings();
 // the old or the new value; each is a single aligned 64-bit store.
 void StoreRuntimeSetting(base::SettingId id, int64_t value);
 
-// Starts what must not start inside malloc (jemalloc's background threads when
-// enabled). Called from the libraries' constructors.
+// Starts what must not start inside malloc: jemalloc's background threads and
+// the exit statistics, when their settings ask for them. Called from the
+// libraries' constructors.
 void StartDeferredFeatures();
 
 // Turns jemalloc's background threads back on in a forked child, where

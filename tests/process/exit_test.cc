@@ -5,6 +5,10 @@
 // allocator state they still use crashes them. Each case runs in a fresh
 // process (process_helper) and repeats, because the race it looks for does
 // not show on every run.
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "process_test_support.h"
@@ -47,6 +51,34 @@ TEST_F(ExitTest, ReturnFromMainInsideRequest) { ExpectCleanExits("return-in-scop
 // Threads that exit during exit() run their memward clean-up (the pthread
 // key destructor) while exit runs the process's destructors.
 TEST_F(ExitTest, ExitWhileScopedThreadsComeAndGo) { ExpectCleanExits("exit-during-thread-churn"); }
+
+// stats_at_exit=true prints jemalloc's statistics to stderr at exit.
+TEST_F(ExitTest, StatisticsAtExitGoToStderr) {
+  const HelperRun result = RunHelper({"check"}, {"MEMWARD_CONF=stats_at_exit=true"});
+  ASSERT_TRUE(result.outcome.ExitedWithZero()) << result.outcome.Describe();
+  EXPECT_NE(result.standard_error.find("Begin jemalloc statistics"), std::string::npos)
+      << result.standard_error.substr(0, 400);
+}
+
+// A program that closed stderr and opened a data file as descriptor 2 must
+// find only its own data in that file.
+TEST_F(ExitTest, StatisticsAtExitSkipReplacedStderr) {
+  char path[] = "/tmp/memward-exit-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+
+  const HelperRun result = RunHelper({"stderr-becomes-data-file"},
+                                     {"MEMWARD_CONF=stats_at_exit=true",
+                                      std::string("MEMWARD_TEST_DATA_FILE=") + path});
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  unlink(path);
+
+  ASSERT_TRUE(result.outcome.ExitedWithZero()) << result.outcome.Describe();
+  EXPECT_EQ(contents.str(), "data\n");
+}
 
 }  // namespace
 }  // namespace memward_test

@@ -22,9 +22,13 @@
 //                               fork, and check in the child that they are on
 //                               again once it allocates (exit status 5 when off
 //                               in the parent, 6 when off in the child)
+//   stderr-becomes-data-file    close descriptor 2, open the file named by
+//                               MEMWARD_TEST_DATA_FILE (which takes number 2),
+//                               write "data\n" to it and return 0
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -349,6 +353,20 @@ int BackgroundThreadAfterFork() {
   return WIFEXITED(status) ? WEXITSTATUS(status) : kCheckFailed;
 }
 
+// Ends like a program that closed stderr and then opened a data file, which
+// got descriptor 2. Nothing memward prints at exit may land in that file.
+int StderrBecomesDataFile() {
+  const char* path = getenv("MEMWARD_TEST_DATA_FILE");
+  if (path == nullptr) return kBadArgument;
+  close(STDERR_FILENO);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd != STDERR_FILENO) return kCheckFailed;
+  if (write(fd, "data\n", 5) != 5) return kCheckFailed;
+  void* block = malloc(100);  // some allocator activity after the switch
+  free(block);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -368,6 +386,7 @@ int main(int argc, char** argv) {
   if (mode == "return-in-scopes") return ReturnInScopes();
   if (mode == "exit-during-thread-churn") return ExitDuringThreadChurn();
   if (mode == "background-thread-after-fork") return BackgroundThreadAfterFork();
+  if (mode == "stderr-becomes-data-file") return StderrBecomesDataFile();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }
