@@ -63,9 +63,28 @@ struct OwnedRange {
 };
 extern OwnedRange g_owned_range __attribute__((visibility("hidden")));
 
+static_assert(sizeof(std::atomic<uintptr_t>) == sizeof(uintptr_t) &&
+                  std::atomic<uintptr_t>::is_always_lock_free,
+              "InOwnedRange reads the range's fields as plain words");
+
 inline bool InOwnedRange(const void* pointer) {
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  // GCC does not fold an atomic load into an arithmetic instruction, so the
+  // portable form below costs two more instructions on every free. An
+  // aligned 8-byte read from memory is atomic on x86-64, which makes these
+  // operands relaxed loads. volatile keeps the compiler from reusing an
+  // earlier result.
+  uintptr_t offset = reinterpret_cast<uintptr_t>(pointer);
+  bool inside;
+  asm volatile("sub %[base], %[offset]\n\tcmp %[size], %[offset]"
+               : [offset] "+r"(offset), "=@ccb"(inside)
+               : [base] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.base)),
+                 [size] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.size)));
+  return inside;
+#else
   return reinterpret_cast<uintptr_t>(pointer) - g_owned_range.base.load(std::memory_order_relaxed) <
          g_owned_range.size.load(std::memory_order_relaxed);
+#endif
 }
 
 // Returns the map's entry for `pointer`: 0 (also for nullptr) when no
