@@ -101,11 +101,22 @@ void BuildEngineOptions(const base::Settings& settings) {
                          static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
 }
 
+// Reports pressure thresholds that do not ascend and puts the four defaults
+// back, as for a rejected pair. Returns the number of problems (0 or 1).
+int KeepOrderedPressureThresholds(base::Settings* settings) {
+  char message[base::kMaxLogMessage];
+  if (base::CheckPressureThresholds(*settings, message, sizeof(message))) return 0;
+  base::Log("%s", message);
+  base::RestorePressureDefaults(settings);
+  return 1;
+}
+
 void RunBootstrap() {
   long page_size = sysconf(_SC_PAGESIZE);
   if (page_size > 0) g_page_size = static_cast<size_t>(page_size);
 
   int problems = base::ParseSettings(ReadConfText(), &g_settings, ReportProblem, nullptr);
+  problems += KeepOrderedPressureThresholds(&g_settings);
   if (problems > 0 && g_settings.GetBool(base::SettingId::kStrict)) {
     base::Fatal("MEMWARD_CONF has %d invalid setting%s and strict=true; stopping", problems,
                 problems == 1 ? "" : "s");
@@ -221,35 +232,60 @@ void StoreRuntimeSetting(base::SettingId id, int64_t value) {
 
 namespace {
 
-// stats_at_exit: the file that descriptor 2 named when the library started.
-// jemalloc's own stats_print option writes to whatever descriptor 2 is at
-// exit. In a program that closed stderr and then opened a data file, that is
-// the data file. So memward prints the statistics itself, and only while
-// descriptor 2 still names this file.
+// stats_at_exit: a duplicate of descriptor 2 as it was when the library
+// started, and the file it names. jemalloc's own stats_print option writes
+// to whatever descriptor 2 is at exit. That is nothing in a program that
+// closes stderr in an exit handler (coreutils do), and a data file in a
+// program that closed stderr and then opened that file. memward keeps its
+// own descriptor instead and prints only while it still names the file.
+constinit int g_stderr_copy = -1;
 constinit dev_t g_stderr_device = 0;
 constinit ino_t g_stderr_inode = 0;
 
-bool IdentifyStderr(dev_t* device, ino_t* inode) {
+// The copy takes a number at or above this, away from the low numbers that
+// programs expect open() to return.
+constexpr int kStderrCopyLowest = 200;
+
+bool IdentifyFile(int fd, dev_t* device, ino_t* inode) {
   struct stat status;
-  if (fstat(STDERR_FILENO, &status) != 0) return false;
+  if (fstat(fd, &status) != 0) return false;
   *device = status.st_dev;
   *inode = status.st_ino;
   return true;
 }
 
+void WriteToStderrCopy(void* context, const char* text) {
+  size_t length = strlen(text);
+  while (length > 0) {
+    ssize_t written = write(g_stderr_copy, text, length);
+    if (written <= 0) return;
+    text += written;
+    length -= static_cast<size_t>(written);
+  }
+}
+
+// Prints unless the program closed the copy or reused its number for
+// another file.
 void PrintStatisticsAtExit() {
   dev_t device = 0;
   ino_t inode = 0;
-  if (!IdentifyStderr(&device, &inode)) return;
+  if (!IdentifyFile(g_stderr_copy, &device, &inode)) return;
   if (device != g_stderr_device || inode != g_stderr_inode) return;
-  mwje_malloc_stats_print(nullptr, nullptr, nullptr);
+  mwje_malloc_stats_print(WriteToStderrCopy, nullptr, nullptr);
 }
 
 // Registers PrintStatisticsAtExit when stats_at_exit is set and descriptor 2
 // is open. Runs in the library's constructor, where atexit may allocate.
 void RegisterStatisticsAtExit() {
   if (!g_settings.GetBool(base::SettingId::kStatsAtExit)) return;
-  if (!IdentifyStderr(&g_stderr_device, &g_stderr_inode)) return;
+  int copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, kStderrCopyLowest);
+  if (copy < 0) copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return;
+  if (!IdentifyFile(copy, &g_stderr_device, &g_stderr_inode)) {
+    close(copy);
+    return;
+  }
+  g_stderr_copy = copy;
   atexit(PrintStatisticsAtExit);
 }
 

@@ -364,4 +364,12 @@ bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capa
   return false;
 }
 
+void RestorePressureDefaults(Settings* settings) {
+  const Settings defaults;
+  for (SettingId id : {SettingId::kPressureSoft, SettingId::kPressureHigh,
+                       SettingId::kPressureCritical, SettingId::kPressureHysteresis}) {
+    settings->Set(id, defaults.Get(id));
+  }
+}
+
 }  // namespace memward::base

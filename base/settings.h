@@ -123,8 +123,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kBackgroundThread, "background_thread", SettingKind::kBool, 0, 0, 1, false,
      "Let jemalloc run its background purging threads (started after start-up)."},
     {SettingId::kStatsAtExit, "stats_at_exit", SettingKind::kBool, 0, 0, 1, false,
-     "Print jemalloc's statistics to stderr when the process exits, unless descriptor 2 "
-     "names a different file at exit than at start-up."},
+     "Print jemalloc's statistics at exit to the stderr the process started with (a "
+     "copy of descriptor 2 taken at start-up, number 200 or above)."},
     {SettingId::kDedicatedArenas, "dedicated_arenas", SettingKind::kCount, 16, 0, 512, false,
      "Most tenants that get an arena of their own (each costs about 120 KiB resident); "
      "the rest share one arena."},
@@ -325,6 +325,10 @@ constexpr bool PressureThresholdsAscend(int64_t soft, int64_t high, int64_t crit
 // pressure thresholds must ascend. Returns true when they do; otherwise
 // writes a message with the four values and the defaults used instead.
 bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capacity);
+
+// Puts the four pressure threshold settings back to their defaults, as a
+// rejected pair keeps its default.
+void RestorePressureDefaults(Settings* settings);
 
 }  // namespace memward::base
 

@@ -65,12 +65,7 @@ int Check(const char* text) {
   if (!CheckPressureThresholds(settings, message, sizeof(message))) {
     fprintf(stderr, "%s\n", message);
     problems++;
-    // Print the values memward uses, as for a rejected pair.
-    const Settings defaults;
-    for (SettingId id : {SettingId::kPressureSoft, SettingId::kPressureHigh,
-                         SettingId::kPressureCritical, SettingId::kPressureHysteresis}) {
-      settings.Set(id, defaults.Get(id));
-    }
+    RestorePressureDefaults(&settings);  // print the values memward uses
   }
   for (const SettingSpec& spec : kSettingSpecs) {
     if (spec.kind == SettingKind::kText) {

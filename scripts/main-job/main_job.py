@@ -235,8 +235,8 @@ def main() -> int:
     print_leak_suspects(admin_leaks, metrics)
 
     section("Look further")
-    print(f"the gateway (pid {gateway_pid}) has stopped; rerun with --hold-s 300 to keep it up "
-          "and try, while it runs:")
+    print(f"the gateway (pid {gateway_pid}) has stopped; rerun with --hold-s 300 (or longer) "
+          "to keep it up after the replay, and try, while it runs:")
     print_hints(gateway_pid, port)
     print(f"files: {work_dir} (gateway.json, access.log, replay-requests.csv, replay-rss.csv, "
           "the programs' stderr)")

@@ -668,7 +668,7 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   std::string ps_all = RunCommand(ctl + " --dir " + directory + " ps --all");
   EXPECT_NE(ps_all.find("stale"), std::string::npos) << ps_all;
   std::string clean = RunCommand(ctl + " --dir " + directory + " clean");
-  EXPECT_NE(clean.find("removed 1 stale sockets"), std::string::npos) << clean;
+  EXPECT_NE(clean.find("removed 1 stale socket from"), std::string::npos) << clean;
   struct stat info;
   EXPECT_NE(stat(stale.c_str(), &info), 0) << "clean left the stale socket";
   unlink(stale.c_str());

@@ -60,8 +60,19 @@ TEST_F(ExitTest, StatisticsAtExitGoToStderr) {
       << result.standard_error.substr(0, 400);
 }
 
+// The statistics go to the stderr the process started with, even when the
+// program's own exit handler has closed descriptor 2 by then.
+TEST_F(ExitTest, StatisticsAtExitSurviveClosedStderr) {
+  const HelperRun result =
+      RunHelper({"stderr-closed-at-exit"}, {"MEMWARD_CONF=stats_at_exit=true"});
+  ASSERT_TRUE(result.outcome.ExitedWithZero()) << result.outcome.Describe();
+  EXPECT_NE(result.standard_error.find("Begin jemalloc statistics"), std::string::npos)
+      << result.standard_error.substr(0, 400);
+}
+
 // A program that closed stderr and opened a data file as descriptor 2 must
-// find only its own data in that file.
+// find only its own data in that file, and the statistics still reach the
+// original stderr.
 TEST_F(ExitTest, StatisticsAtExitSkipReplacedStderr) {
   char path[] = "/tmp/memward-exit-test-XXXXXX";
   const int fd = mkstemp(path);
@@ -78,6 +89,8 @@ TEST_F(ExitTest, StatisticsAtExitSkipReplacedStderr) {
 
   ASSERT_TRUE(result.outcome.ExitedWithZero()) << result.outcome.Describe();
   EXPECT_EQ(contents.str(), "data\n");
+  EXPECT_NE(result.standard_error.find("Begin jemalloc statistics"), std::string::npos)
+      << result.standard_error.substr(0, 400);
 }
 
 }  // namespace

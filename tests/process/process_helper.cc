@@ -25,6 +25,8 @@
 //   stderr-becomes-data-file    close descriptor 2, open the file named by
 //                               MEMWARD_TEST_DATA_FILE (which takes number 2),
 //                               write "data\n" to it and return 0
+//   stderr-closed-at-exit       register an exit handler that closes
+//                               descriptor 2, as coreutils do, and return 0
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
@@ -367,6 +369,15 @@ int StderrBecomesDataFile() {
   return 0;
 }
 
+// Ends like a coreutils program, whose exit handler closes stderr after
+// checking it for write errors.
+int StderrClosedAtExit() {
+  atexit([] { close(STDERR_FILENO); });
+  void* block = malloc(100);
+  free(block);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -387,6 +398,7 @@ int main(int argc, char** argv) {
   if (mode == "exit-during-thread-churn") return ExitDuringThreadChurn();
   if (mode == "background-thread-after-fork") return BackgroundThreadAfterFork();
   if (mode == "stderr-becomes-data-file") return StderrBecomesDataFile();
+  if (mode == "stderr-closed-at-exit") return StderrClosedAtExit();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -72,6 +72,24 @@ TEST(PreloadSettings, BadValueReportedOnce) {
   EXPECT_NE(result.error_output.find("keeping 1s"), std::string::npos) << result.error_output;
 }
 
+TEST(PreloadSettings, InvertedThresholdsReportedOnce) {
+  Result result = RunWithConf("pressure_soft=95,pressure_high=90,pressure_monitor=true");
+  ASSERT_TRUE(WIFEXITED(result.status)) << result.error_output;
+  EXPECT_EQ(WEXITSTATUS(result.status), 0) << result.error_output;
+  EXPECT_EQ(CountOccurrences(result.error_output, "invalid pressure thresholds"), 1u)
+      << result.error_output;
+  EXPECT_NE(result.error_output.find("using the defaults 80, 90, 95 and 5"), std::string::npos)
+      << result.error_output;
+}
+
+TEST(PreloadSettings, StrictRejectsInvertedThresholds) {
+  Result result = RunWithConf("strict=true,pressure_soft=95,pressure_high=90");
+  ASSERT_TRUE(WIFSIGNALED(result.status)) << result.error_output;
+  EXPECT_EQ(WTERMSIG(result.status), SIGABRT);
+  EXPECT_NE(result.error_output.find("invalid pressure thresholds"), std::string::npos)
+      << result.error_output;
+}
+
 TEST(PreloadSettings, StrictMakesErrorsFatal) {
   Result result = RunWithConf("strict=true,dirty_decay=fast");
   ASSERT_TRUE(WIFSIGNALED(result.status)) << result.error_output;
