@@ -28,6 +28,7 @@
 #include "accounting/warden_internal.h"
 #include "alloc/arena_registry.h"
 #include "alloc/scope.h"
+#include "alloc/thread_start.h"
 #include "base/log.h"
 #include "base/mutex_lock.h"
 
@@ -36,6 +37,9 @@ namespace {
 
 constexpr int kMaxWatches = 32;
 constexpr int kMaxTasks = 16;
+// How often the arena decay task runs: jemalloc purges by its decay curve,
+// so a period well under the default dirty_decay of 1 s is not needed.
+constexpr int64_t kArenaDecayPeriodMs = 1000;
 constexpr int kMaxEventsPerWait = 16;
 constexpr char kThreadName[] = "memward-warden";
 
@@ -317,10 +321,42 @@ Warden& Warden::Get() {
   return warden;
 }
 
+namespace {
+
+bool StartWardenThread();
+
+void DecayArenasTask(void*) { alloc::DecayArenas(); }
+
+// Registers the arena decay task the first time the warden starts, and runs
+// it at once, so that short-lived threads get the arena hold early
+// (alloc/thread_start.h). Takes g_lock through AddPeriodic.
+void AddArenaDecayTaskOnce() {
+  static std::atomic<bool> added{false};
+  if (added.exchange(true, std::memory_order_acq_rel)) return;
+  int task_id = -1;
+  if (!Warden::Get().AddPeriodic("arena decay", kArenaDecayPeriodMs, DecayArenasTask, nullptr,
+                                 &task_id)) {
+    base::Log("warden: the task table is full; idle arenas decay only when used again");
+    return;
+  }
+  Warden::Get().RunTaskAfter(task_id, 0);
+}
+
+}  // namespace
+
 bool Warden::Start() {
   // memward_pressure_get calls this each time; a running warden costs one
   // load, not the lock.
   if (g_running.load(std::memory_order_acquire)) return true;
+  if (!StartWardenThread()) return false;
+  AddArenaDecayTaskOnce();
+  return true;
+}
+
+namespace {
+
+// Creates the descriptors and the thread. Returns whether the warden runs.
+bool StartWardenThread() {
   base::MutexLock guard(&g_lock);
   if (g_running.load(std::memory_order_acquire)) return true;
   g_stop_requested.store(false, std::memory_order_release);
@@ -342,6 +378,8 @@ bool Warden::Start() {
   g_running.store(true, std::memory_order_release);
   return true;
 }
+
+}  // namespace
 
 void Warden::Stop() {
   pthread_t thread;

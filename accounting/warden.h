@@ -2,7 +2,9 @@
 //
 // It runs one event loop (epoll, with a timerfd for periodic tasks and an
 // eventfd for wake-ups) over the services above alloc/: the cgroup monitor
-// and pressure ladder, the leak detector's windows and the admin server.
+// and pressure ladder, the leak detector's windows and the admin server. Once
+// started it also runs jemalloc's time-based decay on every arena each
+// second (alloc/thread_start.h), as jemalloc's background thread would.
 // Services register file descriptors and periodic tasks; their callbacks
 // always run on the warden thread, never inside malloc, in memward's own
 // tenant scope (their allocations are memward's, not a user tenant's).

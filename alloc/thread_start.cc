@@ -28,20 +28,29 @@ constexpr unsigned kMaxAutomaticArenas = 1024;
 constinit thread_local bool t_zeroing_with_memset __attribute__((tls_model("initial-exec"))) =
     false;
 
-// One bit per automatic arena that carries the extra thread. A bit is set
-// once, by the thread whose fetch_or set it, which then counts the thread.
-constinit std::atomic<uint64_t> g_held[kMaxAutomaticArenas / 64] = {};
-
 // mallctl names as MIBs, looked up by the first thread. Two threads that race
 // both look them up and store the same values.
 constinit std::atomic<bool> g_names_ready{false};
 constinit size_t g_thread_arena_mib[2] = {};
+constinit size_t g_decay_mib[3] = {};
 constinit unsigned g_automatic_arenas = 0;
+
+// Set by the first DecayArenas: the warden runs the decay, so the hold
+// cannot leave dirty pages behind for good.
+constinit std::atomic<bool> g_decay_running{false};
+
+// The hold moves kNotHeld -> kHolding -> kHeld, or back to kNotHeld when an
+// automatic arena does not exist yet. Only the thread that moved it to
+// kHolding counts the extra threads, so each arena gets exactly one.
+enum HoldState : int { kNotHeld, kHolding, kHeld };
+constinit std::atomic<int> g_hold_state{kNotHeld};
 
 bool LookUpNames() {
   if (g_names_ready.load(std::memory_order_acquire)) return true;
   size_t length = 2;
   if (mwje_mallctlnametomib("thread.arena", g_thread_arena_mib, &length) != 0) return false;
+  length = 3;
+  if (mwje_mallctlnametomib("arena.0.decay", g_decay_mib, &length) != 0) return false;
   unsigned automatic = 0;
   size_t automatic_length = sizeof(automatic);
   if (mwje_mallctl("opt.narenas", &automatic, &automatic_length, nullptr, 0) != 0) return false;
@@ -50,26 +59,38 @@ bool LookUpNames() {
   return true;
 }
 
-// Returns the calling thread's arena. Reading thread.arena initialises the
-// thread's jemalloc state, its cache included, and assigns it an arena.
-bool ReadThreadArena(unsigned* index) {
-  size_t length = sizeof(*index);
+// Creates the calling thread's jemalloc state, its cache included, and
+// assigns it an arena, by reading thread.arena.
+void CreateThreadCache() {
+  unsigned index = 0;
+  size_t length = sizeof(index);
   t_zeroing_with_memset = true;
-  int error = mwje_mallctlbymib(g_thread_arena_mib, 2, index, &length, nullptr, 0);
+  mwje_mallctlbymib(g_thread_arena_mib, 2, &index, &length, nullptr, 0);
   t_zeroing_with_memset = false;
-  return error == 0;
 }
 
-void HoldArena(unsigned index) {
-  if (index >= g_automatic_arenas) return;  // an arena memward created: not automatic
-  std::atomic<uint64_t>& word = g_held[index / 64];
-  const uint64_t bit = uint64_t{1} << (index % 64);
-  if ((word.load(std::memory_order_relaxed) & bit) != 0) return;
-  if ((word.fetch_or(bit, std::memory_order_acq_rel) & bit) != 0) return;
-  // The thread assigned to the arena has just created it, so it is published.
-  void* arena = __atomic_load_n(&je_arenas[index], __ATOMIC_ACQUIRE);
-  if (arena == nullptr) return;
-  je_arena_nthreads_inc(arena, false);
+void* AutomaticArena(unsigned index) {
+  return __atomic_load_n(&je_arenas[index], __ATOMIC_ACQUIRE);
+}
+
+// Counts the extra thread on every automatic arena once all of them exist.
+void TryToHoldArenas() {
+  if (!g_decay_running.load(std::memory_order_acquire)) return;
+  if (g_hold_state.load(std::memory_order_acquire) != kNotHeld) return;
+  int expected = kNotHeld;
+  if (!g_hold_state.compare_exchange_strong(expected, kHolding, std::memory_order_acq_rel)) {
+    return;
+  }
+  for (unsigned index = 0; index < g_automatic_arenas; index++) {
+    if (AutomaticArena(index) == nullptr) {
+      g_hold_state.store(kNotHeld, std::memory_order_release);
+      return;
+    }
+  }
+  for (unsigned index = 0; index < g_automatic_arenas; index++) {
+    je_arena_nthreads_inc(AutomaticArena(index), false);
+  }
+  g_hold_state.store(kHeld, std::memory_order_release);
 }
 
 }  // namespace
@@ -78,9 +99,20 @@ bool ZeroingWithMemset() { return t_zeroing_with_memset; }
 
 void StartThreadOnEngine() {
   if (!LookUpNames()) return;
-  unsigned index = 0;
-  if (!ReadThreadArena(&index)) return;
-  HoldArena(index);
+  CreateThreadCache();
+  TryToHoldArenas();
+}
+
+void DecayArenas() {
+  if (!g_names_ready.load(std::memory_order_acquire)) return;
+  g_decay_running.store(true, std::memory_order_release);
+  size_t mib[3] = {g_decay_mib[0], kAllArenas, g_decay_mib[2]};
+  mwje_mallctlbymib(mib, 3, nullptr, nullptr, nullptr, 0);
+}
+
+void HoldArenasAgainInChild() {
+  g_hold_state.store(kNotHeld, std::memory_order_release);
+  TryToHoldArenas();
 }
 
 }  // namespace memward::alloc

@@ -14,23 +14,28 @@
 //
 // StartThreadOnEngine, run by a thread's first allocation, removes both:
 //
-//  - It counts one extra thread on an automatic arena the first time any
-//    thread of the process is assigned to it, so that arena's count never
-//    falls to zero. Its pages then decay after dirty_decay like those of an
-//    arena in use. The extra thread is the same on every arena, so jemalloc
-//    still assigns a new thread to the arena with the fewest threads.
 //  - It creates the thread's cache while ZeroingWithMemset() is true. The
 //    madvise wrapper (alloc/engine_shims.cc) then fails MADV_DONTNEED, and
 //    jemalloc falls back to memset, which touches no new page.
+//  - It holds the automatic arenas: it counts one extra thread on each, so no
+//    arena's count falls to zero at a thread's exit. Two conditions apply.
+//    The warden must run DecayArenas every second, because jemalloc decays
+//    an arena only on its own allocations and thread exits, and an arena
+//    that no thread uses after a burst would keep its dirty pages. And
+//    every automatic arena must exist, because jemalloc creates a new arena
+//    for a new thread whenever no existing one has zero threads and an index
+//    is still free; holding earlier would make one thread after another
+//    create every arena. With the extra thread on all arenas alike, jemalloc
+//    still assigns a new thread to the arena with the fewest threads.
 //
 // With both, workload_thread_churn (10,000 threads, 4 at a time) took 0.37 s
 // and 1,400 minor faults against 1.8 s and 119,000 before, on a 2-vCPU
 // Intel Xeon virtual machine.
 //
-// NOTE: the extra thread count uses jemalloc 5.3's internal
-// arena_nthreads_inc and arenas array, which the embedded archive
-// (cmake/EmbeddedJemalloc.cmake) links but does not export. thread_start.cc
-// refuses to build against another jemalloc version.
+// NOTE: the hold uses jemalloc 5.3's internal arena_nthreads_inc and arenas
+// array, which the embedded archive (cmake/EmbeddedJemalloc.cmake) links but
+// does not export. thread_start.cc refuses to build against another jemalloc
+// version.
 #ifndef MEMWARD_ALLOC_THREAD_START_H_
 #define MEMWARD_ALLOC_THREAD_START_H_
 
@@ -42,10 +47,23 @@ namespace memward::alloc {
 // MADV_DONTNEED makes jemalloc zero memory with memset.
 bool ZeroingWithMemset();
 
-// Creates the calling thread's jemalloc cache and keeps its automatic arena
-// from being purged when its threads exit. Called once per thread, outside
+// Creates the calling thread's jemalloc cache, and holds the automatic
+// arenas once the conditions above are met. Called once per thread, outside
 // jemalloc, after Bootstrap.
 MEMWARD_NOINLINE void StartThreadOnEngine();
+
+// Runs jemalloc's time-based decay on every arena, as its background thread
+// would, and from then on allows the hold. jemalloc itself decays an arena
+// only on that arena's allocations and thread exits, so without this an
+// arena that goes idle (an automatic arena after a burst of threads, the
+// sampler's arena after the last sampled free) keeps its dirty pages. Called
+// by the warden every second.
+void DecayArenas();
+
+// Holds the automatic arenas again in a forked child, whose arena thread
+// counts jemalloc's child fork handler has reset to the forking thread's
+// alone. Called by memward's child fork handler, after jemalloc's.
+void HoldArenasAgainInChild();
 
 }  // namespace memward::alloc
 

@@ -33,6 +33,7 @@
 #include "alloc/dirty_bound.h"
 #include "alloc/engine.h"
 #include "alloc/sampling.h"
+#include "alloc/thread_start.h"
 #include "alloc/thread_state.h"
 #include "alloc/thread_cache.h"
 #include "base/log.h"
@@ -81,6 +82,7 @@ void Child() {
   accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
   alloc::ResetDirtyBoundInChild();
+  alloc::HoldArenasAgainInChild();
   accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();

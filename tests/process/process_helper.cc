@@ -27,6 +27,8 @@
 //                               write "data\n" to it and return 0
 //   stderr-closed-at-exit       register an exit handler that closes
 //                               descriptor 2, as coreutils do, and return 0
+//   sequential-threads          run 300 threads one after another, then
+//                               check that at most 4 automatic arenas exist
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
@@ -316,11 +318,17 @@ int ReturnInScopes() {
   return 0;
 }
 
+using MallctlFunction = int (*)(const char*, void*, size_t*, void*, size_t);
+
+// Returns the mallctl that memward exports, or nullptr.
+MallctlFunction LookUpMallctl() {
+  return reinterpret_cast<MallctlFunction>(dlsym(RTLD_DEFAULT, "mallctl"));
+}
+
 // Returns the value of the mallctl "background_thread", or false when it
 // cannot be read.
 bool BackgroundThreadEnabled() {
-  using Mallctl = int (*)(const char*, void*, size_t*, void*, size_t);
-  static const auto mallctl = reinterpret_cast<Mallctl>(dlsym(RTLD_DEFAULT, "mallctl"));
+  static const MallctlFunction mallctl = LookUpMallctl();
   bool enabled = false;
   size_t length = sizeof enabled;
   return mallctl != nullptr &&
@@ -378,6 +386,37 @@ int StderrClosedAtExit() {
   return 0;
 }
 
+// Threads that never overlap must share the arenas of the first ones:
+// jemalloc creates an arena for a new thread only when every existing one
+// is in use, and memward's arena hold must not make them all look in use.
+int SequentialThreads() {
+  for (int i = 0; i < 300; ++i) {
+    std::thread([] {
+      void* block = malloc(64);
+      free(block);
+    }).join();
+  }
+  const MallctlFunction mallctl = LookUpMallctl();
+  unsigned automatic = 0;
+  size_t length = sizeof(automatic);
+  if (mallctl == nullptr || mallctl("opt.narenas", &automatic, &length, nullptr, 0) != 0) {
+    return kCheckFailed;
+  }
+  unsigned initialized = 0;
+  for (unsigned index = 0; index < automatic; ++index) {
+    const std::string name = "arena." + std::to_string(index) + ".initialized";
+    bool value = false;
+    length = sizeof(value);
+    if (mallctl(name.c_str(), &value, &length, nullptr, 0) == 0 && value) initialized++;
+  }
+  if (initialized > 4) {
+    fprintf(stderr, "process_helper: %u of %u automatic arenas exist after 300 sequential "
+            "threads\n", initialized, automatic);
+    return kCheckFailed;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -399,6 +438,7 @@ int main(int argc, char** argv) {
   if (mode == "background-thread-after-fork") return BackgroundThreadAfterFork();
   if (mode == "stderr-becomes-data-file") return StderrBecomesDataFile();
   if (mode == "stderr-closed-at-exit") return StderrClosedAtExit();
+  if (mode == "sequential-threads") return SequentialThreads();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -4,6 +4,8 @@
 // exits, that state and every object cached in it must go back.
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -338,6 +340,95 @@ TEST_F(ThreadChurnTest, SuccessiveThreadsReuseResidentPages) {
   // leaves room for a fault or two per thread from the kernel and libc.
   EXPECT_LT(faults, 2 * kThreads) << faults << " minor page faults in " << kThreads
                                   << " successive threads";
+}
+
+// Returns the dirty bytes of every arena, as of a fresh epoch.
+size_t DirtyBytesOfAllArenas() {
+  size_t pages = 0;
+  size_t page_size = 0;
+  if (!RefreshStats() || !ReadSizeValue("arenas.page", &page_size)) return SIZE_MAX;
+  if (!ReadSizeValue("stats.arenas.4096.pdirty", &pages)) return SIZE_MAX;
+  return pages * page_size;
+}
+
+// Returns the threads jemalloc counts on automatic arena `index`, or -1.
+long ThreadsCountedOnArena(unsigned index) {
+  if (!RefreshStats()) return -1;
+  const std::string name = "stats.arenas." + std::to_string(index) + ".nthreads";
+  unsigned threads = 0;
+  size_t length = sizeof(threads);
+  if (Mallctl()(name.c_str(), &threads, &length, nullptr, 0) != 0) return -1;
+  return threads;
+}
+
+// After a burst of threads, the dirty pages of arenas that no thread uses
+// any more must go back to the kernel within a few seconds, although the
+// hold keeps jemalloc from purging them when the last thread exits.
+TEST_F(ThreadChurnTest, IdleArenasReturnDirtyPages) {
+  constexpr size_t kBlockSize = 64 * 1024;
+  const auto allocate_and_free = [](int index) {
+    void* blocks[64] = {};
+    for (void*& block : blocks) {
+      block = malloc(kBlockSize);
+      if (block == nullptr) return false;
+      FillPattern(block, kBlockSize, static_cast<uint64_t>(index));
+    }
+    for (void* block : blocks) free(block);
+    return true;
+  };
+  ASSERT_EQ(RunThreadsInBatches(400, 4, allocate_and_free), 0);
+  ASSERT_EQ(RunMallctlCommand("thread.tcache.flush"), 0);
+
+  // dirty_decay is 1 s and the warden decays every arena each second.
+  const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  size_t dirty = DirtyBytesOfAllArenas();
+  while (dirty > kMiB && std::chrono::steady_clock::now() < give_up_at) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    dirty = DirtyBytesOfAllArenas();
+  }
+  EXPECT_LE(dirty, kMiB) << "dirty bytes 15 s after the threads exited";
+}
+
+// Threads that never overlap must not make jemalloc create every automatic
+// arena (here 64), as they would if the hold counted a thread on arenas that
+// do not all exist yet.
+TEST_F(ThreadChurnTest, SequentialThreadsShareArenas) {
+  const HelperRun result = RunHelper({"sequential-threads"}, {"MEMWARD_CONF=narenas=64"});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+}
+
+// A forked child must hold its arenas again: jemalloc's child fork handler
+// resets every arena's thread count to the forking thread's alone.
+TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
+  unsigned automatic = 0;
+  size_t length = sizeof(automatic);
+  ASSERT_EQ(Mallctl()("opt.narenas", &automatic, &length, nullptr, 0), 0);
+  if (automatic < 2) GTEST_SKIP() << "one automatic arena: every thread shares arena 0";
+
+  // Threads running two at a time create every automatic arena, and the
+  // warden's first decay allows the hold; wait until a thread that starts
+  // sees both.
+  const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  long counted = 0;
+  while (std::chrono::steady_clock::now() < give_up_at) {
+    RunThreadsInBatches(2 * static_cast<int>(automatic), static_cast<int>(automatic),
+                        AllocateAndFreeFewObjects);
+    counted = ThreadsCountedOnArena(automatic - 1);
+    if (counted >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(counted, 1) << "no extra thread on the last automatic arena after 15 s";
+
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    _exit(ThreadsCountedOnArena(automatic - 1) >= 1 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child counts no thread on the last automatic arena";
 }
 
 }  // namespace
