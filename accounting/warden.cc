@@ -290,6 +290,7 @@ void RunLoop() {
 
 void* ThreadMain(void*) {
   pthread_setname_np(pthread_self(), kThreadName);
+  alloc::MoveCallingThreadToArenaZero();
   // Callbacks allocate as memward, not as the tenant of whichever thread
   // started the warden.
   uint32_t slot = alloc::MemwardArenaSlot();

@@ -110,6 +110,13 @@ void DecayArenas() {
   mwje_mallctlbymib(mib, 3, nullptr, nullptr, nullptr, 0);
 }
 
+void MoveCallingThreadToArenaZero() {
+  unsigned zero = 0;
+  t_zeroing_with_memset = true;
+  mwje_mallctl("thread.arena", nullptr, nullptr, &zero, sizeof(zero));
+  t_zeroing_with_memset = false;
+}
+
 void HoldArenasAgainInChild() {
   g_hold_state.store(kNotHeld, std::memory_order_release);
   TryToHoldArenas();

@@ -60,6 +60,13 @@ MEMWARD_NOINLINE void StartThreadOnEngine();
 // by the warden every second.
 void DecayArenas();
 
+// Assigns the calling thread to automatic arena 0, for memward's mostly idle
+// warden thread. jemalloc gives a new thread the first of the arenas with
+// the fewest threads, so a warden counted on arena 1 makes the next thread
+// of a program share arena 0 with its main thread: a two-thread benchmark
+// then ran up to 10 times slower.
+void MoveCallingThreadToArenaZero();
+
 // Holds the automatic arenas again in a forked child, whose arena thread
 // counts jemalloc's child fork handler has reset to the forking thread's
 // alone. Called by memward's child fork handler, after jemalloc's.

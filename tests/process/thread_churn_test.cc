@@ -398,6 +398,33 @@ TEST_F(ThreadChurnTest, SequentialThreadsShareArenas) {
       << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
 }
 
+// Returns the calling thread's arena.
+unsigned ArenaOfCallingThread() {
+  unsigned index = 0;
+  size_t length = sizeof(index);
+  Mallctl()("thread.arena", &index, &length, nullptr, 0);
+  return index;
+}
+
+// With two automatic arenas, a program's main thread and the one thread it
+// starts (a two-thread benchmark) must not share an arena. memward's warden
+// thread, idle most of the time, must not tip jemalloc's choice towards the
+// main thread's arena.
+TEST_F(ThreadChurnTest, NewThreadAvoidsMainThreadArena) {
+  unsigned automatic = 0;
+  size_t length = sizeof(automatic);
+  ASSERT_EQ(Mallctl()("opt.narenas", &automatic, &length, nullptr, 0), 0);
+  if (automatic != 2) GTEST_SKIP() << automatic << " automatic arenas; the case needs 2";
+
+  const unsigned main_arena = ArenaOfCallingThread();
+  for (int round = 0; round < 20; ++round) {
+    unsigned worker_arena = main_arena;
+    std::thread([&worker_arena] { worker_arena = ArenaOfCallingThread(); }).join();
+    ASSERT_NE(worker_arena, main_arena) << "round " << round;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
 // A forked child must hold its arenas again: jemalloc's child fork handler
 // resets every arena's thread count to the forking thread's alone.
 TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
