@@ -73,7 +73,8 @@ void* AutomaticArena(unsigned index) {
   return __atomic_load_n(&je_arenas[index], __ATOMIC_ACQUIRE);
 }
 
-// Counts the extra thread on every automatic arena once all of them exist.
+// Counts the extra thread on every automatic arena but arena 0 once all of
+// them exist.
 void TryToHoldArenas() {
   if (!g_decay_running.load(std::memory_order_acquire)) return;
   if (g_hold_state.load(std::memory_order_acquire) != kNotHeld) return;
@@ -87,7 +88,9 @@ void TryToHoldArenas() {
       return;
     }
   }
-  for (unsigned index = 0; index < g_automatic_arenas; index++) {
+  // Arena 0 needs no extra thread: the warden, whose decay task allowed the
+  // hold, stays assigned to it (MoveCallingThreadToArenaZero).
+  for (unsigned index = 1; index < g_automatic_arenas; index++) {
     je_arena_nthreads_inc(AutomaticArena(index), false);
   }
   g_hold_state.store(kHeld, std::memory_order_release);

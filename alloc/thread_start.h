@@ -17,16 +17,19 @@
 //  - It creates the thread's cache while ZeroingWithMemset() is true. The
 //    madvise wrapper (alloc/engine_shims.cc) then fails MADV_DONTNEED, and
 //    jemalloc falls back to memset, which touches no new page.
-//  - It holds the automatic arenas: it counts one extra thread on each, so no
-//    arena's count falls to zero at a thread's exit. Two conditions apply.
+//  - It holds the automatic arenas: it counts one extra thread on each but
+//    arena 0, so no arena's count falls to zero at a thread's exit. Arena 0
+//    has memward's warden thread instead, which stays assigned to it for as
+//    long as the process runs the decay below. Two conditions apply.
 //    The warden must run DecayArenas every second, because jemalloc decays
 //    an arena only on its own allocations and thread exits, and an arena
 //    that no thread uses after a burst would keep its dirty pages. And
 //    every automatic arena must exist, because jemalloc creates a new arena
 //    for a new thread whenever no existing one has zero threads and an index
 //    is still free; holding earlier would make one thread after another
-//    create every arena. With the extra thread on all arenas alike, jemalloc
-//    still assigns a new thread to the arena with the fewest threads.
+//    create every arena. With one extra thread on every arena alike, the
+//    warden's on arena 0, jemalloc still assigns a new thread to the arena
+//    with the fewest of the program's threads.
 //
 // With both, workload_thread_churn (10,000 threads, 4 at a time) took 0.37 s
 // and 1,400 minor faults against 1.8 s and 119,000 before, on a 2-vCPU
@@ -61,9 +64,10 @@ MEMWARD_NOINLINE void StartThreadOnEngine();
 void DecayArenas();
 
 // Assigns the calling thread to automatic arena 0, for memward's mostly idle
-// warden thread. jemalloc gives a new thread the first of the arenas with
-// the fewest threads, so a warden counted on arena 1 makes the next thread
-// of a program share arena 0 with its main thread: a two-thread benchmark
+// warden thread, which then stands for arena 0's extra thread. jemalloc
+// gives a new thread the first of the arenas with the fewest threads. A
+// warden counted on arena 1 as well as the hold made the next thread of a
+// program share arena 0 with its main thread, and a two-thread benchmark
 // then ran up to 10 times slower.
 void MoveCallingThreadToArenaZero();
 
