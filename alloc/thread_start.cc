@@ -35,8 +35,9 @@ constinit size_t g_thread_arena_mib[2] = {};
 constinit size_t g_decay_mib[3] = {};
 constinit unsigned g_automatic_arenas = 0;
 
-// Set by the first DecayArenas: the warden runs the decay, so the hold
-// cannot leave dirty pages behind for good.
+// Set by the first DecayArenas of this process: the warden runs the decay,
+// so the hold cannot leave dirty pages behind for good, and the warden is
+// on arena 0, which the hold leaves out.
 constinit std::atomic<bool> g_decay_running{false};
 
 // The hold moves kNotHeld -> kHolding -> kHeld, or back to kNotHeld when an
@@ -111,6 +112,7 @@ void DecayArenas() {
   g_decay_running.store(true, std::memory_order_release);
   size_t mib[3] = {g_decay_mib[0], kAllArenas, g_decay_mib[2]};
   mwje_mallctlbymib(mib, 3, nullptr, nullptr, nullptr, 0);
+  TryToHoldArenas();
 }
 
 void MoveCallingThreadToArenaZero() {
@@ -120,9 +122,9 @@ void MoveCallingThreadToArenaZero() {
   t_zeroing_with_memset = false;
 }
 
-void HoldArenasAgainInChild() {
+void ResetArenaHoldInChild() {
+  g_decay_running.store(false, std::memory_order_release);
   g_hold_state.store(kNotHeld, std::memory_order_release);
-  TryToHoldArenas();
 }
 
 }  // namespace memward::alloc

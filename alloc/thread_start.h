@@ -56,7 +56,7 @@ bool ZeroingWithMemset();
 MEMWARD_NOINLINE void StartThreadOnEngine();
 
 // Runs jemalloc's time-based decay on every arena, as its background thread
-// would, and from then on allows the hold. jemalloc itself decays an arena
+// would, and from then on holds the arenas once they all exist. jemalloc itself decays an arena
 // only on that arena's allocations and thread exits, so without this an
 // arena that goes idle (an automatic arena after a burst of threads, the
 // sampler's arena after the last sampled free) keeps its dirty pages. Called
@@ -71,10 +71,12 @@ void DecayArenas();
 // then ran up to 10 times slower.
 void MoveCallingThreadToArenaZero();
 
-// Holds the automatic arenas again in a forked child, whose arena thread
-// counts jemalloc's child fork handler has reset to the forking thread's
-// alone. Called by memward's child fork handler, after jemalloc's.
-void HoldArenasAgainInChild();
+// Drops the hold in a forked child, whose arena thread counts jemalloc's
+// child fork handler has reset to the forking thread's alone. The child
+// holds its arenas again once its own warden has moved to arena 0 and run
+// DecayArenas; a child whose warden cannot start (a seccomp filter) never
+// holds them. Called by memward's child fork handler, after jemalloc's.
+void ResetArenaHoldInChild();
 
 }  // namespace memward::alloc
 

@@ -82,7 +82,7 @@ void Child() {
   accounting::ResumeCapturesInChild();
   alloc::ForgetThreadIdInChild();
   alloc::ResetDirtyBoundInChild();
-  alloc::HoldArenasAgainInChild();
+  alloc::ResetArenaHoldInChild();
   accounting::UnlockLoaderCallsAfterFork();
   accounting::UnlockProfileAfterFork();
   accounting::UnlockWardenAfterFork();

@@ -450,12 +450,25 @@ TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    _exit(ThreadsCountedOnArena(automatic - 1) >= 1 ? 0 : 1);
+    // The child's warden restarts, moves to arena 0 and decays within about
+    // a second; only then does the hold come back.
+    const auto child_gives_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (ThreadsCountedOnArena(automatic - 1) < 1) {
+      if (std::chrono::steady_clock::now() > child_gives_up_at) _exit(1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    // The child's first thread must not share arena 0 with its main thread.
+    const unsigned main_arena = ArenaOfCallingThread();
+    unsigned worker_arena = main_arena;
+    std::thread([&worker_arena] { worker_arena = ArenaOfCallingThread(); }).join();
+    _exit(worker_arena != main_arena ? 0 : 2);
   }
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child counts no thread on the last automatic arena";
+  EXPECT_NE(WEXITSTATUS(status), 1) << "the child counts no thread on the last automatic arena";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "the child's first thread shares its main thread's arena";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 }  // namespace
