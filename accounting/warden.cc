@@ -290,7 +290,7 @@ void RunLoop() {
 
 void* ThreadMain(void*) {
   pthread_setname_np(pthread_self(), kThreadName);
-  alloc::MoveCallingThreadToArenaZero();
+  alloc::MarkCallingThreadAsWarden();
   // Callbacks allocate as memward, not as the tenant of whichever thread
   // started the warden.
   uint32_t slot = alloc::MemwardArenaSlot();
@@ -328,9 +328,19 @@ bool StartWardenThread();
 
 void DecayArenasTask(void*) { alloc::DecayArenas(); }
 
-// Registers the arena decay task the first time the warden starts, and runs
-// it at once, so that short-lived threads get the arena hold early
-// (alloc/thread_start.h). Takes g_lock through AddPeriodic.
+constinit std::atomic<int> g_decay_task_id{-1};
+
+// Runs the arena decay task soon; alloc calls it when a program's second
+// thread starts, inside malloc, so it only wakes the warden.
+void RequestArenaDecay() { Warden::Get().WakeTask(g_decay_task_id.load(std::memory_order_acquire)); }
+
+// Registers the arena decay task the first time the warden starts
+// (alloc/thread_start.h). Its first run comes after one period, or as soon
+// as the program starts a second thread. So short-lived threads get the
+// arena hold early, and the warden of a single-threaded program makes no
+// jemalloc call in its first second. Such a call would assign the warden an
+// arena and make jemalloc create arena 1 (about 100 KiB resident, rss_probe).
+// Takes g_lock through AddPeriodic.
 void AddArenaDecayTaskOnce() {
   static std::atomic<bool> added{false};
   if (added.exchange(true, std::memory_order_acq_rel)) return;
@@ -340,7 +350,8 @@ void AddArenaDecayTaskOnce() {
     base::Log("warden: the task table is full; idle arenas decay only when used again");
     return;
   }
-  Warden::Get().RunTaskAfter(task_id, 0);
+  g_decay_task_id.store(task_id, std::memory_order_release);
+  alloc::SetArenaDecayRequest(RequestArenaDecay);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ constexpr unsigned kMaxAutomaticArenas = 1024;
 
 constinit thread_local bool t_zeroing_with_memset __attribute__((tls_model("initial-exec"))) =
     false;
+constinit thread_local bool t_is_warden __attribute__((tls_model("initial-exec"))) = false;
 
 // mallctl names as MIBs, looked up by the first thread. Two threads that race
 // both look them up and store the same values.
@@ -39,6 +40,11 @@ constinit unsigned g_automatic_arenas = 0;
 // so the hold cannot leave dirty pages behind for good, and the warden is
 // on arena 0, which the hold leaves out.
 constinit std::atomic<bool> g_decay_running{false};
+
+// Threads that have run StartThreadOnEngine, and how to ask the warden for
+// an early decay once there are two.
+constinit std::atomic<uint32_t> g_started_threads{0};
+constinit std::atomic<void (*)()> g_decay_request{nullptr};
 
 // The hold moves kNotHeld -> kHolding -> kHeld, or back to kNotHeld when an
 // automatic arena does not exist yet. Only the thread that moved it to
@@ -97,6 +103,15 @@ void TryToHoldArenas() {
   g_hold_state.store(kHeld, std::memory_order_release);
 }
 
+// Asks the warden for its first decay when the second thread starts, so
+// that a program that starts threads gets the hold within milliseconds.
+void RequestDecayForSecondThread() {
+  if (g_decay_running.load(std::memory_order_acquire)) return;
+  if (g_started_threads.fetch_add(1, std::memory_order_acq_rel) < 1) return;
+  void (*request)() = g_decay_request.load(std::memory_order_acquire);
+  if (request != nullptr) request();
+}
+
 }  // namespace
 
 bool ZeroingWithMemset() { return t_zeroing_with_memset; }
@@ -104,12 +119,26 @@ bool ZeroingWithMemset() { return t_zeroing_with_memset; }
 void StartThreadOnEngine() {
   if (!LookUpNames()) return;
   CreateThreadCache();
+  if (t_is_warden) MoveCallingThreadToArenaZero();
   TryToHoldArenas();
+  RequestDecayForSecondThread();
+}
+
+void MarkCallingThreadAsWarden() { t_is_warden = true; }
+
+void SetArenaDecayRequest(void (*request)()) {
+  g_decay_request.store(request, std::memory_order_release);
+  if (g_started_threads.load(std::memory_order_acquire) >= 2) request();
 }
 
 void DecayArenas() {
   if (!g_names_ready.load(std::memory_order_acquire)) return;
-  g_decay_running.store(true, std::memory_order_release);
+  if (!g_decay_running.load(std::memory_order_acquire)) {
+    // The warden's first jemalloc call assigns it an arena; from here on it
+    // stands for arena 0's extra thread.
+    MoveCallingThreadToArenaZero();
+    g_decay_running.store(true, std::memory_order_release);
+  }
   size_t mib[3] = {g_decay_mib[0], kAllArenas, g_decay_mib[2]};
   mwje_mallctlbymib(mib, 3, nullptr, nullptr, nullptr, 0);
   TryToHoldArenas();

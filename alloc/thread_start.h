@@ -56,15 +56,27 @@ bool ZeroingWithMemset();
 MEMWARD_NOINLINE void StartThreadOnEngine();
 
 // Runs jemalloc's time-based decay on every arena, as its background thread
-// would, and from then on holds the arenas once they all exist. jemalloc itself decays an arena
+// would, and from then on holds the arenas once they all exist. The first
+// run moves the calling thread, the warden, to arena 0. jemalloc itself decays an arena
 // only on that arena's allocations and thread exits, so without this an
 // arena that goes idle (an automatic arena after a burst of threads, the
 // sampler's arena after the last sampled free) keeps its dirty pages. Called
 // by the warden every second.
 void DecayArenas();
 
+// Marks the calling thread as memward's warden, before it calls into
+// jemalloc: StartThreadOnEngine then moves it to arena 0 at its first
+// allocation (MoveCallingThreadToArenaZero).
+void MarkCallingThreadAsWarden();
+
+// Stores the function that asks the warden to run DecayArenas soon, called
+// inside malloc when the program's second thread starts; it must not lock or
+// allocate.
+void SetArenaDecayRequest(void (*request)());
+
 // Assigns the calling thread to automatic arena 0, for memward's mostly idle
-// warden thread, which then stands for arena 0's extra thread. jemalloc
+// warden thread, which then stands for arena 0's extra thread. The warden's
+// first allocation and the first DecayArenas call it. jemalloc
 // gives a new thread the first of the arenas with the fewest threads. A
 // warden counted on arena 1 as well as the hold made the next thread of a
 // program share arena 0 with its main thread, and a two-thread benchmark
@@ -74,7 +86,7 @@ void MoveCallingThreadToArenaZero();
 // Drops the hold in a forked child, whose arena thread counts jemalloc's
 // child fork handler has reset to the forking thread's alone. The child
 // holds its arenas again once its own warden has moved to arena 0 and run
-// DecayArenas; a child whose warden cannot start (a seccomp filter) never
+// DecayArenas. A child whose warden cannot start (a seccomp filter) never
 // holds them. Called by memward's child fork handler, after jemalloc's.
 void ResetArenaHoldInChild();
 

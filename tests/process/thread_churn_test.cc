@@ -450,10 +450,18 @@ TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
+    // Right after fork, before the child's warden runs, a new thread must
+    // not share arena 0 with the main thread either.
+    const unsigned first_main_arena = ArenaOfCallingThread();
+    unsigned first_worker_arena = first_main_arena;
+    std::thread([&first_worker_arena] { first_worker_arena = ArenaOfCallingThread(); }).join();
+    if (first_worker_arena == first_main_arena) _exit(3);
+
     // The child's warden restarts, moves to arena 0 and decays within about
-    // a second; only then does the hold come back.
+    // a second; only then does the hold come back. Arena 0 then counts the
+    // main thread and the warden.
     const auto child_gives_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (ThreadsCountedOnArena(automatic - 1) < 1) {
+    while (ThreadsCountedOnArena(automatic - 1) < 1 || ThreadsCountedOnArena(0) < 2) {
       if (std::chrono::steady_clock::now() > child_gives_up_at) _exit(1);
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -467,7 +475,8 @@ TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_NE(WEXITSTATUS(status), 1) << "the child counts no thread on the last automatic arena";
-  EXPECT_NE(WEXITSTATUS(status), 2) << "the child's first thread shares its main thread's arena";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "a thread of the held child shares the main thread's arena";
+  EXPECT_NE(WEXITSTATUS(status), 3) << "the child's first thread shares the main thread's arena";
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
