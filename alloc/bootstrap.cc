@@ -101,22 +101,17 @@ void BuildEngineOptions(const base::Settings& settings) {
                          static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
 }
 
-// Reports pressure thresholds that do not ascend and puts the four defaults
-// back, as for a rejected pair. Returns the number of problems (0 or 1).
-int KeepOrderedPressureThresholds(base::Settings* settings) {
-  char message[base::kMaxLogMessage];
-  if (base::CheckPressureThresholds(*settings, message, sizeof(message))) return 0;
-  base::Log("%s", message);
-  base::RestorePressureDefaults(settings);
-  return 1;
-}
-
 void RunBootstrap() {
   long page_size = sysconf(_SC_PAGESIZE);
   if (page_size > 0) g_page_size = static_cast<size_t>(page_size);
 
   int problems = base::ParseSettings(ReadConfText(), &g_settings, ReportProblem, nullptr);
-  problems += KeepOrderedPressureThresholds(&g_settings);
+  char order_message[base::kMaxLogMessage];
+  if (base::ResetUnorderedPressureThresholds(&g_settings, order_message,
+                                             sizeof(order_message)) > 0) {
+    base::Log("%s", order_message);
+    problems++;
+  }
   if (problems > 0 && g_settings.GetBool(base::SettingId::kStrict)) {
     base::Fatal("MEMWARD_CONF has %d invalid setting%s and strict=true; stopping", problems,
                 problems == 1 ? "" : "s");

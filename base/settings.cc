@@ -364,12 +364,14 @@ bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capa
   return false;
 }
 
-void RestorePressureDefaults(Settings* settings) {
+int ResetUnorderedPressureThresholds(Settings* settings, char* buffer, size_t capacity) {
+  if (CheckPressureThresholds(*settings, buffer, capacity)) return 0;
   const Settings defaults;
   for (SettingId id : {SettingId::kPressureSoft, SettingId::kPressureHigh,
                        SettingId::kPressureCritical, SettingId::kPressureHysteresis}) {
     settings->Set(id, defaults.Get(id));
   }
+  return 1;
 }
 
 }  // namespace memward::base

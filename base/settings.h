@@ -326,9 +326,10 @@ constexpr bool PressureThresholdsAscend(int64_t soft, int64_t high, int64_t crit
 // writes a message with the four values and the defaults used instead.
 bool CheckPressureThresholds(const Settings& settings, char* buffer, size_t capacity);
 
-// Puts the four pressure threshold settings back to their defaults, as a
-// rejected pair keeps its default.
-void RestorePressureDefaults(Settings* settings);
+// Applies CheckPressureThresholds to parsed settings: when the thresholds do
+// not ascend, writes its message and puts the four defaults back, as a
+// rejected pair keeps its default. Returns the number of problems, 0 or 1.
+int ResetUnorderedPressureThresholds(Settings* settings, char* buffer, size_t capacity);
 
 }  // namespace memward::base
 

@@ -61,11 +61,11 @@ void PrintProblem(const SettingProblem& problem, void* context) {
 int Check(const char* text) {
   Settings settings;
   int problems = ParseSettings(text, &settings, PrintProblem, nullptr);
+  // The values printed below are then the defaults memward uses.
   char message[kMaxLogMessage];
-  if (!CheckPressureThresholds(settings, message, sizeof(message))) {
+  if (ResetUnorderedPressureThresholds(&settings, message, sizeof(message)) > 0) {
     fprintf(stderr, "%s\n", message);
     problems++;
-    RestorePressureDefaults(&settings);  // print the values memward uses
   }
   for (const SettingSpec& spec : kSettingSpecs) {
     if (spec.kind == SettingKind::kText) {
