@@ -17,18 +17,19 @@
 //  - It creates the thread's cache while ZeroingWithMemset() is true. The
 //    madvise wrapper (alloc/engine_shims.cc) then fails MADV_DONTNEED, and
 //    jemalloc falls back to memset, which touches no new page.
-//  - It holds the automatic arenas: it counts one extra thread on each but
-//    arena 0, so no arena's count falls to zero at a thread's exit. Arena 0
-//    has memward's warden thread instead, which stays assigned to it for as
-//    long as the process runs the decay below. Two conditions apply.
+//  - It places the arena hold: one extra thread counted on every automatic
+//    arena but arena 0, so no arena's count falls to zero at a thread's
+//    exit. Arena 0 has memward's warden thread instead, which stays
+//    assigned to it for as long as the process runs the decay below. Two
+//    conditions apply.
 //    The warden must run DecayArenas every second, because jemalloc decays
 //    an arena only on its own allocations and thread exits, and an arena
 //    that no thread uses after a burst would keep its dirty pages. And
 //    every automatic arena must exist, because jemalloc creates a new arena
 //    for a new thread whenever no existing one has zero threads and an index
-//    is still free; holding earlier would make one thread after another
-//    create every arena. With one extra thread on every arena alike, the
-//    warden's on arena 0, jemalloc still assigns a new thread to the arena
+//    is still free. An earlier hold would make one thread after another
+//    create every arena. With one extra thread on every arena alike (the
+//    warden on arena 0), jemalloc still assigns a new thread to the arena
 //    with the fewest of the program's threads.
 //
 // With both, workload_thread_churn (10,000 threads, 4 at a time) took 0.37 s
@@ -50,18 +51,18 @@ namespace memward::alloc {
 // MADV_DONTNEED makes jemalloc zero memory with memset.
 bool ZeroingWithMemset();
 
-// Creates the calling thread's jemalloc cache, and holds the automatic
-// arenas once the conditions above are met. Called once per thread, outside
-// jemalloc, after Bootstrap.
+// Creates the calling thread's jemalloc cache, and places the arena hold
+// once the conditions above are met. Called once per thread by its first
+// allocation, outside jemalloc, after Bootstrap.
 MEMWARD_NOINLINE void StartThreadOnEngine();
 
 // Runs jemalloc's time-based decay on every arena, as its background thread
-// would, and from then on holds the arenas once they all exist. The first
-// run moves the calling thread, the warden, to arena 0. jemalloc itself decays an arena
-// only on that arena's allocations and thread exits, so without this an
+// would, and allows the arena hold from then on. The first run moves the
+// calling thread, the warden, to arena 0. jemalloc itself decays an arena
+// only on that arena's allocations and thread exits. Without this call, an
 // arena that goes idle (an automatic arena after a burst of threads, the
-// sampler's arena after the last sampled free) keeps its dirty pages. Called
-// by the warden every second.
+// sampler's arena after the last sampled free) keeps its dirty pages.
+// Called by the warden every second.
 void DecayArenas();
 
 // Marks the calling thread as memward's warden, before it calls into
@@ -69,13 +70,13 @@ void DecayArenas();
 // allocation (MoveCallingThreadToArenaZero).
 void MarkCallingThreadAsWarden();
 
-// Stores the function that asks the warden to run DecayArenas soon, called
-// inside malloc when the program's second thread starts; it must not lock or
-// allocate.
+// Stores the function that requests an early DecayArenas from the warden.
+// It is called inside malloc when the program's second thread starts, so it
+// must not lock or allocate.
 void SetArenaDecayRequest(void (*request)());
 
 // Assigns the calling thread to automatic arena 0, for memward's mostly idle
-// warden thread, which then stands for arena 0's extra thread. The warden's
+// warden thread, which then counts as arena 0's extra thread. The warden's
 // first allocation and the first DecayArenas call it. jemalloc
 // gives a new thread the first of the arenas with the fewest threads. A
 // warden counted on arena 1 as well as the hold made the next thread of a
@@ -85,9 +86,9 @@ void MoveCallingThreadToArenaZero();
 
 // Drops the hold in a forked child, whose arena thread counts jemalloc's
 // child fork handler has reset to the forking thread's alone. The child
-// holds its arenas again once its own warden has moved to arena 0 and run
+// gets the hold again once its own warden has moved to arena 0 and run
 // DecayArenas. A child whose warden cannot start (a seccomp filter) never
-// holds them. Called by memward's child fork handler, after jemalloc's.
+// gets the hold. Called by memward's child fork handler, after jemalloc's.
 void ResetArenaHoldInChild();
 
 }  // namespace memward::alloc

@@ -434,8 +434,7 @@ TEST_F(ThreadChurnTest, ArenaHoldSurvivesFork) {
   if (automatic < 2) GTEST_SKIP() << "one automatic arena: every thread shares arena 0";
 
   // Threads running two at a time create every automatic arena, and the
-  // warden's first decay allows the hold; wait until a thread that starts
-  // sees both.
+  // warden's first decay allows the hold. Wait until both have happened.
   const auto give_up_at = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   long counted = 0;
   while (std::chrono::steady_clock::now() < give_up_at) {
