@@ -52,14 +52,23 @@ struct OwnerMap {
 // Hidden, so the free path reads it with one RIP-relative load per field.
 extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 
-// The address range that contains every chunk of memward's arenas
-// (alloc/chunk_region.h): empty until the first chunk, the whole address
-// space when chunks had to be mapped outside the region. Outside it, a
-// pointer is untagged memory, which free learns with one subtraction and
-// one compare.
+// The address range [base, end) that contains every chunk of memward's
+// arenas (alloc/chunk_region.h): empty until the first chunk, the whole
+// address space when chunks had to be mapped outside the region. Outside it,
+// a pointer is untagged memory.
+//
+// The region is reserved below the addresses the kernel picks by itself, so
+// untagged memory is nearly always at or above `end`, and free learns that
+// with one compare. A pointer below `end` takes a second compare with
+// `base`.
+//
+// Publication: a writer stores `base` before `end` (release), and a reader
+// loads `end` before `base`. A pointer into a chunk reaches a thread only
+// after the chunk's range was published, so that thread reads both new
+// values.
 struct OwnedRange {
   std::atomic<uintptr_t> base;
-  std::atomic<uintptr_t> size;
+  std::atomic<uintptr_t> end;
 };
 extern OwnedRange g_owned_range __attribute__((visibility("hidden")));
 
@@ -68,22 +77,30 @@ static_assert(sizeof(std::atomic<uintptr_t>) == sizeof(uintptr_t) &&
               "InOwnedRange reads the range's fields as plain words");
 
 inline bool InOwnedRange(const void* pointer) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-  // GCC does not fold an atomic load into an arithmetic instruction, so the
-  // portable form below costs two more instructions on every free. An
-  // aligned 8-byte read from memory is atomic on x86-64, which makes these
-  // operands relaxed loads. volatile keeps the compiler from reusing an
-  // earlier result.
-  uintptr_t offset = reinterpret_cast<uintptr_t>(pointer);
-  bool inside;
-  asm volatile("sub %[base], %[offset]\n\tcmp %[size], %[offset]"
-               : [offset] "+r"(offset), "=@ccb"(inside)
-               : [base] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.base)),
-                 [size] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.size)));
-  return inside;
+  // GCC does not fold an atomic load into a compare, so the portable form
+  // below costs an instruction more per compare on every free. An aligned
+  // 8-byte read from memory is atomic on x86-64, and x86-64 does not reorder
+  // two loads, so these operands are the loads that the publication above
+  // needs. volatile keeps the compiler from reusing an earlier result.
+  bool below_end;
+  asm volatile("cmp %[end], %[address]"
+               : "=@ccb"(below_end)
+               : [address] "r"(address),
+                 [end] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.end)));
+  if (__builtin_expect(!below_end, 1)) return false;
+  bool at_or_above_base;
+  asm volatile("cmp %[base], %[address]"
+               : "=@ccae"(at_or_above_base)
+               : [address] "r"(address),
+                 [base] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.base)));
+  return at_or_above_base;
 #else
-  return reinterpret_cast<uintptr_t>(pointer) - g_owned_range.base.load(std::memory_order_relaxed) <
-         g_owned_range.size.load(std::memory_order_relaxed);
+  if (__builtin_expect(address >= g_owned_range.end.load(std::memory_order_acquire), 1)) {
+    return false;
+  }
+  return address >= g_owned_range.base.load(std::memory_order_relaxed);
 #endif
 }
 
@@ -92,8 +109,8 @@ inline bool InOwnedRange(const void* pointer) {
 // with 5-level paging and an explicit mmap hint) wrap around and are not
 // supported.
 //
-// A pointer outside the owned range costs two loads, a subtraction and a
-// compare. Inside it, the map is reserved (its chunks were recorded there
+// A pointer at or above the owned range costs one load folded into a compare.
+// Inside it, the map is reserved (its chunks were recorded there
 // before they were handed out).
 inline uint32_t OwnerEntryOf(const void* pointer) {
   if (__builtin_expect(!InOwnedRange(pointer), 1)) return 0;

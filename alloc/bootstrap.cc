@@ -36,6 +36,9 @@ constinit size_t g_page_size = 4096;
 
 constexpr char kConfVariable[] = "MEMWARD_CONF=";
 
+// jemalloc's lg_extent_max_active_fit; BuildEngineOptions gives the reason.
+constexpr int kLgExtentMaxActiveFit = 10;
+
 // Returns MEMWARD_CONF's value, or nullptr. Set-uid and set-gid programs
 // (AT_SECURE) ignore the environment, as the dynamic loader does.
 const char* ReadConfText() {
@@ -95,10 +98,20 @@ void BuildEngineOptions(const base::Settings& settings) {
   // dirty_max_bytes bound (alloc/dirty_bound.h) limits instead how much of
   // the freed large blocks stays resident.
   length += base::Format(out + length, capacity - length,
-                         "dirty_decay_ms:%lld,muzzy_decay_ms:%lld,oversize_threshold:%lld",
+                         "dirty_decay_ms:%lld,muzzy_decay_ms:%lld,oversize_threshold:%lld,",
                          static_cast<long long>(settings.Get(SettingId::kDirtyDecay)),
                          static_cast<long long>(settings.Get(SettingId::kMuzzyDecay)),
                          static_cast<long long>(settings.Get(SettingId::kOversizeThreshold)));
+  // jemalloc 5.3 splits a dirty extent for a new slab or large block only
+  // when the extent is at most 2^lg_extent_max_active_fit times the request
+  // (default 6). Dirty extents are resident, and memward purges them within
+  // dirty_decay, so leaving big ones unused while fresh pages are faulted in
+  // only adds to the peak. With 10 (up to 1024 times, 4 MiB for a one-page
+  // slab), the producer_consumer workload peaked at 14 to 21 MiB in 22 runs
+  // on 2 CPUs, against 18 to 33 MiB in 14 runs with 6; the other workloads
+  // did not change beyond their spread (bench/report_notes.md).
+  length += base::Format(out + length, capacity - length, "lg_extent_max_active_fit:%d",
+                         kLgExtentMaxActiveFit);
 }
 
 void RunBootstrap() {

@@ -35,7 +35,8 @@ uintptr_t RoundUp(uintptr_t value, uintptr_t alignment) {
 uintptr_t Reserve() {
   for (size_t bytes : kRegionSizes) {
     void* base = MapAlignedRange(bytes, kChunkSize, PROT_NONE,
-                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE);
+                                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                                 reinterpret_cast<void*>(kRegionAddressHint));
     if (base == nullptr) continue;
     g_region_bytes = bytes;
     return reinterpret_cast<uintptr_t>(base);
@@ -55,9 +56,10 @@ uintptr_t RegionBase() {
                                                          std::memory_order_acq_rel)) {
     const uintptr_t reserved = Reserve();
     if (reserved != kNoRegion) {
-      // Size before base: a reader that loads the new base also loads a size.
-      g_owned_range.size.store(g_region_bytes, std::memory_order_release);
+      // Base before end: a reader that loads the new end also loads the new
+      // base (accounting/owner_map.h).
       g_owned_range.base.store(reserved, std::memory_order_release);
+      g_owned_range.end.store(reserved + g_region_bytes, std::memory_order_release);
     }
     g_region_base.store(reserved, std::memory_order_release);
     return reserved;
@@ -96,9 +98,9 @@ void* TakeRegionChunks(size_t size, size_t alignment) {
   return mapped;
 }
 
-void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags) {
+void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags, void* hint) {
   const size_t padded = size + alignment;
-  void* raw = mmap(nullptr, padded, protection, flags, -1, 0);
+  void* raw = mmap(hint, padded, protection, flags, -1, 0);
   if (raw == MAP_FAILED) return nullptr;
   const uintptr_t start = RoundUp(reinterpret_cast<uintptr_t>(raw), alignment);
   const uintptr_t head = start - reinterpret_cast<uintptr_t>(raw);
@@ -109,8 +111,8 @@ void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags) 
 }
 
 void OpenOwnedRangeToAll() {
-  // Size first: with the old base, every pointer at or above it is inside.
-  g_owned_range.size.store(UINTPTR_MAX, std::memory_order_release);
+  // End first: with the old base, every pointer at or above it is inside.
+  g_owned_range.end.store(UINTPTR_MAX, std::memory_order_release);
   g_owned_range.base.store(0, std::memory_order_release);
 }
 

@@ -2,12 +2,20 @@
 // arena memward creates are carved from.
 //
 // With all of memward's arenas in one range, free separates untagged
-// memory (the automatic arenas') from memward's with one subtraction and
-// one compare (accounting/owner_map.h, OwnedRange), before it reads the owner
-// map. The region is reserved on the first chunk request: the first of
+// memory (the automatic arenas') from memward's by comparing with the
+// range's bounds (accounting/owner_map.h, OwnedRange), before it reads the
+// owner map. The region is reserved on the first chunk request: the first of
 // kRegionSizes that the kernel grants, with PROT_NONE and MAP_NORESERVE,
 // which costs no memory and no commit charge. A chunk is committed by
 // mapping it read-write in place.
+//
+// The reservation requests kRegionAddressHint, below the addresses that
+// Linux picks by itself, so that untagged memory lies above the region and
+// free tests it with one compare. Where the kernel does not grant the hint
+// (the range is taken, or a sanitizer's runtime drops it), the region lies
+// wherever mmap puts it, and a free below it takes a second compare. Under
+// valgrind, which maps the program's memory at low addresses, every free
+// takes both compares.
 //
 // When every reservation fails (a low RLIMIT_AS, say) or the region is full,
 // chunks are mapped anywhere and the owned range is opened to the whole
@@ -21,6 +29,7 @@
 #define MEMWARD_ALLOC_CHUNK_REGION_H_
 
 #include <stddef.h>
+#include <stdint.h>
 
 namespace memward::alloc {
 
@@ -28,6 +37,14 @@ namespace memward::alloc {
 // arenas memward creates, which retain what they grow to, and smaller ones
 // for hosts that limit address space (valgrind grants at most 32 GiB).
 inline constexpr size_t kRegionSizes[] = {size_t{64} << 30, size_t{16} << 30, size_t{4} << 30};
+
+// The address the region is reserved at when the kernel grants it: 32 TiB.
+// On x86-64 Linux, mmap places mappings top-down from below the stack (near
+// 128 TiB), or, in the legacy layout (an unlimited stack rlimit), upward from
+// a third of the 128 TiB address space, about 42.7 TiB. PIE programs and
+// their brk heap sit near 85 TiB. All of these are above 32 TiB plus the
+// largest region. AddressSanitizer's shadow ends near 16 TiB.
+inline constexpr uintptr_t kRegionAddressHint = uintptr_t{32} << 40;
 
 // Returns `size` bytes of committed, zeroed memory aligned to `alignment`
 // (both multiples of the chunk size) from the region. Returns nullptr when
@@ -41,10 +58,11 @@ void OpenOwnedRangeToAll();
 
 // Maps `size` bytes (a multiple of the page size) at an address aligned to
 // `alignment`, a power of two of at least a page, with `protection` and
-// `flags` (MAP_PRIVATE | MAP_ANONYMOUS and more). Returns nullptr on
-// failure. Maps `size` + `alignment` and unmaps the parts around the
-// aligned range.
-void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags);
+// `flags` (MAP_PRIVATE | MAP_ANONYMOUS and more), near `hint` if the kernel
+// grants it. Returns nullptr on failure. Maps `size` + `alignment` and unmaps
+// the parts around the aligned range.
+void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags,
+                      void* hint = nullptr);
 
 }  // namespace memward::alloc
 

@@ -100,6 +100,32 @@ TEST(ChunkRegion, HoldsTenantChunksOnly) {
   free(untagged);
 }
 
+// The region is reserved at its address hint, 32 TiB, below the untagged
+// memory that mmap places, so that free separates untagged memory with one
+// compare.
+TEST(ChunkRegion, LiesBelowUntaggedMemory) {
+  if (!RegionExpected()) GTEST_SKIP() << "no region under the address-space limit";
+  memward_tenant_id id = Register(UniqueName("below"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  void* tagged = Allocate(100);
+  memward_scope_exit(&saved);
+  std::vector<void*> untagged;
+  for (size_t size : {size_t{16}, size_t{4096}, size_t{1} << 20, size_t{64} << 20}) {
+    untagged.push_back(Allocate(size));
+  }
+
+  const auto region = FindRegion();
+  ASSERT_NE(region.second, 0u) << "no reservation in /proc/self/maps";
+  EXPECT_EQ(region.first, uintptr_t{32} << 40) << std::hex << region.first;
+  for (void* block : untagged) {
+    EXPECT_GE(reinterpret_cast<uintptr_t>(block), region.second) << block;
+  }
+  free(tagged);
+  for (void* block : untagged) free(block);
+}
+
 // Routing and charging do not depend on the region: the same checks pass
 // with and without it.
 TEST(ChunkRegion, TenantIsChargedAndCredited) {

@@ -332,6 +332,10 @@ TEST(Surface, EngineOptionsApplied) {
   length = sizeof(decay);
   ASSERT_EQ(Memward().mallctl("opt.dirty_decay_ms", &decay, &length, nullptr, 0), 0);
   EXPECT_EQ(decay, 1000);
+  size_t lg_fit = 0;
+  length = sizeof(lg_fit);
+  ASSERT_EQ(Memward().mallctl("opt.lg_extent_max_active_fit", &lg_fit, &length, nullptr, 0), 0);
+  EXPECT_EQ(lg_fit, 10u);
   bool background = true;
   length = sizeof(background);
   ASSERT_EQ(Memward().mallctl("background_thread", &background, &length, nullptr, 0), 0);
