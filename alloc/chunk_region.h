@@ -38,13 +38,15 @@ namespace memward::alloc {
 // for hosts that limit address space (valgrind grants at most 32 GiB).
 inline constexpr size_t kRegionSizes[] = {size_t{64} << 30, size_t{16} << 30, size_t{4} << 30};
 
-// The address the region is reserved at when the kernel grants it: 32 TiB.
-// On x86-64 Linux, mmap places mappings top-down from below the stack (near
-// 128 TiB), or, in the legacy layout (an unlimited stack rlimit), upward from
-// a third of the 128 TiB address space, about 42.7 TiB. PIE programs and
-// their brk heap sit near 85 TiB. All of these are above 32 TiB plus the
-// largest region. AddressSanitizer's shadow ends near 16 TiB.
-inline constexpr uintptr_t kRegionAddressHint = uintptr_t{32} << 40;
+// The address the region is reserved at when the kernel grants it: 8 TiB.
+// On x86-64 Linux (checked on 6.18), mmap places mappings top-down from below
+// the stack gap, near 128 TiB. With an unlimited stack rlimit they start
+// near 21.3 TiB, because the kernel caps the gap at 5/6 of the 128 TiB
+// address space. The legacy layout (setarch -L) places them upward from about
+// 42.7 TiB, and PIE programs with their brk heap sit near 85 TiB. All of these
+// are far above 8 TiB plus the largest region. A non-PIE program and its brk
+// heap lie below it, near 4 MiB.
+inline constexpr uintptr_t kRegionAddressHint = uintptr_t{8} << 40;
 
 // Returns `size` bytes of committed, zeroed memory aligned to `alignment`
 // (both multiples of the chunk size) from the region. Returns nullptr when
