@@ -30,7 +30,7 @@ uint32_t TakeChunkNumber() {
 }  // namespace
 
 constinit OwnerMap g_owner_map{{0}, {g_no_owner}, {nullptr}};
-constinit OwnedRange g_owned_range{{0}, {0}};
+constinit OwnedRange g_owned_range{{UINTPTR_MAX}, {1}};
 
 // Called under the arena lock (alloc/arena_registry.cc), so only one thread
 // reserves the map.

@@ -53,9 +53,11 @@ struct OwnerMap {
 extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 
 // The address range [base, end) that contains every chunk of memward's
-// arenas (alloc/chunk_region.h): empty until the first chunk, the whole
-// address space when chunks had to be mapped outside the region. Outside it,
-// a pointer is untagged memory.
+// arenas (alloc/chunk_region.h): the whole address space when chunks had to
+// be mapped outside the region. Outside it, a pointer is untagged memory.
+// Until the first chunk the range is {UINTPTR_MAX, 1}, which contains no
+// address and leaves only null below `end`, so a pointer at or above `end` is
+// never null.
 //
 // The region is reserved below the addresses the kernel picks by itself, so
 // untagged memory is nearly always at or above `end`, and free learns that
@@ -65,8 +67,9 @@ extern OwnerMap g_owner_map __attribute__((visibility("hidden")));
 // Publication: a writer stores `base` before `end` (release), and a reader
 // loads `end` before `base`. A pointer into a chunk reaches a thread only
 // after the chunk's range was published, so that thread reads both new
-// values.
-struct OwnedRange {
+// values. The range has a cache line of its own, so that no write to a
+// neighbouring variable delays the compare on every free.
+struct alignas(64) OwnedRange {
   std::atomic<uintptr_t> base;
   std::atomic<uintptr_t> end;
 };
@@ -74,22 +77,38 @@ extern OwnedRange g_owned_range __attribute__((visibility("hidden")));
 
 static_assert(sizeof(std::atomic<uintptr_t>) == sizeof(uintptr_t) &&
                   std::atomic<uintptr_t>::is_always_lock_free,
-              "InOwnedRange reads the range's fields as plain words");
+              "the range's fields are read as plain words");
 
-inline bool InOwnedRange(const void* pointer) {
-  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
+// GCC does not fold an atomic load into a compare, so the portable forms
+// below cost an instruction more per compare on every free. An aligned
+// 8-byte read from memory is atomic on x86-64, and x86-64 does not reorder
+// two loads, so the memory operands below are the loads that the
+// publication needs. volatile keeps the compiler from reusing an earlier
+// result and keeps the two compares in order.
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-  // GCC does not fold an atomic load into a compare, so the portable form
-  // below costs an instruction more per compare on every free. An aligned
-  // 8-byte read from memory is atomic on x86-64, and x86-64 does not reorder
-  // two loads, so these operands are the loads that the publication above
-  // needs. volatile keeps the compiler from reusing an earlier result.
-  bool below_end;
+#define MEMWARD_OWNED_RANGE_ASM 1
+#endif
+
+// Returns whether `pointer` lies at or above the owned range's end: untagged
+// memory, and not null.
+inline bool AboveOwnedRange(const void* pointer) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
+#ifdef MEMWARD_OWNED_RANGE_ASM
+  bool at_or_above_end;
   asm volatile("cmp %[end], %[address]"
-               : "=@ccb"(below_end)
+               : "=@ccae"(at_or_above_end)
                : [address] "r"(address),
                  [end] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.end)));
-  if (__builtin_expect(!below_end, 1)) return false;
+  return at_or_above_end;
+#else
+  return address >= g_owned_range.end.load(std::memory_order_acquire);
+#endif
+}
+
+inline bool InOwnedRange(const void* pointer) {
+  if (__builtin_expect(AboveOwnedRange(pointer), 1)) return false;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
+#ifdef MEMWARD_OWNED_RANGE_ASM
   bool at_or_above_base;
   asm volatile("cmp %[base], %[address]"
                : "=@ccae"(at_or_above_base)
@@ -97,9 +116,6 @@ inline bool InOwnedRange(const void* pointer) {
                  [base] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.base)));
   return at_or_above_base;
 #else
-  if (__builtin_expect(address >= g_owned_range.end.load(std::memory_order_acquire), 1)) {
-    return false;
-  }
   return address >= g_owned_range.base.load(std::memory_order_relaxed);
 #endif
 }

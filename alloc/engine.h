@@ -31,6 +31,12 @@ size_t mwje_xallocx(void* pointer, size_t size, size_t extra, int flags) noexcep
 size_t mwje_sallocx(const void* pointer, int flags) noexcept;
 void mwje_dallocx(void* pointer, int flags) noexcept;
 void mwje_sdallocx(void* pointer, size_t size, int flags) noexcept;
+// jemalloc 5.3's sized free without flags, which its own sized operator
+// delete calls (src/jemalloc.c, je_sdallocx_noflags; the archive names it
+// je_je_sdallocx_noflags). Unlike sdallocx, it has a fast path: up to
+// kEngineSizeLookupMax bytes it finds the size class from `size` and skips
+// the extent lookup of free. `pointer` must not be null.
+void mwje_sdallocx_noflags(void* pointer, size_t size) noexcept;
 size_t mwje_nallocx(size_t size, int flags) noexcept;
 int mwje_mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
                  size_t new_length) noexcept;
@@ -40,6 +46,15 @@ int mwje_mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
 void mwje_malloc_stats_print(void (*write)(void*, const char*), void* context,
                              const char* options) noexcept;
 size_t mwje_malloc_usable_size(const void* pointer) noexcept;
+
+// jemalloc 5.3's operator new and new[] (src/jemalloc_cpp.cpp), renamed. Their
+// thread-cache fast path is inline. On failure they run the new-handler
+// loop themselves, retrying with mwje_malloc, and the throwing forms throw
+// std::bad_alloc.
+void* mwje_operator_new(size_t size);
+void* mwje_operator_new_array(size_t size);
+void* mwje_operator_new_nothrow(size_t size, const void* nothrow_tag) noexcept;
+void* mwje_operator_new_array_nothrow(size_t size, const void* nothrow_tag) noexcept;
 
 // jemalloc reads this once, when it initialises itself; bootstrap sets it first.
 extern const char* mwje_malloc_conf;
@@ -54,6 +69,9 @@ inline constexpr int kMallocxZero = 0x40;
 inline constexpr int MallocxTcache(unsigned tcache) { return static_cast<int>((tcache + 2) << 8); }
 inline constexpr int kMallocxTcacheNone = (-1 + 2) << 8;
 inline constexpr int MallocxArena(unsigned arena) { return static_cast<int>((arena + 1) << 20); }
+// The largest size whose class jemalloc 5.3 finds by table lookup
+// (SC_LOOKUP_MAXCLASS); mwje_sdallocx_noflags takes its fast path up to it.
+inline constexpr size_t kEngineSizeLookupMax = 4096;
 // The arena index that mallctl names take to mean every arena.
 inline constexpr unsigned kAllArenas = 4096;
 

@@ -69,15 +69,47 @@ MEMWARD_ALWAYS_INLINE void DeleteSizedAligned(void* pointer, std::size_t size,
 
 std::size_t Alignment(std::align_val_t alignment) { return static_cast<std::size_t>(alignment); }
 
+// The paths of the unaligned forms that memward serves itself: a crossed
+// sampling countdown, and a thread's first call or a call inside a scope.
+MEMWARD_NOINLINE void* NewAfterCountdown(std::size_t size, bool nothrow) {
+  void* result = AllocateAfterCountdown(size);
+  if (MEMWARD_LIKELY(result != nullptr)) return result;
+  return RetryWithNewHandler(size, 0, nothrow);
+}
+
+MEMWARD_NOINLINE void* NewOnSlowPath(std::size_t size, bool nothrow) {
+  void* result = AllocateSlowMalloc(size);
+  if (MEMWARD_LIKELY(result != nullptr)) return result;
+  return RetryWithNewHandler(size, 0, nothrow);
+}
+
+// Untagged and unsampled, the unaligned forms jump to jemalloc's own
+// operator, because its thread-cache path is inline, and calling mwje_malloc
+// and testing the result would add a call frame. jemalloc's operator runs
+// the new-handler loop itself when it fails.
+// NOTE: that loop catches an exception of a class derived from
+// std::bad_alloc that a handler throws and throws a plain std::bad_alloc,
+// where memward's own paths let the handler's exception through.
+#define MEMWARD_NEW_BODY(size, nothrow, engine_call)                               \
+  do {                                                                             \
+    if (SampleCountdownCrossed(size)) return NewAfterCountdown(size, nothrow);     \
+    if (MEMWARD_UNLIKELY(TakesSlowPath())) return NewOnSlowPath(size, nothrow);    \
+    return engine_call;                                                            \
+  } while (false)
+
 }  // namespace
 
-MEMWARD_EXPORT void* operator new(std::size_t size) { return New(size); }
-MEMWARD_EXPORT void* operator new[](std::size_t size) { return New(size); }
-MEMWARD_EXPORT void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  return NewNothrow(size);
+MEMWARD_EXPORT void* operator new(std::size_t size) {
+  MEMWARD_NEW_BODY(size, false, mwje_operator_new(size));
 }
-MEMWARD_EXPORT void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  return NewNothrow(size);
+MEMWARD_EXPORT void* operator new[](std::size_t size) {
+  MEMWARD_NEW_BODY(size, false, mwje_operator_new_array(size));
+}
+MEMWARD_EXPORT void* operator new(std::size_t size, const std::nothrow_t& tag) noexcept {
+  MEMWARD_NEW_BODY(size, true, mwje_operator_new_nothrow(size, &tag));
+}
+MEMWARD_EXPORT void* operator new[](std::size_t size, const std::nothrow_t& tag) noexcept {
+  MEMWARD_NEW_BODY(size, true, mwje_operator_new_array_nothrow(size, &tag));
 }
 MEMWARD_EXPORT void* operator new(std::size_t size, std::align_val_t alignment) {
   return New(size, Alignment(alignment));

@@ -5,6 +5,7 @@
 // run the new-handler loop and throw std::bad_alloc, and the nothrow forms
 // return nullptr.
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -521,6 +522,69 @@ TEST_P(AllocationFunctionTest, NewHandlerMakesRoomUnderHardLimit) {
   const int left = kind == ScopeKind::kRequest ? memward_request_end(&request, nullptr)
                                                : memward_scope_exit(&saved);
   EXPECT_EQ(left, MEMWARD_OK) << memward_strerror(left);
+}
+
+// Returns this process's virtual memory size (VmSize) in bytes, or 0.
+size_t VirtualMemoryBytes() {
+  FILE* status = fopen("/proc/self/status", "r");
+  if (status == nullptr) return 0;
+  char line[256];
+  size_t kib = 0;
+  while (fgets(line, sizeof(line), status) != nullptr) {
+    if (sscanf(line, "VmSize: %zu kB", &kib) == 1) break;
+  }
+  fclose(status);
+  return kib * kKiB;
+}
+
+// Runs in a child: caps the address space 128 MiB above what is mapped and
+// allocates 64 KiB blocks with `function` until it fails. With sampling off,
+// memward's own path serves one allocation in 64 (each time the countdown's
+// 4 MiB step runs out), so the failure is nearly always jemalloc's. Exit status 0 when
+// the failure ran the new-handler loop; see the test for the others.
+[[noreturn]] void ExhaustAddressSpace(const AllocationFunction& function) {
+  ArmChildAlarm();
+  if (memward_sample_interval_set(0) != MEMWARD_OK) _exit(20);
+  const size_t mapped = VirtualMemoryBytes();
+  if (mapped == 0) _exit(21);
+  const rlimit limit{mapped + 128 * kMiB, mapped + 128 * kMiB};
+  if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(22);
+  counting_handler_calls = 0;
+  std::set_new_handler(CountThenUninstall);
+  static void* blocks[65536];
+  size_t count = 0;
+  bool failed = false;
+  while (!failed && count < 65536) {
+    try {
+      void* block = function.call(64 * kKiB, std::align_val_t(64));
+      Escape(block);
+      failed = block == nullptr;
+      if (block != nullptr) blocks[count++] = block;
+    } catch (const std::bad_alloc&) {
+      failed = true;
+    }
+  }
+  if (!failed) _exit(23);
+  if (counting_handler_calls != 3) _exit(24);
+  for (size_t i = 0; i < count; i++) ::operator delete(blocks[i]);
+  _exit(0);
+}
+
+// An untagged, unsampled operator new that jemalloc cannot serve (the
+// address space is used up) runs the same new-handler loop as memward's own
+// paths: three handler calls, then std::bad_alloc or nullptr.
+TEST_P(AllocationFunctionTest, NewHandlerRunsWhenEngineFails) {
+  const AllocationFunction& function = std::get<0>(GetParam());
+  if (std::get<1>(GetParam()) != ScopeKind::kNone) GTEST_SKIP() << "untagged memory only";
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0) << "fork failed";
+  if (pid == 0) ExhaustAddressSpace(function);
+  const ChildOutcome outcome = WaitForChild(pid, kChildDeadline);
+  EXPECT_TRUE(outcome.ExitedWithZero())
+      << function.id << " under an address-space limit: the child " << outcome.Describe()
+      << " (status 20: sampling not turned off, 21: VmSize not read, 22: setrlimit failed,"
+         " 23: 4 GiB allocated without a failure, 24: handler not called 3 times)";
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFunctions, AllocationFunctionTest,
