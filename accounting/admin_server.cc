@@ -456,11 +456,14 @@ void LockAdminConnectionsForFork() { pthread_mutex_lock(&g_connections_lock); }
 
 void UnlockAdminConnectionsAfterFork() { pthread_mutex_unlock(&g_connections_lock); }
 
-std::string ExpandSocketPath(const std::string& pattern, pid_t pid) {
+std::string ExpandSocketPath(const std::string& pattern, pid_t pid, uid_t uid) {
   std::string path;
   for (size_t i = 0; i < pattern.size(); i++) {
     if (pattern[i] == '%' && i + 1 < pattern.size() && pattern[i + 1] == 'p') {
       path += std::to_string(pid);
+      i++;
+    } else if (pattern[i] == '%' && i + 1 < pattern.size() && pattern[i + 1] == 'u') {
+      path += std::to_string(uid);
       i++;
     } else if (pattern[i] == '%' && i + 1 < pattern.size() && pattern[i + 1] == '%') {
       path += '%';

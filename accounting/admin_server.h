@@ -135,8 +135,9 @@ class AdminServer {
 void LockAdminConnectionsForFork();
 void UnlockAdminConnectionsAfterFork();
 
-// Replaces each "%p" in `pattern` with `pid` and "%%" with "%".
-std::string ExpandSocketPath(const std::string& pattern, pid_t pid);
+// Replaces each "%p" in `pattern` with `pid`, each "%u" with `uid` and "%%"
+// with "%".
+std::string ExpandSocketPath(const std::string& pattern, pid_t pid, uid_t uid);
 
 }  // namespace memward::accounting
 

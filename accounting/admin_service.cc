@@ -66,13 +66,23 @@ void PublishAddress(const AdminServer& server) {
   g_tcp_port = server.is_open() ? server.tcp_port() : 0;
 }
 
+// The socket of a process that cannot use the default's directory.
+constexpr char kPerUserSocketPattern[] = "/tmp/memward-%u/%p.sock";
+
+bool UsesDefaultSocket() {
+  const base::SettingSpec& spec =
+      base::kSettingSpecs[static_cast<int>(base::SettingId::kAdminSocket)];
+  return std::string_view(alloc::CurrentSettings().GetText(base::SettingId::kAdminSocket)) ==
+         spec.default_text;
+}
+
 AdminServerOptions OptionsFromSettings() {
   using base::SettingId;
   const base::Settings& settings = alloc::CurrentSettings();
   AdminServerOptions options;
   std::string_view pattern = settings.GetText(SettingId::kAdminSocket);
   if (!pattern.empty() && pattern != "off") {
-    options.socket_path = ExpandSocketPath(std::string(pattern), getpid());
+    options.socket_path = ExpandSocketPath(std::string(pattern), getpid(), geteuid());
   }
   options.allowed_group = static_cast<uint32_t>(settings.Get(SettingId::kAdminGroup));
   options.tcp_port = static_cast<int>(settings.Get(SettingId::kAdminTcpPort));
@@ -98,6 +108,15 @@ void OpenAndWatchLocked() {
     base::Log("admin server: %s; serving the Unix socket only", error.c_str());
     options.tcp_port = 0;
     opened = g_server->Open(options, &error);
+  }
+  if (!opened && UsesDefaultSocket() && geteuid() != 0) {
+    // The default directory is 0700 and belongs to whoever made it first:
+    // nginx's workers, which run as another user than their root master,
+    // cannot bind there. Each user then gets a directory of its own.
+    const std::string first_error = error;
+    options.socket_path = ExpandSocketPath(kPerUserSocketPattern, getpid(), geteuid());
+    opened = g_server->Open(options, &error);
+    if (!opened) error = first_error + "; and " + error;
   }
   if (!opened) {
     // ENOSYS or EPERM from epoll_create1 means a seccomp sandbox; a message

@@ -201,8 +201,10 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "Start the warden when the library loads and watch the memory cgroup; otherwise "
      "it starts at the first reclaimer registration or pressure query."},
     {SettingId::kAdminSocket, "admin_socket", SettingKind::kText, 0, 0, 0, false,
-     "The admin server's Unix socket; %p is replaced by the process id, and off or an "
-     "empty value turns the server off. A missing directory is created with mode 0700.",
+     "The admin server's Unix socket; %p is replaced by the process id and %u by the "
+     "effective user id, and off or an empty value turns the server off. A missing "
+     "directory is created with mode 0700. Where the default's directory belongs to "
+     "another user, a process not run by root uses /tmp/memward-%u/%p.sock instead.",
      "/tmp/memward/%p.sock"},
     {SettingId::kAdminGroup, "admin_group", SettingKind::kCount, 0, 0, 4294967294, false,
      "A group id whose members may also use the admin socket; 0 allows only the process's "

@@ -737,5 +737,55 @@ TEST_F(AdminTest, StaleSocketReplacedAndLiveOneKept) {
   std::system((std::string("rm -rf ") + directory).c_str());
 }
 
+// nginx's master runs as root and its workers as another user, who cannot
+// bind in the root-owned 0700 default directory. Such a process serves its
+// socket from /tmp/memward-<uid> instead, without a warning, and memwardctl
+// run by root finds it there.
+TEST_F(AdminTest, OtherUserServesPerUserSocket) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to start a process as another user";
+  struct stat directory_info;
+  ASSERT_EQ(stat("/tmp/memward", &directory_info), 0) << "this test's own server made it";
+  ASSERT_EQ(directory_info.st_uid, 0u);
+
+  char directory[] = "/tmp/memward-user-test-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string errors = std::string(directory) + "/stderr";
+  std::string preload = std::string("LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY;
+  char* envp[] = {preload.data(), const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
+  fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0) << "fork failed";
+  if (child == 0) {
+    const int fd = open(errors.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, 2) < 0) _exit(2);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(3);
+    char* argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("20"), nullptr};
+    execve(argv[0], argv, envp);
+    _exit(4);
+  }
+
+  const std::string path = "/tmp/memward-65534/" + std::to_string(child) + ".sock";
+  EXPECT_TRUE(WaitForServer(path)) << "no socket at " << path;
+  EXPECT_EQ(JsonNumber(Call("GET", "/stats", "", path).body, "pid"), child);
+  struct stat socket_info;
+  ASSERT_EQ(stat(path.c_str(), &socket_info), 0);
+  EXPECT_EQ(socket_info.st_uid, 65534u);
+  const std::string ps = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH +
+                                    " --json ps");
+  EXPECT_NE(ps.find("\"socket\": \"" + path + "\""), std::string::npos) << ps;
+  const std::string stats = RunCommand(std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH +
+                                       " --json -p " + std::to_string(child) + " stats");
+  EXPECT_EQ(JsonNumber(stats, "pid"), child) << stats;
+
+  kill(child, SIGTERM);
+  WaitForChild(child, kChildDeadline);
+  unlink(path.c_str());  // a process killed by a signal leaves its socket
+  std::ifstream file(errors);
+  const std::string message((std::istreambuf_iterator<char>(file)),
+                            std::istreambuf_iterator<char>());
+  EXPECT_EQ(message.find("not started"), std::string::npos) << message;
+  std::system((std::string("rm -rf ") + directory).c_str());
+}
+
 }  // namespace
 }  // namespace memward_test

@@ -466,10 +466,12 @@ TEST_F(AdminServerTest, AllowedGroupIsServed) {
   EXPECT_EQ(StatusAsNobody(server_.socket_path()), 200);
 }
 
-TEST(ExpandSocketPathTest, ReplacesPid) {
-  EXPECT_EQ(ExpandSocketPath("/tmp/m/%p.sock", 42), "/tmp/m/42.sock");
-  EXPECT_EQ(ExpandSocketPath("/a%%p/%p", 7), "/a%p/7");
-  EXPECT_EQ(ExpandSocketPath("/plain", 7), "/plain");
+TEST(ExpandSocketPathTest, ReplacesPidAndUid) {
+  EXPECT_EQ(ExpandSocketPath("/tmp/m/%p.sock", 42, 1000), "/tmp/m/42.sock");
+  EXPECT_EQ(ExpandSocketPath("/tmp/m-%u/%p.sock", 42, 1000), "/tmp/m-1000/42.sock");
+  EXPECT_EQ(ExpandSocketPath("/a%%p/%p", 7, 0), "/a%p/7");
+  EXPECT_EQ(ExpandSocketPath("/a%%u/%u", 7, 0), "/a%u/0");
+  EXPECT_EQ(ExpandSocketPath("/plain", 7, 0), "/plain");
 }
 
 }  // namespace
