@@ -10,10 +10,12 @@
 // memward never destroys an arena, so an entry never changes once written.
 //
 // The map is one flat array of 32-bit entries over the 47-bit user address
-// space: 2^26 entries, 256 MiB of address space reserved with MAP_NORESERVE on
-// the first tenant's set-up, of which only the pages for chunks in use are
-// touched (one 4 KiB page of map covers 2 GiB of heap). An entry contains the
-// slot in its low 16 bits and the chunk's number in its high 16 bits.
+// space: 2^26 entries, 256 MiB of address space reserved read-only with
+// MAP_NORESERVE on the first tenant's set-up. RecordChunks makes writable,
+// and touches, only the pages for chunks in use (one 4 KiB page of map
+// covers 2 GiB of heap), and only those pages count against RLIMIT_DATA.
+// An entry contains the slot in its low 16 bits and the chunk's number in
+// its high 16 bits.
 //
 // Page tags: each numbered chunk has one byte per 4 KiB page, which the
 // allocator sets when it hands out a block that starts on that page (see
@@ -169,8 +171,9 @@ size_t OwnerMapResidentBytes();
 
 // Records `slot` as the owner of every chunk in [address, address + size)
 // and gives each chunk the next free number. Both bounds are multiples of
-// kChunkSize.
-void RecordChunks(const void* address, size_t size, uint16_t slot);
+// kChunkSize. Returns false, recording nothing, when the map's pages for
+// these chunks cannot be made writable.
+bool RecordChunks(const void* address, size_t size, uint16_t slot);
 
 }  // namespace memward::accounting
 

@@ -58,7 +58,8 @@ void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size
   size_t chunk_alignment = alignment > kChunkSize ? alignment : kChunkSize;
   size_t reserved = RoundUp(size, kChunkSize);
   void* memory = TakeRegionChunks(reserved, chunk_alignment);
-  if (memory != nullptr) {
+  const bool in_region = memory != nullptr;
+  if (in_region) {
     NoteHeapGrowth(reserved);
   } else {
     // Before the chunks are recorded and handed out, so that free looks
@@ -66,9 +67,13 @@ void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size
     OpenOwnedRangeToAll();
     memory = MapAligned(reserved, chunk_alignment);
   }
+  if (memory != nullptr && !accounting::RecordChunks(memory, reserved, SlotOfArena(arena_index))) {
+    // NOTE: the region's part stays taken, as after a failed commit.
+    if (!in_region) munmap(memory, reserved);
+    memory = nullptr;
+  }
   errno = saved_errno;
   if (memory == nullptr) return nullptr;
-  accounting::RecordChunks(memory, reserved, SlotOfArena(arena_index));
   *zero = true;
   *commit = true;
   return memory;
