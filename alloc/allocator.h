@@ -116,13 +116,16 @@ MEMWARD_ALWAYS_INLINE void Deallocate(void* pointer) {
 // Frees `pointer` (null is ignored) whose requested size was `size`, which must be
 // the one allocated, as C++ sized delete and C23 free_sized require. Both
 // memward's arenas and jemalloc then use the size to skip a lookup, as
-// jemalloc's own sized delete does. Untagged blocks above 4 KiB go to
-// jemalloc's free, because sdallocx takes its general path there (98
-// instructions per call against 37 for free in Debian's jemalloc 5.3.0,
-// callgrind).
+// jemalloc's own sized delete does. Untagged blocks above 4 KiB, and
+// page-aligned ones, go to jemalloc's free, because sdallocx takes its
+// general path there (98 instructions per call against 37 for free in
+// Debian's jemalloc 5.3.0, callgrind).
 MEMWARD_ALWAYS_INLINE void DeallocateSized(void* pointer, size_t size) {
   if (MEMWARD_LIKELY(accounting::AboveOwnedRange(pointer))) {
-    if (MEMWARD_LIKELY(size <= kEngineSizeLookupMax)) return mwje_sdallocx_noflags(pointer, size);
+    const bool page_aligned = (reinterpret_cast<uintptr_t>(pointer) & kEnginePageMask) == 0;
+    if (MEMWARD_LIKELY(size <= kEngineSizeLookupMax && !page_aligned)) {
+      return mwje_sdallocx_noflags(pointer, size);
+    }
     return mwje_free(pointer);
   }
   uint16_t slot = accounting::OwnerSlotOf(pointer);

@@ -99,6 +99,16 @@ MEMWARD_NOINLINE void* NewOnSlowPath(std::size_t size, bool nothrow) {
 
 }  // namespace
 
+// jemalloc's operator new reads the new-handler, when an allocation fails,
+// with set_new_handler(nullptr) followed by set_new_handler(old). In between,
+// every other thread finds no handler installed, and a handler another
+// thread installs meanwhile is undone. The embedded archive's calls to
+// std::set_new_handler are renamed to this function, which returns the
+// installed handler and changes nothing.
+extern "C" __attribute__((visibility("hidden"))) std::new_handler mwje_set_new_handler(std::new_handler) noexcept {
+  return std::get_new_handler();
+}
+
 MEMWARD_EXPORT void* operator new(std::size_t size) {
   MEMWARD_NEW_BODY(size, false, mwje_operator_new(size));
 }

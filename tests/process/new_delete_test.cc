@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <deque>
@@ -18,6 +19,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -593,6 +595,56 @@ INSTANTIATE_TEST_SUITE_P(AllFunctions, AllocationFunctionTest,
                          FunctionName);
 
 class NewDeleteTest : public ProcessTest {};
+
+void ThrowBadAlloc() { throw std::bad_alloc(); }
+
+// Runs in a child: with the address space used up, one thread's small
+// operator new keeps failing (and running the handler), while the main
+// thread reads the installed handler for one second. Exit status 0 when it
+// never read anything but ThrowBadAlloc.
+[[noreturn]] void ReadHandlerWhileNewFails() {
+  ArmChildAlarm();
+  if (memward_sample_interval_set(0) != MEMWARD_OK) _exit(20);
+  const size_t mapped = VirtualMemoryBytes();
+  const rlimit limit{mapped + 64 * kMiB, mapped + 64 * kMiB};
+  if (mapped == 0 || setrlimit(RLIMIT_AS, &limit) != 0) _exit(21);
+  std::set_new_handler(ThrowBadAlloc);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> failures{0};
+  std::thread allocator([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      try {
+        Escape(::operator new(1000));  // kept: the address space stays used up
+      } catch (const std::bad_alloc&) {
+        failures.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  });
+  uint64_t wrong_reads = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < end) {
+    if (std::get_new_handler() != ThrowBadAlloc) wrong_reads++;
+  }
+  stop.store(true);
+  allocator.join();
+  if (failures.load() == 0) _exit(22);
+  _exit(wrong_reads == 0 ? 0 : 23);
+}
+
+// A failing operator new must leave the installed new-handler alone: other
+// threads read and set it meanwhile. jemalloc's operator new, which memward
+// jumps to, read it by uninstalling and reinstalling it.
+TEST_F(NewDeleteTest, FailingNewKeepsHandlerInstalled) {
+  fflush(nullptr);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0) << "fork failed";
+  if (pid == 0) ReadHandlerWhileNewFails();
+  const ChildOutcome outcome = WaitForChild(pid, kChildDeadline);
+  EXPECT_TRUE(outcome.ExitedWithZero())
+      << "the child " << outcome.Describe()
+      << " (status 20: sampling not turned off, 21: address-space limit not set, 22: no"
+         " allocation failed, 23: another thread read a different or no new-handler)";
+}
 
 // The mangled names of every replaceable operator new and delete on
 // LP64: all must resolve to memward, or one form would mix two heaps.
