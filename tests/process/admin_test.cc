@@ -787,5 +787,47 @@ TEST_F(AdminTest, OtherUserServesPerUserSocket) {
   std::system((std::string("rm -rf ") + directory).c_str());
 }
 
+// Binds a socket file at `path` and closes it: a stale socket.
+void MakeStaleSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << path;
+  close(fd);
+}
+
+// Any user can create /tmp/memward-<uid> for another uid, or make it a
+// symbolic link. memwardctl run by root must neither list sockets from such
+// a directory nor remove files through it.
+TEST_F(AdminTest, MemwardctlSkipsForeignDirectories) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to create directories of other users";
+  char target[] = "/tmp/memwardctl-target-XXXXXX";
+  ASSERT_NE(mkdtemp(target), nullptr);
+  const std::string link = "/tmp/memward-4000000001";
+  const std::string foreign = "/tmp/memward-4000000002";
+  unlink(link.c_str());
+  std::system(("rm -rf " + foreign).c_str());
+  ASSERT_EQ(symlink(target, link.c_str()), 0);
+  ASSERT_EQ(mkdir(foreign.c_str(), 0700), 0);
+  ASSERT_EQ(chown(foreign.c_str(), 4000000001u, 4000000001u), 0);
+  const std::string through_link = std::string(target) + "/424242.sock";
+  const std::string in_foreign = foreign + "/434343.sock";
+  MakeStaleSocket(through_link);
+  MakeStaleSocket(in_foreign);
+
+  const std::string ctl = std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH;
+  const std::string ps = RunCommand(ctl + " --json ps --all");
+  EXPECT_EQ(ps.find("424242"), std::string::npos) << ps;
+  EXPECT_EQ(ps.find("434343"), std::string::npos) << ps;
+  RunCommand(ctl + " clean");
+  struct stat info;
+  EXPECT_EQ(stat(through_link.c_str(), &info), 0) << "clean removed a file through a link";
+  EXPECT_EQ(stat(in_foreign.c_str(), &info), 0) << "clean removed a file of another owner";
+
+  unlink(link.c_str());
+  std::system(("rm -rf " + foreign + " " + target).c_str());
+}
+
 }  // namespace
 }  // namespace memward_test
