@@ -84,7 +84,8 @@ bool TakeOffset(size_t size, size_t alignment, uintptr_t base, uintptr_t* offset
 
 }  // namespace
 
-void* TakeRegionChunks(size_t size, size_t alignment) {
+void* TakeRegionChunks(size_t size, size_t alignment, bool* commit_failed) {
+  *commit_failed = false;
   const uintptr_t base = RegionBase();
   if (base == kNoRegion) return nullptr;
   uintptr_t offset = 0;
@@ -92,9 +93,13 @@ void* TakeRegionChunks(size_t size, size_t alignment) {
   void* address = reinterpret_cast<void*>(base + offset);
   void* mapped = mmap(address, size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  // NOTE: a failed commit (the kernel's commit limit) leaves this part of
-  // the region unused for good; the next request takes the part after it.
-  if (mapped == MAP_FAILED) return nullptr;
+  // NOTE: a failed commit (the kernel's commit limit, RLIMIT_DATA) leaves
+  // this part of the region unused for good; the next request takes the
+  // part after it.
+  if (mapped == MAP_FAILED) {
+    *commit_failed = true;
+    return nullptr;
+  }
   return mapped;
 }
 

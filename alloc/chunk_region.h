@@ -50,9 +50,11 @@ inline constexpr uintptr_t kRegionAddressHint = uintptr_t{8} << 40;
 
 // Returns `size` bytes of committed, zeroed memory aligned to `alignment`
 // (both multiples of the chunk size) from the region. Returns nullptr when
-// the region is unavailable or full. The caller then maps the chunks
-// elsewhere and calls OpenOwnedRangeToAll first.
-void* TakeRegionChunks(size_t size, size_t alignment);
+// the region is unavailable or full, and the caller then maps the chunks
+// elsewhere and calls OpenOwnedRangeToAll first. Returns nullptr with
+// `commit_failed` set when the kernel refused to commit the chunks, which a
+// mapping elsewhere would meet too.
+void* TakeRegionChunks(size_t size, size_t alignment, bool* commit_failed);
 
 // Makes free look every pointer up in the owner map, for chunks mapped
 // outside the region. Permanent.

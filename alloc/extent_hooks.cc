@@ -57,10 +57,16 @@ void* AllocateChunks(extent_hooks_t* hooks, void* new_address, size_t size, size
   int saved_errno = errno;
   size_t chunk_alignment = alignment > kChunkSize ? alignment : kChunkSize;
   size_t reserved = RoundUp(size, kChunkSize);
-  void* memory = TakeRegionChunks(reserved, chunk_alignment);
+  bool commit_failed = false;
+  void* memory = TakeRegionChunks(reserved, chunk_alignment, &commit_failed);
   const bool in_region = memory != nullptr;
   if (in_region) {
     NoteHeapGrowth(reserved);
+  } else if (commit_failed) {
+    // The same limit would refuse a mapping elsewhere, and opening the owned
+    // range would slow every later free for good.
+    errno = saved_errno;
+    return nullptr;
   } else {
     // Before the chunks are recorded and handed out, so that free looks
     // them up in the owner map.
