@@ -747,10 +747,17 @@ TEST_F(AdminTest, OtherUserServesPerUserSocket) {
   ASSERT_EQ(stat("/tmp/memward", &directory_info), 0) << "this test's own server made it";
   ASSERT_EQ(directory_info.st_uid, 0u);
 
+  // uid 65534 may not reach the build directory (a checkout in a 0700
+  // temporary directory), so it loads a copy of the library from here.
   char directory[] = "/tmp/memward-user-test-XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);
+  ASSERT_EQ(chmod(directory, 0755), 0);
+  const std::string library = std::string(directory) + "/libmemward_preload.so";
+  const std::string copy = std::string("cp ") + MEMWARD_PRELOAD_LIBRARY + " " + library +
+                           " && chmod 0644 " + library;
+  ASSERT_EQ(std::system(copy.c_str()), 0) << copy;
   const std::string errors = std::string(directory) + "/stderr";
-  std::string preload = std::string("LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY;
+  std::string preload = "LD_PRELOAD=" + library;
   char* envp[] = {preload.data(), const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
   fflush(nullptr);
   const pid_t child = fork();
