@@ -19,6 +19,7 @@
 #include "accounting/tenant.h"
 #include "alloc/arena_registry.h"
 #include "alloc/bootstrap.h"
+#include "alloc/chunk_region.h"
 #include "alloc/macros.h"
 #include "alloc/purge.h"
 #include "alloc/scope.h"
@@ -248,6 +249,10 @@ void WriteMetricsText(std::string* out) {
   memward_overhead overhead = ReadOverheadAtMostOncePerSecond();
   AppendGauge("memward_overhead_bytes", "Memory memward itself adds: tables, thread blocks "
               "and explicit thread caches.", static_cast<int64_t>(overhead.total_bytes), out);
+  AppendGauge("memward_owned_range_open",
+              "1 when memward's arenas had to map chunks outside their reserved range, so "
+              "every free reads the owner map; 0 when free tells untagged blocks by one compare.",
+              alloc::OwnedRangeIsOpenToAll() ? 1 : 0, out);
 
   AppendSamplerMetrics(out);
 

@@ -115,6 +115,11 @@ void* MapAlignedRange(size_t size, size_t alignment, int protection, int flags, 
   return reinterpret_cast<void*>(start);
 }
 
+bool OwnedRangeIsOpenToAll() {
+  return g_owned_range.base.load(std::memory_order_acquire) == 0 &&
+         g_owned_range.end.load(std::memory_order_acquire) == UINTPTR_MAX;
+}
+
 void OpenOwnedRangeToAll() {
   // End first: with the old base, every pointer at or above it is inside.
   g_owned_range.end.store(UINTPTR_MAX, std::memory_order_release);

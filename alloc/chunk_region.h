@@ -60,6 +60,10 @@ void* TakeRegionChunks(size_t size, size_t alignment, bool* commit_failed);
 // outside the region. Permanent.
 void OpenOwnedRangeToAll();
 
+// Returns whether OpenOwnedRangeToAll has run, so that every free reads the
+// owner map.
+bool OwnedRangeIsOpenToAll();
+
 // Maps `size` bytes (a multiple of the page size) at an address aligned to
 // `alignment`, a power of two of at least a page, with `protection` and
 // `flags` (MAP_PRIVATE | MAP_ANONYMOUS and more), near `hint` if the kernel

@@ -5,6 +5,7 @@
 // CTest runs this binary twice: as is, and under `ulimit -v` with
 // MEMWARD_TEST_REGION=absent, where every reservation size fails.
 #include <malloc.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,28 @@ bool RegionExpected() {
   return expectation == nullptr || strcmp(expectation, "absent") != 0;
 }
 
+// Returns the value of the memward_owned_range_open gauge, or -1.
+int OwnedRangeOpenGauge() {
+  std::vector<char> text(1 << 20);
+  size_t length = 0;
+  if (memward_metrics_text(text.data(), text.size(), &length) != MEMWARD_OK) return -1;
+  const std::string metrics(text.data(), length);
+  const std::string name = "\nmemward_owned_range_open ";
+  const size_t at = metrics.find(name);
+  if (at == std::string::npos) return -1;
+  return atoi(metrics.c_str() + at + name.size());
+}
+
+// Returns this process's VmData in bytes, or 0.
+size_t DataBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmData:", 0) == 0) return std::stoull(line.substr(7)) * 1024;
+  }
+  return 0;
+}
+
 bool Inside(const void* block, std::pair<uintptr_t, uintptr_t> range) {
   const uintptr_t address = reinterpret_cast<uintptr_t>(block);
   return address >= range.first && address < range.second;
@@ -96,9 +119,43 @@ TEST(ChunkRegion, HoldsTenantChunksOnly) {
   } else {
     EXPECT_EQ(region.second, 0u) << "a reservation was mapped despite the address-space limit";
   }
+  // Chunks mapped outside the region open the owned range to every pointer.
+  EXPECT_EQ(OwnedRangeOpenGauge(), RegionExpected() ? 0 : 1);
   free(small);
   free(large);
   free(untagged);
+}
+
+// A data limit (RLIMIT_DATA) makes the kernel refuse to commit region
+// chunks. The allocations that need them fail, but the owned range stays
+// closed, so later frees keep their one-compare path.
+TEST(ChunkRegion, RefusedCommitKeepsRangeClosed) {
+  if (!RegionExpected()) GTEST_SKIP() << "no region under the address-space limit";
+  memward_tenant_id id = Register(UniqueName("refused"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  rlimit saved_limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_DATA, &saved_limit), 0);
+  const size_t data = DataBytes();
+  ASSERT_GT(data, 0u);
+  rlimit low = saved_limit;
+  low.rlim_cur = data + (8 << 20);
+  ASSERT_EQ(setrlimit(RLIMIT_DATA, &low), 0);
+
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+  std::vector<void*> blocks;
+  int refused = 0;
+  for (int i = 0; i < 64; i++) {
+    void* block = Allocate(1 << 20);
+    if (block == nullptr) refused++;
+    if (block != nullptr) blocks.push_back(block);
+  }
+  memward_scope_exit(&saved);
+  ASSERT_EQ(setrlimit(RLIMIT_DATA, &saved_limit), 0);
+
+  EXPECT_GT(refused, 0) << "64 MiB fit in an 8 MiB data limit";
+  EXPECT_EQ(OwnedRangeOpenGauge(), 0);
+  for (void* block : blocks) free(block);
 }
 
 // Returns whether valgrind runs this process. valgrind maps the program's
