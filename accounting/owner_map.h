@@ -81,45 +81,35 @@ static_assert(sizeof(std::atomic<uintptr_t>) == sizeof(uintptr_t) &&
                   std::atomic<uintptr_t>::is_always_lock_free,
               "the range's fields are read as plain words");
 
-// GCC does not fold an atomic load into a compare, so the portable forms
-// below cost an instruction more per compare on every free. An aligned
-// 8-byte read from memory is atomic on x86-64, and x86-64 does not reorder
-// two loads, so the memory operands below are the loads that the
-// publication needs. volatile keeps the compiler from reusing an earlier
-// result and keeps the two compares in order.
+// Returns whether `address` is at or above `bound`, a field of
+// g_owned_range. GCC does not fold an atomic load into a compare, so the
+// portable form costs an instruction more per compare on every free. An
+// aligned 8-byte read from memory is atomic on x86-64, and x86-64 does not
+// reorder two loads, so the memory operand is the load that the publication
+// needs. volatile keeps the compiler from reusing an earlier result and
+// keeps two compares in order.
+inline bool AtOrAboveBound(uintptr_t address, const std::atomic<uintptr_t>& bound) {
 #if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
-#define MEMWARD_OWNED_RANGE_ASM 1
+  bool at_or_above;
+  asm volatile("cmp %[bound], %[address]"
+               : "=@ccae"(at_or_above)
+               : [address] "r"(address),
+                 [bound] "m"(*reinterpret_cast<const uintptr_t*>(&bound)));
+  return at_or_above;
+#else
+  return address >= bound.load(std::memory_order_acquire);
 #endif
+}
 
 // Returns whether `pointer` lies at or above the owned range's end: untagged
 // memory, and not null.
 inline bool AboveOwnedRange(const void* pointer) {
-  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
-#ifdef MEMWARD_OWNED_RANGE_ASM
-  bool at_or_above_end;
-  asm volatile("cmp %[end], %[address]"
-               : "=@ccae"(at_or_above_end)
-               : [address] "r"(address),
-                 [end] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.end)));
-  return at_or_above_end;
-#else
-  return address >= g_owned_range.end.load(std::memory_order_acquire);
-#endif
+  return AtOrAboveBound(reinterpret_cast<uintptr_t>(pointer), g_owned_range.end);
 }
 
 inline bool InOwnedRange(const void* pointer) {
   if (__builtin_expect(AboveOwnedRange(pointer), 1)) return false;
-  const uintptr_t address = reinterpret_cast<uintptr_t>(pointer);
-#ifdef MEMWARD_OWNED_RANGE_ASM
-  bool at_or_above_base;
-  asm volatile("cmp %[base], %[address]"
-               : "=@ccae"(at_or_above_base)
-               : [address] "r"(address),
-                 [base] "m"(*reinterpret_cast<const uintptr_t*>(&g_owned_range.base)));
-  return at_or_above_base;
-#else
-  return address >= g_owned_range.base.load(std::memory_order_relaxed);
-#endif
+  return AtOrAboveBound(reinterpret_cast<uintptr_t>(pointer), g_owned_range.base);
 }
 
 // Returns the map's entry for `pointer`: 0 (also for nullptr) when no

@@ -106,10 +106,9 @@ MEMWARD_EXPORT void* pvalloc(size_t size) {
 MEMWARD_EXPORT size_t malloc_usable_size(void* pointer) { return UsableSize(pointer); }
 
 // C23: the size (and alignment) must be those the memory was allocated with,
-// so the sized path of the engine can skip its size lookup.
-MEMWARD_EXPORT void free_sized(void* pointer, size_t size) {
-  if (MEMWARD_LIKELY(pointer != nullptr)) DeallocateSized(pointer, size);
-}
+// so the sized path of the engine can skip its size lookup. Null needs no
+// test: it lies below the owned range's end and reaches jemalloc's free.
+MEMWARD_EXPORT void free_sized(void* pointer, size_t size) { DeallocateSized(pointer, size); }
 
 MEMWARD_EXPORT void free_aligned_sized(void* pointer, size_t alignment, size_t size) {
   if (pointer == nullptr) return;
