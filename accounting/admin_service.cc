@@ -110,9 +110,10 @@ void OpenAndWatchLocked() {
     opened = g_server->Open(options, &error);
   }
   if (!opened && UsesDefaultSocket() && geteuid() != 0) {
-    // The default directory is 0700 and belongs to whoever made it first:
-    // nginx's workers, which run as another user than their root master,
-    // cannot bind there. Each user then gets a directory of its own.
+    // The default directory has mode 0700 and belongs to the user of the
+    // first process that created it. nginx's workers, which run as another
+    // user than their root master, cannot bind there, so each such user
+    // gets a directory of its own.
     const std::string first_error = error;
     options.socket_path = ExpandSocketPath(kPerUserSocketPattern, getpid(), geteuid());
     opened = g_server->Open(options, &error);

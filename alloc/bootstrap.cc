@@ -108,7 +108,7 @@ void BuildEngineOptions(const base::Settings& settings) {
   // dirty_decay, so leaving big ones unused while fresh pages are faulted in
   // only adds to the peak. With 10 (up to 1024 times, 4 MiB for a one-page
   // slab), the producer_consumer workload peaked at 14 to 21 MiB in 22 runs
-  // on 2 CPUs, against 18 to 33 MiB in 14 runs with 6; the other workloads
+  // on 2 CPUs, against 18 to 33 MiB in 14 runs with 6. The other workloads
   // did not change beyond their spread (bench/report_notes.md).
   length += base::Format(out + length, capacity - length, "lg_extent_max_active_fit:%d",
                          kLgExtentMaxActiveFit);

@@ -94,7 +94,7 @@ void* TakeRegionChunks(size_t size, size_t alignment, bool* commit_failed) {
   void* mapped = mmap(address, size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
   // NOTE: a failed commit (the kernel's commit limit, RLIMIT_DATA) leaves
-  // this part of the region unused for good; the next request takes the
+  // this part of the region unused for good. The next request takes the
   // part after it.
   if (mapped == MAP_FAILED) {
     *commit_failed = true;

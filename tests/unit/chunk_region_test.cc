@@ -126,12 +126,12 @@ TEST(ChunkRegion, HoldsTenantChunksOnly) {
   free(untagged);
 }
 
-// A data limit (RLIMIT_DATA) makes the kernel refuse to commit region
-// chunks. The allocations that need them fail, but the owned range stays
-// closed, so later frees keep their one-compare path.
-TEST(ChunkRegion, RefusedCommitKeepsRangeClosed) {
+// Under a data limit (RLIMIT_DATA) the kernel fails to commit region chunks.
+// The allocations that need them fail, but the owned range stays closed, so
+// later frees keep their one-compare path.
+TEST(ChunkRegion, FailedCommitKeepsRangeClosed) {
   if (!RegionExpected()) GTEST_SKIP() << "no region under the address-space limit";
-  memward_tenant_id id = Register(UniqueName("refused"), /*dedicated=*/true);
+  memward_tenant_id id = Register(UniqueName("commit-limit"), /*dedicated=*/true);
   ASSERT_NE(id, 0u);
   rlimit saved_limit{};
   ASSERT_EQ(getrlimit(RLIMIT_DATA, &saved_limit), 0);
@@ -144,16 +144,16 @@ TEST(ChunkRegion, RefusedCommitKeepsRangeClosed) {
   memward_scope saved;
   ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
   std::vector<void*> blocks;
-  int refused = 0;
+  int failed_allocations = 0;
   for (int i = 0; i < 64; i++) {
     void* block = Allocate(1 << 20);
-    if (block == nullptr) refused++;
+    if (block == nullptr) failed_allocations++;
     if (block != nullptr) blocks.push_back(block);
   }
   memward_scope_exit(&saved);
   ASSERT_EQ(setrlimit(RLIMIT_DATA, &saved_limit), 0);
 
-  EXPECT_GT(refused, 0) << "64 MiB fit in an 8 MiB data limit";
+  EXPECT_GT(failed_allocations, 0) << "64 MiB fit in an 8 MiB data limit";
   EXPECT_EQ(OwnedRangeOpenGauge(), 0);
   for (void* block : blocks) free(block);
 }
