@@ -58,7 +58,7 @@ bool ProbeProcessMalloc() {
   const alloc::ThreadState saved = state;
   alloc::SetUnroutedScope(state, accounting::kProcessTenant, 0);
   state.probe = 1;
-  state.slow_path = 1;
+  alloc::ParkSampleCountdown(state);
   void* block = process_malloc(1);
   const bool ours = state.probe == 2;
   process_free(block);

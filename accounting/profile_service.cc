@@ -58,9 +58,9 @@ int64_t RealtimeNs() {
 class OwnWorkScope {
  public:
   OwnWorkScope() {
-    alloc::ThreadState& state = alloc::t_thread_state;
-    saved_countdown_ = state.sample_countdown;
-    state.sample_countdown = INT64_MAX;
+    int64_t& countdown = alloc::SamplerCountdown(alloc::t_thread_state);
+    saved_countdown_ = countdown;
+    countdown = INT64_MAX;
     const uint32_t slot = alloc::MemwardArenaSlot();
     if (slot != 0) {
       saved_scope_ = alloc::EnterScope(kMemwardTenant, slot, 0);
@@ -69,7 +69,7 @@ class OwnWorkScope {
   }
   ~OwnWorkScope() {
     if (entered_) alloc::ExitScope(saved_scope_);
-    alloc::t_thread_state.sample_countdown = saved_countdown_;
+    alloc::SamplerCountdown(alloc::t_thread_state) = saved_countdown_;
   }
   OwnWorkScope(const OwnWorkScope&) = delete;
   OwnWorkScope& operator=(const OwnWorkScope&) = delete;

@@ -44,18 +44,21 @@ MEMWARD_ALWAYS_INLINE void EnterAllocation() {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) PrepareThread();
 }
 
-// The thread's slow-path flag sends its first call (the bootstrap) and every
-// call inside a scope to the slot cache's path. The check reuses the TLS
-// address that the sampling countdown has just loaded, so it costs one
-// compare and one branch.
+// The paths after a crossed countdown: the thread's slow-path flag sends its
+// first call (the bootstrap) and every call inside a scope to the slot
+// cache's path. The fast paths below need no such test, because a thread on
+// the slow path has its countdown parked, so that every call crosses it.
 MEMWARD_ALWAYS_INLINE void* AllocateUnsampled(size_t size) {
   if (MEMWARD_UNLIKELY(TakesSlowPath())) return AllocateSlowMalloc(size);
   return mwje_malloc(size);
 }
 
 MEMWARD_ALWAYS_INLINE void* Allocate(size_t size) {
-  if (SampleCountdownCrossed(size)) return AllocateAfterCountdown(size);
-  return AllocateUnsampled(size);
+  if (SampleCountdownCrossed(size)) {
+    if (TakeFromParkedCountdown(size)) return AllocateSlowMalloc(size);
+    return AllocateAfterCountdown(size);
+  }
+  return mwje_malloc(size);
 }
 
 // Zeroed memory for count * size bytes; an overflowing product gives ENOMEM.
@@ -75,7 +78,7 @@ MEMWARD_ALWAYS_INLINE void* AllocateZeroedUnsampled(size_t count, size_t size) {
 // sorted out after a crossing.
 MEMWARD_ALWAYS_INLINE void* AllocateZeroed(size_t count, size_t size) {
   if (SampleCountdownCrossed(count * size)) return AllocateZeroedAfterCountdown(count, size);
-  return AllocateZeroedUnsampled(count, size);
+  return mwje_calloc(count, size);
 }
 
 // Memory aligned to `alignment` (a power of two). Returns nullptr without
@@ -87,7 +90,7 @@ MEMWARD_ALWAYS_INLINE void* AllocateAlignedUnsampled(size_t size, size_t alignme
 
 MEMWARD_ALWAYS_INLINE void* AllocateAligned(size_t size, size_t alignment) {
   if (SampleCountdownCrossed(size)) return AllocateAlignedAfterCountdown(size, alignment);
-  return AllocateAlignedUnsampled(size, alignment);
+  return mwje_mallocx(size == 0 ? 1 : size, MallocxAlign(alignment));
 }
 
 // Resizes `pointer` (not null) to `size` bytes (not 0). On failure returns

@@ -50,8 +50,8 @@ extern "C" {
 
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
-  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
-      DecideSample(size)) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && DecideSample(size) &&
+      !NamesArena(flags)) {
     return AllocateSampled(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
@@ -62,8 +62,8 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
 
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
-  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && !NamesArena(flags) &&
-      DecideSample(size)) {
+  if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && DecideSample(size) &&
+      !NamesArena(flags)) {
     return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   uint16_t slot = OwnerSlotOf(pointer);

@@ -148,7 +148,7 @@ void PrepareThread() {
   if (MEMWARD_UNLIKELY(t_thread_state.probe == 1)) t_thread_state.probe = 2;
   Bootstrap();
   StartThreadOnEngine();
-  t_thread_state.slow_path = t_thread_state.slot != 0 ? 1 : 0;
+  if (t_thread_state.slot == 0) UnparkSampleCountdown(t_thread_state);
 }
 
 }  // namespace memward::alloc

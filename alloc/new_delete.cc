@@ -70,7 +70,8 @@ MEMWARD_ALWAYS_INLINE void DeleteSizedAligned(void* pointer, std::size_t size,
 std::size_t Alignment(std::align_val_t alignment) { return static_cast<std::size_t>(alignment); }
 
 // The paths of the unaligned forms that memward serves itself: a crossed
-// sampling countdown, and a thread's first call or a call inside a scope.
+// sampling countdown, which includes a thread's first call, and a call
+// inside a scope that leaves the parked countdown positive.
 MEMWARD_NOINLINE void* NewAfterCountdown(std::size_t size, bool nothrow) {
   void* result = AllocateAfterCountdown(size);
   if (MEMWARD_LIKELY(result != nullptr)) return result;
@@ -92,8 +93,10 @@ MEMWARD_NOINLINE void* NewOnSlowPath(std::size_t size, bool nothrow) {
 // where memward's own paths let the handler's exception through.
 #define MEMWARD_NEW_BODY(size, nothrow, engine_call)                               \
   do {                                                                             \
-    if (SampleCountdownCrossed(size)) return NewAfterCountdown(size, nothrow);     \
-    if (MEMWARD_UNLIKELY(TakesSlowPath())) return NewOnSlowPath(size, nothrow);    \
+    if (SampleCountdownCrossed(size)) {                                            \
+      if (TakeFromParkedCountdown(size)) return NewOnSlowPath(size, nothrow);      \
+      return NewAfterCountdown(size, nothrow);                                     \
+    }                                                                              \
     return engine_call;                                                            \
   } while (false)
 

@@ -69,44 +69,62 @@ int64_t DrawGap(ThreadState& state, int64_t interval) {
   return static_cast<int64_t>(gap);
 }
 
-// Adds up to kRecheckStep of the pending gap to the countdown.
-void FeedGap(ThreadState& state) {
+// Adds up to kRecheckStep of the pending gap to `countdown`.
+void FeedGap(ThreadState& state, int64_t& countdown) {
   int64_t step = state.sample_gap_rest < kRecheckStep ? state.sample_gap_rest : kRecheckStep;
-  state.sample_countdown += step;
+  countdown += step;
   state.sample_gap_rest -= step;
 }
 
 // Starts a new gap at the current position (the end of the last allocation).
-void StartGap(ThreadState& state, int64_t interval) {
-  state.sample_countdown = 0;
+void StartGap(ThreadState& state, int64_t& countdown, int64_t interval) {
+  countdown = 0;
   state.sample_gap_rest = DrawGap(state, interval);
-  FeedGap(state);
+  FeedGap(state, countdown);
+}
+
+// Takes `size` from the sampler's countdown after the fast path's test ran
+// out, and returns that countdown. The fast path took the size from
+// `sample_countdown`, which on a thread on the slow path is parked at 0 and
+// must return to 0. A size above INT64_MAX (an allocation that fails) is
+// given back, so that it cannot wrap the signed countdown.
+int64_t& SettleCountdown(ThreadState& state, size_t size) {
+  int64_t& countdown = SamplerCountdown(state);
+  if (state.slow_path != 0) {
+    state.sample_countdown = 0;
+    countdown = static_cast<int64_t>(static_cast<uint64_t>(countdown) - size);
+  }
+  if (size > static_cast<uint64_t>(INT64_MAX)) {
+    countdown = static_cast<int64_t>(static_cast<uint64_t>(countdown) + size);
+  }
+  return countdown;
 }
 
 }  // namespace
 
 MEMWARD_TEXT bool DecideSample(size_t size) {
   ThreadState& state = t_thread_state;
+  int64_t& countdown = SettleCountdown(state, size);
   uint64_t config = g_config.load(std::memory_order_acquire);
   int64_t interval = IntervalOf(config);
   if (interval == 0) {
     state.sample_epoch = EpochOf(config);
-    state.sample_countdown = kRecheckStep;
+    countdown = kRecheckStep;
     state.sample_gap_rest = 0;
     return false;
   }
+  if (size > static_cast<uint64_t>(INT64_MAX)) return false;
   if (state.sample_epoch != EpochOf(config)) {
     // A new interval: the process restarts at this allocation, which is
     // sampled if the first new gap ends inside it. Exponential gaps have no
     // memory, so dropping the old gap's rest biases nothing.
     state.sample_epoch = EpochOf(config);
-    StartGap(state, interval);
-    state.sample_countdown =
-        static_cast<int64_t>(static_cast<uint64_t>(state.sample_countdown) - size);
+    StartGap(state, countdown, interval);
+    countdown -= static_cast<int64_t>(size);
   }
-  while (state.sample_countdown < 0 && state.sample_gap_rest > 0) FeedGap(state);
-  if (state.sample_countdown >= 0) return false;
-  StartGap(state, interval);
+  while (countdown <= 0 && state.sample_gap_rest > 0) FeedGap(state, countdown);
+  if (countdown > 0) return false;
+  StartGap(state, countdown, interval);
   return true;
 }
 
@@ -269,23 +287,32 @@ MEMWARD_ALWAYS_INLINE void* NoteIfLarge(void* result, size_t size) {
 }  // namespace
 
 MEMWARD_TEXT void* AllocateAfterCountdown(size_t size) {
+  if (TakeFromParkedCountdown(size)) return AllocateSlowMalloc(size);
   if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, 0, false), size);
   return NoteIfLarge(AllocateUnsampled(size), size);
 }
 
 MEMWARD_TEXT void* AllocateZeroedAfterCountdown(size_t count, size_t size) {
   size_t total = 0;
-  if (__builtin_mul_overflow(count, size, &total)) return AllocateZeroedUnsampled(count, size);
+  if (__builtin_mul_overflow(count, size, &total)) {
+    // Settles the countdown, which the fast path took the wrapped product
+    // from. The allocation fails with ENOMEM and is never sampled.
+    DecideSample(count * size);
+    return AllocateZeroedUnsampled(count, size);
+  }
+  if (TakeFromParkedCountdown(total)) return AllocateZeroedUnsampled(count, size);
   if (DecideSample(total)) return NoteIfLarge(AllocateSampled(total, 0, true), total);
   return NoteIfLarge(AllocateZeroedUnsampled(count, size), total);
 }
 
 MEMWARD_TEXT void* AllocateAlignedAfterCountdown(size_t size, size_t alignment) {
+  if (TakeFromParkedCountdown(size)) return AllocateAlignedUnsampled(size, alignment);
   if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, alignment, false), size);
   return NoteIfLarge(AllocateAlignedUnsampled(size, alignment), size);
 }
 
 MEMWARD_TEXT void* ReallocateAfterCountdown(void* pointer, size_t size) {
+  if (TakeFromParkedCountdown(size)) return ReallocateUnsampled(pointer, size);
   if (DecideSample(size)) return NoteIfLarge(ReallocateSampled(pointer, size, 0, false), size);
   return NoteIfLarge(ReallocateUnsampled(pointer, size), size);
 }
@@ -319,6 +346,7 @@ void ResetThreadSampling() {
   ThreadState& state = t_thread_state;
   state.sample_epoch = 0;
   state.sample_countdown = 0;
+  state.parked_countdown = 0;
   state.sample_gap_rest = 0;
 }
 

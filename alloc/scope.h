@@ -109,7 +109,7 @@ MEMWARD_ALWAYS_INLINE void ApplyRouted(ThreadState& state, const SavedScope& sco
     state.header_word0 = SharedHeaderWord0(scope.tenant);
     state.header_seed = SharedHeaderSeed(scope.tenant, kSharedHeaderSize);
   }
-  state.slow_path = 1;
+  ParkSampleCountdown(state);
   if (state.request_scope) SlotAt(state.slot).inside.fetch_add(1, std::memory_order_acquire);
 }
 

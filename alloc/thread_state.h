@@ -24,6 +24,8 @@ struct ThreadState {
   // Non-zero sends this thread's allocations to the slow path: it starts at 1
   // (the TLS image holds it), so each thread's first allocation runs the
   // bootstrap, and it stays 1 while the thread is inside a tenant scope.
+  // Invariant: while it is non-zero, `sample_countdown` is parked (below).
+  // Change it only through ParkSampleCountdown and UnparkSampleCountdown.
   uint8_t slow_path = 1;
 
   // The current scope: its tenant, the arena slot that serves it (0 for the
@@ -66,13 +68,21 @@ struct ThreadState {
   ThreadBlock* block = nullptr;
 
   // The allocation sampler (alloc/sampling.h). Every allocation subtracts its
-  // requested size from `sample_countdown`; the allocation that takes it
-  // below 0 enters the sampler's slow path. 0 in the TLS image, so each
+  // requested size from `sample_countdown`; the allocation that takes it to
+  // 0 or below enters the sampler's slow path. 0 in the TLS image, so each
   // thread's first allocation sets the sampler up. Gaps longer than the
   // sampler's recheck step are fed in steps, with the rest in
   // `sample_gap_rest`, so that a changed interval (a new `sample_epoch`)
   // takes effect within one step.
+  //
+  // The countdown is also the fast path's only test. While `slow_path` is
+  // set it is parked: the sampler's countdown moves to `parked_countdown`
+  // and `sample_countdown` is 0, so that every allocation runs it out
+  // and reaches the slow path, whatever its size (SampleCountdownCrossed
+  // compares without sign). Outside the parked state it stays between 1
+  // and INT64_MAX whenever the fast path can read it.
   int64_t sample_countdown = 0;
+  int64_t parked_countdown = 0;
   int64_t sample_gap_rest = 0;
   uint64_t sample_random = 0;  // xorshift64* state; 0 until seeded
   uint32_t sample_epoch = 0;
@@ -86,6 +96,31 @@ struct ThreadState {
 
 static_assert(sizeof(ThreadState) <= 160, "keep the initial-exec TLS block small");
 
+// Sends every allocation of the thread to the slow path: sets `slow_path`
+// and parks the sampler's countdown, unless it is parked already.
+inline void ParkSampleCountdown(ThreadState& state) {
+  if (state.slow_path == 0) state.parked_countdown = state.sample_countdown;
+  state.sample_countdown = 0;
+  state.slow_path = 1;
+}
+
+// Lets the thread's allocations take the fast path again: clears `slow_path`
+// and gives the sampler's countdown back to the fast path. A countdown that
+// is not positive (one crossing still to be decided) becomes 0, so the next
+// allocation decides it.
+inline void UnparkSampleCountdown(ThreadState& state) {
+  if (state.slow_path != 0) {
+    state.sample_countdown = state.parked_countdown > 0 ? state.parked_countdown : 0;
+  }
+  state.slow_path = 0;
+}
+
+// The sampler's countdown: `sample_countdown`, or `parked_countdown` while
+// the thread is on the slow path.
+inline int64_t& SamplerCountdown(ThreadState& state) {
+  return state.slow_path != 0 ? state.parked_countdown : state.sample_countdown;
+}
+
 // Makes the thread's allocations go to the automatic arenas, counted for
 // `tenant` (0 for the process), with no routed scope and no slot cache.
 inline void SetUnroutedScope(ThreadState& state, accounting::TenantId tenant,
@@ -98,7 +133,7 @@ inline void SetUnroutedScope(ThreadState& state, accounting::TenantId tenant,
   state.cached_slot = kNoCachedSlot;
   state.shared_scope = false;
   state.request_scope = false;
-  state.slow_path = 0;
+  UnparkSampleCountdown(state);
 }
 
 // constinit: the TLS image holds the initial value, so no per-access

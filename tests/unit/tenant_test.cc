@@ -15,8 +15,13 @@
 #include "memward/memward.hpp"
 #include "tests/unit/tenant_test_util.h"
 
+extern "C" void* mallocx(size_t size, int flags);
+
 namespace memward::testing {
 namespace {
+
+// jemalloc 5.3's MALLOCX_ARENA(0).
+constexpr int kMallocxArenaZero = 1 << 20;
 
 TEST(Tenant, RegisterAndFind) {
   std::string name = UniqueName("register");
@@ -85,6 +90,58 @@ TEST(Tenant, HugeRequestsKeepScopeRouting) {
             static_cast<int64_t>(malloc_usable_size(empty) + malloc_usable_size(block)));
   free(empty);
   free(block);
+}
+
+// Every entry point that runs the parked countdown out must settle it before
+// it returns, even one that then fails or serves an explicit arena.
+// Otherwise the countdown keeps the wrapped value and the scope's next
+// malloc takes the fast path, uncharged.
+TEST(Tenant, FailedCallsKeepScopeRouting) {
+  memward_tenant_id id = Register(UniqueName("failed-calls"), /*dedicated=*/true);
+  ASSERT_NE(id, 0u);
+  const volatile size_t huge = size_t{1} << 62;
+  const volatile size_t half = (size_t{1} << 32) + 1;
+  memward_scope saved;
+  ASSERT_EQ(memward_scope_enter(id, &saved), MEMWARD_OK);
+
+  errno = 0;
+  EXPECT_EQ(calloc(half, half), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* after_calloc = Allocate(100);
+
+  EXPECT_EQ(operator new(huge, std::nothrow), nullptr);
+  void* after_new = Allocate(100);
+
+  errno = 0;
+  EXPECT_EQ(aligned_alloc(64, huge), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* after_aligned = Allocate(100);
+
+  void* resized = Allocate(100);
+  errno = 0;
+  EXPECT_EQ(realloc(resized, huge), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  void* after_realloc = Allocate(100);
+
+  // Arena 0 is an automatic arena, which a caller may name.
+  void* explicit_arena = mallocx(huge, kMallocxArenaZero);
+  EXPECT_EQ(explicit_arena, nullptr);
+  void* after_mallocx = Allocate(100);
+
+  memward_scope_exit(&saved);
+  memward_thread_flush();
+
+  void* charged[] = {after_calloc, after_new, after_aligned, resized, after_realloc,
+                     after_mallocx};
+  int64_t expected = 0;
+  for (void* block : charged) {
+    ASSERT_NE(block, nullptr);
+    expected += static_cast<int64_t>(malloc_usable_size(block));
+  }
+  memward_tenant_stats stats = Stats(id);
+  EXPECT_EQ(stats.allocations, 6u);
+  EXPECT_EQ(stats.live_bytes, expected);
+  for (void* block : charged) free(block);
 }
 
 TEST(Tenant, NestedScopesRestore) {
