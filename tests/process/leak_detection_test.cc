@@ -37,6 +37,7 @@ constexpr size_t kCacheEntries = 2000;  // 8 MB once full
 
 [[gnu::noinline]] void RememberRequest() {
   void* block = malloc(kLeakBytes);
+  ASSERT_NE(block, nullptr) << "malloc(" << kLeakBytes << ")";
   memset(block, 1, kLeakBytes);
   std::lock_guard<std::mutex> lock(g_leaked_lock);
   g_leaked.push_back(block);
@@ -51,6 +52,7 @@ constexpr size_t kCacheEntries = 2000;  // 8 MB once full
     g_cache.pop_front();
   }
   void* entry = malloc(kCacheEntryBytes);
+  ASSERT_NE(entry, nullptr) << "malloc(" << kCacheEntryBytes << ")";
   memset(entry, 2, 64);
   g_cache.push_back(entry);
   asm volatile("" ::: "memory");
@@ -62,6 +64,7 @@ template <int kSite>
 [[gnu::noinline]] void ParseField(std::mt19937* random) {
   size_t size = 64 + (*random)() % 4096;
   char* buffer = static_cast<char*>(malloc(size));
+  ASSERT_NE(buffer, nullptr) << "malloc(" << size << ")";
   memset(buffer, kSite, size);
   asm volatile("" : : "r"(buffer) : "memory");
   free(buffer);
