@@ -268,6 +268,8 @@ class Report:
                 f"{within} of {len(fast_path_ratios)} within; worst {worst_ratio:.2f}× "
                 f"({worst_name}); median {statistics.median(r for r, _ in fast_path_ratios):.2f}×",
                 within == len(fast_path_ratios)))
+        if self.has_memward and fast_path_ratios:
+            self.fastest_repetition_target(micro, fast_path_ratios)
         if self.fast_path_name != "memward" and sampled_ratios:
             within = sum(1 for ratio, _ in sampled_ratios if _within(ratio, FAST_PATH_MAX_RATIO))
             worst_ratio, worst_name = max(sampled_ratios)
@@ -277,6 +279,36 @@ class Report:
                 f"{worst_ratio:.2f}× ({worst_name}); median "
                 f"{statistics.median(r for r, _ in sampled_ratios):.2f}×",
                 None))
+
+    def fastest_repetition_target(self, micro, fast_path_ratios):
+        """Add the fast-path target judged on each program's fastest repetition.
+
+        On a shared virtual machine a repetition runs up to about 1.8 times
+        slower when other guests load the host, for every allocator alike, and
+        the median of a few repetitions can land on either side. The fastest
+        repetition is the run least disturbed. Shown for information; the
+        target itself is judged on the medians.
+        """
+        labels = {label for _, label in fast_path_ratios}
+        ratios = []
+        for name, values in micro.get(self.fast_path_name, {}).items():
+            family, size, threads = _parse_micro_name(name)
+            thread_text = "1 thread" if threads == 1 else f"{threads} threads"
+            label = f"{family}/{_format_size(size)}, {thread_text}"
+            reference = micro.get("jemalloc", {}).get(name)
+            if label not in labels or not values or not reference:
+                continue
+            ratios.append((_ratio(min(values), min(reference)), label))
+        if not ratios:
+            return
+        within = sum(1 for ratio, _ in ratios if _within(ratio, FAST_PATH_MAX_RATIO))
+        worst_ratio, worst_name = max(ratios)
+        self.targets.append((
+            "the same on each program's fastest repetition",
+            f"{within} of {len(ratios)} within {FAST_PATH_MAX_RATIO:.2f}×; worst "
+            f"{worst_ratio:.2f}× ({worst_name}); median "
+            f"{statistics.median(r for r, _ in ratios):.2f}×",
+            None))
 
     def tenant_micro_section(self):
         tenant = self.results.get("tenant_micro", {})
