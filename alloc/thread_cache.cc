@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "accounting/owner_map.h"
+#include "alloc/allocator.h"
 #include "alloc/engine.h"
 #include "alloc/page_tags.h"
 #include "alloc/purge.h"
@@ -29,6 +30,14 @@ constinit pthread_key_t g_exit_key = 0;
 constinit pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 constinit pthread_once_t g_size_classes_once = PTHREAD_ONCE_INIT;
 constinit std::atomic<size_t> g_explicit_cache_bytes{0};
+
+// Blocks of exited threads, kept for the next threads' first scopes.
+// memward's own arena purges freed pages at once, so a new block's pages
+// were faulted in again by every short-lived thread that entered a scope.
+// Guarded by g_thread_list_lock.
+constexpr int kMaxSpareBlocks = 8;
+constinit ThreadBlock* g_spare_blocks[kMaxSpareBlocks] = {};
+constinit int g_spare_block_count = 0;
 
 // Bytes of jemalloc's internal allocations in arena 0, where explicit caches
 // live, as of a fresh epoch.
@@ -104,7 +113,21 @@ void DestroyCache(ThreadBlock* block, SlotCache* cache) {
 
 void ReleaseBlock(ThreadBlock* block) {
   for (SlotCache& cache : block->caches) DestroyCache(block, &cache);
-  FreeMemwardBlock(block, sizeof(ThreadBlock));
+  pthread_mutex_lock(&g_thread_list_lock);
+  const bool keep_spare = g_spare_block_count < kMaxSpareBlocks;
+  if (keep_spare) g_spare_blocks[g_spare_block_count++] = block;
+  pthread_mutex_unlock(&g_thread_list_lock);
+  if (!keep_spare) FreeMemwardBlock(block, sizeof(ThreadBlock));
+}
+
+// Returns a spare block, or allocates one from memward's arena.
+ThreadBlock* TakeBlock() {
+  ThreadBlock* block = nullptr;
+  pthread_mutex_lock(&g_thread_list_lock);
+  if (g_spare_block_count > 0) block = g_spare_blocks[--g_spare_block_count];
+  pthread_mutex_unlock(&g_thread_list_lock);
+  if (block != nullptr) return block;
+  return static_cast<ThreadBlock*>(AllocateMemwardBlock(sizeof(ThreadBlock)));
 }
 
 // The pthread key destructor: publishes the thread's batch and returns its
@@ -132,8 +155,13 @@ void CreateExitKey() {
 ThreadBlock* BlockOfThisThread() {
   ThreadState& state = t_thread_state;
   if (state.block != nullptr) return state.block;
+  // A thread whose first memward call enters a scope starts on the engine
+  // here, before the block's allocation creates jemalloc's thread cache
+  // (alloc/thread_start.h). Started later, each such thread faulted in about
+  // 17 pages.
+  if (MEMWARD_UNLIKELY(!t_started_on_engine)) PrepareThread();
   pthread_once(&g_size_classes_once, FillSizeClasses);
-  auto* block = static_cast<ThreadBlock*>(AllocateMemwardBlock(sizeof(ThreadBlock)));
+  ThreadBlock* block = TakeBlock();
   if (block == nullptr) return nullptr;
   memset(block, 0, sizeof(ThreadBlock));
   block->owner_state = &state;
@@ -161,7 +189,12 @@ uint16_t CreateExplicitCache() {
   const size_t internal_before = measure ? InternalBytesOfArenaZero() : 0;
   unsigned index = 0;
   size_t length = sizeof(index);
-  if (mwje_mallctl("tcache.create", &index, &length, nullptr, 0) != 0 || index >= UINT16_MAX - 1) {
+  // The cache's stack is allocated zeroed and usually reuses the stack of
+  // a destroyed one, which jemalloc would zero with MADV_DONTNEED.
+  SetZeroingWithMemset(true);
+  const int status = mwje_mallctl("tcache.create", &index, &length, nullptr, 0);
+  SetZeroingWithMemset(false);
+  if (status != 0 || index >= UINT16_MAX - 1) {
     g_explicit_caches.fetch_sub(1, std::memory_order_relaxed);
     return 0;
   }

@@ -29,6 +29,12 @@ constinit thread_local bool t_zeroing_with_memset __attribute__((tls_model("init
     false;
 constinit thread_local bool t_is_warden __attribute__((tls_model("initial-exec"))) = false;
 
+}  // namespace
+
+constinit thread_local bool t_started_on_engine __attribute__((tls_model("initial-exec"))) = false;
+
+namespace {
+
 // mallctl names as MIBs, looked up by the first thread. Two threads that race
 // both look them up and store the same values.
 constinit std::atomic<bool> g_names_ready{false};
@@ -116,8 +122,12 @@ void RequestDecayForSecondThread() {
 
 bool ZeroingWithMemset() { return t_zeroing_with_memset; }
 
+void SetZeroingWithMemset(bool memset_zeroing) { t_zeroing_with_memset = memset_zeroing; }
+
 void StartThreadOnEngine() {
+  if (t_started_on_engine) return;
   if (!LookUpNames()) return;
+  t_started_on_engine = true;
   CreateThreadCache();
   if (t_is_warden) MoveCallingThreadToArenaZero();
   TryToHoldArenas();

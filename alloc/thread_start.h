@@ -47,14 +47,26 @@
 
 namespace memward::alloc {
 
-// Whether the calling thread is creating its jemalloc cache, when a failed
+// Whether the calling thread is creating a jemalloc cache, when a failed
 // MADV_DONTNEED makes jemalloc zero memory with memset.
 bool ZeroingWithMemset();
 
+// Makes the calling thread's zeroing in jemalloc use memset (true) or
+// MADV_DONTNEED again (false), around another jemalloc call that allocates
+// a zeroed cache stack (tcache.create).
+void SetZeroingWithMemset(bool memset_zeroing);
+
 // Creates the calling thread's jemalloc cache, and places the arena hold
-// once the conditions above are met. Called once per thread by its first
-// allocation, outside jemalloc, after Bootstrap.
+// once the conditions above are met. Runs once per thread: PrepareThread
+// calls it at the thread's first allocation and on later slow paths, outside
+// jemalloc, after Bootstrap.
 MEMWARD_NOINLINE void StartThreadOnEngine();
+
+// Whether StartThreadOnEngine has run on this thread. A thread that has not
+// run it stays on the slow path (alloc/thread_state.h), even after leaving a
+// scope, so that its first untagged allocation runs it.
+extern constinit thread_local bool t_started_on_engine
+    __attribute__((tls_model("initial-exec")));
 
 // Runs jemalloc's time-based decay on every arena, as its background thread
 // would, and allows the arena hold from then on. The first run moves the

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "accounting/tenant.h"
+#include "alloc/thread_start.h"
 
 namespace memward::alloc {
 
@@ -107,8 +108,11 @@ inline void ParkSampleCountdown(ThreadState& state) {
 // Lets the thread's allocations take the fast path again: clears `slow_path`
 // and gives the sampler's countdown back to the fast path. A countdown that
 // is not positive (one crossing still to be decided) becomes 0, so the next
-// allocation decides it.
+// allocation decides it. A thread that has not started on the engine yet
+// (its first memward call entered a scope) stays parked until its first
+// untagged allocation has run PrepareThread.
 inline void UnparkSampleCountdown(ThreadState& state) {
+  if (!t_started_on_engine) return;
   if (state.slow_path != 0) {
     state.sample_countdown = state.parked_countdown > 0 ? state.parked_countdown : 0;
   }
