@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 
+#include "alloc/allocator.h"
 #include "alloc/bootstrap.h"
 #include "alloc/engine.h"
 #include "alloc/thread_cache.h"
@@ -11,6 +12,9 @@
 namespace memward::alloc {
 
 void RefreshEpoch() {
+  // A statistics call may be a new thread's first jemalloc call, which
+  // creates its cache: it must be started on the engine first.
+  if (MEMWARD_UNLIKELY(!t_started_on_engine)) PrepareThread();
   uint64_t epoch = 1;
   size_t length = sizeof(epoch);
   mwje_mallctl("epoch", &epoch, &length, &epoch, length);

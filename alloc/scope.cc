@@ -25,7 +25,9 @@ SavedScope RequestScopeStillValid(const SavedScope& saved) {
 }
 
 void FlushThread() {
-  Bootstrap();
+  // The flush below may be the thread's first jemalloc call, which creates
+  // its cache: it must be started on the engine first (alloc/thread_start.h).
+  PrepareThread();
   PublishThreadBatch(t_thread_state);
   FlushOwnCaches();
   mwje_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);

@@ -31,6 +31,12 @@ constinit pthread_once_t g_exit_key_once = PTHREAD_ONCE_INIT;
 constinit pthread_once_t g_size_classes_once = PTHREAD_ONCE_INIT;
 constinit std::atomic<size_t> g_explicit_cache_bytes{0};
 
+// Set on a thread once OnThreadExit has released its block. A key
+// destructor that runs later and enters a scope then gets no block: glibc
+// may not call OnThreadExit again, and the block would stay in the thread
+// list, its owner_state pointing into the exited thread's TLS.
+constinit thread_local bool t_block_released __attribute__((tls_model("initial-exec"))) = false;
+
 // Blocks of exited threads, kept for the next threads' first scopes.
 // memward's own arena purges freed pages at once, so a new block's pages
 // were faulted in again by every short-lived thread that entered a scope.
@@ -143,6 +149,7 @@ void OnThreadExit(void* value) {
   UnlinkLocked(block);
   pthread_mutex_unlock(&g_thread_list_lock);
   state.block = nullptr;
+  t_block_released = true;
   ReleaseBlock(block);
 }
 
@@ -155,6 +162,7 @@ void CreateExitKey() {
 ThreadBlock* BlockOfThisThread() {
   ThreadState& state = t_thread_state;
   if (state.block != nullptr) return state.block;
+  if (MEMWARD_UNLIKELY(t_block_released)) return nullptr;
   // A thread whose first memward call enters a scope starts on the engine
   // here, before the block's allocation creates jemalloc's thread cache
   // (alloc/thread_start.h). Started later, each such thread faulted in about
