@@ -177,8 +177,15 @@ std::string LeakReportJson(const LeakDetector& detector, Symbolizer* symbolizer,
   json.Key("windows_judged").Int(detector.options().windows);
   json.Key("growth_fraction").Double(LeakDetector::kGrowthFraction);
   json.Key("sites_tracked").Uint(detector.sites_tracked());
-  json.Key("live_samples").Uint(snapshot.live.size());
-  json.Key("interval_bytes").Int(snapshot.interval_bytes);
+  // The snapshot is that of the last closed window. Before the first one
+  // closes it is empty, and zeros would read as sampling being off.
+  if (detector.windows_closed() == 0) {
+    json.Key("live_samples").Null();
+    json.Key("interval_bytes").Null();
+  } else {
+    json.Key("live_samples").Uint(snapshot.live.size());
+    json.Key("interval_bytes").Int(snapshot.interval_bytes);
+  }
   json.Key("symbolizer").String(symbolizer->backend());
   json.Key("suspects").BeginArray();
   size_t rank = 1;

@@ -104,6 +104,10 @@ bool IsOneOfChoices(const char* choices, const char* value, size_t length) {
 bool ParseSettingValue(const SettingSpec& spec, const char* value, size_t length,
                        int64_t* out, SettingError* error) {
   if (length == 0) {
+    if (spec.kind == SettingKind::kText && spec.allows_empty) {
+      *out = 0;
+      return true;
+    }
     *error = SettingError::kMissingValue;
     return false;
   }

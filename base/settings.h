@@ -82,6 +82,8 @@ struct SettingSpec {
   // For a text setting with a fixed set of values: those values, separated
   // by '|' and compared without regard to case. nullptr accepts any text.
   const char* choices = nullptr;
+  // True when an empty value is valid (a text setting that it turns off).
+  bool allows_empty = false;
 };
 
 inline constexpr int64_t kKiB = 1024;
@@ -165,7 +167,9 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "35 us per sample instead of under 1 us. Read at start-up."},
     {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
      "Working set, in percent of the memory limit, at which the pressure level becomes "
-     "soft: reclaimers are asked for memory and dirty pages are purged."},
+     "soft: reclaimers are asked for memory and dirty pages are purged. The thresholds "
+     "must ascend: pressure_hysteresis < pressure_soft < pressure_high < "
+     "pressure_critical."},
     {SettingId::kPressureHigh, "pressure_high", SettingKind::kCount, 90, 1, 100, false,
      "Working set, in percent of the memory limit, at which the level becomes high: "
      "admission sheds new work of tenants over their share."},
@@ -205,7 +209,7 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "effective user id, and off or an empty value turns the server off. A missing "
      "directory is created with mode 0700. Where the default's directory belongs to "
      "another user, a process not run by root uses /tmp/memward-%u/%p.sock instead.",
-     "/tmp/memward/%p.sock"},
+     "/tmp/memward/%p.sock", /*runtime=*/false, /*choices=*/nullptr, /*allows_empty=*/true},
     {SettingId::kAdminGroup, "admin_group", SettingKind::kCount, 0, 0, 4294967294, false,
      "A group id whose members may also use the admin socket; 0 allows only the process's "
      "own user and root."},

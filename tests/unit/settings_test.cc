@@ -100,6 +100,19 @@ TEST(Settings, ChoiceIgnoresCase) {
   EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "LibUnwind");
 }
 
+// An empty admin_socket turns the server off, as its help text states. Other
+// settings still reject an empty value.
+TEST(Settings, EmptyAdminSocketIsAccepted) {
+  Settings settings;
+  EXPECT_TRUE(ParseAndCollect("admin_socket=", &settings).empty());
+  EXPECT_STREQ(settings.GetText(SettingId::kAdminSocket), "");
+
+  std::vector<std::string> messages = ParseAndCollect("cgroup_root=,narenas=", &settings);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_NE(messages[0].find("missing value"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[1].find("missing value"), std::string::npos) << messages[1];
+}
+
 TEST(Settings, ControlCharactersAreNotEchoed) {
   Settings settings;
   std::vector<std::string> messages =
