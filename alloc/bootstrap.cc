@@ -126,8 +126,10 @@ void RunBootstrap() {
     problems++;
   }
   if (problems > 0 && g_settings.GetBool(base::SettingId::kStrict)) {
-    base::Fatal("MEMWARD_CONF has %d invalid setting%s and strict=true; stopping", problems,
-                problems == 1 ? "" : "s");
+    // The messages above name the value each problem would fall back to.
+    base::Fatal("MEMWARD_CONF has %d invalid setting%s and strict=true: stopping instead of "
+                "using the value%s reported above",
+                problems, problems == 1 ? "" : "s", problems == 1 ? "" : "s");
   }
   BuildEngineOptions(g_settings);
   mwje_malloc_conf = g_engine_options;

@@ -37,8 +37,11 @@ for package in "${packages[@]}"; do
     missing+=("$package")
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "installing ${#missing[@]} of ${#packages[@]} packages: ${missing[*]}"
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all ${#packages[@]} packages are installed"
 fi
 # The Debian packages enable and start system services; the tests start their
 # own instances on loopback ports, so the system ones are stopped if running.
