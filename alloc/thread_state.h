@@ -80,8 +80,9 @@ struct ThreadState {
   // set it is parked: the sampler's countdown moves to `parked_countdown`
   // and `sample_countdown` is 0, so that every allocation runs it out
   // and reaches the slow path, whatever its size (SampleCountdownCrossed
-  // compares without sign). Outside the parked state it stays between 1
-  // and INT64_MAX whenever the fast path can read it.
+  // compares without sign). Outside the parked state it stays between 0
+  // (the next allocation settles a crossing) and INT64_MAX whenever the
+  // fast path can read it.
   int64_t sample_countdown = 0;
   int64_t parked_countdown = 0;
   int64_t sample_gap_rest = 0;
