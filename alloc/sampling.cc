@@ -286,8 +286,9 @@ MEMWARD_ALWAYS_INLINE void* NoteIfLarge(void* result, size_t size) {
 
 }  // namespace
 
+// Its callers, malloc and the unaligned operator new, have already tried
+// TakeFromParkedCountdown inline.
 MEMWARD_TEXT void* AllocateAfterCountdown(size_t size) {
-  if (TakeFromParkedCountdown(size)) return AllocateSlowMalloc(size);
   if (DecideSample(size)) return NoteIfLarge(AllocateSampled(size, 0, false), size);
   return NoteIfLarge(AllocateUnsampled(size), size);
 }

@@ -271,14 +271,19 @@ class Report:
         if self.has_memward and fast_path_ratios:
             self.fastest_repetition_target(micro, fast_path_ratios)
         if self.fast_path_name != "memward" and sampled_ratios:
-            within = sum(1 for ratio, _ in sampled_ratios if _within(ratio, FAST_PATH_MAX_RATIO))
-            worst_ratio, worst_name = max(sampled_ratios)
-            self.targets.append((
-                "the same with sampling at the default interval",
-                f"{within} of {len(sampled_ratios)} within {FAST_PATH_MAX_RATIO:.2f}×; worst "
-                f"{worst_ratio:.2f}× ({worst_name}); median "
-                f"{statistics.median(r for r, _ in sampled_ratios):.2f}×",
-                None))
+            self.information_target("the same with sampling at the default interval",
+                                    sampled_ratios)
+
+    def information_target(self, title, ratios):
+        """Add a row of (ratio, label) pairs, judged against the fast-path limit, for information."""
+        within = sum(1 for ratio, _ in ratios if _within(ratio, FAST_PATH_MAX_RATIO))
+        worst_ratio, worst_name = max(ratios)
+        self.targets.append((
+            title,
+            f"{within} of {len(ratios)} within {FAST_PATH_MAX_RATIO:.2f}×; worst "
+            f"{worst_ratio:.2f}× ({worst_name}); median "
+            f"{statistics.median(r for r, _ in ratios):.2f}×",
+            None))
 
     def fastest_repetition_target(self, micro, fast_path_ratios):
         """Add the fast-path target judged on each program's fastest repetition.
@@ -299,16 +304,8 @@ class Report:
             if label not in labels or not values or not reference:
                 continue
             ratios.append((_ratio(min(values), min(reference)), label))
-        if not ratios:
-            return
-        within = sum(1 for ratio, _ in ratios if _within(ratio, FAST_PATH_MAX_RATIO))
-        worst_ratio, worst_name = max(ratios)
-        self.targets.append((
-            "the same on each program's fastest repetition",
-            f"{within} of {len(ratios)} within {FAST_PATH_MAX_RATIO:.2f}×; worst "
-            f"{worst_ratio:.2f}× ({worst_name}); median "
-            f"{statistics.median(r for r, _ in ratios):.2f}×",
-            None))
+        if ratios:
+            self.information_target("the same on each program's fastest repetition", ratios)
 
     def tenant_micro_section(self):
         tenant = self.results.get("tenant_micro", {})
