@@ -69,9 +69,33 @@ int64_t DrawGap(ThreadState& state, int64_t interval) {
   return static_cast<int64_t>(gap);
 }
 
-// Adds up to kRecheckStep of the pending gap to `countdown`.
+// Bytes the calling thread may still be fed before its thread-cache
+// warm-up ends; -1 when it has no warm-up (its cache is enabled, or
+// tcache_warmup is 0), which is also each thread's value until
+// StartThreadOnEngine runs.
+constinit thread_local int64_t t_warmup_rest __attribute__((tls_model("initial-exec"))) = -1;
+
+// Shortens a step of at most `step` bytes to the warm-up's rest, and counts
+// it against that rest. Steps are fed only when the countdown has run out,
+// so a rest of 0 means the whole warm-up is allocated: the thread then gets
+// its cache, and the step is fed whole.
+int64_t TakeWarmupStep(int64_t step) {
+  if (MEMWARD_LIKELY(t_warmup_rest < 0)) return step;
+  if (t_warmup_rest == 0) {
+    t_warmup_rest = -1;
+    EnableThreadCache();
+    return step;
+  }
+  if (step > t_warmup_rest) step = t_warmup_rest;
+  t_warmup_rest -= step;
+  return step;
+}
+
+// Adds up to kRecheckStep of the pending gap to `countdown`, and no more
+// than the warm-up's rest.
 void FeedGap(ThreadState& state, int64_t& countdown) {
   int64_t step = state.sample_gap_rest < kRecheckStep ? state.sample_gap_rest : kRecheckStep;
+  step = TakeWarmupStep(step);
   countdown += step;
   state.sample_gap_rest -= step;
 }
@@ -109,7 +133,7 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
   int64_t interval = IntervalOf(config);
   if (interval == 0) {
     state.sample_epoch = EpochOf(config);
-    countdown = kRecheckStep;
+    countdown = TakeWarmupStep(kRecheckStep);
     state.sample_gap_rest = 0;
     return false;
   }
@@ -340,6 +364,18 @@ void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot) {
 int64_t CurrentSampleInterval() { return IntervalOf(g_config.load(std::memory_order_acquire)); }
 
 int64_t ProcessSampledBytes() { return g_process_sampled_bytes.load(std::memory_order_relaxed); }
+
+void BeginThreadCacheWarmup(int64_t warmup_bytes) {
+  ThreadState& state = t_thread_state;
+  int64_t& countdown = SamplerCountdown(state);
+  t_warmup_rest = warmup_bytes;
+  if (countdown <= 0) return;
+  // The countdown is fed already: what it contains beyond the warm-up goes back
+  // to the gap's rest, to be fed after the warm-up has ended.
+  int64_t fed = TakeWarmupStep(countdown);
+  state.sample_gap_rest += countdown - fed;
+  countdown = fed;
+}
 
 void ForgetThreadIdInChild() { t_thread_state.sample_thread_id = 0; }
 

@@ -116,6 +116,13 @@ MEMWARD_NOINLINE void* ReallocateAfterCountdown(void* pointer, size_t size);
 // size the block would have had unsampled.
 size_t SampledUsableSize(const void* pointer);
 
+// Starts the calling thread's thread-cache warm-up: the countdown then
+// also runs out once the thread has allocated `warmup_bytes` more, and that
+// crossing calls EnableThreadCache (alloc/thread_start.h).
+// Gap bytes beyond the warm-up wait in the gap's rest, so sampling is not
+// changed. Called by StartThreadOnEngine, outside jemalloc.
+void BeginThreadCacheWarmup(int64_t warmup_bytes);
+
 // Sets the mean interval (0 for off) that threads pick up at their next
 // crossing; `arena_slot` is the sampler's arena. Called outside malloc.
 void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot);

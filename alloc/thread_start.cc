@@ -4,10 +4,13 @@
 #include <jemalloc/jemalloc.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <atomic>
 
+#include "alloc/bootstrap.h"
 #include "alloc/engine.h"
+#include "alloc/sampling.h"
 
 #if JEMALLOC_VERSION_MAJOR != 5 || JEMALLOC_VERSION_MINOR != 3
 #error "thread_start.cc calls internal functions of jemalloc 5.3; check them for this version"
@@ -41,6 +44,8 @@ constinit std::atomic<bool> g_names_ready{false};
 constinit size_t g_thread_arena_mib[2] = {};
 constinit size_t g_decay_mib[3] = {};
 constinit unsigned g_automatic_arenas = 0;
+// The tcache_warmup setting; 0 gives threads their cache at once.
+constinit int64_t g_tcache_warmup = 0;
 
 // Set by the first DecayArenas of this process: the warden runs the decay,
 // so the hold cannot leave dirty pages behind for good, and the warden is
@@ -51,6 +56,14 @@ constinit std::atomic<bool> g_decay_running{false};
 // an early decay once there are two.
 constinit std::atomic<uint32_t> g_started_threads{0};
 constinit std::atomic<void (*)()> g_decay_request{nullptr};
+
+// The start times of the last kChurnStarts threads, in a ring that
+// g_thread_starts indexes. Threads churn when the kChurnStarts-th start
+// before this one is less than kChurnWindowNs ago.
+constexpr uint64_t kChurnStarts = 16;
+constexpr int64_t kChurnWindowNs = 100'000'000;
+constinit std::atomic<int64_t> g_start_times[kChurnStarts] = {};
+constinit std::atomic<uint64_t> g_thread_starts{0};
 
 // The hold moves kNotHeld -> kHolding -> kHeld, or back to kNotHeld when an
 // automatic arena does not exist yet. Only the thread that moved it to
@@ -68,18 +81,43 @@ bool LookUpNames() {
   size_t automatic_length = sizeof(automatic);
   if (mwje_mallctl("opt.narenas", &automatic, &automatic_length, nullptr, 0) != 0) return false;
   g_automatic_arenas = automatic < kMaxAutomaticArenas ? automatic : kMaxAutomaticArenas;
+  g_tcache_warmup = CurrentSettings().Get(base::SettingId::kTcacheWarmup);
   g_names_ready.store(true, std::memory_order_release);
   return true;
 }
 
-// Creates the calling thread's jemalloc state, its cache included, and
-// assigns it an arena, by reading thread.arena.
+// Creates the calling thread's jemalloc state, and its cache when
+// tcache_warmup is 0, and assigns it an arena, by reading thread.arena.
 void CreateThreadCache() {
   unsigned index = 0;
   size_t length = sizeof(index);
   t_zeroing_with_memset = true;
   mwje_mallctlbymib(g_thread_arena_mib, 2, &index, &length, nullptr, 0);
   t_zeroing_with_memset = false;
+}
+
+// Records the calling thread's start and returns whether threads churn: at
+// least kChurnStarts of them started within kChurnWindowNs. Two threads that
+// race may both miss a start; the test only picks the cache policy.
+bool ThreadsChurn() {
+  struct timespec now;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) return false;
+  const int64_t now_ns = now.tv_sec * 1'000'000'000 + now.tv_nsec;
+  const uint64_t index = g_thread_starts.fetch_add(1, std::memory_order_relaxed);
+  const int64_t earlier_ns =
+      g_start_times[index % kChurnStarts].exchange(now_ns, std::memory_order_relaxed);
+  return index >= kChurnStarts && now_ns - earlier_ns < kChurnWindowNs;
+}
+
+// Gives the calling thread its cache now, or after a warm-up while threads
+// churn. With tcache_warmup at 0, jemalloc created the cache already.
+void ChooseCacheStart() {
+  if (g_tcache_warmup == 0) return;
+  if (ThreadsChurn()) {
+    BeginThreadCacheWarmup(g_tcache_warmup);
+  } else {
+    EnableThreadCache();
+  }
 }
 
 void* AutomaticArena(unsigned index) {
@@ -129,9 +167,15 @@ void StartThreadOnEngine() {
   if (!LookUpNames()) return;
   t_started_on_engine = true;
   CreateThreadCache();
+  ChooseCacheStart();
   if (t_is_warden) MoveCallingThreadToArenaZero();
   TryToHoldArenas();
   RequestDecayForSecondThread();
+}
+
+void EnableThreadCache() {
+  bool enabled = true;
+  mwje_mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
 }
 
 void MarkCallingThreadAsWarden() { t_is_warden = true; }

@@ -29,6 +29,13 @@
 //                               descriptor 2, as coreutils do, and return 0
 //   sequential-threads          run 300 threads one after another, then
 //                               check that at most 4 automatic arenas exist
+//   cache-warmup                run with the default tcache_warmup (256 KiB):
+//                               the main thread and a lone thread get their
+//                               jemalloc cache at once; threads started in a
+//                               burst get it only after a warm-up of
+//                               allocations
+//   cache-at-start              run with tcache_warmup=0: every thread of a
+//                               burst has its cache from its first call
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
@@ -417,6 +424,105 @@ int SequentialThreads() {
   return 0;
 }
 
+// Whether the calling thread has a jemalloc thread cache.
+bool HasThreadCache() {
+  bool enabled = false;
+  size_t length = sizeof(enabled);
+  const MallctlFunction mallctl = LookUpMallctl();
+  return mallctl != nullptr &&
+         mallctl("thread.tcache.enabled", &enabled, &length, nullptr, 0) == 0 && enabled;
+}
+
+// Allocates and frees `bytes` in blocks of 4 KiB.
+void AllocateAndFree(size_t bytes) {
+  for (size_t done = 0; done < bytes; done += 4096) {
+    void* block = malloc(4096);
+    if (block == nullptr) abort();
+    memset(block, 1, 4096);
+    free(block);
+  }
+}
+
+// What one thread of a burst saw.
+struct BurstThread {
+  bool cache_at_start = false;
+  // Set only for a thread that started without a cache.
+  bool cache_after_half_warmup = false;
+  bool cache_after_warmup = false;
+};
+
+// Starts `count` threads at once. Each allocates once, reads whether it has
+// a cache, and waits until every thread has done so, so that the starts
+// overlap. A thread without a cache then allocates half the default warm-up
+// and then twice it, reading the cache state after each.
+std::vector<BurstThread> RunThreadBurst(int count) {
+  constexpr size_t kDefaultWarmup = 256 * 1024;
+  std::vector<BurstThread> seen(count);
+  std::atomic<int> started{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < count; ++i) {
+    threads.emplace_back([&seen, &started, count, i] {
+      free(malloc(64));
+      seen[i].cache_at_start = HasThreadCache();
+      started.fetch_add(1);
+      while (started.load() < count) std::this_thread::yield();
+      if (seen[i].cache_at_start) return;
+      AllocateAndFree(kDefaultWarmup / 2);
+      seen[i].cache_after_half_warmup = HasThreadCache();
+      AllocateAndFree(2 * kDefaultWarmup);
+      seen[i].cache_after_warmup = HasThreadCache();
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return seen;
+}
+
+int CacheWarmup() {
+  free(malloc(64));
+  if (!HasThreadCache()) {
+    fprintf(stderr, "process_helper: the main thread has no cache after its first call\n");
+    return kCheckFailed;
+  }
+  bool lone_has_cache = false;
+  std::thread([&lone_has_cache] {
+    free(malloc(64));
+    lone_has_cache = HasThreadCache();
+  }).join();
+  if (!lone_has_cache) {
+    fprintf(stderr, "process_helper: a lone thread has no cache after its first call\n");
+    return kCheckFailed;
+  }
+
+  int warming = 0;
+  for (const BurstThread& thread : RunThreadBurst(64)) {
+    if (thread.cache_at_start) continue;
+    warming++;
+    if (thread.cache_after_half_warmup) {
+      fprintf(stderr, "process_helper: a burst thread got its cache before 128 KiB\n");
+      return kCheckFailed;
+    }
+    if (!thread.cache_after_warmup) {
+      fprintf(stderr, "process_helper: a burst thread has no cache after 640 KiB\n");
+      return kCheckFailed;
+    }
+  }
+  if (warming == 0) {
+    fprintf(stderr, "process_helper: all 64 threads of a burst had a cache at once\n");
+    return kCheckFailed;
+  }
+  return 0;
+}
+
+int CacheAtStart() {
+  for (const BurstThread& thread : RunThreadBurst(64)) {
+    if (!thread.cache_at_start) {
+      fprintf(stderr, "process_helper: a thread had no cache with tcache_warmup=0\n");
+      return kCheckFailed;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -439,6 +545,8 @@ int main(int argc, char** argv) {
   if (mode == "stderr-becomes-data-file") return StderrBecomesDataFile();
   if (mode == "stderr-closed-at-exit") return StderrClosedAtExit();
   if (mode == "sequential-threads") return SequentialThreads();
+  if (mode == "cache-warmup") return CacheWarmup();
+  if (mode == "cache-at-start") return CacheAtStart();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -507,6 +507,21 @@ TEST_F(ThreadChurnTest, SequentialThreadsShareArenas) {
       << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
 }
 
+// Threads started in a burst get their jemalloc cache only after a
+// warm-up of allocations, so that short ones reserve no cached batches.
+// The main thread and a lone thread get it at once.
+TEST_F(ThreadChurnTest, BurstThreadsWarmUpCache) {
+  const HelperRun result = RunHelper({"cache-warmup"}, {"MEMWARD_CONF="});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+}
+
+TEST_F(ThreadChurnTest, ZeroWarmupGivesCacheAtStart) {
+  const HelperRun result = RunHelper({"cache-at-start"}, {"MEMWARD_CONF=tcache_warmup=0"});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+}
+
 // Returns the calling thread's arena.
 unsigned ArenaOfCallingThread() {
   unsigned index = 0;
