@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "accounting/owner_map.h"
+#include "accounting/sample_table.h"
 #include "alloc/allocator.h"
 #include "alloc/macros.h"
 #include "alloc/extent_hooks.h"
@@ -44,6 +45,15 @@ int WithoutMemwardArena(int flags) {
   return IsMemwardArena(arena_index) ? (flags & ~kArenaMask) : flags;
 }
 
+// Whether a sampled call with `flags` can be served from the sampler's
+// arena. A call that names an arena of the host's must get a block of that
+// arena, so its sample is counted as dropped instead.
+bool KeepsSample(int flags) {
+  if (MEMWARD_LIKELY(!NamesArena(flags))) return true;
+  memward::accounting::CountDroppedSample();
+  return false;
+}
+
 }  // namespace
 
 extern "C" {
@@ -51,7 +61,7 @@ extern "C" {
 MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
   if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && DecideSample(size) &&
-      !NamesArena(flags)) {
+      KeepsSample(flags)) {
     return AllocateSampled(size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   if (MEMWARD_UNLIKELY(TakesSlowPath()) && !NamesArena(flags)) {
@@ -63,7 +73,7 @@ MEMWARD_EXPORT void* mallocx(size_t size, int flags) {
 MEMWARD_EXPORT void* rallocx(void* pointer, size_t size, int flags) {
   flags = WithoutMemwardArena(flags);
   if (MEMWARD_UNLIKELY(SampleCountdownCrossed(size)) && DecideSample(size) &&
-      !NamesArena(flags)) {
+      KeepsSample(flags)) {
     return ReallocateSampled(pointer, size, AlignmentOfFlags(flags), (flags & kMallocxZero) != 0);
   }
   uint16_t slot = OwnerSlotOf(pointer);

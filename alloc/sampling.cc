@@ -321,8 +321,9 @@ MEMWARD_TEXT void* AllocateZeroedAfterCountdown(size_t count, size_t size) {
   size_t total = 0;
   if (__builtin_mul_overflow(count, size, &total)) {
     // Settles the countdown, which the fast path took the wrapped product
-    // from. The allocation fails with ENOMEM and is never sampled.
-    DecideSample(count * size);
+    // from. The allocation fails with ENOMEM, so a sample it drew is
+    // counted as dropped.
+    if (DecideSample(count * size)) accounting::CountDroppedSample();
     return AllocateZeroedUnsampled(count, size);
   }
   if (TakeFromParkedCountdown(total)) return AllocateZeroedUnsampled(count, size);

@@ -3,9 +3,11 @@
 // allocation (interval 1 byte: an allocation of s bytes is then sampled with
 // probability 1 - exp(-s), which is 1 in double precision from 37 bytes).
 #include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +31,8 @@ extern "C" {
 void* mallocx(size_t size, int flags);
 void* rallocx(void* pointer, size_t size, int flags);
 void dallocx(void* pointer, int flags);
+int mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
+            size_t new_length);
 }
 
 namespace memward::testing {
@@ -423,6 +427,36 @@ TEST_F(SamplerTest, FullTableDropsSamples) {
   void* block = malloc(64);
   EXPECT_TRUE(IsSampledBlock(block));
   free(block);
+}
+
+// A sampled call that names an arena of the host's, or a calloc whose size
+// overflows, cannot be served from the sampler's arena. Its sample is
+// counted as dropped, so that samples taken and dropped add up to the
+// points the sampler drew.
+TEST_F(SamplerTest, UnservableCallsCountDroppedSamples) {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  ASSERT_EQ(mallctl("arenas.create", &arena, &length, nullptr, 0), 0);
+  const int flags = static_cast<int>((arena + 1) << 20) | (1 << 8);  // MALLOCX_ARENA, TCACHE_NONE
+
+  const uint64_t dropped = accounting::GetSamplerStats().samples_dropped;
+  void* block = mallocx(64, flags);
+  ASSERT_NE(block, nullptr);
+  EXPECT_FALSE(IsSampledBlock(block));
+  EXPECT_EQ(accounting::GetSamplerStats().samples_dropped, dropped + 1);
+
+  block = rallocx(block, 128, flags);
+  ASSERT_NE(block, nullptr);
+  EXPECT_FALSE(IsSampledBlock(block));
+  EXPECT_EQ(accounting::GetSamplerStats().samples_dropped, dropped + 2);
+  dallocx(block, flags);
+
+  // volatile, so that the compiler cannot see the overflow.
+  volatile size_t count = SIZE_MAX / 2;
+  errno = 0;
+  EXPECT_EQ(calloc(count, 3), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_EQ(accounting::GetSamplerStats().samples_dropped, dropped + 3);
 }
 
 TEST(SamplerSetting, RejectsOutOfRangeInterval) {
