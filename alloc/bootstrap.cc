@@ -112,12 +112,6 @@ void BuildEngineOptions(const base::Settings& settings) {
   // did not change beyond their spread (bench/report_notes.md).
   length += base::Format(out + length, capacity - length, "lg_extent_max_active_fit:%d",
                          kLgExtentMaxActiveFit);
-  // Threads start without a jemalloc cache. StartThreadOnEngine gives a
-  // thread its cache at once, or after tcache_warmup bytes while threads
-  // churn (alloc/thread_start.h).
-  if (settings.Get(SettingId::kTcacheWarmup) > 0) {
-    length += base::Format(out + length, capacity - length, ",tcache:false");
-  }
 }
 
 void RunBootstrap() {

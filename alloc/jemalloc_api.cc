@@ -10,8 +10,11 @@
 // names one of memward's own arenas is dropped. A flag that names an arena
 // the caller created is honoured, also inside a scope, and that memory is
 // untagged.
+#include <errno.h>
 #include <stddef.h>
 #include <string.h>
+
+#include <atomic>
 
 #include "accounting/owner_map.h"
 #include "accounting/sample_table.h"
@@ -43,6 +46,71 @@ int WithoutMemwardArena(int flags) {
   if (MEMWARD_LIKELY(!NamesArena(flags))) return flags;
   unsigned arena_index = (static_cast<unsigned>(flags) >> 20) - 1;
   return IsMemwardArena(arena_index) ? (flags & ~kArenaMask) : flags;
+}
+
+// The thread-cache controls that memward handles itself for a thread in its
+// cache warm-up (alloc/thread_start.h), as for a thread with an empty cache.
+enum class ThreadCacheControl { kOther, kFlush, kEnabled };
+
+constexpr char kFlushName[] = "thread.tcache.flush";
+constexpr char kEnabledName[] = "thread.tcache.enabled";
+constexpr size_t kControlMibLength = 3;
+
+// The two controls' MIBs, looked up at first use. Threads that race look
+// them up alike and store the same values.
+constinit size_t g_flush_mib[kControlMibLength] = {};
+constinit size_t g_enabled_mib[kControlMibLength] = {};
+constinit std::atomic<bool> g_control_mibs_ready{false};
+
+ThreadCacheControl ThreadCacheControlNamed(const char* name) {
+  if (name == nullptr) return ThreadCacheControl::kOther;
+  if (strcmp(name, kFlushName) == 0) return ThreadCacheControl::kFlush;
+  if (strcmp(name, kEnabledName) == 0) return ThreadCacheControl::kEnabled;
+  return ThreadCacheControl::kOther;
+}
+
+bool LookUpControlMibs() {
+  if (g_control_mibs_ready.load(std::memory_order_acquire)) return true;
+  size_t flush_length = kControlMibLength;
+  size_t enabled_length = kControlMibLength;
+  if (mwje_mallctlnametomib(kFlushName, g_flush_mib, &flush_length) != 0 ||
+      mwje_mallctlnametomib(kEnabledName, g_enabled_mib, &enabled_length) != 0 ||
+      flush_length != kControlMibLength || enabled_length != kControlMibLength) {
+    return false;
+  }
+  g_control_mibs_ready.store(true, std::memory_order_release);
+  return true;
+}
+
+ThreadCacheControl ThreadCacheControlOfMib(const size_t* mib, size_t mib_length) {
+  if (mib == nullptr || mib_length != kControlMibLength || !LookUpControlMibs()) {
+    return ThreadCacheControl::kOther;
+  }
+  const size_t bytes = kControlMibLength * sizeof(size_t);
+  if (memcmp(mib, g_flush_mib, bytes) == 0) return ThreadCacheControl::kFlush;
+  if (memcmp(mib, g_enabled_mib, bytes) == 0) return ThreadCacheControl::kEnabled;
+  return ThreadCacheControl::kOther;
+}
+
+// Handles `control` on a thread in its warm-up, as a thread with an empty
+// cache would see it. Returns true with `result` set when the call is
+// handled here, false when jemalloc is to run it.
+//
+// jemalloc 5.3 fails a flush on a thread without a cache with EFAULT,
+// which a program that never disabled its cache does not expect. There is
+// nothing to flush, so the flush succeeds (and, as jemalloc's, takes no
+// value). Setting thread.tcache.enabled hands the cache to the program:
+// the warm-up ends without enabling it, and jemalloc applies the value.
+bool AnswerControlInWarmup(ThreadCacheControl control, void* old_value, void* new_value,
+                           int* result) {
+  if (control == ThreadCacheControl::kFlush) {
+    *result = old_value != nullptr || new_value != nullptr ? EPERM : 0;
+    return true;
+  }
+  if (control == ThreadCacheControl::kEnabled && new_value != nullptr) {
+    CancelThreadCacheWarmup();
+  }
+  return false;
 }
 
 // Whether a sampled call with `flags` can be served from the sampler's
@@ -126,6 +194,11 @@ MEMWARD_EXPORT size_t nallocx(size_t size, int flags) {
 MEMWARD_EXPORT int mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
                            size_t new_length) {
   EnterAllocation();
+  int result = 0;
+  if (MEMWARD_UNLIKELY(InThreadCacheWarmup()) &&
+      AnswerControlInWarmup(ThreadCacheControlNamed(name), old_value, new_value, &result)) {
+    return result;
+  }
   return mwje_mallctl(name, old_value, old_length, new_value, new_length);
 }
 
@@ -137,6 +210,12 @@ MEMWARD_EXPORT int mallctlnametomib(const char* name, size_t* mib, size_t* mib_l
 MEMWARD_EXPORT int mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
                                 size_t* old_length, void* new_value, size_t new_length) {
   EnterAllocation();
+  int result = 0;
+  if (MEMWARD_UNLIKELY(InThreadCacheWarmup()) &&
+      AnswerControlInWarmup(ThreadCacheControlOfMib(mib, mib_length), old_value, new_value,
+                            &result)) {
+    return result;
+  }
   return mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
 }
 

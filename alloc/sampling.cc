@@ -378,6 +378,10 @@ void BeginThreadCacheWarmup(int64_t warmup_bytes) {
   countdown = fed;
 }
 
+bool InThreadCacheWarmup() { return t_warmup_rest >= 0; }
+
+void CancelThreadCacheWarmup() { t_warmup_rest = -1; }
+
 void ForgetThreadIdInChild() { t_thread_state.sample_thread_id = 0; }
 
 void ResetThreadSampling() {

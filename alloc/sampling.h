@@ -123,6 +123,14 @@ size_t SampledUsableSize(const void* pointer);
 // changed. Called by StartThreadOnEngine, outside jemalloc.
 void BeginThreadCacheWarmup(int64_t warmup_bytes);
 
+// Whether the calling thread is in its thread-cache warm-up, so it has no
+// jemalloc cache yet.
+bool InThreadCacheWarmup();
+
+// Ends the calling thread's warm-up without changing its cache, because the
+// program set thread.tcache.enabled itself.
+void CancelThreadCacheWarmup();
+
 // Sets the mean interval (0 for off) that threads pick up at their next
 // crossing; `arena_slot` is the sampler's arena. Called outside malloc.
 void ConfigureSampling(int64_t interval_bytes, uint32_t arena_slot);

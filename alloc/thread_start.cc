@@ -86,13 +86,21 @@ bool LookUpNames() {
   return true;
 }
 
-// Creates the calling thread's jemalloc state, and its cache when
-// tcache_warmup is 0, and assigns it an arena, by reading thread.arena.
+// Creates the calling thread's jemalloc state, its cache included, and
+// assigns it an arena, by reading thread.arena.
 void CreateThreadCache() {
   unsigned index = 0;
   size_t length = sizeof(index);
   t_zeroing_with_memset = true;
   mwje_mallctlbymib(g_thread_arena_mib, 2, &index, &length, nullptr, 0);
+  t_zeroing_with_memset = false;
+}
+
+// Creates (zeroing a recycled cache stack with memset) or destroys the
+// calling thread's jemalloc cache.
+void SetThreadCacheEnabled(bool enabled) {
+  t_zeroing_with_memset = true;
+  mwje_mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
   t_zeroing_with_memset = false;
 }
 
@@ -109,15 +117,11 @@ bool ThreadsChurn() {
   return index >= kChurnStarts && now_ns - earlier_ns < kChurnWindowNs;
 }
 
-// Gives the calling thread its cache now, or after a warm-up while threads
-// churn. With tcache_warmup at 0, jemalloc created the cache already.
+// Replaces the calling thread's new cache with a warm-up while threads churn.
 void ChooseCacheStart() {
-  if (g_tcache_warmup == 0) return;
-  if (ThreadsChurn()) {
-    BeginThreadCacheWarmup(g_tcache_warmup);
-  } else {
-    EnableThreadCache();
-  }
+  if (g_tcache_warmup == 0 || !ThreadsChurn()) return;
+  SetThreadCacheEnabled(false);
+  BeginThreadCacheWarmup(g_tcache_warmup);
 }
 
 void* AutomaticArena(unsigned index) {
@@ -173,10 +177,7 @@ void StartThreadOnEngine() {
   RequestDecayForSecondThread();
 }
 
-void EnableThreadCache() {
-  bool enabled = true;
-  mwje_mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled));
-}
+void EnableThreadCache() { SetThreadCacheEnabled(true); }
 
 void MarkCallingThreadAsWarden() { t_is_warden = true; }
 

@@ -18,15 +18,24 @@
 // into the batches' pages. Four short threads at a time kept about 2 MiB of
 // slabs active in workload_thread_churn. So, as tcmalloc's caches start
 // small, a thread started while threads churn (16 starts within 100 ms)
-// gets no jemalloc cache until it has allocated tcache_warmup bytes (256
-// KiB by default). Until then its calls lock the arena's bins, which costs a
-// short thread less than one cache fill. With the warm-up, the program's
-// peak RSS went from 8.4 to 6.9 MiB and its time from 0.25 to 0.22 s.
-// Other threads get their cache at their first call: a cache that starts
-// in the middle of a periodic pattern can settle into a fill and a flush on
-// every round (jemalloc 5.3 fills half a bin and flushes a full bin to half,
-// so 100 blocks of 64 B in a bin of 128 can cycle between 64 and 100), and
-// a two-thread batch benchmark then took 1.5 times as long.
+// loses the cache that jemalloc created at its first call, and gets a new
+// one once it has allocated tcache_warmup bytes (256 KiB by default). Until
+// then its calls lock the arena's bins, which costs a short thread less
+// than one cache fill. With the warm-up, that program's peak RSS went from
+// 8.2-8.5 to 6.9-7.2 MiB in about the same time.
+//
+// Other threads keep their cache from their first call, as with jemalloc
+// alone. A cache that starts in the middle of a periodic pattern can settle
+// into a fill and a flush on every round: jemalloc 5.3 fills half a bin and
+// flushes a full bin to half, so batches of 100 blocks of 64 B in a bin of
+// 128 can cycle between 64 and 100 cached blocks. With a warm-up for every
+// thread, the two-thread 64-byte batch rows of bench/micro/malloc_micro.cc
+// took 1.3 to 1.6 times jemalloc's time in two runs.
+//
+// While a thread warms up, jemalloc would fail thread.tcache.flush with
+// EFAULT, so memward's mallctl handles it (alloc/jemalloc_api.cc). A program
+// that sets thread.tcache.enabled itself ends the warm-up, and its setting
+// stays.
 //
 // StartThreadOnEngine, run by a thread's first allocation, removes the
 // first two:

@@ -33,7 +33,8 @@
 //                               the main thread and a lone thread get their
 //                               jemalloc cache at once; threads started in a
 //                               burst get it only after a warm-up of
-//                               allocations
+//                               allocations, flush it without an error, and
+//                               keep it off when the program turned it off
 //   cache-at-start              run with tcache_warmup=0: every thread of a
 //                               burst has its cache from its first call
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
@@ -443,38 +444,97 @@ void AllocateAndFree(size_t bytes) {
   }
 }
 
-// What one thread of a burst saw.
+// Returns the result of flushing the calling thread's cache by name and by
+// MIB, as a program built against jemalloc may.
+void FlushThreadCache(int* by_name, int* by_mib) {
+  using NameToMibFunction = int (*)(const char*, size_t*, size_t*);
+  using ByMibFunction = int (*)(const size_t*, size_t, void*, size_t*, void*, size_t);
+  const auto name_to_mib =
+      reinterpret_cast<NameToMibFunction>(dlsym(RTLD_DEFAULT, "mallctlnametomib"));
+  const auto by_mib_function = reinterpret_cast<ByMibFunction>(dlsym(RTLD_DEFAULT, "mallctlbymib"));
+  const MallctlFunction mallctl = LookUpMallctl();
+  *by_name = mallctl == nullptr ? -1 : mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+  size_t mib[3] = {};
+  size_t mib_length = 3;
+  *by_mib = -1;
+  if (name_to_mib != nullptr && by_mib_function != nullptr &&
+      name_to_mib("thread.tcache.flush", mib, &mib_length) == 0) {
+    *by_mib = by_mib_function(mib, mib_length, nullptr, nullptr, nullptr, 0);
+  }
+}
+
+// Turns the calling thread's cache off, as a program may.
+bool DisableThreadCache() {
+  const MallctlFunction mallctl = LookUpMallctl();
+  bool enabled = false;
+  return mallctl != nullptr &&
+         mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled)) == 0;
+}
+
+// What one thread of a burst saw. The fields after cache_at_start are set
+// only for a thread that started without a cache.
 struct BurstThread {
   bool cache_at_start = false;
-  // Set only for a thread that started without a cache.
+  int flush_by_name = -1;
+  int flush_by_mib = -1;
   bool cache_after_half_warmup = false;
   bool cache_after_warmup = false;
 };
 
 // Starts `count` threads at once. Each allocates once, reads whether it has
 // a cache, and waits until every thread has done so, so that the starts
-// overlap. A thread without a cache then allocates half the default warm-up
+// overlap. A thread without a cache then flushes its cache, turns the cache
+// off when `program_disables_cache`, and allocates half the default warm-up
 // and then twice it, reading the cache state after each.
-std::vector<BurstThread> RunThreadBurst(int count) {
+std::vector<BurstThread> RunThreadBurst(int count, bool program_disables_cache) {
   constexpr size_t kDefaultWarmup = 256 * 1024;
   std::vector<BurstThread> seen(count);
   std::atomic<int> started{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < count; ++i) {
-    threads.emplace_back([&seen, &started, count, i] {
+    threads.emplace_back([&seen, &started, count, i, program_disables_cache] {
       free(malloc(64));
-      seen[i].cache_at_start = HasThreadCache();
+      BurstThread& thread = seen[i];
+      thread.cache_at_start = HasThreadCache();
       started.fetch_add(1);
       while (started.load() < count) std::this_thread::yield();
-      if (seen[i].cache_at_start) return;
+      if (thread.cache_at_start) return;
+      FlushThreadCache(&thread.flush_by_name, &thread.flush_by_mib);
+      if (program_disables_cache && !DisableThreadCache()) abort();
       AllocateAndFree(kDefaultWarmup / 2);
-      seen[i].cache_after_half_warmup = HasThreadCache();
+      thread.cache_after_half_warmup = HasThreadCache();
       AllocateAndFree(2 * kDefaultWarmup);
-      seen[i].cache_after_warmup = HasThreadCache();
+      thread.cache_after_warmup = HasThreadCache();
     });
   }
   for (std::thread& thread : threads) thread.join();
   return seen;
+}
+
+// Checks the threads of a burst that started without a cache; returns how
+// many there were, or -1 after reporting a failed check.
+int CheckWarmingThreads(const std::vector<BurstThread>& burst, bool program_disabled_cache) {
+  int warming = 0;
+  for (const BurstThread& thread : burst) {
+    if (thread.cache_at_start) continue;
+    warming++;
+    if (thread.flush_by_name != 0 || thread.flush_by_mib != 0) {
+      fprintf(stderr, "process_helper: thread.tcache.flush in a warm-up returned %d by name, "
+              "%d by MIB\n", thread.flush_by_name, thread.flush_by_mib);
+      return -1;
+    }
+    if (thread.cache_after_half_warmup) {
+      fprintf(stderr, "process_helper: a burst thread got its cache before 128 KiB\n");
+      return -1;
+    }
+    if (thread.cache_after_warmup == program_disabled_cache) {
+      fprintf(stderr, "process_helper: a burst thread %s a cache after 640 KiB%s\n",
+              program_disabled_cache ? "has" : "has no",
+              program_disabled_cache ? " although the program turned it off" : "");
+      return -1;
+    }
+  }
+  return warming;
 }
 
 int CacheWarmup() {
@@ -493,28 +553,20 @@ int CacheWarmup() {
     return kCheckFailed;
   }
 
-  int warming = 0;
-  for (const BurstThread& thread : RunThreadBurst(64)) {
-    if (thread.cache_at_start) continue;
-    warming++;
-    if (thread.cache_after_half_warmup) {
-      fprintf(stderr, "process_helper: a burst thread got its cache before 128 KiB\n");
+  for (bool program_disables_cache : {false, true}) {
+    const int warming =
+        CheckWarmingThreads(RunThreadBurst(64, program_disables_cache), program_disables_cache);
+    if (warming < 0) return kCheckFailed;
+    if (warming == 0) {
+      fprintf(stderr, "process_helper: all 64 threads of a burst had a cache at once\n");
       return kCheckFailed;
     }
-    if (!thread.cache_after_warmup) {
-      fprintf(stderr, "process_helper: a burst thread has no cache after 640 KiB\n");
-      return kCheckFailed;
-    }
-  }
-  if (warming == 0) {
-    fprintf(stderr, "process_helper: all 64 threads of a burst had a cache at once\n");
-    return kCheckFailed;
   }
   return 0;
 }
 
 int CacheAtStart() {
-  for (const BurstThread& thread : RunThreadBurst(64)) {
+  for (const BurstThread& thread : RunThreadBurst(64, false)) {
     if (!thread.cache_at_start) {
       fprintf(stderr, "process_helper: a thread had no cache with tcache_warmup=0\n");
       return kCheckFailed;

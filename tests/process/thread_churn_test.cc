@@ -360,6 +360,31 @@ TEST_F(ThreadChurnTest, SuccessiveThreadsReuseResidentPages) {
                                   << " successive threads";
 }
 
+// The same for successive threads that allocate past the cache warm-up
+// (tcache_warmup, 256 KiB by default): the cache that the warm-up's end
+// creates must reuse the cache stack of an exited thread without faulting
+// it in. A cache created there with jemalloc's madvise zeroing cost about
+// 4 faults per thread.
+TEST_F(ThreadChurnTest, ThreadsPastWarmupReuseResidentPages) {
+  constexpr int kThreads = 2000;
+  constexpr size_t kBlockSize = 4096;
+  constexpr size_t kBytesPerThread = 1024 * 1024;
+  const auto allocate_past_warmup = [](int index) {
+    for (size_t done = 0; done < kBytesPerThread; done += kBlockSize) {
+      void* block = malloc(kBlockSize);
+      if (block == nullptr) return false;
+      FillPattern(block, 64, static_cast<uint64_t>(index));
+      const bool intact = CheckPattern(block, 64, static_cast<uint64_t>(index));
+      free(block);
+      if (!intact) return false;
+    }
+    return true;
+  };
+  const long faults = FaultsOfSuccessiveThreads(kThreads, allocate_past_warmup);
+  EXPECT_LT(faults, 2 * kThreads) << faults << " minor page faults in " << kThreads
+                                  << " successive threads";
+}
+
 // The same for threads whose first memward call enters a tenant scope, as
 // a worker that starts per request does. Such a thread used to create its
 // jemalloc cache, its explicit cache and its block of slot caches on fresh
