@@ -17,7 +17,7 @@
 // jemalloc's defaults) for one allocation, and the threads after it write
 // into the batches' pages. Four short threads at a time kept about 2 MiB of
 // slabs active in workload_thread_churn. So, as tcmalloc's caches start
-// small, a thread started while threads churn (16 starts within 100 ms)
+// small, a thread started while threads churn (16 starts within 10 ms)
 // loses the cache that jemalloc created at its first call, and gets a new
 // one once it has allocated tcache_warmup bytes (256 KiB by default). Until
 // then its calls lock the arena's bins, which costs a short thread less

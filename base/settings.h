@@ -124,7 +124,7 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "bytes allocated in blocks of 1 MiB or more; past it every arena is purged at once. "
      "0 leaves dirty pages to decay alone."},
     {SettingId::kTcacheWarmup, "tcache_warmup", SettingKind::kSize, 256 * kKiB, 0, kGiB, false,
-     "Bytes a thread started in a burst (16 thread starts within 100 ms) allocates before "
+     "Bytes a thread started in a burst (16 thread starts within 10 ms) allocates before "
      "it gets a jemalloc thread cache; until then its calls lock the arena's bins, so "
      "short-lived threads hold no cached batches. Other threads get their cache at their "
      "first call; 0 gives it to every thread at once. Read at start-up."},

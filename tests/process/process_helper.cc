@@ -555,10 +555,10 @@ int CacheWarmup() {
 
   for (bool program_disables_cache : {false, true}) {
     const int warming =
-        CheckWarmingThreads(RunThreadBurst(64, program_disables_cache), program_disables_cache);
+        CheckWarmingThreads(RunThreadBurst(128, program_disables_cache), program_disables_cache);
     if (warming < 0) return kCheckFailed;
     if (warming == 0) {
-      fprintf(stderr, "process_helper: all 64 threads of a burst had a cache at once\n");
+      fprintf(stderr, "process_helper: all 128 threads of a burst had a cache at once\n");
       return kCheckFailed;
     }
   }
@@ -566,7 +566,7 @@ int CacheWarmup() {
 }
 
 int CacheAtStart() {
-  for (const BurstThread& thread : RunThreadBurst(64, false)) {
+  for (const BurstThread& thread : RunThreadBurst(128, false)) {
     if (!thread.cache_at_start) {
       fprintf(stderr, "process_helper: a thread had no cache with tcache_warmup=0\n");
       return kCheckFailed;
