@@ -13,6 +13,7 @@
 #include <atomic>
 
 #include "alloc/engine.h"
+#include "alloc/thread_start.h"
 #include "alloc/thread_state.h"
 #include "base/log.h"
 
@@ -133,6 +134,7 @@ void RunBootstrap() {
   }
   BuildEngineOptions(g_settings);
   mwje_malloc_conf = g_engine_options;
+  CreateWarmupExitKey();
 }
 
 }  // namespace

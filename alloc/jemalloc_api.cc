@@ -21,6 +21,7 @@
 #include "alloc/allocator.h"
 #include "alloc/macros.h"
 #include "alloc/extent_hooks.h"
+#include "alloc/thread_start.h"
 
 using namespace memward::alloc;
 using memward::accounting::OwnerSlotOf;
@@ -92,25 +93,28 @@ ThreadCacheControl ThreadCacheControlOfMib(const size_t* mib, size_t mib_length)
   return ThreadCacheControl::kOther;
 }
 
-// Handles `control` on a thread in its warm-up, as a thread with an empty
-// cache would see it. Returns true with `result` set when the call is
-// handled here, false when jemalloc is to run it.
-//
-// jemalloc 5.3 fails a flush on a thread without a cache with EFAULT,
-// which a program that never disabled its cache does not expect. There is
-// nothing to flush, so the flush succeeds (and, as jemalloc's, takes no
-// value). Setting thread.tcache.enabled hands the cache to the program:
-// the warm-up ends without enabling it, and jemalloc applies the value.
-bool AnswerControlInWarmup(ThreadCacheControl control, void* old_value, void* new_value,
-                           int* result) {
-  if (control == ThreadCacheControl::kFlush) {
-    *result = old_value != nullptr || new_value != nullptr ? EPERM : 0;
-    return true;
+// The result of thread.tcache.flush for a thread in its warm-up. jemalloc
+// 5.3 fails a flush on a thread without a cache with EFAULT, which a program
+// that never turned its cache off does not expect. There is nothing to
+// flush, so the flush succeeds and, as jemalloc's, takes no value.
+int FlushInWarmup(void* old_value, void* new_value) {
+  return old_value != nullptr || new_value != nullptr ? EPERM : 0;
+}
+
+// Finishes a call of thread.tcache.enabled that jemalloc ran with `result`
+// for a thread in its warm-up, and returns the result. The thread is to get
+// its cache, so a read reports true where jemalloc reported false: a
+// program that saves the value, turns the cache off and restores it then
+// turns it back on. A successful write hands the cache to the program, and
+// the warm-up ends without changing it.
+int FinishEnabledInWarmup(int result, void* old_value, const size_t* old_length,
+                          const void* new_value) {
+  if (result != 0) return result;
+  if (old_value != nullptr && old_length != nullptr && *old_length == sizeof(bool)) {
+    *static_cast<bool*>(old_value) = true;
   }
-  if (control == ThreadCacheControl::kEnabled && new_value != nullptr) {
-    CancelThreadCacheWarmup();
-  }
-  return false;
+  if (new_value != nullptr) CancelThreadCacheWarmup();
+  return result;
 }
 
 // Whether a sampled call with `flags` can be served from the sampler's
@@ -194,10 +198,15 @@ MEMWARD_EXPORT size_t nallocx(size_t size, int flags) {
 MEMWARD_EXPORT int mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
                            size_t new_length) {
   EnterAllocation();
-  int result = 0;
-  if (MEMWARD_UNLIKELY(InThreadCacheWarmup()) &&
-      AnswerControlInWarmup(ThreadCacheControlNamed(name), old_value, new_value, &result)) {
-    return result;
+  if (MEMWARD_UNLIKELY(InThreadCacheWarmup())) {
+    const ThreadCacheControl control = ThreadCacheControlNamed(name);
+    if (control == ThreadCacheControl::kFlush) return FlushInWarmup(old_value, new_value);
+    if (control == ThreadCacheControl::kEnabled) {
+      SetZeroingWithMemset(true);
+      const int result = mwje_mallctl(name, old_value, old_length, new_value, new_length);
+      SetZeroingWithMemset(false);
+      return FinishEnabledInWarmup(result, old_value, old_length, new_value);
+    }
   }
   return mwje_mallctl(name, old_value, old_length, new_value, new_length);
 }
@@ -210,11 +219,16 @@ MEMWARD_EXPORT int mallctlnametomib(const char* name, size_t* mib, size_t* mib_l
 MEMWARD_EXPORT int mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
                                 size_t* old_length, void* new_value, size_t new_length) {
   EnterAllocation();
-  int result = 0;
-  if (MEMWARD_UNLIKELY(InThreadCacheWarmup()) &&
-      AnswerControlInWarmup(ThreadCacheControlOfMib(mib, mib_length), old_value, new_value,
-                            &result)) {
-    return result;
+  if (MEMWARD_UNLIKELY(InThreadCacheWarmup())) {
+    const ThreadCacheControl control = ThreadCacheControlOfMib(mib, mib_length);
+    if (control == ThreadCacheControl::kFlush) return FlushInWarmup(old_value, new_value);
+    if (control == ThreadCacheControl::kEnabled) {
+      SetZeroingWithMemset(true);
+      const int result =
+          mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
+      SetZeroingWithMemset(false);
+      return FinishEnabledInWarmup(result, old_value, old_length, new_value);
+    }
   }
   return mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
 }

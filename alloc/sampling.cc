@@ -91,6 +91,17 @@ int64_t TakeWarmupStep(int64_t step) {
   return step;
 }
 
+// Counts against the warm-up's rest the bytes that the crossing allocation
+// took past the countdown (-countdown), which a new start of the countdown
+// drops. Without it a small sample_interval, whose crossings drop most of
+// each allocation, made a warm-up of 256 KiB last for more than 64 MiB.
+void CountWarmupOvershoot(int64_t countdown) {
+  if (MEMWARD_LIKELY(t_warmup_rest <= 0) || countdown >= 0) return;
+  const uint64_t overshoot = 0 - static_cast<uint64_t>(countdown);
+  const uint64_t rest = static_cast<uint64_t>(t_warmup_rest);
+  t_warmup_rest = overshoot >= rest ? 0 : static_cast<int64_t>(rest - overshoot);
+}
+
 // Adds up to kRecheckStep of the pending gap to `countdown`, and no more
 // than the warm-up's rest.
 void FeedGap(ThreadState& state, int64_t& countdown) {
@@ -133,6 +144,7 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
   int64_t interval = IntervalOf(config);
   if (interval == 0) {
     state.sample_epoch = EpochOf(config);
+    CountWarmupOvershoot(countdown);
     countdown = TakeWarmupStep(kRecheckStep);
     state.sample_gap_rest = 0;
     return false;
@@ -148,6 +160,7 @@ MEMWARD_TEXT bool DecideSample(size_t size) {
   }
   while (countdown <= 0 && state.sample_gap_rest > 0) FeedGap(state, countdown);
   if (countdown > 0) return false;
+  CountWarmupOvershoot(countdown);
   StartGap(state, countdown, interval);
   return true;
 }

@@ -2,6 +2,7 @@
 #include "alloc/thread_start.h"
 
 #include <jemalloc/jemalloc.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -70,6 +71,16 @@ constexpr int64_t kChurnWindowNs = 10'000'000;
 constinit std::atomic<int64_t> g_start_times[kChurnStarts] = {};
 constinit std::atomic<uint64_t> g_thread_starts{0};
 
+// The key whose destructor ends a thread's warm-up at its exit
+// (CreateWarmupExitKey); set on threads in their warm-up.
+constinit pthread_key_t g_warmup_key = 0;
+constinit bool g_warmup_key_created = false;
+
+// Ends the calling thread's warm-up. A warm-up that ended in a key
+// destructor after jemalloc's own (its TSD clean-up) linked a new cache into
+// the arena that nothing unlinked, and a later thread crashed on it.
+void EndWarmupAtExit(void*) { CancelThreadCacheWarmup(); }
+
 // The hold moves kNotHeld -> kHolding -> kHeld, or back to kNotHeld when an
 // automatic arena does not exist yet. Only the thread that moved it to
 // kHolding counts the extra threads, so each arena gets exactly one.
@@ -124,7 +135,10 @@ bool ThreadsChurn() {
 
 // Replaces the calling thread's new cache with a warm-up while threads churn.
 void ChooseCacheStart() {
-  if (g_tcache_warmup == 0 || !ThreadsChurn()) return;
+  if (g_tcache_warmup == 0 || !g_warmup_key_created || !ThreadsChurn()) return;
+  // A key past glibc's 32 inline ones makes this calloc. The warm-up has not
+  // begun, so that allocation cannot end it.
+  if (pthread_setspecific(g_warmup_key, &g_warmup_key) != 0) return;
   SetThreadCacheEnabled(false);
   BeginThreadCacheWarmup(g_tcache_warmup);
 }
@@ -183,6 +197,10 @@ void StartThreadOnEngine() {
 }
 
 void EnableThreadCache() { SetThreadCacheEnabled(true); }
+
+void CreateWarmupExitKey() {
+  g_warmup_key_created = pthread_key_create(&g_warmup_key, EndWarmupAtExit) == 0;
+}
 
 void MarkCallingThreadAsWarden() { t_is_warden = true; }
 

@@ -32,10 +32,14 @@
 // thread, the two-thread 64-byte batch rows of bench/micro/malloc_micro.cc
 // took 1.3 to 1.6 times jemalloc's time in two runs.
 //
-// While a thread warms up, jemalloc would fail thread.tcache.flush with
-// EFAULT, so memward's mallctl handles it (alloc/jemalloc_api.cc). A program
-// that sets thread.tcache.enabled itself ends the warm-up, and its setting
-// stays.
+// While a thread warms up, memward's mallctl handles two controls
+// (alloc/jemalloc_api.cc). thread.tcache.flush succeeds, where jemalloc would
+// fail it with EFAULT, and thread.tcache.enabled reads true. A program that
+// writes thread.tcache.enabled ends the warm-up, and its setting stays. The
+// warm-up also ends at the thread's exit, before jemalloc tears down the
+// thread's state (CreateWarmupExitKey). The bytes allocated count once each:
+// with a small sample_interval, the part of a crossing past the countdown
+// counts too (alloc/sampling.cc).
 //
 // StartThreadOnEngine, run by a thread's first allocation, removes the
 // first two:
@@ -93,6 +97,13 @@ MEMWARD_NOINLINE void StartThreadOnEngine();
 // memset. Called from the sampler's slow path (alloc/sampling.cc), outside
 // jemalloc, once per thread.
 void EnableThreadCache();
+
+// Creates the pthread key whose destructor ends a thread's warm-up at its
+// exit. Called by the bootstrap before jemalloc starts, so that the key
+// comes before jemalloc's own and its destructor runs first in each of
+// glibc's destructor passes, before jemalloc tears the thread's state down.
+// Allocates nothing.
+void CreateWarmupExitKey();
 
 // Whether StartThreadOnEngine has run on this thread. A thread that has not
 // run it stays on the slow path (alloc/thread_state.h), even after leaving a

@@ -34,13 +34,21 @@
 //                               jemalloc cache at once; threads started in a
 //                               burst get it only after a warm-up of
 //                               allocations, flush it without an error, and
-//                               keep it off when the program turned it off
+//                               follow what the program sets with
+//                               thread.tcache.enabled
+//   warmup-ends-in-last-destructor-pass
+//                               burst threads allocate past their warm-up in
+//                               glibc's last key-destructor pass; exits 0
+//                               unless it crashes
 //   cache-at-start              run with tcache_warmup=0: every thread of a
 //                               burst has its cache from its first call
 // Exit status: 0 on success, 2 for a bad argument, 3 when memward is not the
 // allocator, 4 when a check failed. A crash shows as a signal.
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +59,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <thread>
@@ -425,13 +434,85 @@ int SequentialThreads() {
   return 0;
 }
 
-// Whether the calling thread has a jemalloc thread cache.
-bool HasThreadCache() {
-  bool enabled = false;
-  size_t length = sizeof(enabled);
+// Sizes of the classes that probe a thread's cache (HasThreadCache); no
+// other code here allocates them.
+constexpr size_t kStartProbe = 5120;
+constexpr size_t kHalfWarmupProbe = 6144;
+constexpr size_t kAfterWarmupProbe = 7168;
+
+// Serializes the probes, which read their bin's fill count in the thread's
+// arena, shared with other threads.
+std::mutex g_probe_lock;
+
+// Returns jemalloc's bin index of the small class `size`, or -1.
+int BinIndexOf(size_t size) {
   const MallctlFunction mallctl = LookUpMallctl();
-  return mallctl != nullptr &&
-         mallctl("thread.tcache.enabled", &enabled, &length, nullptr, 0) == 0 && enabled;
+  unsigned bins = 0;
+  size_t length = sizeof(bins);
+  if (mallctl == nullptr || mallctl("arenas.nbins", &bins, &length, nullptr, 0) != 0) return -1;
+  for (unsigned bin = 0; bin < bins; ++bin) {
+    const std::string name = "arenas.bin." + std::to_string(bin) + ".size";
+    size_t bin_size = 0;
+    length = sizeof(bin_size);
+    if (mallctl(name.c_str(), &bin_size, &length, nullptr, 0) == 0 && bin_size == size) {
+      return static_cast<int>(bin);
+    }
+  }
+  return -1;
+}
+
+// Returns the calling thread's automatic arena.
+unsigned ArenaOfThread() {
+  unsigned arena = 0;
+  size_t length = sizeof(arena);
+  if (LookUpMallctl()("thread.arena", &arena, &length, nullptr, 0) != 0) abort();
+  return arena;
+}
+
+// Returns the fill count of `bin` in `arena`.
+uint64_t FillsOfBin(unsigned arena, int bin) {
+  const MallctlFunction mallctl = LookUpMallctl();
+  uint64_t epoch = 1;
+  if (mallctl("epoch", nullptr, nullptr, &epoch, sizeof(epoch)) != 0) abort();
+  const std::string name =
+      "stats.arenas." + std::to_string(arena) + ".bins." + std::to_string(bin) + ".nfills";
+  uint64_t fills = 0;
+  size_t length = sizeof(fills);
+  if (mallctl(name.c_str(), &fills, &length, nullptr, 0) != 0) abort();
+  return fills;
+}
+
+// Whether the calling thread has a jemalloc cache, seen by allocating one
+// block of `probe_size`, a class it has not allocated before: a cache fills
+// its bin from the arena, a thread without one takes the block without a
+// fill. The block names the thread's own arena (MALLOCX_ARENA), so that
+// memward's sampler, which serves sampled blocks from its own arena, leaves
+// it alone; jemalloc 5.3's cache fills such a miss from the named arena.
+// memward's thread.tcache.enabled reports true during a warm-up (the thread
+// is to get its cache), so it cannot tell.
+bool HasThreadCache(size_t probe_size) {
+  static const int bins[] = {BinIndexOf(kStartProbe), BinIndexOf(kHalfWarmupProbe),
+                             BinIndexOf(kAfterWarmupProbe)};
+  const int bin = probe_size == kStartProbe       ? bins[0]
+                  : probe_size == kHalfWarmupProbe ? bins[1]
+                                                   : bins[2];
+  using MallocxFunction = void* (*)(size_t, int);
+  static const auto mallocx = reinterpret_cast<MallocxFunction>(dlsym(RTLD_DEFAULT, "mallocx"));
+  if (bin < 0 || mallocx == nullptr) abort();
+  std::lock_guard<std::mutex> hold(g_probe_lock);
+  const unsigned arena = ArenaOfThread();
+  const uint64_t before = FillsOfBin(arena, bin);
+  void* volatile block = mallocx(probe_size, static_cast<int>((arena + 1) << 20));
+  if (block == nullptr) abort();
+  free(block);
+  return FillsOfBin(arena, bin) > before;
+}
+
+// Makes the calling thread's first memward call, which the compiler cannot
+// leave out.
+void FirstCall() {
+  void* volatile block = malloc(64);
+  free(block);
 }
 
 // Allocates and frees `bytes` in blocks of 4 KiB.
@@ -463,12 +544,42 @@ void FlushThreadCache(int* by_name, int* by_mib) {
   }
 }
 
-// Turns the calling thread's cache off, as a program may.
-bool DisableThreadCache() {
+// What a burst thread in its warm-up does with thread.tcache.enabled, as a
+// program may, before it allocates past the warm-up.
+enum class CacheControl {
+  kNone,
+  kTurnOff,             // writes false: the cache stays off
+  kRejectedWrite,       // writes an int, which jemalloc rejects with EINVAL
+  kSaveTurnOffRestore,  // reads the value while writing false, then writes it back
+};
+
+// Runs `control` on the calling thread; returns false when a call returned
+// other than jemalloc's contract specifies.
+bool ApplyCacheControl(CacheControl control) {
   const MallctlFunction mallctl = LookUpMallctl();
-  bool enabled = false;
-  return mallctl != nullptr &&
-         mallctl("thread.tcache.enabled", nullptr, nullptr, &enabled, sizeof(enabled)) == 0;
+  if (mallctl == nullptr) return false;
+  switch (control) {
+    case CacheControl::kNone:
+      return true;
+    case CacheControl::kTurnOff: {
+      bool off = false;
+      return mallctl("thread.tcache.enabled", nullptr, nullptr, &off, sizeof(off)) == 0;
+    }
+    case CacheControl::kRejectedWrite: {
+      int value = 0;
+      return mallctl("thread.tcache.enabled", nullptr, nullptr, &value, sizeof(value)) == EINVAL;
+    }
+    case CacheControl::kSaveTurnOffRestore: {
+      bool saved = false;
+      bool off = false;
+      size_t length = sizeof(saved);
+      if (mallctl("thread.tcache.enabled", &saved, &length, &off, sizeof(off)) != 0 || !saved) {
+        return false;
+      }
+      return mallctl("thread.tcache.enabled", nullptr, nullptr, &saved, sizeof(saved)) == 0;
+    }
+  }
+  return false;
 }
 
 // What one thread of a burst saw. The fields after cache_at_start are set
@@ -477,34 +588,35 @@ struct BurstThread {
   bool cache_at_start = false;
   int flush_by_name = -1;
   int flush_by_mib = -1;
+  bool control_worked = false;
   bool cache_after_half_warmup = false;
   bool cache_after_warmup = false;
 };
 
 // Starts `count` threads at once. Each allocates once, reads whether it has
 // a cache, and waits until every thread has done so, so that the starts
-// overlap. A thread without a cache then flushes its cache, turns the cache
-// off when `program_disables_cache`, and allocates half the default warm-up
-// and then twice it, reading the cache state after each.
-std::vector<BurstThread> RunThreadBurst(int count, bool program_disables_cache) {
+// overlap. A thread without a cache then flushes its cache, applies
+// `control`, and allocates half the default warm-up and then twice it,
+// reading the cache state after each.
+std::vector<BurstThread> RunThreadBurst(int count, CacheControl control) {
   constexpr size_t kDefaultWarmup = 256 * 1024;
   std::vector<BurstThread> seen(count);
   std::atomic<int> started{0};
   std::vector<std::thread> threads;
   for (int i = 0; i < count; ++i) {
-    threads.emplace_back([&seen, &started, count, i, program_disables_cache] {
-      free(malloc(64));
+    threads.emplace_back([&seen, &started, count, i, control] {
+      FirstCall();
       BurstThread& thread = seen[i];
-      thread.cache_at_start = HasThreadCache();
+      thread.cache_at_start = HasThreadCache(kStartProbe);
       started.fetch_add(1);
       while (started.load() < count) std::this_thread::yield();
       if (thread.cache_at_start) return;
       FlushThreadCache(&thread.flush_by_name, &thread.flush_by_mib);
-      if (program_disables_cache && !DisableThreadCache()) abort();
+      thread.control_worked = ApplyCacheControl(control);
       AllocateAndFree(kDefaultWarmup / 2);
-      thread.cache_after_half_warmup = HasThreadCache();
+      thread.cache_after_half_warmup = HasThreadCache(kHalfWarmupProbe);
       AllocateAndFree(2 * kDefaultWarmup);
-      thread.cache_after_warmup = HasThreadCache();
+      thread.cache_after_warmup = HasThreadCache(kAfterWarmupProbe);
     });
   }
   for (std::thread& thread : threads) thread.join();
@@ -513,7 +625,11 @@ std::vector<BurstThread> RunThreadBurst(int count, bool program_disables_cache) 
 
 // Checks the threads of a burst that started without a cache; returns how
 // many there were, or -1 after reporting a failed check.
-int CheckWarmingThreads(const std::vector<BurstThread>& burst, bool program_disabled_cache) {
+int CheckWarmingThreads(const std::vector<BurstThread>& burst, CacheControl control) {
+  // Only the program's restore turns the cache on before the warm-up ends,
+  // and only its turning off keeps it off after.
+  const bool cache_at_half = control == CacheControl::kSaveTurnOffRestore;
+  const bool cache_after = control != CacheControl::kTurnOff;
   int warming = 0;
   for (const BurstThread& thread : burst) {
     if (thread.cache_at_start) continue;
@@ -523,14 +639,17 @@ int CheckWarmingThreads(const std::vector<BurstThread>& burst, bool program_disa
               "%d by MIB\n", thread.flush_by_name, thread.flush_by_mib);
       return -1;
     }
-    if (thread.cache_after_half_warmup) {
-      fprintf(stderr, "process_helper: a burst thread got its cache before 128 KiB\n");
+    if (!thread.control_worked) {
+      fprintf(stderr, "process_helper: thread.tcache.enabled in a warm-up (case %d) did not "
+              "return what jemalloc's contract says\n", static_cast<int>(control));
       return -1;
     }
-    if (thread.cache_after_warmup == program_disabled_cache) {
-      fprintf(stderr, "process_helper: a burst thread %s a cache after 640 KiB%s\n",
-              program_disabled_cache ? "has" : "has no",
-              program_disabled_cache ? " although the program turned it off" : "");
+    if (thread.cache_after_half_warmup != cache_at_half ||
+        thread.cache_after_warmup != cache_after) {
+      fprintf(stderr, "process_helper: in case %d a burst thread had %s cache after 128 KiB "
+              "and %s after 640 KiB\n", static_cast<int>(control),
+              thread.cache_after_half_warmup ? "a" : "no",
+              thread.cache_after_warmup ? "one" : "none");
       return -1;
     }
   }
@@ -538,24 +657,24 @@ int CheckWarmingThreads(const std::vector<BurstThread>& burst, bool program_disa
 }
 
 int CacheWarmup() {
-  free(malloc(64));
-  if (!HasThreadCache()) {
+  FirstCall();
+  if (!HasThreadCache(kStartProbe)) {
     fprintf(stderr, "process_helper: the main thread has no cache after its first call\n");
     return kCheckFailed;
   }
   bool lone_has_cache = false;
   std::thread([&lone_has_cache] {
-    free(malloc(64));
-    lone_has_cache = HasThreadCache();
+    FirstCall();
+    lone_has_cache = HasThreadCache(kStartProbe);
   }).join();
   if (!lone_has_cache) {
     fprintf(stderr, "process_helper: a lone thread has no cache after its first call\n");
     return kCheckFailed;
   }
 
-  for (bool program_disables_cache : {false, true}) {
-    const int warming =
-        CheckWarmingThreads(RunThreadBurst(128, program_disables_cache), program_disables_cache);
+  for (CacheControl control : {CacheControl::kNone, CacheControl::kTurnOff,
+                               CacheControl::kRejectedWrite, CacheControl::kSaveTurnOffRestore}) {
+    const int warming = CheckWarmingThreads(RunThreadBurst(128, control), control);
     if (warming < 0) return kCheckFailed;
     if (warming == 0) {
       fprintf(stderr, "process_helper: all 128 threads of a burst had a cache at once\n");
@@ -565,8 +684,41 @@ int CacheWarmup() {
   return 0;
 }
 
+// The key of WarmupEndsInLastDestructorPass and the destructor passes each
+// thread has seen.
+pthread_key_t g_rearming_key;
+thread_local int t_destructor_passes = 0;
+
+// Re-arms itself until glibc's last destructor pass, and there allocates
+// past the warm-up, after jemalloc's own destructor has run.
+void AllocateInLastPass(void* value) {
+  if (++t_destructor_passes < PTHREAD_DESTRUCTOR_ITERATIONS) {
+    pthread_setspecific(g_rearming_key, value);
+    return;
+  }
+  AllocateAndFree(512 * 1024);
+}
+
+// Threads of bursts whose warm-up would end in glibc's last key-destructor
+// pass: the cache that jemalloc would create there is never cleaned up,
+// and a later thread crashed on it.
+int WarmupEndsInLastDestructorPass() {
+  if (pthread_key_create(&g_rearming_key, AllocateInLastPass) != 0) return kCheckFailed;
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 20; ++i) {
+      threads.emplace_back([] {
+        FirstCall();
+        pthread_setspecific(g_rearming_key, reinterpret_cast<void*>(1));
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  return 0;
+}
+
 int CacheAtStart() {
-  for (const BurstThread& thread : RunThreadBurst(128, false)) {
+  for (const BurstThread& thread : RunThreadBurst(128, CacheControl::kNone)) {
     if (!thread.cache_at_start) {
       fprintf(stderr, "process_helper: a thread had no cache with tcache_warmup=0\n");
       return kCheckFailed;
@@ -599,6 +751,7 @@ int main(int argc, char** argv) {
   if (mode == "sequential-threads") return SequentialThreads();
   if (mode == "cache-warmup") return CacheWarmup();
   if (mode == "cache-at-start") return CacheAtStart();
+  if (mode == "warmup-ends-in-last-destructor-pass") return WarmupEndsInLastDestructorPass();
   fprintf(stderr, "process_helper: unknown mode '%s'\n", mode.c_str());
   return kBadArgument;
 }

@@ -541,6 +541,24 @@ TEST_F(ThreadChurnTest, BurstThreadsWarmUpCache) {
       << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
 }
 
+// The same with sample_interval=64, where nearly every allocation crosses
+// the sampler's countdown. The bytes of a crossing past the countdown count
+// toward the warm-up too: without them a 256 KiB warm-up lasted past 64 MiB.
+TEST_F(ThreadChurnTest, WarmupEndsWithSmallSampleInterval) {
+  const HelperRun result = RunHelper({"cache-warmup"}, {"MEMWARD_CONF=sample_interval=64"});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+}
+
+// A warm-up that would end in glibc's last key-destructor pass, after
+// jemalloc's own destructor, ends at the thread's exit instead. A cache
+// created there was never cleaned up, and a later thread crashed on it.
+TEST_F(ThreadChurnTest, WarmupEndsBeforeKeyDestructors) {
+  const HelperRun result = RunHelper({"warmup-ends-in-last-destructor-pass"}, {"MEMWARD_CONF="});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+}
+
 TEST_F(ThreadChurnTest, ZeroWarmupGivesCacheAtStart) {
   const HelperRun result = RunHelper({"cache-at-start"}, {"MEMWARD_CONF=tcache_warmup=0"});
   EXPECT_TRUE(result.outcome.ExitedWithZero())
