@@ -97,7 +97,7 @@ ThreadCacheControl ThreadCacheControlOfMib(const size_t* mib, size_t mib_length)
 // 5.3 fails a flush on a thread without a cache with EFAULT, which a program
 // that never turned its cache off does not expect. There is nothing to
 // flush, so the flush succeeds and, as jemalloc's, takes no value.
-int FlushInWarmup(void* old_value, void* new_value) {
+int FlushInWarmup(const void* old_value, const void* new_value) {
   return old_value != nullptr || new_value != nullptr ? EPERM : 0;
 }
 
@@ -115,6 +115,22 @@ int FinishEnabledInWarmup(int result, void* old_value, const size_t* old_length,
   }
   if (new_value != nullptr) CancelThreadCacheWarmup();
   return result;
+}
+
+// Runs a mallctl call, `run`, of `control` for a thread in its warm-up: a
+// flush succeeds without jemalloc, and a call of thread.tcache.enabled runs
+// with memset zeroing (for the cache that a write of true creates) and is
+// finished by FinishEnabledInWarmup.
+template <typename Run>
+int RunInWarmup(ThreadCacheControl control, void* old_value, const size_t* old_length,
+                const void* new_value, Run run) {
+  if (control == ThreadCacheControl::kOther) return run();
+  if (control == ThreadCacheControl::kFlush) return FlushInWarmup(old_value, new_value);
+
+  SetZeroingWithMemset(true);
+  const int result = run();
+  SetZeroingWithMemset(false);
+  return FinishEnabledInWarmup(result, old_value, old_length, new_value);
 }
 
 // Whether a sampled call with `flags` can be served from the sampler's
@@ -198,17 +214,11 @@ MEMWARD_EXPORT size_t nallocx(size_t size, int flags) {
 MEMWARD_EXPORT int mallctl(const char* name, void* old_value, size_t* old_length, void* new_value,
                            size_t new_length) {
   EnterAllocation();
+  const auto run = [=] { return mwje_mallctl(name, old_value, old_length, new_value, new_length); };
   if (MEMWARD_UNLIKELY(InThreadCacheWarmup())) {
-    const ThreadCacheControl control = ThreadCacheControlNamed(name);
-    if (control == ThreadCacheControl::kFlush) return FlushInWarmup(old_value, new_value);
-    if (control == ThreadCacheControl::kEnabled) {
-      SetZeroingWithMemset(true);
-      const int result = mwje_mallctl(name, old_value, old_length, new_value, new_length);
-      SetZeroingWithMemset(false);
-      return FinishEnabledInWarmup(result, old_value, old_length, new_value);
-    }
+    return RunInWarmup(ThreadCacheControlNamed(name), old_value, old_length, new_value, run);
   }
-  return mwje_mallctl(name, old_value, old_length, new_value, new_length);
+  return run();
 }
 
 MEMWARD_EXPORT int mallctlnametomib(const char* name, size_t* mib, size_t* mib_length) {
@@ -219,18 +229,14 @@ MEMWARD_EXPORT int mallctlnametomib(const char* name, size_t* mib, size_t* mib_l
 MEMWARD_EXPORT int mallctlbymib(const size_t* mib, size_t mib_length, void* old_value,
                                 size_t* old_length, void* new_value, size_t new_length) {
   EnterAllocation();
+  const auto run = [=] {
+    return mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
+  };
   if (MEMWARD_UNLIKELY(InThreadCacheWarmup())) {
-    const ThreadCacheControl control = ThreadCacheControlOfMib(mib, mib_length);
-    if (control == ThreadCacheControl::kFlush) return FlushInWarmup(old_value, new_value);
-    if (control == ThreadCacheControl::kEnabled) {
-      SetZeroingWithMemset(true);
-      const int result =
-          mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
-      SetZeroingWithMemset(false);
-      return FinishEnabledInWarmup(result, old_value, old_length, new_value);
-    }
+    return RunInWarmup(ThreadCacheControlOfMib(mib, mib_length), old_value, old_length, new_value,
+                       run);
   }
-  return mwje_mallctlbymib(mib, mib_length, old_value, old_length, new_value, new_length);
+  return run();
 }
 
 MEMWARD_EXPORT void malloc_stats_print(void (*write)(void*, const char*), void* context,

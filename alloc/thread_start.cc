@@ -45,7 +45,7 @@ constinit std::atomic<bool> g_names_ready{false};
 constinit size_t g_thread_arena_mib[2] = {};
 constinit size_t g_decay_mib[3] = {};
 constinit unsigned g_automatic_arenas = 0;
-// The tcache_warmup setting; 0 gives threads their cache at once.
+// The tcache_warmup setting. 0 gives threads their cache at once.
 constinit int64_t g_tcache_warmup = 0;
 
 // Set by the first DecayArenas of this process: the warden runs the decay,
@@ -74,6 +74,8 @@ constinit std::atomic<uint64_t> g_thread_starts{0};
 // The key whose destructor ends a thread's warm-up at its exit
 // (CreateWarmupExitKey); set on threads in their warm-up.
 constinit pthread_key_t g_warmup_key = 0;
+// glibc's PTHREAD_KEY_2NDLEVEL_SIZE (nptl/pthread_setspecific.c).
+constexpr pthread_key_t kInlineKeys = 32;
 constinit bool g_warmup_key_created = false;
 
 // Ends the calling thread's warm-up. A warm-up that ended in a key
@@ -122,7 +124,7 @@ void SetThreadCacheEnabled(bool enabled) {
 
 // Records the calling thread's start and returns whether threads churn: at
 // least kChurnStarts of them started within kChurnWindowNs. Two threads that
-// race may both miss a start; the test only picks the cache policy.
+// race may both miss a start, which only changes the cache policy of one.
 bool ThreadsChurn() {
   struct timespec now;
   if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) return false;
@@ -136,8 +138,6 @@ bool ThreadsChurn() {
 // Replaces the calling thread's new cache with a warm-up while threads churn.
 void ChooseCacheStart() {
   if (g_tcache_warmup == 0 || !g_warmup_key_created || !ThreadsChurn()) return;
-  // A key past glibc's 32 inline ones makes this calloc. The warm-up has not
-  // begun, so that allocation cannot end it.
   if (pthread_setspecific(g_warmup_key, &g_warmup_key) != 0) return;
   SetThreadCacheEnabled(false);
   BeginThreadCacheWarmup(g_tcache_warmup);
@@ -199,7 +199,16 @@ void StartThreadOnEngine() {
 void EnableThreadCache() { SetThreadCacheEnabled(true); }
 
 void CreateWarmupExitKey() {
-  g_warmup_key_created = pthread_key_create(&g_warmup_key, EndWarmupAtExit) == 0;
+  if (pthread_key_create(&g_warmup_key, EndWarmupAtExit) != 0) return;
+  // glibc stores the values of its first 32 keys in the thread descriptor
+  // and callocs a block for later ones at their first pthread_setspecific,
+  // which ChooseCacheStart calls inside malloc. Past those, threads get no
+  // warm-up.
+  if (g_warmup_key >= kInlineKeys) {
+    pthread_key_delete(g_warmup_key);
+    return;
+  }
+  g_warmup_key_created = true;
 }
 
 void MarkCallingThreadAsWarden() { t_is_warden = true; }

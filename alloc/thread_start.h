@@ -12,8 +12,8 @@
 //    recycled extent of its default hooks with madvise(MADV_DONTNEED), so the
 //    new thread faults the stack in again page by page.
 //
-// A third cost falls on short threads of any allocator with thread caches:
-// each cache fill takes a batch of regions (10 of 8 KiB, 100 of 16 B with
+// A third cost falls on short threads of any allocator with thread caches.
+// Each cache fill takes a batch of regions (10 of 8 KiB, 100 of 16 B with
 // jemalloc's defaults) for one allocation, and the threads after it write
 // into the batches' pages. Four short threads at a time kept about 2 MiB of
 // slabs active in workload_thread_churn. So, as tcmalloc's caches start
@@ -99,9 +99,9 @@ MEMWARD_NOINLINE void StartThreadOnEngine();
 void EnableThreadCache();
 
 // Creates the pthread key whose destructor ends a thread's warm-up at its
-// exit. Called by the bootstrap before jemalloc starts, so that the key
-// comes before jemalloc's own and its destructor runs first in each of
-// glibc's destructor passes, before jemalloc tears the thread's state down.
+// exit. The bootstrap calls it before jemalloc starts, so the key comes
+// before jemalloc's own. Its destructor then runs first in each of glibc's
+// destructor passes, before jemalloc tears the thread's state down.
 // Allocates nothing.
 void CreateWarmupExitKey();
 

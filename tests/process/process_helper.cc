@@ -434,7 +434,7 @@ int SequentialThreads() {
   return 0;
 }
 
-// Sizes of the classes that probe a thread's cache (HasThreadCache); no
+// Sizes of the classes that probe a thread's cache (HasThreadCache). No
 // other code here allocates them.
 constexpr size_t kStartProbe = 5120;
 constexpr size_t kHalfWarmupProbe = 6144;
@@ -485,11 +485,10 @@ uint64_t FillsOfBin(unsigned arena, int bin) {
 // Whether the calling thread has a jemalloc cache, seen by allocating one
 // block of `probe_size`, a class it has not allocated before: a cache fills
 // its bin from the arena, a thread without one takes the block without a
-// fill. The block names the thread's own arena (MALLOCX_ARENA), so that
-// memward's sampler, which serves sampled blocks from its own arena, leaves
-// it alone; jemalloc 5.3's cache fills such a miss from the named arena.
-// memward's thread.tcache.enabled reports true during a warm-up (the thread
-// is to get its cache), so it cannot tell.
+// fill. The block names the thread's own arena (MALLOCX_ARENA), because
+// memward's sampler would serve a sampled block from its own arena. jemalloc
+// 5.3's cache fills such a miss from the named arena. memward's
+// thread.tcache.enabled reads true during a warm-up, so it cannot tell.
 bool HasThreadCache(size_t probe_size) {
   static const int bins[] = {BinIndexOf(kStartProbe), BinIndexOf(kHalfWarmupProbe),
                              BinIndexOf(kAfterWarmupProbe)};
@@ -553,7 +552,7 @@ enum class CacheControl {
   kSaveTurnOffRestore,  // reads the value while writing false, then writes it back
 };
 
-// Runs `control` on the calling thread; returns false when a call returned
+// Runs `control` on the calling thread. Returns false when a call returned
 // other than jemalloc's contract specifies.
 bool ApplyCacheControl(CacheControl control) {
   const MallctlFunction mallctl = LookUpMallctl();
@@ -623,7 +622,7 @@ std::vector<BurstThread> RunThreadBurst(int count, CacheControl control) {
   return seen;
 }
 
-// Checks the threads of a burst that started without a cache; returns how
+// Checks the threads of a burst that started without a cache. Returns how
 // many there were, or -1 after reporting a failed check.
 int CheckWarmingThreads(const std::vector<BurstThread>& burst, CacheControl control) {
   // Only the program's restore turns the cache on before the warm-up ends,

@@ -532,37 +532,36 @@ TEST_F(ThreadChurnTest, SequentialThreadsShareArenas) {
       << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
 }
 
+// Runs the helper in `mode` with MEMWARD_CONF set to `conf`, and expects it
+// to exit with status 0.
+void ExpectHelperSucceeds(const char* mode, const std::string& conf) {
+  const HelperRun result = RunHelper({mode}, {"MEMWARD_CONF=" + conf});
+  EXPECT_TRUE(result.outcome.ExitedWithZero())
+      << mode << ": " << result.outcome.Describe() << "; its stderr:\n"
+      << result.standard_error;
+}
+
 // Threads started in a burst get their jemalloc cache only after a
 // warm-up of allocations, so that short ones reserve no cached batches.
 // The main thread and a lone thread get it at once.
-TEST_F(ThreadChurnTest, BurstThreadsWarmUpCache) {
-  const HelperRun result = RunHelper({"cache-warmup"}, {"MEMWARD_CONF="});
-  EXPECT_TRUE(result.outcome.ExitedWithZero())
-      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
-}
+TEST_F(ThreadChurnTest, BurstThreadsWarmUpCache) { ExpectHelperSucceeds("cache-warmup", ""); }
 
 // The same with sample_interval=64, where nearly every allocation crosses
 // the sampler's countdown. The bytes of a crossing past the countdown count
-// toward the warm-up too: without them a 256 KiB warm-up lasted past 64 MiB.
+// toward the warm-up too. Without them a 256 KiB warm-up lasted past 64 MiB.
 TEST_F(ThreadChurnTest, WarmupEndsWithSmallSampleInterval) {
-  const HelperRun result = RunHelper({"cache-warmup"}, {"MEMWARD_CONF=sample_interval=64"});
-  EXPECT_TRUE(result.outcome.ExitedWithZero())
-      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+  ExpectHelperSucceeds("cache-warmup", "sample_interval=64");
 }
 
 // A warm-up that would end in glibc's last key-destructor pass, after
 // jemalloc's own destructor, ends at the thread's exit instead. A cache
 // created there was never cleaned up, and a later thread crashed on it.
 TEST_F(ThreadChurnTest, WarmupEndsBeforeKeyDestructors) {
-  const HelperRun result = RunHelper({"warmup-ends-in-last-destructor-pass"}, {"MEMWARD_CONF="});
-  EXPECT_TRUE(result.outcome.ExitedWithZero())
-      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+  ExpectHelperSucceeds("warmup-ends-in-last-destructor-pass", "");
 }
 
 TEST_F(ThreadChurnTest, ZeroWarmupGivesCacheAtStart) {
-  const HelperRun result = RunHelper({"cache-at-start"}, {"MEMWARD_CONF=tcache_warmup=0"});
-  EXPECT_TRUE(result.outcome.ExitedWithZero())
-      << result.outcome.Describe() << "; its stderr:\n" << result.standard_error;
+  ExpectHelperSucceeds("cache-at-start", "tcache_warmup=0");
 }
 
 // Returns the calling thread's arena.
