@@ -811,13 +811,16 @@ TEST_F(AdminTest, MemwardctlSkipsForeignDirectories) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create directories of other users";
   char target[] = "/tmp/memwardctl-target-XXXXXX";
   ASSERT_NE(mkdtemp(target), nullptr);
-  const std::string link = "/tmp/memward-4000000001";
-  const std::string foreign = "/tmp/memward-4000000002";
+  // The linked and the preloaded run of this test may run at once; each
+  // takes uids of its own so that neither removes the other's directories.
+  const unsigned uid = 3000000000u + static_cast<unsigned>(getpid() % 500000) * 2;
+  const std::string link = "/tmp/memward-" + std::to_string(uid);
+  const std::string foreign = "/tmp/memward-" + std::to_string(uid + 1);
   unlink(link.c_str());
   std::system(("rm -rf " + foreign).c_str());
   ASSERT_EQ(symlink(target, link.c_str()), 0);
   ASSERT_EQ(mkdir(foreign.c_str(), 0700), 0);
-  ASSERT_EQ(chown(foreign.c_str(), 4000000001u, 4000000001u), 0);
+  ASSERT_EQ(chown(foreign.c_str(), uid, uid), 0);
   const std::string through_link = std::string(target) + "/424242.sock";
   const std::string in_foreign = foreign + "/434343.sock";
   MakeStaleSocket(through_link);
