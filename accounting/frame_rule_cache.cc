@@ -13,6 +13,11 @@ namespace {
 constinit std::atomic<std::atomic<uint64_t>*> g_keys{nullptr};
 constinit std::atomic<uint64_t>* g_rules = nullptr;
 
+// Home entries in use minus 1. It only grows. Entries filled under a smaller
+// mask stay where they are: each still pairs its key with its rule, and a
+// walk that misses them under the larger mask fills another entry.
+constinit std::atomic<uint64_t> g_home_mask{kFrameRuleFirstHomeEntries - 1};
+
 constinit std::atomic<uint64_t> g_entry_count{0};
 constinit std::atomic<uint64_t> g_unloads{0};
 constinit std::atomic<uint64_t> g_misses{0};
@@ -42,12 +47,30 @@ MEMWARD_TEXT FrameRuleTable CurrentFrameRuleTable() {
   FrameRuleTable table;
   table.keys = g_keys.load(std::memory_order_acquire);
   table.rules = g_rules;
+  table.home_mask = g_home_mask.load(std::memory_order_relaxed);
   return table;
 }
 
+namespace {
+
+// Doubles the home entries in use once half of them are filled, up to the
+// mapping's kFrameRuleHomeEntries. Returns the table to insert into.
+MEMWARD_TEXT FrameRuleTable GrowWhenHalfFull(FrameRuleTable table) {
+  uint64_t homes = table.home_mask + 1;
+  if (homes >= kFrameRuleHomeEntries ||
+      g_entry_count.load(std::memory_order_relaxed) < homes / 2) {
+    return table;
+  }
+  uint64_t expected = table.home_mask;
+  g_home_mask.compare_exchange_strong(expected, homes * 2 - 1, std::memory_order_relaxed);
+  return CurrentFrameRuleTable();
+}
+
+}  // namespace
+
 MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
   FrameRuleTable table = CurrentFrameRuleTable();
-  uint64_t home = FrameRuleHome(return_address);
+  uint64_t home = FrameRuleHome(return_address, table.home_mask);
   for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
     if (key == return_address) {
@@ -62,7 +85,8 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
 MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
   FrameRuleTable table = CurrentFrameRuleTable();
   if (table.keys == nullptr || return_address == 0) return;
-  uint64_t home = FrameRuleHome(return_address);
+  table = GrowWhenHalfFull(table);
+  uint64_t home = FrameRuleHome(return_address, table.home_mask);
   for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
     if (key == 0) {
@@ -92,10 +116,19 @@ MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
   if (table.keys == nullptr) return;
   // Each rule goes before its key, so a reader that still finds the key
   // loads 0 (a miss) or the old rule, and its second read of the key
-  // rejects a rule that a new address stored meanwhile.
-  for (uint64_t i = 0; i < kEntries; ++i) {
-    table.rules[i].store(0, std::memory_order_release);
-    table.keys[i].store(0, std::memory_order_release);
+  // rejects a rule that a new address stored meanwhile. Only the prefix in
+  // use is written, so the pages past it stay untouched, and a doubling
+  // during the loop extends the range.
+  uint64_t cleared = 0;
+  for (;;) {
+    uint64_t end = table.home_mask + 1 + kFrameRuleProbes;
+    for (uint64_t i = cleared; i < end; ++i) {
+      table.rules[i].store(0, std::memory_order_release);
+      table.keys[i].store(0, std::memory_order_release);
+    }
+    cleared = end;
+    table = CurrentFrameRuleTable();
+    if (table.home_mask + 1 + kFrameRuleProbes == cleared) break;
   }
   g_entry_count.store(0, std::memory_order_relaxed);
 }
@@ -105,6 +138,7 @@ FrameRuleCacheCounts ReadFrameRuleCacheCounts() {
   bool mapped = g_keys.load(std::memory_order_acquire) != nullptr;
   counts.mapped_bytes = mapped ? FrameRuleCacheMappingBytes() : 0;
   counts.entries = g_entry_count.load(std::memory_order_relaxed);
+  counts.home_entries = g_home_mask.load(std::memory_order_relaxed) + 1;
   counts.misses = g_misses.load(std::memory_order_relaxed);
   counts.not_inserted = g_not_inserted.load(std::memory_order_relaxed);
   return counts;

@@ -1,8 +1,6 @@
 // Pinned blocks of the sampler's arena.
 #include "alloc/sampled_slabs.h"
 
-#include <stdio.h>
-
 #include <atomic>
 
 #include "accounting/tenant.h"
@@ -48,13 +46,17 @@ void PrepareSampledSlabs(int arena_flag) {
   unsigned bins = 0;
   size_t length = sizeof(bins);
   if (mwje_mallctl("arenas.nbins", &bins, &length, nullptr, 0) != 0) return;
+  // One lookup by name, then the bin index in the MIB: formatting each name
+  // with snprintf faulted in 128 KiB of libc's printf code in every process.
+  size_t mib[4];
+  size_t mib_length = 4;
+  if (mwje_mallctlnametomib("arenas.bin.0.size", mib, &mib_length) != 0) return;
   uint32_t count = 0;
   for (unsigned bin = 0; bin < bins && count < kMaxClasses; ++bin) {
-    char name[48];
-    snprintf(name, sizeof(name), "arenas.bin.%u.size", bin);
+    mib[2] = bin;
     size_t size = 0;
     length = sizeof(size);
-    if (mwje_mallctl(name, &size, &length, nullptr, 0) != 0) break;
+    if (mwje_mallctlbymib(mib, mib_length, &size, &length, nullptr, 0) != 0) break;
     g_class_size[count++] = size;
   }
   g_arena_flag = arena_flag;

@@ -18,6 +18,7 @@
 
 #include "gtest/gtest.h"
 #include "accounting/cfi_program.h"
+#include "accounting/frame_rule_cache.h"
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
 #include "accounting/stack_hash.h"
@@ -296,6 +297,49 @@ TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
   accounting::CachedUnwinderCounts after = accounting::ReadCachedUnwinderCounts();
   EXPECT_GT(after.rule_misses - before.rule_misses, 2u);
   ExpectSameCallers(after_unload, 2);
+}
+
+// Fills the rule table with `count` made-up addresses, consecutive from an
+// address whose low 13 bits are 0, so that each has a home of its own at
+// every size. Returns 0 when the table doubled up to its largest size and
+// each address that found an entry finds its rule. Runs in a forked child,
+// so that the other tests do not share its table.
+int FillRuleTableInChild(uint64_t count) {
+  const uintptr_t base = uintptr_t{0x7e0000000000};
+  accounting::FrameRuleCacheCounts before = accounting::ReadFrameRuleCacheCounts();
+  if (before.home_entries < accounting::kFrameRuleFirstHomeEntries) return 1;
+  for (uint64_t i = 0; i < count; ++i) accounting::InsertFrameRule(base + i, 0x100 + i);
+  accounting::FrameRuleCacheCounts after = accounting::ReadFrameRuleCacheCounts();
+  if (after.home_entries != accounting::kFrameRuleHomeEntries) return 2;
+  accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
+  uint64_t found = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t rule = accounting::FindFrameRule(table, base + i);
+    if (rule == 0x100 + i) {
+      ++found;
+    } else if (rule != 0) {
+      return 3;  // another address's rule
+    }
+  }
+  // An address may lose its entry only to the real ones cached before.
+  uint64_t dropped = after.not_inserted - before.not_inserted;
+  if (found + dropped != count || dropped > before.entries) return 4;
+  return 0;
+}
+
+// The table starts with 256 home entries, so that a small program's walks
+// touch two of its pages, and doubles as it fills without losing rules.
+TEST_F(CachedUnwinderTest, RuleTableDoublesAsItFills) {
+  CaptureBoth();
+  fflush(nullptr);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(FillRuleTableInChild(3000));
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: fewer home entries than at start, 2: no doubling "
+                                       "to the largest size, 3: a wrong rule, 4: a lost rule";
 }
 
 // Captures with `unwinder` from one call site, so that every frame's
