@@ -1,4 +1,4 @@
-// The frame rule table's creation, its slow probes and its inserts.
+// The frame rule tables' creation, their slow probes and their inserts.
 #include "accounting/frame_rule_cache.h"
 
 #include <sys/mman.h>
@@ -8,62 +8,99 @@
 namespace memward::accounting {
 namespace {
 
-// Written once by CreateFrameRuleCache outside malloc, before g_keys is
+// Tables of kFrameRuleFirstHomeEntries << 0 to << 5 home entries.
+constexpr int kTables = 6;
+static_assert((kFrameRuleFirstHomeEntries << (kTables - 1)) == kFrameRuleHomeEntries);
+
+// Entries of table `index`: its home entries and the probe tail.
+constexpr uint64_t EntriesOf(int index) {
+  return (kFrameRuleFirstHomeEntries << index) + kFrameRuleProbes;
+}
+
+// Entries of all tables. Each table has its keys, then its rules.
+constexpr uint64_t TotalEntries() {
+  uint64_t total = 0;
+  for (int index = 0; index < kTables; ++index) total += EntriesOf(index);
+  return total;
+}
+
+// Written once by CreateFrameRuleCache outside malloc, before g_in_use is
 // published; read inside malloc.
-constinit std::atomic<std::atomic<uint64_t>*> g_keys{nullptr};
-constinit std::atomic<uint64_t>* g_rules = nullptr;
+constinit FrameRuleTable g_tables[kTables] = {};
 
-// Home entries in use minus 1. It only grows. Entries filled under a smaller
-// mask stay where they are: each still pairs its key with its rule, and a
-// walk that misses them under the larger mask fills another entry.
-constinit std::atomic<uint64_t> g_home_mask{kFrameRuleFirstHomeEntries - 1};
+// The index of the table in use, or -1 before the mapping exists. It only
+// grows. A walk or an insert that still uses an earlier table finds its
+// keys paired with their own rules, since that table is never emptied for
+// a move.
+constinit std::atomic<int> g_in_use{-1};
 
-constinit std::atomic<uint64_t> g_entry_count{0};
+constinit std::atomic<uint64_t> g_entry_count{0};  // filled in the table in use
 constinit std::atomic<uint64_t> g_unloads{0};
 constinit std::atomic<uint64_t> g_misses{0};
 constinit std::atomic<uint64_t> g_not_inserted{0};
 
 }  // namespace
 
-constexpr uint64_t kEntries = kFrameRuleHomeEntries + kFrameRuleProbes;
-
 uint64_t FrameRuleCacheMappingBytes() {
-  return (kEntries * kFrameRuleEntryBytes + 4095) & ~uint64_t{4095};
+  return (TotalEntries() * kFrameRuleEntryBytes + 4095) & ~uint64_t{4095};
 }
 
 bool CreateFrameRuleCache(uint64_t max_bytes) {
-  if (g_keys.load(std::memory_order_acquire) != nullptr) return true;
+  if (g_in_use.load(std::memory_order_acquire) >= 0) return true;
   uint64_t bytes = FrameRuleCacheMappingBytes();
   if (bytes > max_bytes) return false;
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) return false;
-  auto* keys = static_cast<std::atomic<uint64_t>*>(memory);
-  g_rules = keys + kEntries;
-  g_keys.store(keys, std::memory_order_release);
+  auto* next = static_cast<std::atomic<uint64_t>*>(memory);
+  for (int index = 0; index < kTables; ++index) {
+    g_tables[index].keys = next;
+    g_tables[index].rules = next + EntriesOf(index);
+    g_tables[index].home_mask = (kFrameRuleFirstHomeEntries << index) - 1;
+    next += 2 * EntriesOf(index);
+  }
+  g_in_use.store(0, std::memory_order_release);
   return true;
 }
 
 MEMWARD_TEXT FrameRuleTable CurrentFrameRuleTable() {
-  FrameRuleTable table;
-  table.keys = g_keys.load(std::memory_order_acquire);
-  table.rules = g_rules;
-  table.home_mask = g_home_mask.load(std::memory_order_relaxed);
-  return table;
+  int index = g_in_use.load(std::memory_order_acquire);
+  return index >= 0 ? g_tables[index] : FrameRuleTable{};
 }
 
 namespace {
 
-// Doubles the home entries in use once half of them are filled, up to the
-// mapping's kFrameRuleHomeEntries. Returns the table to insert into.
-MEMWARD_TEXT FrameRuleTable GrowWhenHalfFull(FrameRuleTable table) {
-  uint64_t homes = table.home_mask + 1;
-  if (homes >= kFrameRuleHomeEntries ||
-      g_entry_count.load(std::memory_order_relaxed) < homes / 2) {
-    return table;
+// Moves from table `index` to the next one, unless another thread has moved
+// past it already. Returns false only when `index` is the largest table.
+MEMWARD_TEXT bool MoveToNextTable(int index) {
+  if (index + 1 >= kTables) return false;
+  if (g_in_use.compare_exchange_strong(index, index + 1, std::memory_order_acq_rel)) {
+    g_entry_count.store(0, std::memory_order_relaxed);
   }
-  uint64_t expected = table.home_mask;
-  g_home_mask.compare_exchange_strong(expected, homes * 2 - 1, std::memory_order_relaxed);
-  return CurrentFrameRuleTable();
+  return true;
+}
+
+// Fills an entry of `table` for `return_address`. Returns false when all of
+// its probed entries contain other addresses.
+MEMWARD_TEXT bool TryInsert(FrameRuleTable table, uintptr_t return_address,
+                            uint64_t packed_rule) {
+  uint64_t home = FrameRuleHome(return_address, table.home_mask);
+  for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
+    uint64_t key = table.keys[i].load(std::memory_order_acquire);
+    if (key == 0) {
+      if (table.keys[i].compare_exchange_strong(key, return_address, std::memory_order_acq_rel)) {
+        table.rules[i].store(packed_rule, std::memory_order_release);
+        g_entry_count.fetch_add(1, std::memory_order_relaxed);
+        return true;
+      }
+      // Another thread took the entry, and `key` now contains its address.
+    }
+    if (key == return_address) {
+      // Both threads computed the same rule from the same CFI.
+      table.rules[i].store(packed_rule, std::memory_order_release);
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace
@@ -83,27 +120,19 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
 }
 
 MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
-  FrameRuleTable table = CurrentFrameRuleTable();
-  if (table.keys == nullptr || return_address == 0) return;
-  table = GrowWhenHalfFull(table);
-  uint64_t home = FrameRuleHome(return_address, table.home_mask);
-  for (uint64_t i = home; i < home + kFrameRuleProbes; ++i) {
-    uint64_t key = table.keys[i].load(std::memory_order_acquire);
-    if (key == 0) {
-      if (table.keys[i].compare_exchange_strong(key, return_address, std::memory_order_acq_rel)) {
-        table.rules[i].store(packed_rule, std::memory_order_release);
-        g_entry_count.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-      // Another thread took the entry, and `key` now contains its address.
-    }
-    if (key == return_address) {
-      // Both threads computed the same rule from the same CFI.
-      table.rules[i].store(packed_rule, std::memory_order_release);
+  int index = g_in_use.load(std::memory_order_acquire);
+  if (index < 0 || return_address == 0) return;
+  uint64_t half = (kFrameRuleFirstHomeEntries << index) / 2;
+  if (g_entry_count.load(std::memory_order_relaxed) >= half && MoveToNextTable(index)) {
+    index = g_in_use.load(std::memory_order_acquire);
+  }
+  while (!TryInsert(g_tables[index], return_address, packed_rule)) {
+    if (!MoveToNextTable(index)) {
+      g_not_inserted.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    index = g_in_use.load(std::memory_order_acquire);
   }
-  g_not_inserted.fetch_add(1, std::memory_order_relaxed);
 }
 
 MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order_relaxed); }
@@ -112,33 +141,29 @@ MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
   uint64_t seen = g_unloads.load(std::memory_order_acquire);
   if (seen == unloads) return;
   if (!g_unloads.compare_exchange_strong(seen, unloads, std::memory_order_acq_rel)) return;
-  FrameRuleTable table = CurrentFrameRuleTable();
-  if (table.keys == nullptr) return;
+  int index = g_in_use.load(std::memory_order_acquire);
+  if (index < 0) return;
   // Each rule goes before its key, so a reader that still finds the key
   // loads 0 (a miss) or the old rule, and its second read of the key
-  // rejects a rule that a new address stored meanwhile. Only the prefix in
-  // use is written, so the pages past it stay untouched, and a doubling
-  // during the loop extends the range.
-  uint64_t cleared = 0;
-  for (;;) {
-    uint64_t end = table.home_mask + 1 + kFrameRuleProbes;
-    for (uint64_t i = cleared; i < end; ++i) {
-      table.rules[i].store(0, std::memory_order_release);
-      table.keys[i].store(0, std::memory_order_release);
-    }
-    cleared = end;
-    table = CurrentFrameRuleTable();
-    if (table.home_mask + 1 + kFrameRuleProbes == cleared) break;
+  // rejects a rule that a new address stored meanwhile. A move to the next
+  // table during the loop leaves that table as empty as this one.
+  // NOTE: an insert that filled its key before this loop and stores its rule
+  // after it leaves that rule in an empty entry, where the next address to
+  // take the entry is paired with it until its own store. Not seen in tests.
+  FrameRuleTable table = g_tables[index];
+  for (uint64_t i = 0; i < EntriesOf(index); ++i) {
+    table.rules[i].store(0, std::memory_order_release);
+    table.keys[i].store(0, std::memory_order_release);
   }
   g_entry_count.store(0, std::memory_order_relaxed);
 }
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts() {
   FrameRuleCacheCounts counts;
-  bool mapped = g_keys.load(std::memory_order_acquire) != nullptr;
-  counts.mapped_bytes = mapped ? FrameRuleCacheMappingBytes() : 0;
+  int index = g_in_use.load(std::memory_order_acquire);
+  counts.mapped_bytes = index >= 0 ? FrameRuleCacheMappingBytes() : 0;
   counts.entries = g_entry_count.load(std::memory_order_relaxed);
-  counts.home_entries = g_home_mask.load(std::memory_order_relaxed) + 1;
+  counts.home_entries = index >= 0 ? kFrameRuleFirstHomeEntries << index : 0;
   counts.misses = g_misses.load(std::memory_order_relaxed);
   counts.not_inserted = g_not_inserted.load(std::memory_order_relaxed);
   return counts;

@@ -4,10 +4,14 @@
 // once, after a library is unloaded, so a full table leaves new addresses
 // uncached (they are looked up on every walk).
 //
-// The table uses a prefix of its mapping that doubles as entries fill it,
-// from 256 home entries up to 8,192. A small program's walks thus touch two
-// pages of the table. With the whole table in use, the few dozen addresses
-// of workload_thread_churn, spread by their low bits, touched 27 of 33.
+// The mapping contains six tables, of 256 to 8,192 home entries, and one is
+// in use. An insert moves to the next, empty, table once half of the
+// current one's home entries are filled, or when all the probed entries of
+// an address are taken (call sites aligned alike share their low bits). A
+// small program's walks thus touch two pages. With one table of 8,192 home
+// entries, the few dozen addresses of workload_thread_churn, spread by
+// their low bits, touched 27 of its 33 pages. Tables are never emptied
+// for a move, so no insert races with a clearing there.
 #ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 #define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 
@@ -26,24 +30,24 @@ namespace memward::accounting {
 struct FrameRuleTable {
   std::atomic<uint64_t>* keys = nullptr;  // nullptr when no table was mapped
   std::atomic<uint64_t>* rules = nullptr;
-  uint64_t home_mask = 0;  // home entries in use, minus 1
+  uint64_t home_mask = 0;  // home entries of this table, minus 1
 };
 
 // Bytes of one entry, its key and its rule.
 constexpr uint64_t kFrameRuleEntryBytes = 16;
 
-// The table's home entries at most, and in use at first.
+// Home entries of the largest table and of the first.
 constexpr uint32_t kFrameRuleHomeBits = 13;
 constexpr uint64_t kFrameRuleHomeEntries = uint64_t{1} << kFrameRuleHomeBits;
 constexpr uint64_t kFrameRuleFirstHomeEntries = 256;
 
-// Entries tried from an address's home entry on. The table has this many
+// Entries tried from an address's home entry on. Each table has this many
 // entries past its last home entry, so a probe never wraps.
 constexpr uint64_t kFrameRuleProbes = 8;
 
-// Maps the table (kFrameRuleHomeEntries entries and the probe tail, 132 KiB)
-// once per process, unless it would pass `max_bytes`. Returns whether a
-// table exists. Called outside malloc.
+// Maps the tables (about 253 KiB, resident as they fill) once per process,
+// unless that would pass `max_bytes`. Returns whether a table exists.
+// Called outside malloc.
 bool CreateFrameRuleCache(uint64_t max_bytes);
 
 // Bytes that CreateFrameRuleCache maps, whole pages.
@@ -79,15 +83,15 @@ inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
 }
 
 // Caches `packed_rule` for `return_address`, unless all of its probed
-// entries contain other addresses. Doubles the home entries in use first
-// when half of them are filled.
+// entries contain other addresses in the largest table. Moves to the next
+// table first when half of the current one's home entries are filled, and
+// again when the probed entries are all taken.
 void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule);
 
 struct FrameRuleCacheCounts {
   uint64_t mapped_bytes = 0;  // the table's mapping, whole pages
-  uint64_t entries = 0;       // entries filled, including an address's
-                              // earlier entry from before a doubling
-  uint64_t home_entries = 0;  // home entries in use
+  uint64_t entries = 0;       // entries filled in the table in use
+  uint64_t home_entries = 0;  // home entries of the table in use
   uint64_t misses = 0;        // addresses looked up in the CFI
   uint64_t not_inserted = 0;  // rules dropped because the probed entries were taken
 };

@@ -167,8 +167,8 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
     {SettingId::kSampleUnwinderMaxBytes, "sample_unwinder_max_bytes", SettingKind::kSize,
      16 * kMiB, 0, kGiB, false,
      "Max bytes the unwinders may map for their caches: the cached unwinder's frame rule "
-     "table (132 KiB mapped for 8,192 return addresses and resident as it fills, if that "
-     "is at most half of the bound, else libunwind captures every stack) and libunwind's "
+     "tables (253 KiB mapped for up to 8,192 return addresses and resident as they fill, if "
+     "that is at most half of the bound, else libunwind captures every stack) and libunwind's "
      "caches (256 KiB or more "
      "per thread that falls back to it); threads past it unwind without a cache, at about "
      "35 us per sample instead of under 1 us. Read at start-up."},

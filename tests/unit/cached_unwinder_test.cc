@@ -299,47 +299,75 @@ TEST_F(CachedUnwinderTest, UnloadEmptiesRuleTable) {
   ExpectSameCallers(after_unload, 2);
 }
 
-// Fills the rule table with `count` made-up addresses, consecutive from an
-// address whose low 13 bits are 0, so that each has a home of its own at
-// every size. Returns 0 when the table doubled up to its largest size and
-// each address that found an entry finds its rule. Runs in a forked child,
-// so that the other tests do not share its table.
-int FillRuleTableInChild(uint64_t count) {
+// Caches `count` made-up addresses `stride` bytes apart, as walks do: each
+// round looks every address up and inserts the ones it misses. Returns 0
+// when the last round found every address with its own rule, 1 when rounds
+// ran out first and 2 when an address found another's rule. Runs in a
+// forked child, so that the other tests do not share its tables.
+int CacheAddressesInChild(uint64_t count, uint64_t stride) {
   const uintptr_t base = uintptr_t{0x7e0000000000};
-  accounting::FrameRuleCacheCounts before = accounting::ReadFrameRuleCacheCounts();
-  if (before.home_entries < accounting::kFrameRuleFirstHomeEntries) return 1;
-  for (uint64_t i = 0; i < count; ++i) accounting::InsertFrameRule(base + i, 0x100 + i);
-  accounting::FrameRuleCacheCounts after = accounting::ReadFrameRuleCacheCounts();
-  if (after.home_entries != accounting::kFrameRuleHomeEntries) return 2;
-  accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
-  uint64_t found = 0;
-  for (uint64_t i = 0; i < count; ++i) {
-    uint64_t rule = accounting::FindFrameRule(table, base + i);
-    if (rule == 0x100 + i) {
-      ++found;
-    } else if (rule != 0) {
-      return 3;  // another address's rule
+  for (int round = 0; round < 8; ++round) {
+    uint64_t found = 0;
+    for (uint64_t i = 0; i < count; ++i) {
+      accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
+      uint64_t rule = accounting::FindFrameRule(table, base + i * stride);
+      if (rule == 0x100 + i) {
+        ++found;
+      } else if (rule != 0) {
+        return 2;
+      } else {
+        accounting::InsertFrameRule(base + i * stride, 0x100 + i);
+      }
     }
+    if (found == count) return 0;
   }
-  // An address may lose its entry only to the real ones cached before.
-  uint64_t dropped = after.not_inserted - before.not_inserted;
-  if (found + dropped != count || dropped > before.entries) return 4;
-  return 0;
+  return 1;
 }
 
-// The table starts with 256 home entries, so that a small program's walks
-// touch two of its pages, and doubles as it fills without losing rules.
-TEST_F(CachedUnwinderTest, RuleTableDoublesAsItFills) {
+// Returns the exit status of CacheAddressesInChild(count, stride), run in a
+// child, or -1 when the child did not exit.
+int CacheAddressesInForkedChild(uint64_t count, uint64_t stride) {
+  fflush(nullptr);
+  pid_t child = fork();
+  if (child < 0) return -1;
+  if (child == 0) _exit(CacheAddressesInChild(count, stride));
+  int status = 0;
+  if (waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+// The first table has 256 home entries, so that a small program's walks
+// touch two of its pages. Many addresses, or call sites aligned alike that
+// share their low bits, move the cache to larger tables without losing a
+// rule. Exit status 1: an address still missed after 8 rounds; 2: an
+// address found another's rule.
+TEST_F(CachedUnwinderTest, RuleTableGrowsForManyOrAlignedAddresses) {
   CaptureBoth();
+  EXPECT_EQ(CacheAddressesInForkedChild(3000, 1), 0) << "3,000 consecutive addresses";
+  EXPECT_EQ(CacheAddressesInForkedChild(100, 32), 0) << "100 addresses 32 bytes apart";
+  EXPECT_EQ(CacheAddressesInForkedChild(500, 32), 0) << "500 addresses 32 bytes apart";
+  EXPECT_EQ(CacheAddressesInForkedChild(100, 64), 0) << "100 addresses 64 bytes apart";
+  EXPECT_EQ(CacheAddressesInForkedChild(1000, 16), 0) << "1,000 addresses 16 bytes apart";
+}
+
+// A few addresses stay in the first table.
+TEST_F(CachedUnwinderTest, FewAddressesKeepFirstTable) {
   fflush(nullptr);
   pid_t child = fork();
   ASSERT_GE(child, 0);
-  if (child == 0) _exit(FillRuleTableInChild(3000));
+  if (child == 0) {
+    accounting::FrameRuleCacheCounts before = accounting::ReadFrameRuleCacheCounts();
+    if (before.home_entries != accounting::kFrameRuleFirstHomeEntries) _exit(3);
+    int status = CacheAddressesInChild(20, 8);
+    accounting::FrameRuleCacheCounts after = accounting::ReadFrameRuleCacheCounts();
+    if (status == 0 && after.home_entries != accounting::kFrameRuleFirstHomeEntries) _exit(4);
+    _exit(status);
+  }
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: fewer home entries than at start, 2: no doubling "
-                                       "to the largest size, 3: a wrong rule, 4: a lost rule";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the table had grown before this test, 4: 20 "
+                                       "addresses moved the cache to a larger table";
 }
 
 // Captures with `unwinder` from one call site, so that every frame's
