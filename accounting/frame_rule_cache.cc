@@ -122,8 +122,8 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
 MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
   int index = g_in_use.load(std::memory_order_acquire);
   if (index < 0 || return_address == 0) return;
-  uint64_t half = (kFrameRuleFirstHomeEntries << index) / 2;
-  if (g_entry_count.load(std::memory_order_relaxed) >= half && MoveToNextTable(index)) {
+  uint64_t quarter = (kFrameRuleFirstHomeEntries << index) / 4;
+  if (g_entry_count.load(std::memory_order_relaxed) >= quarter && MoveToNextTable(index)) {
     index = g_in_use.load(std::memory_order_acquire);
   }
   while (!TryInsert(g_tables[index], return_address, packed_rule)) {
