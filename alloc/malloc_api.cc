@@ -22,6 +22,16 @@
 
 using namespace memward::alloc;
 
+// Starts the memward_text section, where the exported entry points are, at
+// a 64-byte boundary, so that their placement within cache lines does not
+// change with the size of the code linked before them, as jemalloc's code
+// is aligned (cmake/EmbeddedJemalloc.cmake).
+asm(R"(
+  .pushsection memward_text, "ax", @progbits
+  .balign 64
+  .popsection
+)");
+
 namespace {
 
 // Returns nullptr with errno set to ENOMEM, for results that jemalloc's
