@@ -9,10 +9,10 @@
 // current one's home entries are filled, so that most addresses are found
 // at their home, or when all the probed entries of an address are taken
 // (call sites aligned alike share their low bits). A small program's walks
-// thus touch two pages. With one table of 8,192 home
-// entries, the few dozen addresses of workload_thread_churn, spread by
-// their low bits, touched 27 of its 33 pages. Tables are never emptied
-// for a move, so no insert races with a clearing there.
+// thus touch two pages. With one table of 8,192 home entries, the few dozen
+// addresses of workload_thread_churn, spread by their low bits, touched 27
+// of its 33 pages. Tables are never emptied for a move, so no insert races
+// with a clearing there.
 #ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 #define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 
@@ -85,8 +85,8 @@ inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
 
 // Caches `packed_rule` for `return_address`, unless all of its probed
 // entries contain other addresses in the largest table. Moves to the next
-// table first when a quarter of the current one's home entries are filled, and
-// again when the probed entries are all taken.
+// table first when a quarter of the current one's home entries are filled,
+// and again when the probed entries are all taken.
 void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule);
 
 struct FrameRuleCacheCounts {
