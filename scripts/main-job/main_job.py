@@ -235,11 +235,15 @@ def main() -> int:
     print_leak_suspects(admin_leaks, metrics)
 
     section("Look further")
-    print(f"the gateway (pid {gateway_pid}) has stopped; rerun with --hold-s 300 (or longer) "
-          "to keep it up after the replay, and try, while it runs:")
+    if args.hold_s > 0:
+        print(f"the gateway (pid {gateway_pid}) has stopped after its {args.hold_s:g} s hold; "
+              "rerun with a longer --hold-s to try these for longer:")
+    else:
+        print(f"the gateway (pid {gateway_pid}) has stopped; rerun with --hold-s 300 (or "
+              "longer) to keep it up after the replay, and try, while it runs:")
     print_hints(gateway_pid, port)
     print(f"files: {work_dir} (gateway.json, access.log, replay-requests.csv, replay-rss.csv, "
-          "the programs' stderr)")
+          "replay-summary.json, the programs' stderr)")
 
     section("Checks")
     checks.append((summary["transport_errors"] == 0,

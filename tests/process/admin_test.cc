@@ -663,6 +663,9 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   close(fd);
   std::string output = RunCommand(ctl + " --socket " + stale + " stats 2>&1");
   EXPECT_NE(output.find("stale socket"), std::string::npos) << output;
+  EXPECT_NE(output.find("memwardctl --dir " + std::string(directory) + " clean"),
+            std::string::npos)
+      << output;
   std::string ps = RunCommand(ctl + " --dir " + directory + " ps 2>&1");
   EXPECT_NE(ps.find("1 stale socket hidden"), std::string::npos) << ps;
   std::string ps_all = RunCommand(ctl + " --dir " + directory + " ps --all");

@@ -175,7 +175,33 @@ Process::Process(ProcessOptions options) : options_(std::move(options)) {
   }
 }
 
-Process::~Process() { kill_group(); }
+namespace {
+
+// How long a child may take to exit after SIGTERM before it is killed.
+constexpr std::chrono::milliseconds kStopGrace{2000};
+
+// Removes the admin socket that memward opened for `pid` by default, if the
+// process left it behind. A process killed by a signal runs no exit
+// handler, so its file would stay in the directory that all memward
+// processes on this machine share.
+void RemoveLeftoverAdminSocket(pid_t pid) {
+  const std::string name = "/" + std::to_string(pid) + ".sock";
+  unlink(("/tmp/memward" + name).c_str());
+  unlink(("/tmp/memward-" + std::to_string(geteuid()) + name).c_str());
+}
+
+}  // namespace
+
+// SIGTERM first, so that programs which exit through exit() on it (the
+// gateway, nginx and its workers, redis-server) remove their own sockets.
+Process::~Process() {
+  if (pid_ > 0 && running()) {
+    kill(-pid_, SIGTERM);
+    wait_for_exit(kStopGrace);
+  }
+  kill_group();
+  if (pid_ > 0) RemoveLeftoverAdminSocket(pid_);
+}
 
 bool Process::running() {
   if (wait_status_.has_value()) return false;

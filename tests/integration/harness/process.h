@@ -49,9 +49,10 @@ struct ProcessOptions {
   std::filesystem::path stderr_path;
 };
 
-// A child process in its own process group. The destructor kills the whole
-// group with SIGKILL and reaps the child, so servers and the helpers they
-// fork never outlive a failed test.
+// A child process in its own process group. The destructor sends the group
+// SIGTERM, kills what still runs after 2 s with SIGKILL and reaps the child,
+// so servers and the helpers they fork never outlive a failed test. It also
+// removes the child's default admin socket if the child left it behind.
 class Process {
  public:
   // Throws std::runtime_error when the program cannot be started.
