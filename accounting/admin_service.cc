@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "accounting/admin_handlers.h"
+#include "accounting/admin_socket.h"
 #include "accounting/admin_server.h"
 #include "accounting/tenant.h"
 #include "accounting/warden.h"
@@ -150,6 +151,17 @@ void ReopenInChild(void*) {
 
 void StopAtExit() { StopAdminService(); }
 
+// Removes the sockets that ended processes left in the default directory,
+// once per process at start-up, before a host may restrict its system calls
+// (a forked child does not scan). Requires g_service_lock.
+void RemoveLeftSocketsLocked() {
+  if (!g_server->is_open() || !UsesDefaultSocket()) return;
+  const std::string& path = g_server->socket_path();
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  RemoveSocketsOfEndedProcesses(path.substr(0, slash));
+}
+
 }  // namespace
 
 void StartAdminService() {
@@ -161,6 +173,7 @@ void StartAdminService() {
   RegisterCoreAdminEndpoints();
   g_server = new AdminServer();
   OpenAndWatchLocked();
+  RemoveLeftSocketsLocked();
   atexit(StopAtExit);
 }
 

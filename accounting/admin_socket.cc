@@ -1,8 +1,10 @@
 #include "accounting/admin_socket.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -89,7 +91,58 @@ bool ReplaceStaleSocket(const std::string& path, const sockaddr_un& address,
   return true;
 }
 
+// Returns the pid in a file name of the form <pid>.sock, or 0.
+pid_t PidOfSocketName(const char* name) {
+  pid_t pid = 0;
+  const char* cursor = name;
+  for (; *cursor >= '0' && *cursor <= '9'; cursor++) {
+    if (pid > 100000000) return 0;
+    pid = pid * 10 + (*cursor - '0');
+  }
+  if (cursor == name || strcmp(cursor, ".sock") != 0) return 0;
+  return pid;
+}
+
+// Returns whether connecting to `path` fails with ECONNREFUSED. The probe
+// does not block, so a live server whose backlog is full counts as live.
+bool RefusesConnections(const std::string& path) {
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) return false;
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (probe < 0) return false;
+  const sockaddr_un address = UnixAddress(path);
+  int result = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  int error = errno;
+  close(probe);
+  return result != 0 && error == ECONNREFUSED;
+}
+
+// Returns whether the socket file `name` in `directory` belongs to a process
+// that has ended without removing it.
+bool IsLeftBehind(const std::string& directory, const char* name) {
+  const pid_t pid = PidOfSocketName(name);
+  if (pid <= 0 || pid == getpid()) return false;
+  if (kill(pid, 0) == 0 || errno != ESRCH) return false;
+  const std::string path = directory + "/" + name;
+  struct stat info;
+  if (lstat(path.c_str(), &info) != 0 || !S_ISSOCK(info.st_mode)) return false;
+  return RefusesConnections(path);
+}
+
 }  // namespace
+
+int RemoveSocketsOfEndedProcesses(const std::string& directory) {
+  DIR* entries = opendir(directory.c_str());
+  if (entries == nullptr) return 0;
+  int removed = 0;
+  int scanned = 0;
+  while (const dirent* entry = readdir(entries)) {
+    if (++scanned > kMaxScannedSockets) break;
+    if (!IsLeftBehind(directory, entry->d_name)) continue;
+    if (unlink((directory + "/" + entry->d_name).c_str()) == 0) removed++;
+  }
+  closedir(entries);
+  return removed;
+}
 
 bool OpenUnixListener(const std::string& path, UnixListener* listener, std::string* error) {
   if (path.empty() || path[0] != '/') {

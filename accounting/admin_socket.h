@@ -32,6 +32,15 @@ int OpenTcpListener(int port, bool any_address, int* bound_port, std::string* er
 // Removes `path` if it is still the file `listener` created.
 void RemoveSocketFile(const std::string& path, dev_t device, ino_t inode);
 
+// Removes the sockets named <pid>.sock in `directory` that processes left
+// behind when they ended without exit handlers (killed by a signal, or
+// ended with _exit, as forked workers often do): no process here has the
+// pid, and connecting fails with ECONNREFUSED. A socket of a process in
+// another pid namespace still accepts, so it stays. Reads at most
+// kMaxScannedSockets entries. Returns the number of files removed.
+inline constexpr int kMaxScannedSockets = 4096;
+int RemoveSocketsOfEndedProcesses(const std::string& directory);
+
 }  // namespace memward::accounting
 
 #endif  // MEMWARD_ACCOUNTING_ADMIN_SOCKET_H_

@@ -807,6 +807,53 @@ void MakeStaleSocket(const std::string& path) {
   close(fd);
 }
 
+// A process killed by a signal, or one that ends with _exit, leaves its
+// socket file. The next memward process to start removes such files from
+// the default directory, but only when no process has the pid and the
+// socket refuses connections.
+TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
+  const std::string directory = "/tmp/memward";
+  // Pids above the kernel's largest (4,194,304), one set per test process,
+  // since the linked and the preloaded run of this test may run at once.
+  const int first = 90000000 + (getpid() % 1000000) * 4;
+  const std::string stale = directory + "/" + std::to_string(first) + ".sock";
+  const std::string regular = directory + "/" + std::to_string(first + 1) + ".sock";
+  const std::string listening = directory + "/" + std::to_string(first + 2) + ".sock";
+  MakeStaleSocket(stale);
+  std::ofstream(regular) << "not a socket\n";
+  const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  snprintf(address.sun_path, sizeof(address.sun_path), "%s", listening.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  // A live process without memward, whose pid names a socket that refuses.
+  char* sleep_argv[] = {const_cast<char*>("/bin/sleep"), const_cast<char*>("30"), nullptr};
+  char* no_environment[] = {nullptr};
+  fflush(nullptr);
+  const pid_t sleeper = fork();
+  ASSERT_GE(sleeper, 0);
+  if (sleeper == 0) {
+    execve(sleep_argv[0], sleep_argv, no_environment);
+    _exit(127);
+  }
+  const std::string of_live_pid = directory + "/" + std::to_string(sleeper) + ".sock";
+  MakeStaleSocket(of_live_pid);
+
+  RunCommand(std::string("env MEMWARD_CONF= LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY +
+             " /bin/true");
+  struct stat info;
+  EXPECT_NE(stat(stale.c_str(), &info), 0) << "the socket of an ended process stayed";
+  EXPECT_EQ(stat(regular.c_str(), &info), 0) << "a file that is not a socket was removed";
+  EXPECT_EQ(stat(listening.c_str(), &info), 0) << "a socket that accepts was removed";
+  EXPECT_EQ(stat(of_live_pid.c_str(), &info), 0) << "the socket of a live pid was removed";
+
+  kill(sleeper, SIGKILL);
+  waitpid(sleeper, nullptr, 0);
+  close(listener);
+  for (const std::string& path : {stale, regular, listening, of_live_pid}) unlink(path.c_str());
+}
+
 // Any user can create /tmp/memward-<uid> for another uid, or make it a
 // symbolic link. memwardctl run by root must neither list sockets from such
 // a directory nor remove files through it.
@@ -814,8 +861,8 @@ TEST_F(AdminTest, MemwardctlSkipsForeignDirectories) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create directories of other users";
   char target[] = "/tmp/memwardctl-target-XXXXXX";
   ASSERT_NE(mkdtemp(target), nullptr);
-  // The linked and the preloaded run of this test may run at once; each
-  // takes uids of its own so that neither removes the other's directories.
+  // The linked and the preloaded run of this test may run at once, so each
+  // takes uids of its own and neither removes the other's directories.
   const unsigned uid = 3000000000u + static_cast<unsigned>(getpid() % 500000) * 2;
   const std::string link = "/tmp/memward-" + std::to_string(uid);
   const std::string foreign = "/tmp/memward-" + std::to_string(uid + 1);
