@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -91,15 +92,17 @@ bool ReplaceStaleSocket(const std::string& path, const sockaddr_un& address,
   return true;
 }
 
-// Returns the pid in a file name of the form <pid>.sock, or 0.
+// Returns the pid in a file name of the form <pid>.sock, as memward writes
+// it (no leading zero), or 0.
 pid_t PidOfSocketName(const char* name) {
+  if (name[0] < '1' || name[0] > '9') return 0;
   pid_t pid = 0;
   const char* cursor = name;
   for (; *cursor >= '0' && *cursor <= '9'; cursor++) {
     if (pid > 100000000) return 0;
     pid = pid * 10 + (*cursor - '0');
   }
-  if (cursor == name || strcmp(cursor, ".sock") != 0) return 0;
+  if (strcmp(cursor, ".sock") != 0) return 0;
   return pid;
 }
 
@@ -116,16 +119,28 @@ bool RefusesConnections(const std::string& path) {
   return result != 0 && error == ECONNREFUSED;
 }
 
-// Returns whether the socket file `name` in `directory` belongs to a process
-// that has ended without removing it.
-bool IsLeftBehind(const std::string& directory, const char* name) {
-  const pid_t pid = PidOfSocketName(name);
-  if (pid <= 0 || pid == getpid()) return false;
+// A socket file this young may belong to a server between its bind, which
+// creates it, and its listen: that server refuses connections too. Its
+// modification time is the bind's (chmod changes only the change time).
+constexpr time_t kMinStaleAgeSeconds = 10;
+
+// Returns whether `path` may be the socket of an ended process: no process
+// here has `pid`, and it is a socket created kMinStaleAgeSeconds ago or
+// more. Sets `identity` to the file it checked.
+bool MayBeLeftBehind(const std::string& path, pid_t pid, struct stat* identity) {
+  if (pid == getpid()) return false;
   if (kill(pid, 0) == 0 || errno != ESRCH) return false;
-  const std::string path = directory + "/" + name;
-  struct stat info;
-  if (lstat(path.c_str(), &info) != 0 || !S_ISSOCK(info.st_mode)) return false;
-  return RefusesConnections(path);
+  if (lstat(path.c_str(), identity) != 0 || !S_ISSOCK(identity->st_mode)) return false;
+  return time(nullptr) - identity->st_mtime >= kMinStaleAgeSeconds;
+}
+
+// Removes `path` if it is still the file that `identity` describes: a
+// process given the same pid meanwhile may have replaced it with its own.
+bool RemoveIfUnchanged(const std::string& path, const struct stat& identity) {
+  struct stat now;
+  if (lstat(path.c_str(), &now) != 0) return false;
+  if (now.st_dev != identity.st_dev || now.st_ino != identity.st_ino) return false;
+  return unlink(path.c_str()) == 0;
 }
 
 }  // namespace
@@ -135,10 +150,16 @@ int RemoveSocketsOfEndedProcesses(const std::string& directory) {
   if (entries == nullptr) return 0;
   int removed = 0;
   int scanned = 0;
+  int probed = 0;
   while (const dirent* entry = readdir(entries)) {
-    if (++scanned > kMaxScannedSockets) break;
-    if (!IsLeftBehind(directory, entry->d_name)) continue;
-    if (unlink((directory + "/" + entry->d_name).c_str()) == 0) removed++;
+    if (++scanned > kMaxScannedSockets || probed >= kMaxProbedSockets) break;
+    const pid_t pid = PidOfSocketName(entry->d_name);
+    if (pid == 0) continue;
+    const std::string path = directory + "/" + entry->d_name;
+    struct stat identity;
+    if (!MayBeLeftBehind(path, pid, &identity)) continue;
+    probed++;
+    if (RefusesConnections(path) && RemoveIfUnchanged(path, identity)) removed++;
   }
   closedir(entries);
   return removed;

@@ -35,10 +35,14 @@ void RemoveSocketFile(const std::string& path, dev_t device, ino_t inode);
 // Removes the sockets named <pid>.sock in `directory` that processes left
 // behind when they ended without exit handlers (killed by a signal, or
 // ended with _exit, as forked workers often do): no process here has the
-// pid, and connecting fails with ECONNREFUSED. A socket of a process in
-// another pid namespace still accepts, so it stays. Reads at most
-// kMaxScannedSockets entries. Returns the number of files removed.
-inline constexpr int kMaxScannedSockets = 4096;
+// pid, the file was created 10 s ago or more, and connecting fails with
+// ECONNREFUSED. A socket of a process in another pid namespace accepts, so
+// it stays. Reads at most kMaxScannedSockets entries and connects to at
+// most kMaxProbedSockets of them, so that a crowded directory adds a few
+// milliseconds to a start-up at most. The next starts remove what is left.
+// Returns the number of files removed.
+inline constexpr int kMaxScannedSockets = 1024;
+inline constexpr int kMaxProbedSockets = 64;
 int RemoveSocketsOfEndedProcesses(const std::string& directory);
 
 }  // namespace memward::accounting

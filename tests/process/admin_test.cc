@@ -11,6 +11,7 @@
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -809,8 +810,8 @@ void MakeStaleSocket(const std::string& path) {
 
 // A process killed by a signal, or one that ends with _exit, leaves its
 // socket file. The next memward process to start removes such files from
-// the default directory, but only when no process has the pid and the
-// socket refuses connections.
+// the default directory, but only when no process has the pid, the file is
+// 10 s old or more and the socket refuses connections.
 TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   const std::string directory = "/tmp/memward";
   // Pids above the kernel's largest (4,194,304), one set per test process,
@@ -819,7 +820,13 @@ TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   const std::string stale = directory + "/" + std::to_string(first) + ".sock";
   const std::string regular = directory + "/" + std::to_string(first + 1) + ".sock";
   const std::string listening = directory + "/" + std::to_string(first + 2) + ".sock";
+  // A file created less than 10 s ago may be a server's between its bind
+  // and its listen, so the old ones here are dated an hour back.
+  const timespec hour_ago[2] = {{time(nullptr) - 3600, 0}, {time(nullptr) - 3600, 0}};
   MakeStaleSocket(stale);
+  ASSERT_EQ(utimensat(AT_FDCWD, stale.c_str(), hour_ago, 0), 0);
+  const std::string fresh = directory + "/" + std::to_string(first + 3) + ".sock";
+  MakeStaleSocket(fresh);
   std::ofstream(regular) << "not a socket\n";
   const int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un address = {};
@@ -839,6 +846,8 @@ TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   }
   const std::string of_live_pid = directory + "/" + std::to_string(sleeper) + ".sock";
   MakeStaleSocket(of_live_pid);
+  ASSERT_EQ(utimensat(AT_FDCWD, of_live_pid.c_str(), hour_ago, 0), 0);
+  ASSERT_EQ(utimensat(AT_FDCWD, listening.c_str(), hour_ago, 0), 0);
 
   RunCommand(std::string("env MEMWARD_CONF= LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY +
              " /bin/true");
@@ -847,11 +856,14 @@ TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   EXPECT_EQ(stat(regular.c_str(), &info), 0) << "a file that is not a socket was removed";
   EXPECT_EQ(stat(listening.c_str(), &info), 0) << "a socket that accepts was removed";
   EXPECT_EQ(stat(of_live_pid.c_str(), &info), 0) << "the socket of a live pid was removed";
+  EXPECT_EQ(stat(fresh.c_str(), &info), 0) << "a socket bound less than 10 s ago was removed";
 
   kill(sleeper, SIGKILL);
   waitpid(sleeper, nullptr, 0);
   close(listener);
-  for (const std::string& path : {stale, regular, listening, of_live_pid}) unlink(path.c_str());
+  for (const std::string& path : {stale, fresh, regular, listening, of_live_pid}) {
+    unlink(path.c_str());
+  }
 }
 
 // Any user can create /tmp/memward-<uid> for another uid, or make it a
