@@ -136,6 +136,10 @@ void WriteSampler(JsonWriter& json) {
   json.Key("unwinder_cache_bytes").Uint(stats.unwinder_cache_bytes);
   json.Key("unwinder_fallbacks").Uint(stats.unwinder_fallbacks);
   json.Key("truncated_stacks").Uint(stats.truncated_stacks);
+  json.Key("rule_entries").Uint(stats.rule_entries);
+  json.Key("rule_home_entries").Uint(stats.rule_home_entries);
+  json.Key("rule_misses").Uint(stats.rule_misses);
+  json.Key("rules_not_inserted").Uint(stats.rules_not_inserted);
   json.EndObject();
 }
 

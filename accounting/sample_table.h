@@ -92,6 +92,13 @@ struct SamplerStats {
   // ones cut short because libunwind was not loaded yet.
   uint64_t unwinder_fallbacks;
   uint64_t truncated_stacks;
+  // The cached unwinder's frame rule table (accounting/frame_rule_cache.h):
+  // the entries filled and the home entries of the table in use, the
+  // return addresses looked up in the CFI, and the rules it had no room for.
+  uint64_t rule_entries;
+  uint64_t rule_home_entries;
+  uint64_t rule_misses;
+  uint64_t rules_not_inserted;
   int64_t interval_bytes;  // mean sampling interval; 0 when sampling is off
 };
 

@@ -103,6 +103,10 @@ SamplerStats GetSamplerStats() {
   CachedUnwinderCounts unwinder = ReadCachedUnwinderCounts();
   stats.unwinder_fallbacks = unwinder.fallbacks;
   stats.truncated_stacks = unwinder.truncated_stacks;
+  stats.rule_entries = unwinder.rule_entries;
+  stats.rule_home_entries = unwinder.rule_home_entries;
+  stats.rule_misses = unwinder.rule_misses;
+  stats.rules_not_inserted = unwinder.rules_not_inserted;
   stats.interval_bytes = alloc::CurrentSampleInterval();
   return stats;
 }

@@ -384,7 +384,9 @@ CachedUnwinderCounts ReadCachedUnwinderCounts() {
   FrameRuleCacheCounts rules = ReadFrameRuleCacheCounts();
   CachedUnwinderCounts counts;
   counts.rule_entries = rules.entries;
+  counts.rule_home_entries = rules.home_entries;
   counts.rule_misses = rules.misses;
+  counts.rules_not_inserted = rules.not_inserted;
   counts.fallbacks = g_cached_fallbacks.load(std::memory_order_relaxed);
   counts.truncated_stacks = g_truncated_stacks.load(std::memory_order_relaxed);
   return counts;

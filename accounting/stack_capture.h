@@ -84,8 +84,10 @@ void ResumeCapturesInChild();
 uint64_t UnwinderCacheBytes();
 
 struct CachedUnwinderCounts {
-  uint64_t rule_entries = 0;   // return addresses in the frame rule cache
+  uint64_t rule_entries = 0;   // entries filled in the frame rule table in use
+  uint64_t rule_home_entries = 0;  // that table's home entries, 0 without one
   uint64_t rule_misses = 0;    // lookups of an address that was not cached
+  uint64_t rules_not_inserted = 0;  // rules dropped: their probed entries were taken
   uint64_t fallbacks = 0;      // captures the cached walk could not finish
   uint64_t truncated_stacks = 0;  // of those, kept short: libunwind was not loaded
 };
