@@ -52,18 +52,23 @@ sockaddr_un UnixAddress(const std::string& path) {
   return address;
 }
 
+// Connects to `address` without blocking and returns 0, or the errno of
+// the failure. EAGAIN means a live server whose backlog is full.
+int ProbeConnect(const sockaddr_un& address) {
+  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (probe < 0) return errno;
+  int result = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  int error = result == 0 ? 0 : errno;
+  close(probe);
+  return error;
+}
+
 // Returns true when a process accepts connections on `path`; sets
 // `refused` when connect(2) reported ECONNREFUSED (no process listens).
 bool SocketIsLive(const sockaddr_un& address, bool* refused) {
-  *refused = false;
-  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (probe < 0) return false;
-  int result = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-  int error = errno;
-  close(probe);
-  if (result == 0) return true;
+  const int error = ProbeConnect(address);
   *refused = error == ECONNREFUSED;
-  return false;
+  return error == 0 || error == EAGAIN;
 }
 
 // Handles EADDRINUSE: removes a stale socket file. Returns false with
@@ -106,17 +111,10 @@ pid_t PidOfSocketName(const char* name) {
   return pid;
 }
 
-// Returns whether connecting to `path` fails with ECONNREFUSED. The probe
-// does not block, so a live server whose backlog is full counts as live.
+// Returns whether connecting to `path` fails with ECONNREFUSED.
 bool RefusesConnections(const std::string& path) {
   if (path.size() >= sizeof(sockaddr_un::sun_path)) return false;
-  int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (probe < 0) return false;
-  const sockaddr_un address = UnixAddress(path);
-  int result = connect(probe, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-  int error = errno;
-  close(probe);
-  return result != 0 && error == ECONNREFUSED;
+  return ProbeConnect(UnixAddress(path)) == ECONNREFUSED;
 }
 
 // A socket file this young may belong to a server between its bind, which

@@ -5,11 +5,11 @@
 // uncached (they are looked up on every walk).
 //
 // The mapping contains six tables, of 256 to 8,192 home entries, and one is
-// in use. An insert moves to the next, empty, table once a quarter of the
-// current one's home entries are filled, so that most addresses are found
-// at their home, or when all the probed entries of an address are taken
-// (call sites aligned alike share their low bits). A small program's walks
-// thus touch two pages. With one table of 8,192 home entries, the few dozen
+// in use. An insert moves to the next, empty, table in two cases. The first
+// is when a quarter of the current one's home entries are filled, so that
+// most addresses are found at their home. The second is when all the probed
+// entries of an address are taken, since call sites aligned alike share
+// their low bits. A small program's walks thus touch two pages. With one table of 8,192 home entries, the few dozen
 // addresses of workload_thread_churn, spread by their low bits, touched 27
 // of its 33 pages. Tables are never emptied for a move, so no insert races
 // with a clearing there.

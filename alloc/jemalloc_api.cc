@@ -117,10 +117,10 @@ int FinishEnabledInWarmup(int result, void* old_value, const size_t* old_length,
   return result;
 }
 
-// Runs a mallctl call, `run`, of `control` for a thread in its warm-up: a
-// flush succeeds without jemalloc, and a call of thread.tcache.enabled runs
-// with memset zeroing (for the cache that a write of true creates) and is
-// finished by FinishEnabledInWarmup.
+// Runs a mallctl call, `run`, of `control` for a thread in its warm-up. A
+// flush succeeds without jemalloc. A call of thread.tcache.enabled runs with
+// memset zeroing, for the cache that a write of true creates, and
+// FinishEnabledInWarmup finishes it.
 template <typename Run>
 int RunInWarmup(ThreadCacheControl control, void* old_value, const size_t* old_length,
                 const void* new_value, Run run) {

@@ -16,10 +16,11 @@
 // Each cache fill takes a batch of regions (10 of 8 KiB, 100 of 16 B with
 // jemalloc's defaults) for one allocation, and the threads after it write
 // into the batches' pages. Four short threads at a time kept about 2 MiB of
-// slabs active in workload_thread_churn. So, as tcmalloc's caches start
-// small, a thread started while threads churn (16 starts within 10 ms)
-// loses the cache that jemalloc created at its first call, and gets a new
-// one once it has allocated tcache_warmup bytes (256 KiB by default). Until
+// slabs active in workload_thread_churn. tcmalloc's caches start small for
+// the same reason. Here a thread started while threads churn (16 starts
+// within 10 ms) loses the cache that jemalloc created at its first call. It
+// gets a new one once it has allocated tcache_warmup bytes (256 KiB by
+// default). Until
 // then its calls lock the arena's bins, which costs a short thread less
 // than one cache fill. With the warm-up, that program's peak RSS went from
 // 8.2-8.5 to 6.9-7.2 MiB in about the same time.
