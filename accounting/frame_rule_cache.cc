@@ -34,6 +34,19 @@ constinit FrameRuleTable g_tables[kTables] = {};
 // a move.
 constinit std::atomic<int> g_in_use{-1};
 
+// Inserts and the emptying after an unload exclude each other without a
+// lock (Dekker's protocol, so both sides use sequentially consistent
+// operations). An insert counts itself in g_inserts, then gives up if
+// g_emptying is set. The emptying sets g_emptying, then gives up (and a
+// later miss tries again) if an insert is counted. So no insert stores a
+// key or a rule while a table is emptied, and neither side ever waits,
+// which matters inside malloc, where the other side may be the same thread
+// interrupted by a signal handler.
+constinit std::atomic<uint32_t> g_inserts{0};
+constinit std::atomic<bool> g_emptying{false};
+
+constinit std::atomic<void (*)()> g_insert_hook{nullptr};  // SetFrameRuleInsertHookForTesting
+
 constinit std::atomic<uint64_t> g_entry_count{0};  // filled in the table in use
 constinit std::atomic<uint64_t> g_unloads{0};
 constinit std::atomic<uint64_t> g_misses{0};
@@ -88,6 +101,8 @@ MEMWARD_TEXT bool TryInsert(FrameRuleTable table, uintptr_t return_address,
     uint64_t key = table.keys[i].load(std::memory_order_acquire);
     if (key == 0) {
       if (table.keys[i].compare_exchange_strong(key, return_address, std::memory_order_acq_rel)) {
+        void (*hook)() = g_insert_hook.load(std::memory_order_relaxed);
+        if (MEMWARD_UNLIKELY(hook != nullptr)) hook();
         table.rules[i].store(packed_rule, std::memory_order_release);
         g_entry_count.fetch_add(1, std::memory_order_relaxed);
         return true;
@@ -119,9 +134,12 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
   return 0;
 }
 
-MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
+namespace {
+
+// Inserts with no emptying under way (InsertFrameRule).
+MEMWARD_TEXT void InsertWhileNotEmptying(uintptr_t return_address, uint64_t packed_rule) {
   int index = g_in_use.load(std::memory_order_acquire);
-  if (index < 0 || return_address == 0) return;
+  if (index < 0) return;
   uint64_t quarter = (kFrameRuleFirstHomeEntries << index) / 4;
   if (g_entry_count.load(std::memory_order_relaxed) >= quarter && MoveToNextTable(index)) {
     index = g_in_use.load(std::memory_order_acquire);
@@ -135,27 +153,51 @@ MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule
   }
 }
 
-MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order_relaxed); }
-
-MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
-  uint64_t seen = g_unloads.load(std::memory_order_acquire);
-  if (seen == unloads) return;
-  if (!g_unloads.compare_exchange_strong(seen, unloads, std::memory_order_acq_rel)) return;
+// Empties the table in use. REQUIRES: g_emptying set by the caller while
+// no insert was counted.
+MEMWARD_TEXT void EmptyTableInUse() {
   int index = g_in_use.load(std::memory_order_acquire);
   if (index < 0) return;
-  // Each rule goes before its key, so a reader that still finds the key
-  // loads 0 (a miss) or the old rule, and its second read of the key
-  // rejects a rule that a new address stored meanwhile. A move to the next
-  // table during the loop leaves that table as empty as this one.
-  // NOTE: an insert that filled its key before this loop and stores its rule
-  // after it leaves that rule in an empty entry, where the next address to
-  // take the entry is paired with it until its own store. Not seen in tests.
+  // Each rule goes before its key, so a walk that still finds the key loads
+  // 0 (a miss) or the old rule, and its second read of the key rejects a
+  // rule that a new address stored meanwhile.
   FrameRuleTable table = g_tables[index];
   for (uint64_t i = 0; i < EntriesOf(index); ++i) {
     table.rules[i].store(0, std::memory_order_release);
     table.keys[i].store(0, std::memory_order_release);
   }
   g_entry_count.store(0, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule) {
+  if (return_address == 0) return;
+  g_inserts.fetch_add(1, std::memory_order_seq_cst);
+  if (!g_emptying.load(std::memory_order_seq_cst)) {
+    InsertWhileNotEmptying(return_address, packed_rule);
+  }
+  g_inserts.fetch_sub(1, std::memory_order_release);
+}
+
+MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order_relaxed); }
+
+MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
+  uint64_t seen = g_unloads.load(std::memory_order_acquire);
+  if (seen == unloads) return;
+  bool emptying = false;
+  if (!g_emptying.compare_exchange_strong(emptying, true, std::memory_order_seq_cst)) return;
+  // Only the call that empties the table records the new count, so a miss
+  // that finds an insert under way leaves the emptying to a later miss.
+  if (g_inserts.load(std::memory_order_seq_cst) == 0 &&
+      g_unloads.compare_exchange_strong(seen, unloads, std::memory_order_acq_rel)) {
+    EmptyTableInUse();
+  }
+  g_emptying.store(false, std::memory_order_release);
+}
+
+void SetFrameRuleInsertHookForTesting(void (*hook)()) {
+  g_insert_hook.store(hook, std::memory_order_relaxed);
 }
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts() {

@@ -9,10 +9,11 @@
 // is when a quarter of the current one's home entries are filled, so that
 // most addresses are found at their home. The second is when all the probed
 // entries of an address are taken, since call sites aligned alike share
-// their low bits. A small program's walks thus touch two pages. With one table of 8,192 home entries, the few dozen
-// addresses of workload_thread_churn, spread by their low bits, touched 27
-// of its 33 pages. Tables are never emptied for a move, so no insert races
-// with a clearing there.
+// their low bits. A small program's walks thus touch two pages. With one
+// table of 8,192 home entries, the few dozen addresses of
+// workload_thread_churn, spread by their low bits, touched 27 of its 33
+// pages. Tables are never emptied for a move, and inserts and the emptying
+// after an unload exclude each other (frame_rule_cache.cc).
 #ifndef MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 #define MEMWARD_ACCOUNTING_FRAME_RULE_CACHE_H_
 
@@ -25,9 +26,10 @@ namespace memward::accounting {
 // The table as one walk reads it: an entry is keys[i] and rules[i]. Between
 // two emptyings (DropFrameRulesAfterUnload), a key goes from 0 to a return
 // address once, and its rule from 0 to the packed rule (frame_rule.h) once.
-// A reader that finds the key thus loads either the final rule or 0, a miss. Keys and rules are separate arrays so that
-// an index addresses both with an 8-byte scale, which keeps the walk's
-// chain of dependent instructions short.
+// A reader that finds the key thus loads either the final rule or 0, a
+// miss. Keys and rules are separate arrays so that an index addresses both
+// with an 8-byte scale, which keeps the walk's chain of dependent
+// instructions short.
 struct FrameRuleTable {
   std::atomic<uint64_t>* keys = nullptr;  // nullptr when no table was mapped
   std::atomic<uint64_t>* rules = nullptr;
@@ -71,8 +73,8 @@ uint64_t FindFrameRuleAfterHome(uintptr_t return_address);
 
 // Returns the packed rule of `return_address`, or 0 when it is not cached
 // (or is being filled by another thread). The table must exist.
-// The key is read again after the rule: ClearFrameRules may have emptied
-// the entry, and another address taken it, in between.
+// The key is read again after the rule: DropFrameRulesAfterUnload may have
+// emptied the entry, and another address taken it, in between.
 inline uint64_t FindFrameRule(FrameRuleTable table, uintptr_t return_address) {
   uint64_t home = FrameRuleHome(return_address, table.home_mask);
   if (table.keys[home].load(std::memory_order_acquire) == return_address) {
@@ -104,10 +106,17 @@ void CountFrameRuleMiss();
 // differs from the count at the last call, since an object loaded later at
 // the same addresses has other rules. Called on a miss, outside the
 // loader's lock. A walk may still use an old rule that it read before the
-// table was emptied.
+// table was emptied. While an insert is under way the table is left as it
+// is, and a later miss empties it. Inserts made during an emptying are
+// dropped (frame_rule_cache.cc).
 void DropFrameRulesAfterUnload(uint64_t unloads);
 
 FrameRuleCacheCounts ReadFrameRuleCacheCounts();
+
+// Test seam: `hook`, unless nullptr (the default), runs inside each insert
+// after it has claimed an entry's key and before it stores the rule, the
+// point where an emptying must not run. Set only by tests, outside malloc.
+void SetFrameRuleInsertHookForTesting(void (*hook)());
 
 }  // namespace memward::accounting
 
