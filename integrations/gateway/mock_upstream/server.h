@@ -43,7 +43,7 @@ struct ServerOptions {
 // upstream. Each is updated with relaxed atomics by the session coroutines.
 struct ServerStats {
   std::atomic<std::uint64_t> requests{0};          // every parsed HTTP request
-  std::atomic<std::uint64_t> completions{0};       // completion requests served with 200
+  std::atomic<std::uint64_t> completions{0};       // 200 replies, counted before the body is written
   std::atomic<std::uint64_t> streams_finished{0};  // streams that reached [DONE]
   std::atomic<std::uint64_t> streams_dropped{0};   // closed on purpose by drop-after-tokens
   std::atomic<std::uint64_t> client_disconnects{0};  // a write failed: the client went away
