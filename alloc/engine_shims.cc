@@ -13,7 +13,11 @@
 //   cache, so that jemalloc zeroes the recycled cache stack with memset
 //   instead of dropping its pages (alloc/thread_start.h). jemalloc 5.3
 //   checks the result of every purge and treats pages whose purge failed as
-//   not zeroed.
+//   not zeroed. A decay that jemalloc runs inside that window (an
+//   allocation's decay tick) falls back from the failed MADV_DONTNEED to
+//   MADV_FREE on the same range, and MADV_FREE leaves the pages resident
+//   until the system runs short of memory. The wrapper turns that MADV_FREE
+//   back into MADV_DONTNEED, so the purge releases the pages.
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -44,8 +48,31 @@ int mwje_munmap(void* address, size_t length) {
   return result;
 }
 
+namespace {
+
+// The range of the MADV_DONTNEED that this thread failed last, while it
+// zeroed with memset.
+struct RejectedRange {
+  void* address;
+  size_t length;
+};
+constinit thread_local RejectedRange t_rejected __attribute__((tls_model("initial-exec"))) = {
+    nullptr, 0};
+
+}  // namespace
+
 int mwje_madvise(void* address, size_t length, int advice) {
-  if (advice == MADV_DONTNEED && memward::alloc::ZeroingWithMemset()) return -1;
+  if (memward::alloc::ZeroingWithMemset()) {
+    if (advice == MADV_DONTNEED) {
+      t_rejected = RejectedRange{address, length};
+      return -1;
+    }
+    // A purge's fallback, made right after its rejected MADV_DONTNEED: the
+    // pages are no longer in use, so they can go at once.
+    if (advice == MADV_FREE && t_rejected.address == address && t_rejected.length == length) {
+      advice = MADV_DONTNEED;
+    }
+  }
   int saved_errno = errno;
   int result = madvise(address, length, advice);
   errno = saved_errno;
