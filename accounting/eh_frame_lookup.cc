@@ -1,12 +1,19 @@
 // .eh_frame_hdr search and CIE/FDE parsing. Runs on a cache miss inside
 // malloc: no heap memory, and only the loader's lock.
+//
+// NOTE: the tables are read through the object's mapping, and the kernel
+// maps up to 64 KiB of file pages around each fault, which stay in the
+// host's RSS (256 KiB of libc's and libstdc++'s tables in
+// workload_thread_churn). Dropping them after each lookup with
+// MADV_DONTNEED was tried and undone: it discards a program's own writes
+// to a read-only segment (a vtable patched after mprotect, a debugger's
+// write) and zeroes a segment that the program moved to anonymous memory.
+// Reading the tables with pread would leave no pages mapped.
 #include "accounting/eh_frame_lookup.h"
 
 #include <elf.h>
 #include <link.h>
 #include <stddef.h>
-#include <sys/auxv.h>
-#include <sys/mman.h>
 
 #include "accounting/cfi_program.h"
 #include "accounting/dwarf_reader.h"
@@ -137,70 +144,6 @@ const uint8_t* FindFde(const uint8_t* header, uintptr_t size, uintptr_t address)
   return header + fde_offset;
 }
 
-// Whether [begin, end) overlaps a PT_GNU_RELRO range of `object`. The
-// loader wrote relocations into those pages before it made them read-only.
-bool OverlapsRelro(const dl_phdr_info* object, uintptr_t begin, uintptr_t end) {
-  for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& segment = object->dlpi_phdr[i];
-    if (segment.p_type != PT_GNU_RELRO) continue;
-    uintptr_t start = object->dlpi_addr + segment.p_vaddr;
-    if (start < end && begin < start + segment.p_memsz) return true;
-  }
-  return false;
-}
-
-// Whether `object` has text relocations (DT_TEXTREL): the loader then
-// wrote into segments that are read-only in the file.
-bool HasTextRelocations(const dl_phdr_info* object) {
-  for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& segment = object->dlpi_phdr[i];
-    if (segment.p_type != PT_DYNAMIC) continue;
-    const auto* entry = reinterpret_cast<const ElfW(Dyn)*>(object->dlpi_addr + segment.p_vaddr);
-    const size_t count = segment.p_memsz / sizeof(ElfW(Dyn));
-    for (size_t k = 0; k < count && entry[k].d_tag != DT_NULL; ++k) {
-      if (entry[k].d_tag == DT_TEXTREL) return true;
-      if (entry[k].d_tag == DT_FLAGS && (entry[k].d_un.d_val & DF_TEXTREL) != 0) return true;
-    }
-  }
-  return false;
-}
-
-// Unmaps, from the calling process only, the pages from the page holding
-// .eh_frame_hdr (at `header`) to the end of its segment, which hold
-// .eh_frame and the search table that a lookup has just read.
-//
-// Why: the kernel maps up to 64 KiB of file pages around each page fault
-// (fault-around), and those pages stay mapped and count in the host's RSS.
-// The lookups of workload_thread_churn kept 256 KiB of the unwind tables
-// of libc and libstdc++ resident. The pages are clean copies of the file,
-// so MADV_DONTNEED only removes them from this process's page tables. The
-// page cache keeps them, and the next read (by memward or by the C++
-// runtime's unwinder) maps them again with a minor fault.
-//
-// Only a read-only PT_LOAD segment that is all file contents, overlaps no
-// RELRO range and belongs to an object without text relocations
-// qualifies. A writable, executable or relocated page may hold data that
-// exists only in this process, which MADV_DONTNEED would discard. The cost is one madvise per rule cache miss, and misses stop
-// once the rule tables hold the program's call sites. A failed madvise
-// (for example on pages locked by mlockall) leaves the pages mapped.
-void DropUnwindTablePages(const dl_phdr_info* object, uintptr_t header) {
-  const uintptr_t page = getauxval(AT_PAGESZ);
-  if (page == 0 || (page & (page - 1)) != 0) return;
-  for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& segment = object->dlpi_phdr[i];
-    uintptr_t start = object->dlpi_addr + segment.p_vaddr;
-    if (segment.p_type != PT_LOAD || header < start || header - start >= segment.p_memsz) {
-      continue;
-    }
-    if (segment.p_flags != PF_R || segment.p_filesz != segment.p_memsz) return;
-    uintptr_t begin = header & ~(page - 1);
-    uintptr_t end = (start + segment.p_memsz + page - 1) & ~(page - 1);
-    if (OverlapsRelro(object, begin, end) || HasTextRelocations(object)) return;
-    madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    return;
-  }
-}
-
 struct Search {
   uintptr_t address = 0;
   FrameRule rule;
@@ -234,7 +177,6 @@ int SearchObject(dl_phdr_info* object, size_t size, void* data) {
         reinterpret_cast<const uint8_t*>(object->dlpi_addr + eh_frame_header->p_vaddr);
     const uint8_t* fde = FindFde(header, eh_frame_header->p_memsz, search->address);
     if (fde != nullptr) search->rule = RuleFromFde(fde, search->address);
-    DropUnwindTablePages(object, reinterpret_cast<uintptr_t>(header));
   }
   return 1;
 }

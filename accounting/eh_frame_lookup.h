@@ -16,10 +16,7 @@ namespace memward::accounting {
 // the address, or when the table or the CFI is of a form that is not
 // supported. Holds the dynamic loader's lock (dl_iterate_phdr) while it
 // reads, so the caller must hold no lock that a thread inside dlopen or
-// dlclose could wait for. Uses no heap memory. Afterwards it unmaps the
-// object's unwind tables from the process with MADV_DONTNEED when they lie
-// in a read-only segment (eh_frame_lookup.cc), so that the pages it read do
-// not stay in the host's RSS.
+// dlclose could wait for. Uses no heap memory.
 // `unloads` receives the loader's count of unloaded objects (dlpi_subs),
 // or is left unchanged when the loader does not report it.
 FrameRule LookUpFrameRule(uintptr_t return_address, uint64_t& unloads);

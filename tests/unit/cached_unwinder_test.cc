@@ -4,8 +4,6 @@
 // captures hit the rule cache, and a frame with an unsupported rule falls
 // back to libunwind once it is loaded.
 #include <dlfcn.h>
-#include <fcntl.h>
-#include <link.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,8 +20,6 @@
 
 #include "gtest/gtest.h"
 #include "accounting/cfi_program.h"
-#include "accounting/eh_frame_lookup.h"
-#include "accounting/frame_rule.h"
 #include "accounting/frame_rule_cache.h"
 #include "accounting/stack_bounds.h"
 #include "accounting/stack_capture.h"
@@ -625,74 +621,6 @@ TEST_F(CachedUnwinderTest, ForkedChildMatchesLibunwind) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-}
-
-// Returns the address of the .eh_frame_hdr of the loaded object that
-// contains `address`, or 0 when there is none.
-uintptr_t EhFrameHeaderOf(uintptr_t address) {
-  struct Search {
-    uintptr_t address = 0;
-    uintptr_t header = 0;
-  } search;
-  search.address = address;
-  dl_iterate_phdr(
-      [](dl_phdr_info* object, size_t, void* data) {
-        auto* search = static_cast<Search*>(data);
-        uintptr_t header = 0;
-        bool contains = false;
-        for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {
-          const ElfW(Phdr)& segment = object->dlpi_phdr[i];
-          uintptr_t start = object->dlpi_addr + segment.p_vaddr;
-          if (segment.p_type == PT_GNU_EH_FRAME) header = start;
-          if (segment.p_type == PT_LOAD && search->address - start < segment.p_memsz) {
-            contains = true;
-          }
-        }
-        if (!contains) return 0;
-        search->header = header;
-        return 1;
-      },
-      &search);
-  return search.header;
-}
-
-// Whether this process's page tables map the page at `address`, from the
-// present bit of /proc/self/pagemap.
-bool PageIsMapped(uintptr_t address) {
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(fd, 0) << "cannot open /proc/self/pagemap";
-  if (fd < 0) return false;
-  uint64_t entry = 0;
-  const off_t offset = static_cast<off_t>(address / sysconf(_SC_PAGESIZE) * sizeof(entry));
-  ssize_t read_bytes = pread(fd, &entry, sizeof(entry), offset);
-  close(fd);
-  EXPECT_EQ(read_bytes, static_cast<ssize_t>(sizeof(entry)));
-  return (entry >> 63) != 0;
-}
-
-// A lookup leaves no page of the unwind tables it read mapped in the
-// process, and the tables read the same when they are mapped again.
-TEST(EhFrameLookup, UnmapsUnwindTablesAfterLookup) {
-  const uintptr_t in_fopen = reinterpret_cast<uintptr_t>(&fopen) + 32;
-  Dl_info info{};
-  ASSERT_NE(dladdr(reinterpret_cast<void*>(in_fopen), &info), 0);
-  ASSERT_NE(std::string(info.dli_fname).find("libc.so"), std::string::npos) << info.dli_fname;
-  const uintptr_t header = EhFrameHeaderOf(in_fopen);
-  ASSERT_NE(header, 0u) << "libc has no PT_GNU_EH_FRAME";
-
-  uint64_t unloads = 0;
-  const uint64_t first =
-      accounting::PackFrameRule(accounting::LookUpFrameRule(in_fopen, unloads));
-  EXPECT_FALSE(PageIsMapped(header));
-
-  const volatile uint8_t* header_byte = reinterpret_cast<const volatile uint8_t*>(header);
-  EXPECT_EQ(*header_byte, 1) << ".eh_frame_hdr version";
-  EXPECT_TRUE(PageIsMapped(header));
-  const uint64_t second =
-      accounting::PackFrameRule(accounting::LookUpFrameRule(in_fopen, unloads));
-  EXPECT_FALSE(PageIsMapped(header));
-  EXPECT_EQ(second, first);
-  EXPECT_EQ(first & accounting::kPackedNotCacheable, 0u) << "fopen's rule is not supported";
 }
 
 TEST(StackBounds, ContainLocalVariable) {
