@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -370,105 +369,6 @@ TEST_F(CachedUnwinderTest, FewAddressesKeepFirstTable) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the table had grown before this test, 4: 20 "
                                        "addresses moved the cache to a larger table";
-}
-
-// The rule that RacingInsertsInChild pairs with address `i`.
-constexpr uint64_t RacingRuleOf(uint64_t i) { return 0x100 + i; }
-
-// Returns 2 when an entry of the table in use has a rule but no key, or
-// one of the `count` made-up addresses from `base`, 8 bytes apart, with a
-// rule other than its own; 0 otherwise. Entries of other addresses (the
-// test program's own call sites) are not checked.
-int CheckRulesPaired(uintptr_t base, uint64_t count) {
-  accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
-  const uint64_t entries = table.home_mask + 1 + accounting::kFrameRuleProbes;
-  for (uint64_t i = 0; i < entries; ++i) {
-    uint64_t key = table.keys[i].load(std::memory_order_acquire);
-    uint64_t rule = table.rules[i].load(std::memory_order_acquire);
-    if (key == 0 && rule != 0) return 2;
-    if (key < base || key - base >= count * 8 || rule == 0) continue;
-    if ((key - base) % 8 != 0 || rule != RacingRuleOf((key - base) / 8)) return 2;
-  }
-  return 0;
-}
-
-// Runs two threads that cache `count` made-up addresses 8 bytes apart, over
-// and over, while the calling thread reports an unload at every step, until
-// the two have made `passes` passes over the addresses in all. Returns 0,
-// or 2 when a walk found an address paired with another's rule or the
-// table was left with such an entry.
-int RacingInsertsInChild(uint64_t count, uint64_t passes) {
-  const uintptr_t base = uintptr_t{0x7d0000000000};
-  std::atomic<bool> done{false};
-  std::atomic<bool> mismatch{false};
-  std::atomic<uint64_t> passes_made{0};
-  auto cache = [&] {
-    while (!done.load(std::memory_order_relaxed)) {
-      for (uint64_t i = 0; i < count; ++i) {
-        accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
-        uint64_t rule = accounting::FindFrameRule(table, base + i * 8);
-        if (rule != 0 && rule != RacingRuleOf(i)) mismatch.store(true);
-        if (rule == 0) accounting::InsertFrameRule(base + i * 8, RacingRuleOf(i));
-      }
-      passes_made.fetch_add(1, std::memory_order_relaxed);
-    }
-  };
-  std::thread first(cache);
-  std::thread second(cache);
-  for (uint64_t unload = 1; passes_made.load(std::memory_order_relaxed) < passes; ++unload) {
-    accounting::DropFrameRulesAfterUnload(unload << 20);
-  }
-  done.store(true);
-  first.join();
-  second.join();
-  if (mismatch.load()) return 2;
-  return CheckRulesPaired(base, count);
-}
-
-// An unload that empties the table while other threads insert leaves no
-// rule in an emptied entry, where the next address to take the entry
-// would find it. Exit status 2: a key was paired with another's rule.
-TEST_F(CachedUnwinderTest, InsertsRacingUnloadsKeepRulesPaired) {
-  fflush(nullptr);
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) _exit(RacingInsertsInChild(48, 200000));
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
-}
-
-// The loader's count of unloads that EmptyDuringInsert reports next.
-uint64_t g_next_unloads = uint64_t{1} << 40;
-
-// Reports an unload from inside an insert (the insert hook).
-void EmptyDuringInsert() { accounting::DropFrameRulesAfterUnload(g_next_unloads++); }
-
-// An unload reported between an insert's claim of a key and its store of
-// the rule leaves the entry to a later miss. Emptying it there would leave
-// the rule in an empty entry, for the next address that takes the entry.
-// Exit status 2: an entry paired a key, or no key, with another's rule; 3:
-// the later miss did not empty the table.
-TEST_F(CachedUnwinderTest, UnloadDuringInsertWaitsForLaterMiss) {
-  fflush(nullptr);
-  pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    const uintptr_t base = uintptr_t{0x7c0000000000};
-    accounting::SetFrameRuleInsertHookForTesting(EmptyDuringInsert);
-    accounting::InsertFrameRule(base, RacingRuleOf(0));
-    accounting::SetFrameRuleInsertHookForTesting(nullptr);
-    if (CheckRulesPaired(base, 1) != 0) _exit(2);
-    accounting::DropFrameRulesAfterUnload(g_next_unloads);
-    accounting::FrameRuleTable table = accounting::CurrentFrameRuleTable();
-    if (accounting::FindFrameRule(table, base) != 0) _exit(3);
-    _exit(CheckRulesPaired(base, 1));
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 // Captures with `unwinder` from one call site, so that every frame's
