@@ -35,13 +35,13 @@ constinit FrameRuleTable g_tables[kTables] = {};
 constinit std::atomic<int> g_in_use{-1};
 
 // Inserts and the emptying after an unload exclude each other without a
-// lock (Dekker's protocol, so both sides use sequentially consistent
-// operations). An insert counts itself in g_inserts, then gives up if
-// g_emptying is set. The emptying sets g_emptying, then gives up (and a
-// later miss tries again) if an insert is counted. So no insert stores a
-// key or a rule while a table is emptied, and neither side ever waits,
-// which matters inside malloc, where the other side may be the same thread
-// interrupted by a signal handler.
+// lock. This is Dekker's protocol, so both sides use sequentially
+// consistent operations. An insert counts itself in g_inserts, then gives
+// up if g_emptying is set. The emptying sets g_emptying, then gives up if
+// an insert is counted, and a later miss tries again. So no insert stores
+// a key or a rule while a table is emptied. Neither side waits, because
+// inside malloc the other side may be the same thread, interrupted by a
+// signal handler.
 constinit std::atomic<uint32_t> g_inserts{0};
 constinit std::atomic<bool> g_emptying{false};
 
@@ -136,7 +136,8 @@ MEMWARD_TEXT uint64_t FindFrameRuleAfterHome(uintptr_t return_address) {
 
 namespace {
 
-// Inserts with no emptying under way (InsertFrameRule).
+// Caches `packed_rule` for `return_address`. The caller (InsertFrameRule)
+// has checked that no emptying runs.
 MEMWARD_TEXT void InsertWhileNotEmptying(uintptr_t return_address, uint64_t packed_rule) {
   int index = g_in_use.load(std::memory_order_acquire);
   if (index < 0) return;

@@ -13,11 +13,11 @@
 //   cache, so that jemalloc zeroes the recycled cache stack with memset
 //   instead of dropping its pages (alloc/thread_start.h). jemalloc 5.3
 //   checks the result of every purge and treats pages whose purge failed as
-//   not zeroed. A decay that jemalloc runs inside that window (an
-//   allocation's decay tick) falls back from the failed MADV_DONTNEED to
-//   MADV_FREE on the same range, and MADV_FREE leaves the pages resident
-//   until the system runs short of memory. The wrapper turns that MADV_FREE
-//   back into MADV_DONTNEED, so the purge releases the pages.
+//   not zeroed. jemalloc may also decay an arena inside that window, on an
+//   allocation's decay tick. That purge falls back from the failed
+//   MADV_DONTNEED to MADV_FREE on the same range, which leaves the pages
+//   resident until the system runs short of memory. The wrapper turns that
+//   MADV_FREE into MADV_DONTNEED, so the purge releases the pages.
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -67,8 +67,8 @@ int mwje_madvise(void* address, size_t length, int advice) {
       t_rejected = RejectedRange{address, length};
       return -1;
     }
-    // A purge's fallback, made right after its rejected MADV_DONTNEED: the
-    // pages are no longer in use, so they can go at once.
+    // A purge's fallback after its rejected MADV_DONTNEED. The pages are
+    // free extents, so they can be released at once.
     if (advice == MADV_FREE && t_rejected.address == address && t_rejected.length == length) {
       advice = MADV_DONTNEED;
     }

@@ -1,7 +1,7 @@
-// The frame rule cache on its own, with the C library's malloc: inserts,
-// lookups and the emptying after an unload, from one thread and from
-// several. CTest also runs it built with ThreadSanitizer, which cannot share
-// a process with memward's malloc.
+// Tests of the frame rule cache on its own, with the C library's malloc.
+// They cover inserts, lookups and the emptying after an unload, from one
+// thread and from several. CTest also runs them built with
+// ThreadSanitizer, which cannot share a process with memward's malloc.
 #include <stdint.h>
 
 #include <atomic>

@@ -181,10 +181,10 @@ asio::awaitable<bool> Server::SendNonStreamed(Stream& stream, const Request& req
   const ResponseIdentity identity = MakeIdentity(completion.endpoint, next_serial_++);
   const std::string body = BuildCompletionBody(completion, identity);
   // Counted before the write, as a stream is counted once its header is
-  // out: a client that has read the whole body then reads a count that
-  // includes it. Counted after, the gateway could forward the body before
-  // this coroutine resumed, and a test that compared the count at once
-  // saw one less (1 in 30 runs of ConcurrentClientsOnTwoThreads under load).
+  // out. A client that has read the whole body then reads a count that
+  // includes it. Counted after the write, the gateway could forward the
+  // body before this coroutine resumed, and a test that read the count at
+  // once saw one less.
   ++stats_.completions;
   co_return co_await SendJson(stream, request.version(), request.keep_alive(), 200, body);
 }
