@@ -655,6 +655,23 @@ TEST_F(AdminTest, CurlAndMemwardctlAgree) {
   free(held);
 }
 
+// Binds a socket file at `path` and closes it: a stale socket.
+void MakeStaleSocket(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address = {};
+  address.sun_family = AF_UNIX;
+  snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << path;
+  close(fd);
+}
+
+// Sets the times of `path` an hour back: memward and memwardctl keep a
+// socket file younger than 10 s, which may be a starting server's.
+void DateHourBack(const std::string& path) {
+  const timespec hour_ago[2] = {{time(nullptr) - 3600, 0}, {time(nullptr) - 3600, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), hour_ago, 0), 0) << path;
+}
+
 TEST_F(AdminTest, MemwardctlExplainsErrors) {
   const std::string ctl = std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH;
   std::string missing = RunCommand(ctl + " -p 999999999 stats 2>&1");
@@ -662,26 +679,28 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   char directory[] = "/tmp/memwardctl-test-XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);
   const std::string stale = std::string(directory) + "/1.sock";
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  snprintf(address.sun_path, sizeof(address.sun_path), "%s", stale.c_str());
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  close(fd);
+  MakeStaleSocket(stale);
+  DateHourBack(stale);
+  // A refusing socket bound just now, as a server's between bind and listen.
+  const std::string young = std::string(directory) + "/2.sock";
+  MakeStaleSocket(young);
   std::string output = RunCommand(ctl + " --socket " + stale + " stats 2>&1");
   EXPECT_NE(output.find("stale socket"), std::string::npos) << output;
   EXPECT_NE(output.find("memwardctl --dir " + std::string(directory) + " clean"),
             std::string::npos)
       << output;
   std::string ps = RunCommand(ctl + " --dir " + directory + " ps 2>&1");
-  EXPECT_NE(ps.find("1 stale socket hidden"), std::string::npos) << ps;
+  EXPECT_NE(ps.find("2 stale sockets hidden"), std::string::npos) << ps;
   std::string ps_all = RunCommand(ctl + " --dir " + directory + " ps --all");
   EXPECT_NE(ps_all.find("stale"), std::string::npos) << ps_all;
-  std::string clean = RunCommand(ctl + " --dir " + directory + " clean");
+  std::string clean = RunCommand(ctl + " --dir " + directory + " clean 2>&1");
   EXPECT_NE(clean.find("removed 1 stale socket from"), std::string::npos) << clean;
+  EXPECT_NE(clean.find("kept 1 socket created less than 10 s ago"), std::string::npos) << clean;
   struct stat info;
   EXPECT_NE(stat(stale.c_str(), &info), 0) << "clean left the stale socket";
+  EXPECT_EQ(stat(young.c_str(), &info), 0) << "clean removed a socket bound just now";
   unlink(stale.c_str());
+  unlink(young.c_str());
   rmdir(directory);
 }
 
@@ -804,16 +823,6 @@ TEST_F(AdminTest, OtherUserServesPerUserSocket) {
   std::system((std::string("rm -rf ") + directory).c_str());
 }
 
-// Binds a socket file at `path` and closes it: a stale socket.
-void MakeStaleSocket(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address = {};
-  address.sun_family = AF_UNIX;
-  snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
-  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << path;
-  close(fd);
-}
-
 // A process killed by a signal, or one that ends with _exit, leaves its
 // socket file. The next memward process to start removes such files from
 // the default directory, but only when no process has the pid, the file is
@@ -821,16 +830,13 @@ void MakeStaleSocket(const std::string& path) {
 TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   const std::string directory = "/tmp/memward";
   // Pids above the kernel's largest (4,194,304), one set per test process,
-  // since the linked and the preloaded run of this test may run at once.
+  // so that a run never touches files that an earlier run left.
   const int first = 90000000 + (getpid() % 1000000) * 4;
   const std::string stale = directory + "/" + std::to_string(first) + ".sock";
   const std::string regular = directory + "/" + std::to_string(first + 1) + ".sock";
   const std::string listening = directory + "/" + std::to_string(first + 2) + ".sock";
-  // A file created less than 10 s ago may be a server's between its bind
-  // and its listen, so the old ones here are dated an hour back.
-  const timespec hour_ago[2] = {{time(nullptr) - 3600, 0}, {time(nullptr) - 3600, 0}};
   MakeStaleSocket(stale);
-  ASSERT_EQ(utimensat(AT_FDCWD, stale.c_str(), hour_ago, 0), 0);
+  DateHourBack(stale);
   const std::string fresh = directory + "/" + std::to_string(first + 3) + ".sock";
   MakeStaleSocket(fresh);
   std::ofstream(regular) << "not a socket\n";
@@ -852,8 +858,8 @@ TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   }
   const std::string of_live_pid = directory + "/" + std::to_string(sleeper) + ".sock";
   MakeStaleSocket(of_live_pid);
-  ASSERT_EQ(utimensat(AT_FDCWD, of_live_pid.c_str(), hour_ago, 0), 0);
-  ASSERT_EQ(utimensat(AT_FDCWD, listening.c_str(), hour_ago, 0), 0);
+  DateHourBack(of_live_pid);
+  DateHourBack(listening);
 
   RunCommand(std::string("env MEMWARD_CONF= LD_PRELOAD=") + MEMWARD_PRELOAD_LIBRARY +
              " /bin/true");
@@ -879,8 +885,8 @@ TEST_F(AdminTest, MemwardctlSkipsForeignDirectories) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root to create directories of other users";
   char target[] = "/tmp/memwardctl-target-XXXXXX";
   ASSERT_NE(mkdtemp(target), nullptr);
-  // The linked and the preloaded run of this test may run at once, so each
-  // takes uids of its own and neither removes the other's directories.
+  // Each test process takes uids of its own, so that a run never removes
+  // directories that another run made.
   const unsigned uid = 3000000000u + static_cast<unsigned>(getpid() % 500000) * 2;
   const std::string link = "/tmp/memward-" + std::to_string(uid);
   const std::string foreign = "/tmp/memward-" + std::to_string(uid + 1);
@@ -893,6 +899,8 @@ TEST_F(AdminTest, MemwardctlSkipsForeignDirectories) {
   const std::string in_foreign = foreign + "/434343.sock";
   MakeStaleSocket(through_link);
   MakeStaleSocket(in_foreign);
+  DateHourBack(through_link);
+  DateHourBack(in_foreign);
 
   const std::string ctl = std::string("/usr/bin/python3 ") + MEMWARD_CTL_PATH;
   const std::string ps = RunCommand(ctl + " --json ps --all");
