@@ -1,6 +1,8 @@
 // The walk of the cached unwinder.
 #include "accounting/cached_unwinder.h"
 
+#include <atomic>
+
 #include "accounting/eh_frame_lookup.h"
 #include "accounting/frame_rule.h"
 #include "accounting/frame_rule_cache.h"
@@ -45,13 +47,21 @@ memward_read_caller_registers:
 namespace memward::accounting {
 namespace {
 
+// sample_tables_from_file, set before the first sample.
+std::atomic<bool> g_tables_from_file{false};
+
 // Returns the packed rule of `return_address` from the CFI, and caches it.
 // Unsupported rules are cached too, so that later walks through them fall
 // back without parsing.
 MEMWARD_TEXT __attribute__((noinline)) uint64_t FillFrameRule(uintptr_t return_address) {
   CountFrameRuleMiss();
   uint64_t unloads = 0;
-  uint64_t packed = PackFrameRule(LookUpFrameRule(return_address, unloads));
+  // A process whose rules no longer fit keeps missing: it reads through the
+  // mappings, which are faster once their pages are resident.
+  const bool from_file =
+      g_tables_from_file.load(std::memory_order_relaxed) && !FrameRulesWereDropped();
+  const TableSource source = from_file ? TableSource::kFile : TableSource::kMapping;
+  uint64_t packed = PackFrameRule(LookUpFrameRule(return_address, unloads, source));
   DropFrameRulesAfterUnload(unloads);
   InsertFrameRule(return_address, packed);
   return packed;
@@ -124,6 +134,10 @@ MEMWARD_TEXT __attribute__((noinline)) int WalkCachedFrames(FrameCollector& fram
 MEMWARD_TEXT __attribute__((noinline)) int ResumeCachedWalk(FrameCollector& frames,
                                                             CachedWalk& walk, RuleMisses misses) {
   return ContinueWalk(frames, walk, misses);
+}
+
+void SetFrameTablesFromFile(bool from_file) {
+  g_tables_from_file.store(from_file, std::memory_order_relaxed);
 }
 
 }  // namespace memward::accounting

@@ -55,6 +55,11 @@ struct CachedWalk {
 // storage.
 int WalkCachedFrames(FrameCollector& frames, CachedWalk& walk, RuleMisses misses);
 
+// Makes later misses read the unwind tables from the libraries' files
+// (sample_tables_from_file) when `from_file`, or through their mappings.
+// Called at the sampler's set-up, outside malloc.
+void SetFrameTablesFromFile(bool from_file);
+
 // Continues a walk that returned kWalkRuleMissed from the frame it reached,
 // and returns as WalkCachedFrames does. The frames walked must still be
 // live: the caller is the function that started the walk.

@@ -24,6 +24,12 @@ class DwarfReader {
  public:
   DwarfReader() = default;
   DwarfReader(const uint8_t* begin, const uint8_t* end) : position_(begin), end_(end) {}
+  // Reads a copy of bytes whose run-time address is `address_of_begin`, so
+  // that pc-relative pointers are resolved against the original place.
+  DwarfReader(const uint8_t* begin, const uint8_t* end, uintptr_t address_of_begin)
+      : position_(begin),
+        end_(end),
+        address_bias_(address_of_begin - reinterpret_cast<uintptr_t>(begin)) {}
 
   bool AtEnd() const { return position_ >= end_; }
   bool Overran() const { return overran_; }
@@ -64,7 +70,7 @@ class DwarfReader {
   // without being followed, since the walk only skips them.
   uintptr_t ReadEncoded(uint8_t encoding, uintptr_t data_base) {
     if (encoding == kEncodingOmit) return 0;
-    uintptr_t field_address = reinterpret_cast<uintptr_t>(position_);
+    uintptr_t field_address = reinterpret_cast<uintptr_t>(position_) + address_bias_;
     uint64_t value = ReadEncodedValue(encoding & kEncodingFormatMask);
     if (value == 0) return 0;
     switch (encoding & kEncodingBaseMask) {
@@ -122,6 +128,7 @@ class DwarfReader {
 
   const uint8_t* position_ = nullptr;
   const uint8_t* end_ = nullptr;
+  uintptr_t address_bias_ = 0;  // run-time address minus buffer address
   bool overran_ = false;
 };
 

@@ -183,6 +183,10 @@ MEMWARD_TEXT void InsertFrameRule(uintptr_t return_address, uint64_t packed_rule
 
 MEMWARD_TEXT void CountFrameRuleMiss() { g_misses.fetch_add(1, std::memory_order_relaxed); }
 
+MEMWARD_TEXT bool FrameRulesWereDropped() {
+  return g_not_inserted.load(std::memory_order_relaxed) != 0;
+}
+
 MEMWARD_TEXT void DropFrameRulesAfterUnload(uint64_t unloads) {
   uint64_t seen = g_unloads.load(std::memory_order_acquire);
   if (seen == unloads) return;

@@ -102,6 +102,12 @@ struct FrameRuleCacheCounts {
 // Counts a lookup in the CFI; called on each miss.
 void CountFrameRuleMiss();
 
+// Returns whether a rule was ever dropped for want of room. The addresses
+// of such a process keep missing, so its lookups read the tables through
+// their mapping, which is faster than reading them from the files once the
+// pages are resident.
+bool FrameRulesWereDropped();
+
 // Empties the table when `unloads` (the loader's count of unloaded objects)
 // differs from the count at the last call, since an object loaded later at
 // the same addresses has other rules. Called on a miss, outside the

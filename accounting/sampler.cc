@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 
+#include "accounting/cached_unwinder.h"
 #include "accounting/sample_table.h"
 #include "accounting/stack_capture.h"
 #include "accounting/unwinder_memory.h"
@@ -54,6 +55,7 @@ bool SetUpSampler() {
     return false;
   }
   alloc::PrepareSampledSlabs(alloc::SlotAt(slot).arena_flag);
+  SetFrameTablesFromFile(settings.GetBool(base::SettingId::kSampleTablesFromFile));
   LoadUnwinder(SelectedUnwinder(settings),
                static_cast<uint64_t>(settings.Get(base::SettingId::kSampleUnwinderMaxBytes)));
   alloc::ConfigureSampling(0, slot);

@@ -38,6 +38,7 @@ enum class SettingId : int {
   kSampleMaxEntries,
   kSampleMaxBytes,
   kSampleUnwinderMaxBytes,
+  kSampleTablesFromFile,
   kPressureSoft,
   kPressureHigh,
   kPressureCritical,
@@ -172,6 +173,13 @@ inline constexpr SettingSpec kSettingSpecs[kNumSettings] = {
      "caches (256 KiB or more "
      "per thread that falls back to it); threads past it unwind without a cache, at about "
      "35 us per sample instead of under 1 us. Read at start-up."},
+    {SettingId::kSampleTablesFromFile, "sample_tables_from_file", SettingKind::kBool, 0, 0, 1,
+     false,
+     "Have the cached unwinder read a library's unwind tables (.eh_frame_hdr, .eh_frame) "
+     "with open and pread on a frame rule cache miss, instead of through the library's "
+     "mapping, whose pages would stay in the process's RSS. About 10 us per miss instead "
+     "of 0.2 us. A seccomp filter must then allow open, pread64 and close. Read at "
+     "start-up."},
     {SettingId::kPressureSoft, "pressure_soft", SettingKind::kCount, 80, 1, 100, false,
      "Working set, in percent of the memory limit, at which the pressure level becomes "
      "soft: reclaimers are asked for memory and dirty pages are purged. The thresholds "

@@ -20,6 +20,10 @@
 //   BM_SampledPair       malloc and free of a 64-byte block that is always
 //                        sampled (interval 1 byte), everything included;
 //   BM_UnsampledPair     the same pair with sampling off, for the difference.
+//   BM_FrameRuleLookup   one frame rule cache miss: the .eh_frame_hdr
+//                        search and CIE/FDE parse for a return address in
+//                        libc, read from the file (arg 1) or through the
+//                        mapping (arg 0);
 //   BM_UnwinderThreadMemory  eight new threads' captures: the bytes the
 //                        unwinders have mapped, as memward counts them, and
 //                        the growth of the process's resident set.
@@ -36,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "accounting/eh_frame_lookup.h"
 #include "accounting/sample_table.h"
 #include "accounting/sampler.h"
 #include "accounting/stack_capture.h"
@@ -135,6 +140,19 @@ void BM_FirstCapturesOfThread(benchmark::State& state) {
   state.counters["frames"] = depth;
 }
 BENCHMARK(BM_FirstCapturesOfThread)->Arg(8)->Arg(30);
+
+// One rule lookup, as the cached unwinder makes on a miss, for an address
+// inside libc's qsort.
+void BM_FrameRuleLookup(benchmark::State& state) {
+  const auto source = state.range(0) != 0 ? memward::accounting::TableSource::kFile
+                                          : memward::accounting::TableSource::kMapping;
+  const uintptr_t address = reinterpret_cast<uintptr_t>(&qsort) + 16;
+  uint64_t unloads = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(memward::accounting::LookUpFrameRule(address, unloads, source));
+  }
+}
+BENCHMARK(BM_FrameRuleLookup)->Arg(0)->Arg(1);
 
 // Records a sample of a 64-byte block at 512 KiB with the stack `frames`,
 // and removes it as its free would: the table's whole work for one sample.
