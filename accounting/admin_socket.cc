@@ -134,10 +134,16 @@ bool MayBeLeftBehind(const std::string& path, pid_t pid, struct stat* identity) 
 
 // Removes `path` if it is still the file that `identity` describes: a
 // process given the same pid meanwhile may have replaced it with its own.
+// The change time is compared too, since a file system may give the new
+// socket the inode number of the one it replaced.
 bool RemoveIfUnchanged(const std::string& path, const struct stat& identity) {
   struct stat now;
   if (lstat(path.c_str(), &now) != 0) return false;
   if (now.st_dev != identity.st_dev || now.st_ino != identity.st_ino) return false;
+  if (now.st_ctim.tv_sec != identity.st_ctim.tv_sec ||
+      now.st_ctim.tv_nsec != identity.st_ctim.tv_nsec) {
+    return false;
+  }
   return unlink(path.c_str()) == 0;
 }
 

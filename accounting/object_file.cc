@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace memward::accounting {
@@ -69,8 +70,10 @@ ObjectFile::ObjectFile(const dl_phdr_info& object, bool use_file)
   if (!use_file) return;
   const char* path = PathOf(object);
   if (path == nullptr) return;
-  fd_ = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd_ >= 0 && !BuildIdMatches()) {
+  // O_NONBLOCK: a FIFO renamed over the path would block the open, inside
+  // malloc and under the loader's lock, until a writer came.
+  fd_ = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd_ >= 0 && !(IsRegularFile() && BuildIdMatches())) {
     close(fd_);
     fd_ = -1;
   }
@@ -79,6 +82,11 @@ ObjectFile::ObjectFile(const dl_phdr_info& object, bool use_file)
 ObjectFile::~ObjectFile() {
   if (fd_ >= 0) close(fd_);
   errno = saved_errno_;
+}
+
+bool ObjectFile::IsRegularFile() const {
+  struct stat status;
+  return fstat(fd_, &status) == 0 && S_ISREG(status.st_mode);
 }
 
 bool ObjectFile::BuildIdMatches() const {

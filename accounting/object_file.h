@@ -8,16 +8,19 @@
 // maps nothing. It costs system calls, which a seccomp filter may forbid,
 // so the cached unwinder reads files only with sample_tables_from_file.
 //
-// The file is used only when its GNU build ID (NT_GNU_BUILD_ID) equals the
-// one in memory. A library replaced on disk after it was loaded, a deleted
-// one, a path that a mount namespace or chroot now resolves elsewhere, or a
-// file without a build ID is read through the mapping instead, as is an
-// object without an absolute path (the vDSO). A read that fails falls back
-// to the mapping too, so a caller sees the mapped bytes either way.
+// The file is used only when it is a regular file and its GNU build ID
+// (NT_GNU_BUILD_ID) equals the one in memory. Otherwise the object is read
+// through its mapping: a library replaced on disk after it was loaded, a
+// deleted one, a path that a mount namespace or chroot now resolves
+// elsewhere, a file without a build ID, and an object without an absolute
+// path (the vDSO). A read that fails falls back to the mapping too, so a
+// caller sees the mapped bytes either way.
 //
 // Used inside malloc: no heap memory, and errno is kept. Each lookup opens
-// the file and closes it at the end, so a program that closes or reuses
-// descriptor numbers never meets one of memward's.
+// the file and closes it at the end, so memward holds no descriptor between
+// lookups. A thread of the program that closes or dup2s over that number
+// during a lookup can make it read another file. Its rules may then be
+// wrong, but the walk that uses them still reads only inside the stack.
 #ifndef MEMWARD_ACCOUNTING_OBJECT_FILE_H_
 #define MEMWARD_ACCOUNTING_OBJECT_FILE_H_
 
@@ -55,6 +58,7 @@ class ObjectFile {
   // from there to that part's end. Returns -1 otherwise.
   int64_t FileOffsetOf(uintptr_t address, size_t& available) const;
   bool PreadAll(int64_t offset, void* buffer, size_t size) const;
+  bool IsRegularFile() const;
   bool BuildIdMatches() const;
 
   const dl_phdr_info& object_;

@@ -878,6 +878,19 @@ TEST_F(AdminTest, StartRemovesSocketsOfEndedProcesses) {
   }
 }
 
+// A new server that binds a stale socket's path while memwardctl clean
+// checks it keeps its socket, even when it gets the old inode number.
+TEST_F(AdminTest, MemwardctlCleanKeepsReboundSocket) {
+  char directory[] = "/tmp/memwardctl-race-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string output = RunCommand(std::string("/usr/bin/python3 ") +
+                                        MEMWARD_CLEAN_RACE_SCRIPT + " " + MEMWARD_CTL_PATH +
+                                        " " + directory + " 2>&1");
+  EXPECT_NE(output.find("live_socket_kept=yes"), std::string::npos) << output;
+  EXPECT_EQ(output.find("outcome=removed"), std::string::npos) << output;
+  rmdir(directory);
+}
+
 // Any user can create /tmp/memward-<uid> for another uid, or make it a
 // symbolic link. memwardctl run by root must neither list sockets from such
 // a directory nor remove files through it.

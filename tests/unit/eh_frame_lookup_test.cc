@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <string>
@@ -174,17 +175,24 @@ void CopyFile(const std::string& from, const std::string& to) {
   ASSERT_EQ(system(command.c_str()), 0) << command;
 }
 
+// Copies kSmallLibrary to `path` and loads the copy into `*copy`.
+void LoadCopyOfSmallLibrary(const std::string& path, void** copy) {
+  ASSERT_NE(dlopen(kSmallLibrary, RTLD_NOW | RTLD_LOCAL), nullptr) << dlerror();
+  CopyFile(RangesOf("/" + std::string(kSmallLibrary)).name, path);
+  *copy = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(*copy, nullptr) << dlerror();
+}
+
 // A library replaced on disk after it was loaded: its path now names
 // another file, whose bytes at the tables' offsets are not its tables.
 TEST(EhFrameLookup, ReplacedFileIsReadThroughMapping) {
   char directory[] = "/tmp/memward-eh-frame-XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);
   const std::string path = std::string(directory) + "/libcopy.so";
-  ASSERT_NE(dlopen(kSmallLibrary, RTLD_NOW | RTLD_LOCAL), nullptr) << dlerror();
   ASSERT_NE(dlopen(kLargeLibrary, RTLD_NOW | RTLD_LOCAL), nullptr) << dlerror();
-  CopyFile(RangesOf("/" + std::string(kSmallLibrary)).name, path);
-  void* copy = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  ASSERT_NE(copy, nullptr) << dlerror();
+  void* copy = nullptr;
+  LoadCopyOfSmallLibrary(path, &copy);
+  ASSERT_NE(copy, nullptr);
   const ObjectRanges ranges = RangesOf("/libcopy.so");
   ASSERT_NE(ranges.text_begin, 0u);
   const FoundObject before = ObjectContaining(ranges.text_begin);
@@ -216,10 +224,9 @@ TEST(EhFrameLookup, DeletedFileIsReadThroughMapping) {
   char directory[] = "/tmp/memward-eh-frame-XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);
   const std::string path = std::string(directory) + "/libdeleted.so";
-  ASSERT_NE(dlopen(kSmallLibrary, RTLD_NOW | RTLD_LOCAL), nullptr) << dlerror();
-  CopyFile(RangesOf("/" + std::string(kSmallLibrary)).name, path);
-  void* copy = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  ASSERT_NE(copy, nullptr) << dlerror();
+  void* copy = nullptr;
+  LoadCopyOfSmallLibrary(path, &copy);
+  ASSERT_NE(copy, nullptr);
   ASSERT_EQ(unlink(path.c_str()), 0);
   const ObjectRanges ranges = RangesOf("/libdeleted.so");
   const FoundObject object = ObjectContaining(ranges.text_begin);
@@ -238,6 +245,32 @@ TEST(EhFrameLookup, DeletedFileIsReadThroughMapping) {
   }
   EXPECT_GT(cacheable, 100u) << "the mapping's tables were not read";
   dlclose(copy);
+  rmdir(directory);
+}
+
+// A FIFO renamed over a loaded library's path: an open without O_NONBLOCK
+// would wait for a writer, inside malloc and under the loader's lock.
+TEST(EhFrameLookup, FifoAtLibraryPathIsNotRead) {
+  char directory[] = "/tmp/memward-eh-frame-XXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  const std::string path = std::string(directory) + "/libfifo.so";
+  void* copy = nullptr;
+  LoadCopyOfSmallLibrary(path, &copy);
+  ASSERT_NE(copy, nullptr);
+  const ObjectRanges ranges = RangesOf("/libfifo.so");
+  const std::string fifo = path + ".fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  ASSERT_EQ(rename(fifo.c_str(), path.c_str()), 0);
+
+  const FoundObject object = ObjectContaining(ranges.text_begin);
+  ASSERT_TRUE(object.found);
+  EXPECT_FALSE(ObjectFile(object.info, true).reads_file());
+  for (uintptr_t address : AddressesIn(ranges, 100)) {
+    ASSERT_EQ(Lookup(address, TableSource::kFile), Lookup(address, TableSource::kMapping))
+        << "address 0x" << std::hex << address;
+  }
+  dlclose(copy);
+  unlink(path.c_str());
   rmdir(directory);
 }
 
