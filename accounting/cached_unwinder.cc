@@ -1,6 +1,10 @@
 // The walk of the cached unwinder.
 #include "accounting/cached_unwinder.h"
 
+#include <link.h>
+#include <stddef.h>
+#include <time.h>
+
 #include <atomic>
 
 #include "accounting/eh_frame_lookup.h"
@@ -49,6 +53,25 @@ namespace {
 
 // sample_tables_from_file, set before the first sample.
 std::atomic<bool> g_tables_from_file{false};
+
+// CLOCK_MONOTONIC_COARSE time in nanoseconds at which the next loader
+// check is due.
+std::atomic<uint64_t> g_next_loader_check_ns{0};
+
+// The loader's count of unloaded objects, as the first object reports it.
+struct UnloadCount {
+  uint64_t unloads = 0;
+  bool known = false;
+};
+
+int ReadUnloadCount(dl_phdr_info* object, size_t size, void* data) {
+  auto* count = static_cast<UnloadCount*>(data);
+  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(object->dlpi_subs)) {
+    count->unloads = object->dlpi_subs;
+    count->known = true;
+  }
+  return 1;
+}
 
 // Returns the packed rule of `return_address` from the CFI, and caches it.
 // Unsupported rules are cached too, so that later walks through them fall
@@ -138,6 +161,23 @@ MEMWARD_TEXT __attribute__((noinline)) int ResumeCachedWalk(FrameCollector& fram
 
 void SetFrameTablesFromFile(bool from_file) {
   g_tables_from_file.store(from_file, std::memory_order_relaxed);
+}
+
+MEMWARD_TEXT bool ClaimLoaderCheck() {
+  timespec now;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) return false;
+  const uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000 +
+                          static_cast<uint64_t>(now.tv_nsec);
+  uint64_t due = g_next_loader_check_ns.load(std::memory_order_relaxed);
+  if (now_ns < due) return false;
+  return g_next_loader_check_ns.compare_exchange_strong(due, now_ns + kLoaderCheckIntervalNs,
+                                                        std::memory_order_relaxed);
+}
+
+MEMWARD_TEXT void DropFrameRulesIfObjectsUnloaded() {
+  UnloadCount count;
+  dl_iterate_phdr(ReadUnloadCount, &count);
+  if (count.known) DropFrameRulesAfterUnload(count.unloads);
 }
 
 }  // namespace memward::accounting

@@ -55,6 +55,25 @@ struct CachedWalk {
 // storage.
 int WalkCachedFrames(FrameCollector& frames, CachedWalk& walk, RuleMisses misses);
 
+// A capture with the cached unwinder first checks, at most once per this
+// interval in the process, whether the loader has unloaded an object since
+// the last check, and empties the frame rule table if so. An object loaded
+// at an unloaded one's addresses would otherwise be unwound with the old
+// object's rules until the next rule miss. Each check costs one
+// dl_iterate_phdr call that stops at the first object.
+inline constexpr uint64_t kLoaderCheckIntervalNs = 100'000'000;
+
+// Returns true, once per kLoaderCheckIntervalNs in the process, to the
+// thread that is to make the loader check. Takes no lock and makes no
+// system call where clock_gettime runs in the vDSO.
+bool ClaimLoaderCheck();
+
+// Empties the frame rule table if the loader has unloaded an object since
+// the table last saw its count. Takes the loader's lock, so it runs where
+// a rule lookup may: announced to the fork handler, with no memward lock
+// held.
+void DropFrameRulesIfObjectsUnloaded();
+
 // Makes later misses read the unwind tables from the libraries' files
 // (sample_tables_from_file) when `from_file`, or through their mappings.
 // Called at the sampler's set-up, outside malloc.

@@ -110,7 +110,8 @@ bool FrameRulesWereDropped();
 
 // Empties the table when `unloads` (the loader's count of unloaded objects)
 // differs from the count at the last call, since an object loaded later at
-// the same addresses has other rules. Called on a miss, outside the
+// the same addresses has other rules. Called on a miss and by the loader
+// check at the start of a capture (cached_unwinder.h), outside the
 // loader's lock. A walk may still use an old rule that it read before the
 // table was emptied. While an insert is under way the table is left as it
 // is, and a later miss empties it. Inserts made during an emptying are

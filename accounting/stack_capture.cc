@@ -344,6 +344,10 @@ MEMWARD_TEXT uint32_t CaptureStackWith(Unwinder unwinder, uintptr_t* frames, uin
     return FinishCapture(collector, hash);
   }
   if (unwinder == Unwinder::kCached) {
+    if (ClaimLoaderCheck() && AnnounceCapture()) {
+      DropFrameRulesIfObjectsUnloaded();
+      EndAnnouncedCapture();
+    }
     // The walk uses the cached rules alone, taking no lock, until it meets
     // an uncached return address. From there it goes on announced, since
     // its lookups in the CFI take the loader's lock.

@@ -12,12 +12,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "accounting/cached_unwinder.h"
 #include "accounting/cfi_program.h"
 #include "accounting/frame_rule_cache.h"
 #include "accounting/stack_bounds.h"
@@ -74,6 +76,23 @@ memward_test_call_with_bad_rbp:
   ret
   .cfi_endproc
   .size memward_test_call_with_bad_rbp, . - memward_test_call_with_bad_rbp
+)");
+
+// A function whose CFI marks the return address undefined, as a thread's
+// first frame does: a walk that reaches it stops there.
+extern "C" void memward_test_outermost();
+asm(R"(
+  .text
+  .globl memward_test_outermost
+  .type memward_test_outermost, @function
+memward_test_outermost:
+  .cfi_startproc
+  .cfi_undefined rip
+  nop
+  nop
+  ret
+  .cfi_endproc
+  .size memward_test_outermost, . - memward_test_outermost
 )");
 
 namespace memward::testing {
@@ -281,6 +300,61 @@ bool CaptureThroughHelper(Capture& capture) {
   call_through(CaptureIntoArgument, &capture, 5);
   EXPECT_EQ(dlclose(library), 0) << dlerror();
   return true;
+}
+
+using LayoutCall = int (*)(int (*)(void*), void*, uintptr_t);
+
+// Captures with both unwinders through `call`, one of the layout libraries'
+// functions, from one call site, so that the frames above it are the same
+// in every capture.
+[[gnu::noinline]] void CaptureThroughLayout(LayoutCall call, Capture& capture) {
+  const uintptr_t decoy = reinterpret_cast<uintptr_t>(&memward_test_outermost) + 1;
+  call(CaptureIntoArgument, &capture, decoy);
+  asm volatile("" ::: "memory");
+}
+
+// A library loaded at the address of one unloaded before, with another
+// frame rule at the same return address, and no rule miss in between. The
+// old library's rule, still cached, would read the new frame's return
+// address from where the new library keeps a decoy, which stops the walk.
+// The loader check at the start of a capture empties the rule table first.
+// libunwind (1.6.2) keeps the old rule too and stops at the decoy, so the
+// stack is checked against the one through the first library instead.
+TEST_F(CachedUnwinderTest, LibraryAtUnloadedAddressGetsItsOwnRules) {
+  void* first = dlopen(MEMWARD_UNWIND_LAYOUT_A_PATH, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(first, nullptr) << dlerror();
+  auto first_call = reinterpret_cast<LayoutCall>(dlsym(first, "memward_test_layout_call"));
+  ASSERT_NE(first_call, nullptr);
+  // The second capture caches the frames that only a walk without misses
+  // passes, so that the capture through the second library meets none
+  // before that library's frame.
+  Capture through_first;
+  for (int round = 0; round < 2; ++round) CaptureThroughLayout(first_call, through_first);
+  ExpectSameCallers(through_first, 4);
+  ASSERT_EQ(dlclose(first), 0) << dlerror();
+
+  void* second = dlopen(MEMWARD_UNWIND_LAYOUT_B_PATH, RTLD_NOW | RTLD_LOCAL);
+  ASSERT_NE(second, nullptr) << dlerror();
+  auto second_call = reinterpret_cast<LayoutCall>(dlsym(second, "memward_test_layout_call"));
+  ASSERT_NE(second_call, nullptr);
+  if (second_call != first_call) {
+    dlclose(second);
+    GTEST_SKIP() << "the loader placed the second library elsewhere";
+  }
+  std::this_thread::sleep_for(std::chrono::nanoseconds(2 * accounting::kLoaderCheckIntervalNs));
+  Capture through_second;
+  CaptureThroughLayout(second_call, through_second);
+  const uintptr_t decoy = reinterpret_cast<uintptr_t>(&memward_test_outermost) + 1;
+  EXPECT_EQ(std::count(through_second.cached.begin(), through_second.cached.end(), decoy), 0)
+      << "the walk used the unloaded library's rule";
+  // Only the frame in this test's body differs: each capture has its own
+  // call site here.
+  ASSERT_EQ(through_second.cached.size(), through_first.cached.size());
+  for (size_t i = 0; i < through_first.cached.size(); ++i) {
+    if (FunctionOf(through_first.cached[i]).empty()) continue;
+    EXPECT_EQ(through_second.cached[i], through_first.cached[i]) << "frame " << i;
+  }
+  EXPECT_EQ(dlclose(second), 0) << dlerror();
 }
 
 TEST_F(CachedUnwinderTest, DlopenedLibraryMatchesLibunwind) {
