@@ -261,7 +261,8 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
       length += Format(buffer + length, capacity - length, "; did you mean %s?", closest);
     }
     length += Format(buffer + length, capacity - length,
-                     " (`memward-settings --markdown` and the README list every setting)");
+                     " (the README's settings table and `build/bin/memward-settings "
+                     "--markdown` list every setting)");
     return length;
   }
   const SettingSpec& spec = *problem.spec;
