@@ -1,6 +1,7 @@
 // The walk of the cached unwinder.
 #include "accounting/cached_unwinder.h"
 
+#include <errno.h>
 #include <link.h>
 #include <stddef.h>
 #include <time.h>
@@ -165,7 +166,11 @@ void SetFrameTablesFromFile(bool from_file) {
 
 MEMWARD_TEXT bool ClaimLoaderCheck() {
   timespec now;
-  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) return false;
+  const int saved_errno = errno;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &now) != 0) {
+    errno = saved_errno;  // a seccomp filter may make the call fail
+    return false;
+  }
   const uint64_t now_ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000 +
                           static_cast<uint64_t>(now.tv_nsec);
   uint64_t due = g_next_loader_check_ns.load(std::memory_order_relaxed);
