@@ -18,21 +18,23 @@ constexpr char kGnuNoteName[] = "GNU";
 // allowed up to this size, which bounds the stack copy.
 constexpr size_t kMaxBuildIdBytes = 64;
 
-constexpr size_t AlignToWord(size_t size) { return (size + 3) & ~size_t{3}; }
-
-// The build ID in the PT_NOTE segments of `object`, read from memory.
+// A build ID's place in memory and its size.
 struct BuildId {
   uintptr_t address = 0;
   size_t size = 0;
 };
 
-BuildId FindBuildIdInNotes(uintptr_t begin, uintptr_t end) {
+// Returns the build ID among the notes in [begin, end), whose name and
+// description fields are padded to `alignment` (4, or 8 in a PT_NOTE
+// segment aligned to 8, such as .note.gnu.property's).
+BuildId FindBuildIdInNotes(uintptr_t begin, uintptr_t end, size_t alignment) {
+  auto align = [alignment](size_t size) { return (size + alignment - 1) & ~(alignment - 1); };
   while (end - begin >= sizeof(ElfW(Nhdr))) {
     ElfW(Nhdr) header;
     memcpy(&header, reinterpret_cast<const void*>(begin), sizeof(header));
     const uintptr_t name = begin + sizeof(header);
-    const uintptr_t description = name + AlignToWord(header.n_namesz);
-    const uintptr_t next = description + AlignToWord(header.n_descsz);
+    const uintptr_t description = name + align(header.n_namesz);
+    const uintptr_t next = description + align(header.n_descsz);
     if (next > end || next <= begin) return {};
     if (header.n_type == kNoteGnuBuildId && header.n_namesz == sizeof(kGnuNoteName) &&
         memcmp(reinterpret_cast<const void*>(name), kGnuNoteName, sizeof(kGnuNoteName)) == 0) {
@@ -48,7 +50,8 @@ BuildId FindBuildId(const dl_phdr_info& object) {
     const ElfW(Phdr)& segment = object.dlpi_phdr[i];
     if (segment.p_type != PT_NOTE) continue;
     const uintptr_t begin = object.dlpi_addr + segment.p_vaddr;
-    const BuildId id = FindBuildIdInNotes(begin, begin + segment.p_memsz);
+    const size_t alignment = segment.p_align == 8 ? 8 : 4;
+    const BuildId id = FindBuildIdInNotes(begin, begin + segment.p_memsz, alignment);
     if (id.size != 0) return id;
   }
   return {};
