@@ -136,6 +136,9 @@ bool CheckPair(std::string_view pair, std::vector<Change>* changes, AdminRespons
   if (!base::ParseSettingValue(*spec, value.data(), value.size(), &parsed, &error)) {
     base::SettingProblem problem{error, key.data(), key.size(), value.data(), value.size(),
                                  spec, alloc::CurrentSettings().Get(spec->id)};
+    if (spec->kind == base::SettingKind::kText) {
+      problem.kept_text = alloc::CurrentSettings().GetText(spec->id);
+    }
     char message[base::kMaxLogMessage];
     base::FormatSettingProblem(problem, message, sizeof(message));
     std::string text = message;

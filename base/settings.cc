@@ -283,16 +283,13 @@ size_t FormatSettingProblem(const SettingProblem& problem, char* buffer, size_t 
     return Format(buffer, capacity, "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping %s",
                   reason, value, spec.name, DescribeSettingKind(spec), fallback);
   }
-  if (spec.kind == SettingKind::kText && spec.choices != nullptr) {
-    return Format(buffer, capacity,
-                  "MEMWARD_CONF: %s \"%s\" for %s (expected one of %s); keeping the current "
-                  "value",
-                  reason, value, spec.name, spec.choices);
-  }
   if (spec.kind == SettingKind::kText) {
-    return Format(buffer, capacity,
-                  "MEMWARD_CONF: %s \"%s\" for %s (expected %s); keeping the current value",
-                  reason, value, spec.name, DescribeSettingKind(spec));
+    char kept[80] = "the current value";
+    if (problem.kept_text != nullptr) Format(kept, sizeof(kept), "\"%s\"", problem.kept_text);
+    const char* expected = spec.choices != nullptr ? spec.choices : DescribeSettingKind(spec);
+    return Format(buffer, capacity, "MEMWARD_CONF: %s \"%s\" for %s (expected %s%s); keeping %s",
+                  reason, value, spec.name, spec.choices != nullptr ? "one of " : "", expected,
+                  kept);
   }
   return Format(buffer, capacity,
                 "MEMWARD_CONF: %s \"%s\" for %s (expected %s, from %s to %s); keeping %s",
@@ -331,7 +328,12 @@ int ParseSettings(const char* text, Settings* settings, SettingProblemHandler ha
     SettingProblem problem{SettingError::kUnknownKey, key, static_cast<size_t>(key_end - key),
                            value, static_cast<size_t>(value_end - value), nullptr, 0};
     problem.spec = FindSetting(key, problem.key_length);
-    if (problem.spec != nullptr) problem.kept_value = settings->Get(problem.spec->id);
+    if (problem.spec != nullptr) {
+      problem.kept_value = settings->Get(problem.spec->id);
+      if (problem.spec->kind == SettingKind::kText) {
+        problem.kept_text = settings->GetText(problem.spec->id);
+      }
+    }
     int64_t parsed = 0;
     if (problem.spec != nullptr &&
         ParseSettingValue(*problem.spec, value, problem.value_length, &parsed, &problem.error)) {

@@ -308,6 +308,7 @@ struct SettingProblem {
   size_t value_length;
   const SettingSpec* spec;
   int64_t kept_value;  // the value in effect, which the pair leaves unchanged
+  const char* kept_text = nullptr;  // the same for a text setting
 };
 
 using SettingProblemHandler = void (*)(const SettingProblem& problem, void* context);

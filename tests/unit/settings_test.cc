@@ -68,6 +68,7 @@ TEST(Settings, OverlongTextKeepsValue) {
   ASSERT_EQ(messages.size(), 1u);
   EXPECT_NE(messages[0].find("cgroup_root"), std::string::npos) << messages[0];
   EXPECT_NE(messages[0].find("at most 255 bytes"), std::string::npos) << messages[0];
+  EXPECT_NE(messages[0].find("keeping \"/\""), std::string::npos) << messages[0];
   EXPECT_STREQ(settings.GetText(SettingId::kCgroupRoot), "/");
 }
 
@@ -92,6 +93,16 @@ TEST(Settings, ChoiceRejectsOtherValues) {
         << messages[0];
     EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "cached");
   }
+}
+
+// The message names the value kept, which an earlier pair may have set.
+TEST(Settings, RejectedChoiceNamesKeptValue) {
+  Settings settings;
+  std::vector<std::string> messages =
+      ParseAndCollect("sample_unwinder=libunwind,sample_unwinder=bogus", &settings);
+  ASSERT_EQ(messages.size(), 1u);
+  EXPECT_NE(messages[0].find("keeping \"libunwind\""), std::string::npos) << messages[0];
+  EXPECT_STREQ(settings.GetText(SettingId::kSampleUnwinder), "libunwind");
 }
 
 TEST(Settings, ChoiceIgnoresCase) {
