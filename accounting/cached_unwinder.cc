@@ -65,12 +65,11 @@ struct UnloadCount {
   bool known = false;
 };
 
-int ReadUnloadCount(dl_phdr_info* object, size_t size, void* data) {
+// dl_iterate_phdr's callback for the loader check: reads the count from
+// the first object and stops.
+int ReadUnloadCountOfFirst(dl_phdr_info* object, size_t size, void* data) {
   auto* count = static_cast<UnloadCount*>(data);
-  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(object->dlpi_subs)) {
-    count->unloads = object->dlpi_subs;
-    count->known = true;
-  }
+  count->known = ReadUnloadCount(*object, size, count->unloads);
   return 1;
 }
 
@@ -181,7 +180,7 @@ MEMWARD_TEXT bool ClaimLoaderCheck() {
 
 MEMWARD_TEXT void DropFrameRulesIfObjectsUnloaded() {
   UnloadCount count;
-  dl_iterate_phdr(ReadUnloadCount, &count);
+  dl_iterate_phdr(ReadUnloadCountOfFirst, &count);
   if (count.known) DropFrameRulesAfterUnload(count.unloads);
 }
 

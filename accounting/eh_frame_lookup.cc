@@ -4,10 +4,10 @@
 // With sample_tables_from_file the tables are read from the object's file
 // (accounting/object_file.h), so that the file pages around each read do
 // not join the host's RSS. Dropping mapped pages after each lookup with
-// MADV_DONTNEED instead was tried and undone: it discards a program's own
-// writes to a read-only segment (a vtable patched after mprotect, a
-// debugger's write) and zeroes a segment that the program moved to
-// anonymous memory.
+// MADV_DONTNEED instead was tried and undone. It discards a program's own
+// writes to a read-only segment, such as a vtable patched after mprotect
+// or a debugger's write. It also zeroes a segment that the program moved
+// to anonymous memory.
 #include "accounting/eh_frame_lookup.h"
 
 #include <elf.h>
@@ -58,8 +58,8 @@ bool ParseAugmentation(DwarfReader& in, const char* augmentation, CieInfo& info)
 // Each CIE and FDE is read from the file with one pread of up to this many
 // bytes into a stack buffer, and a longer entry is parsed in place in the
 // mapping. The largest FDE of Debian 12's libc is 196 bytes, of libcrypto
-// 340 and of libssl 496; 4 of libstdc++'s 4,869 FDEs are longer than 512
-// (760 at most). Their CIEs take 20 to 32 bytes.
+// 340 and of libssl 496. Only 4 of libstdc++'s 4,869 FDEs are longer than
+// 512 (760 at most). Their CIEs take 20 to 32 bytes.
 constexpr size_t kFdeBufferBytes = 512;
 constexpr size_t kCieBufferBytes = 128;
 
@@ -218,10 +218,7 @@ struct Search {
 // from being unloaded.
 int SearchObject(dl_phdr_info* object, size_t size, void* data) {
   auto* search = static_cast<Search*>(data);
-  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(object->dlpi_subs)) {
-    search->unloads = object->dlpi_subs;
-    search->unloads_known = true;
-  }
+  if (ReadUnloadCount(*object, size, search->unloads)) search->unloads_known = true;
   const ElfW(Phdr)* eh_frame_header = nullptr;
   bool contains = false;
   for (ElfW(Half) i = 0; i < object->dlpi_phnum; ++i) {

@@ -4,11 +4,23 @@
 #ifndef MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
 #define MEMWARD_ACCOUNTING_EH_FRAME_LOOKUP_H_
 
+#include <link.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "accounting/frame_rule.h"
 
 namespace memward::accounting {
+
+// Sets `unloads` to the loader's count of unloaded objects (dlpi_subs), as
+// a dl_iterate_phdr callback receives it with `object` and `size`. Returns
+// false, and leaves `unloads` unchanged, when the loader's dl_phdr_info
+// does not contain the count.
+inline bool ReadUnloadCount(const dl_phdr_info& object, size_t size, uint64_t& unloads) {
+  if (size < offsetof(dl_phdr_info, dlpi_subs) + sizeof(object.dlpi_subs)) return false;
+  unloads = object.dlpi_subs;
+  return true;
+}
 
 // Returns the rule of the frame whose return address is `return_address`.
 // The lookup is at return_address - 1, so that a call at the end of a

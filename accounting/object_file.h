@@ -10,10 +10,10 @@
 //
 // The file is used only when it is a regular file and its GNU build ID
 // (NT_GNU_BUILD_ID) equals the one in memory. Otherwise the object is read
-// through its mapping: a library replaced on disk after it was loaded, a
-// deleted one, a path that a mount namespace or chroot now resolves
-// elsewhere, a file without a build ID, and an object without an absolute
-// path (the vDSO). A read that fails falls back to the mapping too, so a
+// through its mapping. That covers a library replaced on disk after it was
+// loaded, a deleted one, and a path that a mount namespace or chroot now
+// resolves elsewhere. It also covers a file without a build ID and an
+// object without an absolute path (the vDSO). A read that fails falls back to the mapping too, so a
 // caller sees the mapped bytes either way.
 //
 // Used inside malloc: no heap memory, and errno is kept. Each lookup opens

@@ -681,7 +681,8 @@ TEST_F(AdminTest, MemwardctlExplainsErrors) {
   const std::string stale = std::string(directory) + "/1.sock";
   MakeStaleSocket(stale);
   DateHourBack(stale);
-  // A refusing socket bound just now, as a server's between bind and listen.
+  // A socket bound just now that refuses connections, as a server's
+  // between its bind and its listen.
   const std::string young = std::string(directory) + "/2.sock";
   MakeStaleSocket(young);
   std::string output = RunCommand(ctl + " --socket " + stale + " stats 2>&1");

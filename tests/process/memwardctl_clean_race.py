@@ -46,11 +46,11 @@ def main():
 
     ctl.refuses_connections = test_then_rebind
     outcome = ctl.remove_if_stale(path)
-    kept = os.path.exists(path)
-    print("outcome=%s live_socket_kept=%s" % (outcome, "yes" if kept else "no"))
+    live_socket_exists = os.path.exists(path)
+    print("outcome=%s live_socket_kept=%s" % (outcome, "yes" if live_socket_exists else "no"))
     for server in servers:
         server.close()
-    if kept:
+    if live_socket_exists:
         os.unlink(path)
 
 
